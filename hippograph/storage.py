@@ -1,0 +1,270 @@
+"""On-disk index directory: manifest, generations, atomic commit, writer lock, checksums.
+
+Layout::
+
+    index/
+      manifest.json        format, version, generation dir, config, counts, checksums
+      gen-000001/          one immutable generation: meta.sqlite, graph/, vectors/, lexical/, embedder/
+      .lock                writer lock (fcntl)
+
+A write builds a complete new generation directory next to the current one, fsyncs it,
+then atomically replaces ``manifest.json`` to point at it. Readers only ever follow the
+manifest, so they see the old or the new state, never a mix. A directory without a
+manifest (e.g. a build killed before its commit) is reported as an incomplete index.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "hippograph-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+GEN_PREFIX = "gen-"
+TMP_PREFIX = ".tmp-gen-"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file, fsync, rename over `path`, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclass
+class Manifest:
+    """The index's table of contents; `generation` names the live generation directory."""
+
+    generation: str
+    config: dict[str, Any]
+    counts: dict[str, int] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    embedder: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    updated: str = ""
+    hippograph_version: str = ""
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> "Manifest":
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise IndexCorruptError(f"{path}: not a hippograph manifest (foreign directory?)")
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise IndexCorruptError(f"{path}: manifest has no valid format_version")
+        if version > FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{path}: index format version {version} is newer than this hippograph supports "
+                f"({FORMAT_VERSION}); upgrade hippograph"
+            )
+        known = set(cls.__dataclass_fields__)
+        missing = {"generation", "config"} - set(data)
+        if missing:
+            raise IndexCorruptError(f"{path}: manifest lacks {', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class IndexDir:
+    """Access to an index directory: read the manifest, open generations, commit new ones."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ---- reading ----------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read_manifest(self) -> Manifest:
+        """Load and validate the manifest; clear errors for missing / foreign / corrupt dirs."""
+        if not self.root.exists():
+            raise IndexNotFoundError(f"{self.root}: no such index directory")
+        if not self.root.is_dir():
+            raise IndexNotFoundError(f"{self.root}: not a directory")
+        if not self.manifest_path.is_file():
+            if any(p.name.startswith((GEN_PREFIX, TMP_PREFIX)) for p in self.root.iterdir()):
+                raise IndexCorruptError(
+                    f"{self.root}: incomplete index (no {MANIFEST}; a build was interrupted). "
+                    "Rebuild it with `hippograph index ... --index DIR --overwrite`."
+                )
+            raise IndexNotFoundError(f"{self.root}: not a hippograph index (no {MANIFEST})")
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexCorruptError(f"{self.manifest_path}: unreadable manifest ({exc})") from exc
+        manifest = Manifest.from_dict(data, self.manifest_path)
+        gen = self.root / manifest.generation
+        if "/" in manifest.generation or not manifest.generation.startswith(GEN_PREFIX) or not gen.is_dir():
+            raise IndexCorruptError(f"{self.root}: manifest points at missing generation {manifest.generation!r}")
+        return manifest
+
+    def generation_path(self, manifest: Manifest) -> Path:
+        return self.root / manifest.generation
+
+    def verify(self, manifest: Manifest | None = None) -> list[str]:
+        """Re-hash every file named in the manifest; return a list of problems (empty = healthy)."""
+        manifest = manifest or self.read_manifest()
+        gen = self.generation_path(manifest)
+        problems: list[str] = []
+        for rel, expected in sorted(manifest.checksums.items()):
+            path = gen / rel
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+                continue
+            actual = sha256_file(path)
+            if actual != expected:
+                problems.append(f"{path}: checksum mismatch (expected {expected[:12]}…, found {actual[:12]}…)")
+        listed = set(manifest.checksums)
+        for path in sorted(gen.rglob("*")):
+            if path.is_file() and str(path.relative_to(gen)) not in listed:
+                problems.append(f"{path}: file not listed in the manifest")
+        return problems
+
+    # ---- writing ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Exclusive, non-blocking writer lock; a second writer gets IndexLockedError."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock_path = self.root / LOCK
+        fh = open(lock_path, "a+")
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    fh.seek(0)
+                    holder = fh.read().strip() or "unknown"
+                    raise IndexLockedError(
+                        f"{self.root}: another process (pid {holder}) is writing to this index; try again later"
+                    ) from exc
+                raise
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fh.close()
+
+    def new_generation(self) -> Path:
+        """Create an empty temporary generation directory to be filled and then committed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        n = 1
+        for p in self.root.iterdir():
+            for prefix in (GEN_PREFIX, TMP_PREFIX):
+                if p.name.startswith(prefix) and p.name[len(prefix):].isdigit():
+                    n = max(n, int(p.name[len(prefix):]) + 1)
+        tmp = self.root / f"{TMP_PREFIX}{n:06d}"
+        tmp.mkdir()
+        return tmp
+
+    def commit(self, tmp_gen: Path, manifest: Manifest) -> Manifest:
+        """Checksum + fsync the generation, rename it live, switch the manifest atomically."""
+        final_name = GEN_PREFIX + tmp_gen.name[len(TMP_PREFIX):]
+        checksums: dict[str, str] = {}
+        for path in sorted(tmp_gen.rglob("*")):
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+                checksums[str(path.relative_to(tmp_gen))] = sha256_file(path)
+        for d in sorted({p.parent for p in tmp_gen.rglob("*")} | {tmp_gen}):
+            _fsync_dir(d)
+        final = self.root / final_name
+        os.replace(tmp_gen, final)
+        _fsync_dir(self.root)
+        manifest.generation = final_name
+        manifest.checksums = checksums
+        manifest.updated = _now()
+        manifest.created = manifest.created or manifest.updated
+        from . import __version__
+
+        manifest.hippograph_version = __version__
+        write_json_atomic(self.manifest_path, manifest.to_dict())
+        self.collect_garbage(keep=final_name)
+        return manifest
+
+    def collect_garbage(self, keep: str) -> None:
+        """Remove abandoned temp generations and generations older than the previous one.
+
+        The previous generation is kept so readers that opened it a moment ago can finish.
+        """
+        gens = sorted(p for p in self.root.iterdir() if p.name.startswith(GEN_PREFIX) and p.is_dir())
+        live = [p for p in gens if p.name <= keep]
+        stale = live[:-2] + [p for p in gens if p.name > keep]
+        stale += [p for p in self.root.iterdir() if p.name.startswith(TMP_PREFIX)]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open meta.sqlite; read-only connections use `immutable=1` (generations never change)."""
+    if readonly:
+        if not path.is_file():
+            raise IndexCorruptError(f"{path}: missing metadata database")
+        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def checkpoint_and_close(conn: sqlite3.Connection) -> None:
+    """Fold the WAL into the main file so a committed generation is a single self-contained file."""
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()

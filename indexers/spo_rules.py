@@ -1,0 +1,330 @@
+"""Dependency-parse rules that turn one spaCy sentence into subject–predicate–object triples.
+
+Pure functions over a parsed `Span` (no model loading, no I/O), so they run wherever the
+parsed Doc is. Conventions (DESIGN.md §3.1, documented in docs/ by the lead):
+
+* Arguments are phrases: the named-entity span covering the head token if there is one
+  (unless the entity swallowed a coordination), else the head plus its left name
+  modifiers (compound/amod/nummod/nmod/quantmod), extended over " - " hyphen joins and,
+  for proper nouns, over "of <Proper noun>" ("Journal of Mathematical Physics").
+  Determiners and possessors are never part of an argument.
+* Predicate = verb lemma (+ particle) (+ preposition for prep→pobj), "not " prefixed when
+  negated. Copula "be" is written "is".
+* Passive voice keeps the surface direction, like HippoRAG's GPT-3.5 OpenIE:
+  "C was founded by A" → (C, founded by, A); the predicate is the participle, not the lemma.
+* Noun objects with a prepositional modifier add one more triple that folds the noun
+  into the predicate: "X is the capital of France" → (X, is, capital) + (X, is capital of, France).
+* Apposition: "X, the Y of Z" → (X, is, Y) + (X, is Y of, Z); a proper-noun appositive
+  of a common noun becomes the subject ("the president, Obama" → (Obama, is, president)).
+* Possessive: "Z's Y X" → (Z, has Y, X); bare "Z's Y" → (Z, has, Y).
+* relcl/acl: the modified noun fills the relative pronoun's role (subject or object);
+  a past-participle acl is passive ("a journal published by W" → (journal, published by, W)).
+* Coordination fans out on subjects, objects and verbs; xcomp chains fold into the
+  predicate ("X began to play Y" → (X, begin to play, Y)).
+* Personal pronouns (he/she/it/they/his/its/…) resolve to the passage title when one is
+  given; other pronouns (who/which/this/…) never become arguments.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+from spacy.tokens import Span, Token
+
+from hippograph.text import normalize_entity
+
+Lemmatize = Callable[[Token], str]
+RawTriple = tuple[str, str, str]
+
+NAME_MODIFIERS = frozenset({"compound", "amod", "nummod", "nmod", "quantmod"})
+SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
+OBJECT_DEPS = frozenset({"dobj", "attr", "oprd", "dative"})
+PREP_DEPS = frozenset({"prep", "agent"})
+HYPHENS = frozenset({"-", "–"})
+PERSONAL_PRONOUNS = frozenset(
+    {"he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "hers", "theirs"}
+)
+NOUN_POS = frozenset({"NOUN", "PROPN", "NUM", "PRON", "X", "ADJ"})
+BAD_ENTITY_LABELS_FOR_CONJ = frozenset({"CCONJ"})
+_ARG_STOP = frozenset(
+    {
+        "who", "whom", "whose", "which", "that", "this", "these", "those", "what", "there",
+        "here", "i", "me", "we", "us", "you", "one", "ones", "itself", "himself", "herself",
+        "themselves", "something", "anything", "nothing", "everything", "someone", "anyone",
+        "all", "both", "each", "some", "many", "most", "other", "others", "such", "none",
+        "he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "hers",
+    }
+)
+
+
+def entity_spans(doc_ents: Iterable[Span]) -> dict[int, Span]:
+    """Map token index → named-entity span, for O(1) lookups while walking a sentence."""
+    index: dict[int, Span] = {}
+    for ent in doc_ents:
+        for i in range(ent.start, ent.end):
+            index[i] = ent
+    return index
+
+
+class SentenceRules:
+    """Extracts triples from one parsed sentence; holds the per-passage context."""
+
+    def __init__(self, ents: dict[int, Span], lemmatize: Lemmatize, title: str = "") -> None:
+        self.ents = ents
+        self.lemmatize = lemmatize
+        self.title = normalize_entity(title) if title else ""
+
+    # ------------------------------------------------------------------ phrases
+    def phrase_span(self, tok: Token) -> Span:
+        """The argument span for a head token (see module docstring)."""
+        doc = tok.doc
+        ent = self.ents.get(tok.i)
+        if ent is not None and not any(t.pos_ == "CCONJ" for t in ent):
+            start, end = ent.start, ent.end
+        else:
+            start = tok.i
+            for child in tok.lefts:
+                if child.dep_ in NAME_MODIFIERS:
+                    start = min(start, child.left_edge.i)
+            end = tok.i + 1
+            # "Journal of Mathematical Physics": proper noun + of + proper noun
+            if tok.pos_ == "PROPN":
+                for child in tok.rights:
+                    if child.dep_ == "prep" and child.lower_ == "of" and child.i == end:
+                        pobjs = [c for c in child.children if c.dep_ == "pobj" and c.pos_ == "PROPN"]
+                        if pobjs and not any(c.dep_ in ("cc", "conj") for c in pobjs[0].children):
+                            end = self.phrase_span(pobjs[0]).end
+                        break
+        # skip leading determiners/possessors that a modifier subtree may have pulled in
+        while start < end - 1 and doc[start].dep_ in ("det", "poss", "case", "predet", "punct"):
+            start += 1
+        # " - " joins (the corpus tokenises "Person - centered therapy")
+        sent_start = tok.sent.start
+        while start - 2 >= sent_start and doc[start - 1].text in HYPHENS and not doc[start - 2].is_punct:
+            start -= 2
+            left = doc[start]
+            for child in left.lefts:
+                if child.dep_ in NAME_MODIFIERS:
+                    start = min(start, child.left_edge.i)
+        return doc[start:end]
+
+    def argument(self, tok: Token) -> str:
+        """Normalised argument text for a head token, '' when it is not a usable argument."""
+        if tok.pos_ == "PRON" or tok.lower_ in _ARG_STOP:
+            if tok.lower_ in PERSONAL_PRONOUNS and self.title:
+                return self.title
+            return ""
+        text = normalize_entity(self.phrase_span(tok).text)
+        if not text or text in _ARG_STOP:
+            return ""
+        return text
+
+    # ------------------------------------------------------------ coordination
+    @staticmethod
+    def fan_out(tok: Token) -> list[Token]:
+        """A token and its conjuncts ("A, B and C" → [A, B, C])."""
+        out = [tok]
+        stack = [tok]
+        while stack:
+            cur = stack.pop()
+            for child in cur.children:
+                if child.dep_ == "conj" and child.pos_ not in ("VERB", "AUX"):
+                    out.append(child)
+                    stack.append(child)
+        return out
+
+    @staticmethod
+    def hyphen_tail(tokens: list[Token]) -> list[Token]:
+        """Drop the first parts of hyphen chains parsed as sibling heads ("co - founder")."""
+        keep = []
+        idx = {t.i for t in tokens}
+        for t in tokens:
+            if t.text in HYPHENS:
+                continue
+            nxt = t.i + 2
+            if nxt in idx and t.nbor(1).text in HYPHENS:
+                continue
+            keep.append(t)
+        return keep
+
+    # ------------------------------------------------------------- predicates
+    @staticmethod
+    def is_passive(verb: Token) -> bool:
+        if any(c.dep_ in ("auxpass", "nsubjpass") for c in verb.children):
+            return True
+        return verb.dep_ == "acl" and verb.tag_ == "VBN"
+
+    def predicate(self, verb: Token, passive: bool) -> str:
+        """Verb lemma (participle when passive) + particle, 'not ' when negated; be → is."""
+        if passive:
+            base = verb.lower_
+        else:
+            base = self.lemmatize(verb).lower()
+            if base == "be":
+                base = "is"
+        parts = [base]
+        for child in verb.children:
+            if child.dep_ == "prt":
+                parts.append(child.lower_)
+        pred = " ".join(parts)
+        if any(c.dep_ == "neg" for c in verb.children):
+            pred = "not " + pred
+        return pred
+
+    # ------------------------------------------------------------------- walk
+    def triples(self, sent: Span) -> list[RawTriple]:
+        """All triples of one sentence (may contain duplicates; the caller dedupes)."""
+        out: list[RawTriple] = []
+        handled_xcomp: set[int] = set()
+        for tok in sent:
+            if tok.pos_ in ("VERB", "AUX") and tok.dep_ not in ("aux", "auxpass"):
+                if tok.i in handled_xcomp:
+                    continue
+                subjects = self.subjects(tok)
+                if subjects:
+                    out.extend(self.verb_triples(tok, subjects, "", handled_xcomp))
+            if tok.dep_ == "appos":
+                out.extend(self.appos_triples(tok))
+            if tok.dep_ == "poss":
+                out.extend(self.poss_triples(tok))
+        return out
+
+    def subjects(self, verb: Token) -> list[str]:
+        """Subject arguments of a verb: explicit, relative-clause head, or inherited."""
+        explicit = [c for c in verb.children if c.dep_ in SUBJECT_DEPS]
+        if explicit:
+            args: list[str] = []
+            for subj in explicit:
+                if verb.dep_ in ("relcl", "acl") and subj.tag_ in ("WP", "WDT") or (
+                    verb.dep_ == "relcl" and subj.lower_ == "that"
+                ):
+                    subj_tokens = self.fan_out(verb.head)
+                else:
+                    subj_tokens = self.fan_out(subj)
+                args.extend(a for a in map(self.argument, subj_tokens) if a)
+            return args
+        head = verb.head
+        if verb.dep_ in ("relcl", "acl") and head.pos_ in NOUN_POS:
+            # relcl with an object relative pronoun has an explicit subject (handled above)
+            return [a for a in map(self.argument, self.fan_out(head)) if a]
+        if verb.dep_ == "conj" and head.pos_ in ("VERB", "AUX") and head is not verb:
+            return self.subjects(head)
+        if verb.dep_ == "advcl" and verb.tag_ in ("VBG", "VBN") and head.pos_ in ("VERB", "AUX"):
+            return self.subjects(head)
+        return []
+
+    def verb_triples(
+        self, verb: Token, subjects: list[str], prefix: str, handled_xcomp: set[int]
+    ) -> list[RawTriple]:
+        passive = self.is_passive(verb)
+        pred = prefix + self.predicate(verb, passive)
+        out: list[RawTriple] = []
+        has_dobj = any(c.dep_ == "dobj" for c in verb.children)
+        for child in verb.children:
+            dep = child.dep_
+            if dep in OBJECT_DEPS:
+                p = pred + " to" if dep == "dative" and has_dobj else pred
+                for obj in self.fan_out(child):
+                    if verb.dep_ == "relcl" and obj.tag_ in ("WDT", "WP") or (
+                        verb.dep_ == "relcl" and obj.lower_ == "that"
+                    ):
+                        objs = self.fan_out(verb.head)
+                    else:
+                        objs = [obj]
+                    for o in objs:
+                        out.extend(self._emit(subjects, p, o))
+            elif dep in PREP_DEPS:
+                prep = "by" if dep == "agent" else child.lower_
+                out.extend(self._prep_triples(subjects, pred + " " + prep, child))
+            elif dep == "acomp":
+                for pp in child.children:
+                    if pp.dep_ == "prep":
+                        out.extend(self._prep_triples(subjects, f"{pred} {child.lower_} {pp.lower_}", pp))
+            elif dep == "xcomp" and child.pos_ in ("VERB", "AUX"):
+                handled_xcomp.add(child.i)
+                to = " to " if any(c.dep_ == "aux" and c.lower_ == "to" for c in child.children) else " "
+                out.extend(self.verb_triples(child, subjects, pred + to, handled_xcomp))
+        return out
+
+    def _prep_triples(self, subjects: list[str], pred: str, prep: Token) -> list[RawTriple]:
+        out: list[RawTriple] = []
+        for pobj in prep.children:
+            if pobj.dep_ != "pobj":
+                continue
+            for o in self.fan_out(pobj):
+                out.extend(self._emit(subjects, pred, o, fold=True))
+        return out
+
+    def _emit(self, subjects: list[str], pred: str, obj_tok: Token, fold: bool = True) -> Iterator[RawTriple]:
+        """(s, pred, obj) for every subject, plus the noun-prep fold (s, pred obj prep, pobj)."""
+        obj = self.argument(obj_tok)
+        if obj:
+            for s in subjects:
+                yield (s, pred, obj)
+        if not fold or obj_tok.pos_ not in ("NOUN",) or self.ents.get(obj_tok.i) is not None:
+            return
+        for pp in obj_tok.children:
+            if pp.dep_ != "prep":
+                continue
+            folded = f"{pred} {obj_tok.lower_} {pp.lower_}"
+            for pobj in pp.children:
+                if pobj.dep_ != "pobj":
+                    continue
+                for o in self.fan_out(pobj):
+                    arg = self.argument(o)
+                    if arg:
+                        for s in subjects:
+                            yield (s, folded, arg)
+
+    # ------------------------------------------------------- noun-level rules
+    def appos_triples(self, appos: Token) -> list[RawTriple]:
+        """'X, the Y of Z' → (X, is, Y) + (X, is Y of, Z)."""
+        if appos.i + 2 < appos.sent.end and appos.nbor(1).text in HYPHENS and appos.nbor(2).dep_ == "appos":
+            return []  # first part of "co - founder"; the last part carries the phrase
+        if appos.text in HYPHENS:
+            return []
+        head = appos.head
+        x_tok, y_tok = head, appos
+        if head.pos_ == "NOUN" and appos.pos_ == "PROPN":
+            x_tok, y_tok = appos, head
+        x = self.argument(x_tok)
+        if not x:
+            return []
+        out: list[RawTriple] = []
+        y = self.argument(y_tok)
+        if y and y != x:
+            out.append((x, "is", y))
+        if y_tok.pos_ == "NOUN" and self.ents.get(y_tok.i) is None:
+            for pp in y_tok.children:
+                if pp.dep_ != "prep":
+                    continue
+                for pobj in pp.children:
+                    if pobj.dep_ == "pobj":
+                        for o in self.fan_out(pobj):
+                            arg = self.argument(o)
+                            if arg and y:
+                                out.append((x, f"is {y} {pp.lower_}", arg))
+        return out
+
+    def poss_triples(self, poss: Token) -> list[RawTriple]:
+        """'Z's Y X' → (Z, has Y, X); 'Z's Y' → (Z, has, Y)."""
+        z = self.argument(poss)
+        head = poss.head
+        if not z or head.pos_ not in ("NOUN", "PROPN"):
+            return []
+        for child in head.children:
+            if child.dep_ == "appos" and child.pos_ == "PROPN":
+                x = self.argument(child)
+                if x:
+                    return [(z, f"has {normalize_entity(self.phrase_span(head).text)}", x)]
+        ent = self.ents.get(head.i)
+        if ent is not None and ent.start > poss.i + 1:
+            between = [t for t in head.doc[poss.i + 1 : ent.start] if t.pos_ == "NOUN"]
+            if between:
+                role = normalize_entity(" ".join(t.text for t in between))
+                x = normalize_entity(ent.text)
+                if role and x:
+                    return [(z, f"has {role}", x)]
+        y = self.argument(head)
+        if y and y != z:
+            return [(z, "has", y)]
+        return []

@@ -1,0 +1,319 @@
+"""Online retrieval: candidates per granularity → entropy router → seeds → PPR → fused passage ranking.
+
+One `Retriever` wraps an `IndexSnapshot` plus the query-side models (embedder, entity
+mention extractor). `search` works on a batch of queries: embeddings, vector searches
+and PPR run as blocks; the per-query work is sparse-vector arithmetic.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from hippograph.config import Config
+from hippograph.snapshot import IndexSnapshot
+from hippograph.text import normalize_entity
+
+from .fusion import minmax
+from .ppr import PPR
+from .router import RouterResult, route
+
+logger = logging.getLogger(__name__)
+
+MODES = ("hybrid", "ppr", "dense", "bm25")
+ROUTED = ("passages", "sentences", "facts", "entities")
+
+
+@dataclass
+class Seed:
+    """A PPR seed entity and why it was chosen."""
+
+    entity: int
+    weight: float
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QueryResult:
+    """Ranked passage rows and the intermediate signals needed to explain them."""
+
+    ranking: np.ndarray
+    scores: np.ndarray
+    dense: np.ndarray
+    bm25: np.ndarray
+    routed: np.ndarray
+    ppr: np.ndarray | None
+    router: RouterResult | None
+    seeds: list[Seed]
+    fact_scores: dict[int, float]
+    mode: str
+    fallback: str | None = None
+    ppr_entities: np.ndarray | None = None
+
+
+def _topk(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (stable for ties)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]
+
+
+class Retriever:
+    """Query-time engine over one index snapshot."""
+
+    def __init__(
+        self,
+        snapshot: IndexSnapshot,
+        embed: Callable[[Sequence[str]], np.ndarray],
+        mentions: Callable[[str], list[str]] | None,
+        config: Config,
+    ):
+        self.snap = snapshot
+        self.embed = embed
+        self.mentions = mentions
+        self.config = config
+        self._ppr_cache: dict[tuple[bool, float], PPR] = {}
+
+    # ---- building blocks -----------------------------------------------------------------
+    def _ppr(self, cfg: Config) -> PPR:
+        key = (cfg.use_synonymy, cfg.damping)
+        if key not in self._ppr_cache:
+            self._ppr_cache[key] = PPR(
+                self.snap.graph(synonymy=cfg.use_synonymy), damping=cfg.damping, tol=cfg.ppr_tol, max_iter=cfg.ppr_max_iter
+            )
+        ppr = self._ppr_cache[key]
+        ppr.tol, ppr.max_iter = cfg.ppr_tol, cfg.ppr_max_iter
+        return ppr
+
+    def _vector_search(self, gran: str, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self.snap.vector_index(gran)
+        if index is None or len(index) == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        return index.search(q, min(k, len(index)))
+
+    def _unit_to_passage_scores(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Max-reduce candidate unit scores onto passages."""
+        n = self.snap.n_passages
+        out = np.zeros(n)
+        valid = ids >= 0
+        ids, scores = ids[valid], scores[valid]
+        if len(ids) == 0:
+            return out
+        if gran == "passages":
+            np.maximum.at(out, ids, scores)
+            return out
+        mapping = {
+            "sentences": self.snap.sentence_passages,
+            "facts": self.snap.fact_passages,
+            "entities": self.snap.entity_passages,
+        }[gran]
+        sub = mapping[ids].tocoo()
+        np.maximum.at(out, sub.col, scores[sub.row])
+        return out
+
+    # ---- main entry -------------------------------------------------------------------------
+    def search(self, queries: Sequence[str], cfg: Config, mode: str) -> list[QueryResult]:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        snap = self.snap
+        n = snap.n_passages
+        if n == 0:
+            return [QueryResult(np.zeros(0, np.int64), np.zeros(0), *(np.zeros(0),) * 3, None, None, [], {}, mode)
+                    for _ in queries]
+        M = cfg.candidates_per_granularity
+        bm25_all = self._bm25_scores(queries) if mode in ("hybrid", "ppr", "bm25") else [np.zeros(n)] * len(queries)
+        if mode == "bm25":
+            return [self._final(bm, np.zeros(n), np.zeros(n), bm, None, None, [], {}, mode) for bm in bm25_all]
+
+        qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
+        grans = ROUTED if mode != "dense" else ("passages",)
+        cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts)) for g in grans}
+
+        results: list[QueryResult] = []
+        resets: list[np.ndarray] = []
+        pending: list[dict[str, Any]] = []
+        for qi, query in enumerate(queries):
+            dense = self._unit_to_passage_scores("passages", cands["passages"][1][qi], cands["passages"][0][qi])
+            if mode == "dense":
+                results.append(self._final(dense, dense, np.zeros(n), dense, None, None, [], {}, mode))
+                continue
+            bm = bm25_all[qi]
+            router = self._route(cands, qi, bm, cfg)
+            routed = self._routed_passage_scores(cands, qi, bm, router)
+            seeds, fact_scores = self._seeds(query, cands, qi, router, cfg)
+            use_ppr = mode == "ppr" or cfg.use_ppr
+            item = dict(qi=qi, dense=dense, bm=bm, router=router, routed=routed, seeds=seeds, fact_scores=fact_scores)
+            if use_ppr and (seeds or routed.any()):
+                reset = np.zeros(snap.n_entities + n)
+                for s in seeds:
+                    reset[s.entity] += s.weight
+                if cfg.use_passage_priors or not seeds:
+                    prior = minmax(routed) if routed.any() else routed
+                    reset[snap.n_entities:] += prior * (cfg.passage_node_weight if seeds else 1.0)
+                item["reset_col"] = len(resets)
+                resets.append(reset)
+            pending.append(item)
+            results.append(None)  # type: ignore[arg-type]
+
+        ppr_block = None
+        if resets:
+            ppr_block = self._ppr(cfg).run(np.stack(resets, axis=1))
+        for item in pending:
+            qi = item["qi"]
+            ppr_scores = ppr_entities = None
+            fallback = None
+            if "reset_col" in item:
+                ppr_scores = ppr_block[snap.n_entities:, item["reset_col"]]
+                ppr_entities = ppr_block[: snap.n_entities, item["reset_col"]]
+            elif mode == "ppr" or cfg.use_ppr:
+                fallback = "no seeds and no dense/BM25 evidence: PPR skipped"
+            final = self._fuse(item["routed"], ppr_scores, mode, cfg)
+            results[qi] = self._final(
+                final, item["dense"], item["bm"], item["routed"], ppr_scores, item["router"], item["seeds"],
+                item["fact_scores"], mode, fallback,
+            )
+            results[qi].ppr_entities = ppr_entities
+        return results
+
+    # ---- stages ------------------------------------------------------------------------------
+    def _bm25_scores(self, queries: Sequence[str]) -> list[np.ndarray]:
+        bm25 = self.snap.bm25
+        if bm25 is None:
+            return [np.zeros(self.snap.n_passages) for _ in queries]
+        return [np.asarray(bm25.scores(q), dtype=np.float64) for q in queries]
+
+    def _route(self, cands: dict, qi: int, bm: np.ndarray, cfg: Config) -> RouterResult:
+        M = cfg.candidates_per_granularity
+        views: dict[str, np.ndarray] = {}
+        for g in ROUTED:
+            scores, ids = cands[g][0][qi], cands[g][1][qi]
+            views[g] = minmax(scores[ids >= 0][:M].astype(np.float64)) if len(ids) else np.zeros(0)
+        top_bm = bm[_topk(bm, M)]
+        views["bm25"] = minmax(top_bm[top_bm > 0]) if (top_bm > 0).any() else np.zeros(0)
+        fixed = (cfg.fixed_weights or {g: 1.0 for g in views}) if not cfg.router else None
+        return route(views, temperature=cfg.router_temperature, fixed_weights=fixed)
+
+    def _routed_passage_scores(self, cands: dict, qi: int, bm: np.ndarray, router: RouterResult) -> np.ndarray:
+        """Σ_g w_g · minmax(passage-mapped scores of g); entities act through seeds, not here."""
+        n = self.snap.n_passages
+        total = np.zeros(n)
+        for g in ("passages", "sentences", "facts"):
+            w = router.weights.get(g, 0.0)
+            if w <= 0:
+                continue
+            mapped = self._unit_to_passage_scores(g, cands[g][1][qi], cands[g][0][qi])
+            total += w * minmax(mapped)
+        w = router.weights.get("bm25", 0.0)
+        if w > 0 and bm.any():
+            total += w * minmax(bm)
+        return total
+
+    def _seeds(self, query: str, cands: dict, qi: int, router: RouterResult, cfg: Config) -> tuple[list[Seed], dict[int, float]]:
+        """Entity seeds: linked query mentions and entities of the top facts, × specificity."""
+        snap = self.snap
+        spec = snap.specificity
+        seeds: dict[int, Seed] = {}
+
+        def add(e: int, w: float, why: str) -> None:
+            if w <= 0 or spec[e] <= 0:
+                return
+            s = seeds.setdefault(e, Seed(e, 0.0))
+            s.weight = max(s.weight, w)
+            s.reasons.append(why)
+
+        # HippoRAG 2: top facts' subject/object, fact score × specificity
+        fact_scores: dict[int, float] = {}
+        f_scores, f_ids = cands["facts"][0][qi], cands["facts"][1][qi]
+        for score, f in list(zip(f_scores, f_ids))[: cfg.linking_top_facts]:
+            if f < 0:
+                continue
+            fact_scores[int(f)] = float(score)
+            for e in (snap.fact_subject[f], snap.fact_object[f]):
+                add(int(e), float(score) * spec[e] * max(router.weights.get("facts", 0.0), 1e-3),
+                    f"fact '{snap.fact_text(int(f))}' ({score:.2f})")
+        # HippoRAG 1: query mentions linked to entity nodes (exact surface match, else nearest by cosine)
+        if self.mentions is not None:
+            names = [m for m in self.mentions(query) if m]
+            if names:
+                w_ent = max(router.weights.get("entities", 0.0), 1e-3)
+                unmatched = []
+                for name in names:
+                    e = snap.entity_index.get(normalize_entity(name))
+                    if e is not None:
+                        add(e, 1.0 * spec[e] * w_ent, f"mention '{name}' (exact)")
+                    else:
+                        unmatched.append(name)
+                if unmatched:
+                    mv = np.ascontiguousarray(self.embed(unmatched), dtype=np.float32)
+                    scores, ids = self._vector_search("entities", mv, 1)
+                    for name, row_s, row_i in zip(unmatched, scores, ids):
+                        if len(row_i) and row_i[0] >= 0 and row_s[0] >= cfg.linking_min_similarity:
+                            e = int(row_i[0])
+                            add(e, float(row_s[0]) * spec[e] * w_ent, f"mention '{name}' → '{snap.entities[e]}' ({row_s[0]:.2f})")
+        ranked = sorted(seeds.values(), key=lambda s: -s.weight)[: cfg.max_seeds]
+        return ranked, fact_scores
+
+    def _fuse(self, routed: np.ndarray, ppr: np.ndarray | None, mode: str, cfg: Config) -> np.ndarray:
+        if ppr is None:
+            return routed
+        if mode == "ppr":
+            return ppr
+        return cfg.ppr_fusion_weight * minmax(ppr) + (1.0 - cfg.ppr_fusion_weight) * minmax(routed)
+
+    def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None) -> QueryResult:
+        scores = np.asarray(scores, dtype=np.float64)
+        if not scores.any() and (dense.any() or bm.any()):
+            scores = minmax(dense) + minmax(bm)  # never a uniform ranking when evidence exists
+            fallback = fallback or "fused score empty: hybrid dense+BM25"
+        return QueryResult(
+            ranking=_topk(scores, len(scores)), scores=scores, dense=dense, bm25=bm, routed=routed, ppr=ppr,
+            router=router, seeds=seeds, fact_scores=fact_scores, mode=mode, fallback=fallback,
+        )
+
+    # ---- explanations ------------------------------------------------------------------------
+    def explain(self, result: QueryResult, passage_idx: int) -> dict[str, Any]:
+        """Why a passage was returned: seeds, router weights, connecting facts/entities, component scores."""
+        snap = self.snap
+        p = int(passage_idx)
+        seed_set = {s.entity for s in result.seeds}
+        ents = snap.entity_passages[:, p].nonzero()[0]
+        facts = snap.fact_passages[:, p].nonzero()[0]
+        connecting_facts = [
+            snap.fact_text(int(f))
+            for f in facts
+            if snap.fact_subject[f] in seed_set or snap.fact_object[f] in seed_set or int(f) in result.fact_scores
+        ][:10]
+        out: dict[str, Any] = {
+            "mode": result.mode,
+            "scores": {
+                "final": float(result.scores[p]),
+                "dense": float(result.dense[p]),
+                "bm25": float(result.bm25[p]),
+                "routed": float(result.routed[p]),
+                "ppr": None if result.ppr is None else float(result.ppr[p]),
+            },
+            "seeds": [
+                {"entity": snap.entities[s.entity], "weight": round(float(s.weight), 6), "reasons": s.reasons[:3]}
+                for s in result.seeds
+            ],
+            "seed_entities_in_passage": [snap.entities[e] for e in ents if e in seed_set],
+            "connecting_facts": connecting_facts,
+        }
+        if result.ppr_entities is not None:
+            by_mass = sorted(ents, key=lambda e: -result.ppr_entities[e])
+            out["passage_entities_by_ppr"] = [snap.entities[e] for e in by_mass[:10]]
+        if result.router is not None:
+            out["router"] = {
+                "weights": {k: round(v, 4) for k, v in result.router.weights.items()},
+                "entropies": {k: round(v, 4) for k, v in result.router.entropies.items()},
+                "temperature": result.router.temperature,
+                "scheme": result.router.scheme,
+            }
+        if result.fallback:
+            out["fallback"] = result.fallback
+        return out
