@@ -162,7 +162,7 @@ def run_system(system: System, bench: Benchmark, ctx: RunContext, opts: RunOptio
                 t1 = time.perf_counter()
                 system.search_one(q, k)
                 lat.append((time.perf_counter() - t1) * 1000.0)
-    except SystemUnavailable as exc:
+    except (SystemUnavailable, ImportError) as exc:  # a component not written/installed yet
         logger.warning("%s on %s: unavailable: %s", system.name, bench.name, exc)
         return {**entry, "status": "unavailable", "reason": str(exc)}
     except Exception as exc:
@@ -240,6 +240,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
             ds["n_passages"] = len(ps.texts)
         except SystemUnavailable:
             pass
+        ctx.finish(bench)
         ds["seconds"] = time.perf_counter() - t_ds
     bar.close()
     results["seconds"] = time.perf_counter() - t_run
@@ -247,7 +248,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    latest = Path(opts.out_dir) / ("latest_quick.json" if opts.quick else "latest.json")
+    latest = Path(opts.out_dir) / ("runs/latest_quick.json" if opts.quick else "latest.json")
     latest.write_text(json.dumps(results, indent=1, default=str))
     results["_paths"] = {"run_dir": str(run_dir), "latest": str(latest)}
     return results

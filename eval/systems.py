@@ -85,6 +85,7 @@ class RunContext:
         self._passages: dict[str, PassageSet] = {}
         self._embedder: Any = None
         self._hg: dict[str, tuple[Any, IndexInfo]] = {}
+        self._hg_failed: dict[str, BaseException] = {}
 
     # ---- engine components ----
     def embedder_for(self, ps: "PassageSet") -> Any:
@@ -142,6 +143,16 @@ class RunContext:
     def encode_queries(self, ps: "PassageSet", questions: Sequence[str]) -> np.ndarray:
         return np.ascontiguousarray(self.embedder_for(ps).encode(list(questions)), dtype=np.float32)
 
+    def finish(self, bench: Benchmark) -> None:
+        """Drop this benchmark's passages, vectors and open indexes (keeps memory flat across datasets)."""
+        self._passages.pop(f"{bench.name}-{bench.corpus_hash()}", None)
+        for key in [k for k in self._hg if k.startswith(f"{bench.name}:")]:
+            hg, _ = self._hg.pop(key)
+            if hasattr(hg, "close"):
+                hg.close()
+        if self._embedder is not None and hasattr(self._embedder, "fit"):
+            self._embedder = None
+
     # ---- hippograph indexes ----
     def hippograph(self, bench: Benchmark, openie: Path | None = None) -> tuple[Any, IndexInfo]:
         """Open the cached hippograph index of this corpus + config, building it if needed."""
@@ -155,6 +166,16 @@ class RunContext:
         mem_key = f"{bench.name}:{variant}:{key}"
         if mem_key in self._hg:
             return self._hg[mem_key]
+        if mem_key in self._hg_failed:  # one failed build is not retried by every system sharing it
+            raise self._hg_failed[mem_key]
+        try:
+            return self._open_or_build(api, bench, openie, mem_key, variant, key)
+        except Exception as exc:
+            self._hg_failed[mem_key] = exc
+            raise
+
+    def _open_or_build(self, api: Any, bench: Benchmark, openie: Path | None, mem_key: str, variant: str,
+                       key: str) -> tuple[Any, IndexInfo]:
         index_dir = self.cache_dir / "hippograph" / f"{bench.name}-{variant}-{key}"
         marker = index_dir.parent / f"{index_dir.name}.build.json"
         if index_dir.exists() and marker.exists() and not self.rebuild:
@@ -211,7 +232,11 @@ class PassageSet:
         stray = {p.doc_id for p in passages} - known
         if stray:
             raise RuntimeError(f"{bench.name}: chunker produced passages of unknown documents, e.g. {sorted(stray)[:3]}")
-        return cls(key=key, texts=[passage_text(p.title, p.text) for p in passages],
+        try:  # score exactly what the engine embeds
+            from hippograph.builder import passage_embedding_text as text_of
+        except ImportError:
+            text_of = lambda p: passage_text(p.title, p.text)  # noqa: E731
+        return cls(key=key, texts=[text_of(p) for p in passages],
                    doc_ids=[p.doc_id for p in passages], n_docs=len(docs), chunk_seconds=secs)
 
     def depth(self, k: int) -> int:

@@ -190,7 +190,11 @@ def chunk_spans(text: str, chunk_words: int, overlap_words: int) -> list[tuple[i
 
 
 def chunk_document(doc: Document, config: Config | None = None) -> list[Passage]:
-    """Split one document into passages (one passage when it fits in `chunk_words`)."""
+    """Split one document into passages (one passage when it fits in `chunk_words`).
+
+    Returns every chunk, in order, so the spans cover every word of the document; a
+    repeated chunk (same title + text) repeats its id here — `chunk_documents` drops it.
+    """
     config = config or Config()
     spans = chunk_spans(doc.text, config.chunk_words, config.chunk_overlap_words)
     if not spans:
@@ -204,16 +208,11 @@ def chunk_document(doc: Document, config: Config | None = None) -> list[Passage]
         )
         spans = spans[:limit]
     passages: list[Passage] = []
-    seen: set[str] = set()
     for a, b in spans:
         text = doc.text[a:b]
-        pid = content_hash(doc.title, text)
-        if pid in seen:
-            continue
-        seen.add(pid)
         passages.append(
             Passage(
-                id=pid,
+                id=content_hash(doc.title, text),
                 doc_id=doc.id,
                 title=doc.title,
                 text=text,

@@ -18,7 +18,6 @@ the 4th record of a JSON file, ``corpus.jsonl#<0-based line number>`` for JSONL)
 from __future__ import annotations
 
 import html as html_lib
-import io
 import json
 import logging
 import os
@@ -266,12 +265,12 @@ class _Loader:
                     docs = self._json(text, path, rel, source)
                 elif suffix in MARKDOWN_SUFFIXES:
                     title, body, meta = markdown_to_text(text)
-                    docs = [self._file_doc(rel, title or path.stem, body, source, meta)]
+                    docs = [self._file_doc(rel, title or title_from_stem(path), body, source, meta)]
                 elif suffix in HTML_SUFFIXES:
                     title, body = html_to_text(text)
-                    docs = [self._file_doc(rel, title or path.stem, body, source)]
+                    docs = [self._file_doc(rel, title or title_from_stem(path), body, source)]
                 else:
-                    docs = [self._file_doc(rel, path.stem, text, source)]
+                    docs = [self._file_doc(rel, title_from_stem(path), text, source)]
         except _SkipFile as exc:
             self._skip(str(path), str(exc))
             return
@@ -434,8 +433,13 @@ class _Loader:
         text = "\n\n".join(_normalize_newlines(p).strip() for p in pages if p and p.strip())
         if not text.strip():
             raise _SkipFile("PDF has no extractable text (scanned images?)")
-        title = meta_title.strip() if isinstance(meta_title, str) and meta_title.strip() else path.stem
+        title = meta_title.strip() if isinstance(meta_title, str) and meta_title.strip() else title_from_stem(path)
         return [self._file_doc(rel, title, text, source, {"pages": len(pages)})]
+
+
+def title_from_stem(path: Path) -> str:
+    """A file's fallback title: its stem with '_' as spaces ("Kessel_Shipworks.txt" → "Kessel Shipworks")."""
+    return " ".join(path.stem.replace("_", " ").split()) or path.stem
 
 
 class _ProblemLog:

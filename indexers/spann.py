@@ -1,0 +1,959 @@
+"""SPANN-style vector index: balanced-clustering heads in RAM, posting lists on disk,
+SimHash (LSH) buckets inside every list.
+
+Follows SPANN (Chen et al., NeurIPS 2021) / microsoft SPTAG's SSD index, with SPFresh-
+style incremental updates:
+
+* **Heads.** Hierarchical balanced k-means (size penalty ``dist + λ·|cluster|``,
+  branching 32) picks about ``head_ratio`` × n real vectors as list heads; the heads
+  live in a small in-memory faiss index (flat, or HNSW above ``hnsw_min_heads``).
+* **Closure assignment.** Every vector goes into up to ``replica_count`` lists, chosen
+  in order among its ``candidates`` nearest heads with the RNG rule: head c_j is
+  skipped when an already chosen head c_k satisfies ``rng_factor·dist(c_j, c_k) ≤
+  dist(x, c_j)`` (x is already covered from that direction). Lists longer than
+  ``list_cap`` drop their farthest replicas; a vector's entry in its nearest list is
+  never dropped, so every vector stays reachable.
+* **Posting file.** All lists in one raw float32 file (vectors sorted by list, then by
+  LSH code) plus a parallel int64 id file, read through ``np.memmap``. RAM holds only
+  the head index, per-list offsets, bucket offsets and the live-id table.
+* **LSH buckets.** Inside a list, entries are ordered by a ``lsh_bits``-bit SimHash of
+  (x − head) so each bucket is a contiguous slice; the query reads the buckets within
+  Hamming radius ``lsh_radius`` of its own code for that list (all of it when None).
+* **Search.** Probe list j only if dist(q, head_j) ≤ ``dist_ratio`` · dist(q, head_1)
+  (SPTAG ``MaxDistRatio``), at most ``max_lists`` lists (``SearchInternalResultNum``);
+  score the read vectors exactly; deduplicate replicas; drop tombstoned ids.
+* **Updates.** ``add`` assigns new vectors to lists with the same closure rule and
+  appends the changed lists to the end of the posting file; a list that outgrows
+  ``list_cap`` is split by local balanced k-means into new lists with new (real-vector)
+  heads; the old head is retired. ``remove`` writes tombstones; ``compact`` rewrites the
+  posting file without them. Every change ends with an atomic header switch, so a
+  crash leaves the previous consistent state.
+
+Distances: ``metric="ip"`` uses d = 1 − x·y (cosine distance on normalised vectors,
+proportional to squared L2 there, so SPTAG's ratios keep their meaning); ``"l2"``
+uses squared L2. Scores returned by :meth:`SpannIndex.search` are inner products
+(descending) or squared L2 distances (ascending), like faiss.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from hippograph.errors import IndexCorruptError
+
+from . import _diskio as dio
+from .balanced_kmeans import balanced_kmeans, n_splits_for, select_heads
+from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, check_k, check_metric,
+                   pad_value)
+from .simhash import SimHash, bucket_offsets, probe_masks
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "hippograph-spann"
+VERSION = 1
+_UNSET: Any = object()
+
+
+@dataclass
+class BuildParams:
+    """Build parameters (SPTAG option names in brackets).
+
+    head_ratio: fraction of vectors that become heads [Ratio; SPTAG 0.12–0.2]. RAM is
+        ≈ head_ratio × raw vector bytes, so ≈ 0.1 keeps the index ≤ 15 % of the data.
+    n_heads: target head count; overrides head_ratio when set.
+    branching: k of each balanced k-means split of the tree [BKTKmeansK, 32].
+    kmeans_iters: iterations per balanced k-means split.
+    replica_count: max lists per vector [ReplicaCount, 8].
+    candidates: nearest heads considered for the closure assignment [InternalResultNum, 64].
+    rng_factor: RNG rule factor [RNGFactor, 1.0]; larger → fewer replicas.
+    list_cap: max entries per list [PostingPageLimit, in vectors not pages]; None =
+        replica_count / head_ratio (a leaf's worth of vectors, each fully replicated).
+    lsh_bits: SimHash bits per list (2**bits buckets; 0 disables LSH ordering).
+    lsh_centered: hash x − head (True) rather than x (see hippograph.indexers.simhash).
+    head_index: "auto" | "flat" | "hnsw" for the in-memory head search.
+    hnsw_min_heads: "auto" uses HNSW from this many heads on.
+    hnsw_m / hnsw_ef_construction / hnsw_ef_search: head HNSW settings.
+    max_lists / dist_ratio / lsh_radius: default search parameters stored with the index.
+    seed: random seed (clustering, hyperplanes).
+    """
+
+    head_ratio: float = 0.1
+    n_heads: int | None = None
+    branching: int = 32
+    kmeans_iters: int = 8
+    replica_count: int = 8
+    candidates: int = 64
+    rng_factor: float = 1.0
+    list_cap: int | None = None
+    lsh_bits: int = 4
+    lsh_centered: bool = True
+    head_index: str = "auto"
+    hnsw_min_heads: int = 8192
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 96
+    max_lists: int = 32
+    dist_ratio: float = 8.0
+    lsh_radius: int | None = None
+    seed: int = 0
+
+    def validate(self) -> "BuildParams":
+        if not 0.0 < self.head_ratio <= 1.0:
+            raise ValueError(f"head_ratio must be in (0, 1], got {self.head_ratio}")
+        if self.n_heads is not None and self.n_heads < 1:
+            raise ValueError(f"n_heads must be ≥ 1, got {self.n_heads}")
+        if self.branching < 2:
+            raise ValueError(f"branching must be ≥ 2, got {self.branching}")
+        if self.replica_count < 1 or self.candidates < 1:
+            raise ValueError("replica_count and candidates must be ≥ 1")
+        if self.rng_factor <= 0:
+            raise ValueError(f"rng_factor must be > 0, got {self.rng_factor}")
+        if self.list_cap is not None and self.list_cap < 2:
+            raise ValueError(f"list_cap must be ≥ 2, got {self.list_cap}")
+        if not 0 <= self.lsh_bits <= 12:
+            raise ValueError(f"lsh_bits must be in 0..12, got {self.lsh_bits}")
+        if self.head_index not in ("auto", "flat", "hnsw"):
+            raise ValueError(f"head_index must be auto, flat or hnsw, got {self.head_index!r}")
+        _check_search(self.max_lists, self.dist_ratio, self.lsh_radius, self.lsh_bits)
+        return self
+
+
+def _check_search(max_lists: Any, dist_ratio: Any, lsh_radius: Any, bits: int) -> None:
+    if not isinstance(max_lists, (int, np.integer)) or max_lists < 1:
+        raise ValueError(f"max_lists must be a positive integer, got {max_lists!r}")
+    if not isinstance(dist_ratio, (int, float, np.floating)) or not dist_ratio >= 1.0:
+        raise ValueError(f"dist_ratio must be a number ≥ 1, got {dist_ratio!r}")
+    if lsh_radius is not None:
+        if not isinstance(lsh_radius, (int, np.integer)) or lsh_radius < 0:
+            raise ValueError(f"lsh_radius must be None or an integer ≥ 0, got {lsh_radius!r}")
+
+
+@dataclass
+class SearchStats:
+    """Work done by the last :meth:`SpannIndex.search` call (totals over its queries)."""
+
+    queries: int = 0
+    lists_probed: int = 0
+    entries_read: int = 0
+    bytes_read: int = 0
+    """Posting-file bytes read: entries × (4·dim vector + 8 id)."""
+
+    def per_query(self) -> dict[str, float]:
+        q = max(self.queries, 1)
+        return {"lists": self.lists_probed / q, "entries": self.entries_read / q, "bytes": self.bytes_read / q}
+
+
+@dataclass
+class _Lists:
+    """Per-list tables held in RAM (index = head slot)."""
+
+    start: np.ndarray   # int64 entry offset in the posting file
+    length: np.ndarray  # int64 entries
+    alive: np.ndarray   # bool; False = retired by a split or compaction
+    buckets: np.ndarray  # int32 (H, 2**bits + 1) bucket offsets relative to start
+    head_proj: np.ndarray  # float32 (H, bits) SimHash projection of each head
+
+
+@dataclass
+class _Segment:
+    """Entries (vectors + ids) of one list, already in LSH order, waiting to be appended."""
+
+    head: int
+    vectors: np.ndarray
+    ids: np.ndarray
+    buckets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s+l) for all (s, l), vectorised."""
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offs = np.cumsum(lens) - lens
+    return np.repeat(starts - offs, lens) + np.arange(total, dtype=np.int64)
+
+
+# ============================================================================ index
+class SpannIndex:
+    """Disk-resident ANN index with balanced-clustering posting lists and LSH buckets.
+
+    Build with :meth:`build`, reopen with :meth:`open`. See the module docstring for the
+    algorithm and :class:`BuildParams` for the parameters.
+    """
+
+    def __init__(self) -> None:  # use build() or open()
+        self.path: Path = Path()
+        self.metric = "ip"
+        self.dim = 0
+        self.params = BuildParams()
+        self.last_stats = SearchStats()
+        self._header: dict[str, Any] = {}
+        self._files: dict[str, dict[str, Any]] = {}
+        self._head_index: Any = None
+        self._sel: Any = None
+        self._sel_bitmap: np.ndarray | None = None
+        self._lists: _Lists | None = None
+        self._lsh: SimHash | None = None
+        self._live: np.ndarray = np.zeros(0, np.int64)
+        self._tomb: np.ndarray = np.zeros(0, np.int64)
+        self._vec: np.ndarray = np.zeros((0, 0), np.float32)
+        self._eid: np.ndarray = np.zeros(0, np.int64)
+        self._n_file = 0
+        self._floor = 0.0
+        self.build_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def cap(self) -> int:
+        """Effective list cap (entries per list)."""
+        p = self.params
+        if p.list_cap is not None:
+            return int(p.list_cap)
+        return max(8, int(math.ceil(p.replica_count / p.head_ratio)))
+
+    @property
+    def n_heads(self) -> int:
+        """Live heads (= posting lists)."""
+        return int(self._lists.alive.sum()) if self._lists is not None else 0
+
+    def __len__(self) -> int:
+        return int(self._live.size)
+
+    def __repr__(self) -> str:
+        return (f"SpannIndex(path={str(self.path)!r}, metric={self.metric!r}, dim={self.dim}, "
+                f"n={len(self)}, heads={self.n_heads})")
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Live ids, sorted (a copy)."""
+        return self._live.copy()
+
+    # ------------------------------------------------------------------ distances
+    def _to_dist(self, faiss_scores: np.ndarray) -> np.ndarray:
+        """faiss head-search output → distance (ascending is better)."""
+        return (1.0 - faiss_scores) if self.metric == "ip" else faiss_scores
+
+    def _new_head_index(self, n_heads: int) -> Any:
+        p = self.params
+        mt = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+        use_hnsw = p.head_index == "hnsw" or (p.head_index == "auto" and n_heads >= p.hnsw_min_heads)
+        if use_hnsw:
+            idx = faiss.IndexHNSWFlat(self.dim, p.hnsw_m, mt)
+            idx.hnsw.efConstruction = p.hnsw_ef_construction
+            idx.hnsw.efSearch = p.hnsw_ef_search
+            return idx
+        return faiss.IndexFlat(self.dim, mt)
+
+    def _is_hnsw(self) -> bool:
+        return isinstance(self._head_index, faiss.IndexHNSW)
+
+    def _update_selector(self) -> None:
+        """faiss ID selector that hides retired heads (None when all heads are live)."""
+        alive = self._lists.alive
+        if alive.all():
+            self._sel, self._sel_bitmap = None, None
+            return
+        self._sel_bitmap = np.packbits(alive, bitorder="little")
+        self._sel = faiss.IDSelectorBitmap(alive.size, faiss.swig_ptr(self._sel_bitmap))
+
+    def _search_heads(self, Q: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest live heads of each query: (distances ascending, head slots; -1 = none)."""
+        k = max(1, min(k, self.n_heads))
+        ef = max(ef or self.params.hnsw_ef_search, k)
+        if self._is_hnsw():
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+            if self._sel is not None:
+                params.sel = self._sel
+        else:
+            params = faiss.SearchParameters(sel=self._sel) if self._sel is not None else None
+        S, I = self._head_index.search(Q, k, params=params)
+        return self._to_dist(S), I
+
+    def _head_vectors(self, slots: np.ndarray | None = None) -> np.ndarray:
+        n = self._head_index.ntotal
+        if slots is None:
+            return self._head_index.reconstruct_n(0, n) if n else np.zeros((0, self.dim), np.float32)
+        return np.vstack([self._head_index.reconstruct(int(s)) for s in slots]) if len(slots) else \
+            np.zeros((0, self.dim), np.float32)
+
+    # ------------------------------------------------------------------ closure assignment
+    def _closure(self, X: np.ndarray, heads: np.ndarray, head_norms: np.ndarray,
+                 batch: int = 2048, block: int = 16, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Lists of every row of X by the RNG rule: (chosen slots (n, R), distances (n, R)); -1 pads."""
+        p = self.params
+        n = X.shape[0]
+        R = p.replica_count
+        chosen = np.full((n, R), -1, dtype=np.int64)
+        cdist = np.full((n, R), np.inf, dtype=np.float32)
+        ncand = max(1, min(p.candidates, self.n_heads))
+        for b0 in range(0, n, batch):
+            Xb = X[b0:b0 + batch]
+            D, C = self._search_heads(Xb, ncand, ef=ef or max(2 * ncand, p.hnsw_ef_search))
+            ch, cd = _rng_select(D, C, heads, head_norms, R, p.rng_factor, self.metric, block)
+            chosen[b0:b0 + batch] = ch
+            cdist[b0:b0 + batch] = cd
+        return chosen, cdist
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, vectors: Any, ids: Any = None, *, path: str | Path, metric: str = "ip",
+              overwrite: bool = False, **build_params: Any) -> "SpannIndex":
+        """Build an index of ``vectors`` (n × d) with ``ids`` (default 0..n-1) in ``path``.
+
+        ``build_params`` are the fields of :class:`BuildParams`. ``path`` must be missing,
+        empty, or (with ``overwrite=True``) an existing vector index.
+        """
+        t0 = time.perf_counter()
+        unknown = set(build_params) - {f for f in BuildParams.__dataclass_fields__}
+        if unknown:
+            raise TypeError(f"unknown SpannIndex build parameter(s): {sorted(unknown)}")
+        params = BuildParams(**build_params).validate()
+        metric = check_metric(metric)
+        X = as_matrix(vectors)
+        n, dim = X.shape
+        if n == 0:
+            raise ValueError("SpannIndex.build: no vectors (use FlatIndex or make_vector_index for empty sets)")
+        I = as_ids(ids, n)
+        path = Path(path)
+        gen = dio.prepare_dir(path, INDEX_FORMATS, overwrite)
+        self = cls()
+        self.path, self.metric, self.dim, self.params = path, metric, dim, params
+
+        # 1. heads by hierarchical balanced clustering
+        leaf = (n / params.n_heads) if params.n_heads else 1.0 / params.head_ratio
+        head_rows = select_heads(X, leaf_size=max(leaf, 1.0), branching=params.branching,
+                                 iters=params.kmeans_iters, seed=params.seed)
+        H = head_rows.size
+        heads = np.ascontiguousarray(X[head_rows])
+        self._head_index = self._new_head_index(H)
+        self._head_index.add(heads)
+        t_heads = time.perf_counter()
+        logger.info("SPANN build: %d heads for %d vectors (%.1fs)", H, n, t_heads - t0)
+
+        # 2. closure assignment (RNG rule) to up to replica_count lists
+        self._lists = _Lists(start=np.zeros(H, np.int64), length=np.zeros(H, np.int64),
+                             alive=np.ones(H, bool), buckets=np.zeros((H, 0), np.int32),
+                             head_proj=np.zeros((H, 0), np.float32))
+        head_norms = (heads ** 2).sum(axis=1)
+        chosen, cdist = self._closure(X, heads, head_norms)
+        t_assign = time.perf_counter()
+
+        # 3. entries; cap list length dropping the farthest replicas (primaries stay)
+        rows, rank = np.nonzero(chosen >= 0)
+        lst = chosen[rows, rank]
+        dist = cdist[rows, rank]
+        order = np.lexsort((dist, rank > 0, lst))
+        rows, rank, lst, dist = rows[order], rank[order], lst[order], dist[order]
+        starts = np.searchsorted(lst, np.arange(H))
+        pos = np.arange(lst.size) - starts[lst]
+        keep = (pos < self.cap) | (rank == 0)
+        n_dropped = int((~keep).sum())
+        rows, lst = rows[keep], lst[keep]
+        over = np.bincount(lst, minlength=H) > self.cap
+        if over.any():
+            logger.warning("SPANN build: %d lists hold more than list_cap=%d primary entries", int(over.sum()), self.cap)
+        self._floor = float(np.median(cdist[:, 0]))
+
+        # 4. LSH order inside each list, bucket offsets
+        bits = params.lsh_bits
+        if bits:
+            self._lsh = SimHash.create(dim, bits, seed=params.seed + 7919)
+            proj_rows = self._lsh.project(X)
+            head_proj = proj_rows[head_rows] if params.lsh_centered else np.zeros((H, bits), np.float32)
+            codes = self._lsh.codes(proj_rows[rows], head_proj[lst])
+        else:
+            head_proj = np.zeros((H, 0), np.float32)
+            codes = np.zeros(rows.size, np.int64)
+        order = np.lexsort((codes, lst))
+        rows, lst, codes = rows[order], lst[order], codes[order]
+        nb = 1 << bits
+        key = lst * nb + codes
+        glob = np.searchsorted(key, np.arange(H)[:, None] * nb + np.arange(nb + 1)[None, :])
+        length = np.bincount(lst, minlength=H).astype(np.int64)
+        start = (np.cumsum(length) - length).astype(np.int64)
+        self._lists = _Lists(start=start, length=length, alive=np.ones(H, bool),
+                             buckets=(glob - start[:, None]).astype(np.int32), head_proj=head_proj)
+        self._live = np.sort(I)
+        self._tomb = np.zeros(0, np.int64)
+
+        # 5. write: posting files in chunks, small arrays, head index, header last
+        self._header = {"format": FORMAT, "version": VERSION, "metric": metric, "dim": dim,
+                        "generation": gen, "created": time.time(),
+                        "params": asdict(params), "dist_floor": self._floor}
+        pv, pi = f"postings.g{gen}.f32", f"postings.g{gen}.i64"
+        segs = self._write_postings_new(path, pv, pi, X, I, rows)
+        self._files = {"planes": dio.write_npy(path, f"planes.g{gen}.npy",
+                                               self._lsh.planes if self._lsh else np.zeros((0, dim), np.float32))}
+        self._header["postings"] = {"vectors": pv, "ids": pi, "n_entries": int(rows.size), "segments": segs}
+        self._commit(gen, {"heads", "lists", "ids", "tomb"})
+        self._open_postings()
+        self._update_selector()
+        t_end = time.perf_counter()
+        self.build_info = {"n": n, "heads": H, "entries": int(rows.size), "replicas_dropped_by_cap": n_dropped,
+                           "mean_replicas": rows.size / n, "t_heads": t_heads - t0,
+                           "t_assign": t_assign - t_heads, "t_write": t_end - t_assign, "t_total": t_end - t0}
+        logger.info("SPANN build done: %s", self.build_info)
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def _write_postings_new(self, path: Path, pv: str, pi: str, X: np.ndarray, I: np.ndarray,
+                            rows: np.ndarray, chunk: int = 65536) -> list[list[int]]:
+        """Write a fresh posting file pair (X[rows], I[rows]) chunk by chunk; return CRC segments."""
+        import zlib
+        crc_v = crc_i = 0
+        tv, ti = path / f".{pv}.tmp-{os.getpid()}", path / f".{pi}.tmp-{os.getpid()}"
+        with open(tv, "wb") as fv, open(ti, "wb") as fi:
+            for c0 in range(0, rows.size, chunk):
+                r = rows[c0:c0 + chunk]
+                bv = np.ascontiguousarray(X[r]).tobytes()
+                bi = np.ascontiguousarray(I[r]).tobytes()
+                crc_v, crc_i = zlib.crc32(bv, crc_v), zlib.crc32(bi, crc_i)
+                fv.write(bv)
+                fi.write(bi)
+            for f in (fv, fi):
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tv, path / pv)
+        os.replace(ti, path / pi)
+        return [[int(rows.size), crc_v & 0xFFFFFFFF, crc_i & 0xFFFFFFFF]]
+
+    def _append_postings(self, vecs: np.ndarray, ids: np.ndarray) -> int:
+        """Append entries at the recorded end of the posting files; return their first offset."""
+        import zlib
+        post = self._header["postings"]
+        n0 = int(post["n_entries"])
+        row_v = self.dim * 4
+        for name, data, rb in ((post["vectors"], np.ascontiguousarray(vecs, np.float32), row_v),
+                               (post["ids"], np.ascontiguousarray(ids, np.int64), 8)):
+            with open(self.path / name, "r+b") as f:
+                f.truncate(n0 * rb)  # drop any tail left by a crashed append
+                f.seek(n0 * rb)
+                f.write(data.tobytes())
+                f.flush()
+                os.fsync(f.fileno())
+        n1 = n0 + int(ids.size)
+        post["segments"].append([n1, zlib.crc32(np.ascontiguousarray(vecs, np.float32).tobytes()) & 0xFFFFFFFF,
+                                 zlib.crc32(np.ascontiguousarray(ids, np.int64).tobytes()) & 0xFFFFFFFF])
+        post["n_entries"] = n1
+        return n0
+
+    def _commit(self, gen: int, changed: set[str]) -> None:
+        """Write the changed small files under generation ``gen``, then the header."""
+        p = self.path
+        L = self._lists
+        if "heads" in changed:
+            tmp = p / f".heads.g{gen}.faiss.tmp-{os.getpid()}"
+            faiss.write_index(self._head_index, str(tmp))
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, p / f"heads.g{gen}.faiss")
+            self._files["heads"] = dio.file_record(p / f"heads.g{gen}.faiss")
+        if "lists" in changed:
+            self._files["list_start"] = dio.write_npy(p, f"list_start.g{gen}.npy", L.start)
+            self._files["list_len"] = dio.write_npy(p, f"list_len.g{gen}.npy", L.length)
+            self._files["head_alive"] = dio.write_npy(p, f"head_alive.g{gen}.npy", L.alive)
+            self._files["buckets"] = dio.write_npy(p, f"buckets.g{gen}.npy", L.buckets)
+            self._files["head_proj"] = dio.write_npy(p, f"head_proj.g{gen}.npy", L.head_proj)
+        if "ids" in changed:
+            self._files["ids"] = dio.write_npy(p, f"ids.g{gen}.npy", self._live)
+        if "tomb" in changed:
+            self._files["tomb"] = dio.write_npy(p, f"tomb.g{gen}.npy", self._tomb)
+        post = self._header["postings"]
+        self._header.update(generation=gen, files=self._files, updated=time.time(), n_vectors=int(self._live.size),
+                            n_heads=int(L.alive.sum()), dist_floor=self._floor)
+        dio.write_header(p, self._header)
+        dio.remove_unreferenced(p, {r["name"] for r in self._files.values()} | {post["vectors"], post["ids"]})
+
+    def _open_postings(self) -> None:
+        post = self._header["postings"]
+        n = int(post["n_entries"])
+        self._n_file = n
+        if n == 0:
+            self._vec = np.zeros((0, self.dim), np.float32)
+            self._eid = np.zeros(0, np.int64)
+            return
+        self._vec = np.memmap(self.path / post["vectors"], dtype=np.float32, mode="r", shape=(n, self.dim))
+        self._eid = np.memmap(self.path / post["ids"], dtype=np.int64, mode="r", shape=(n,))
+
+    @classmethod
+    def open(cls, path: str | Path, *, verify: bool = False) -> "SpannIndex":
+        """Open an index directory. Sizes and the checksums of all small files are always
+        checked; ``verify=True`` also checksums the posting files (reads them fully).
+
+        Raises IndexNotFoundError (no index there) or IndexCorruptError (damaged,
+        foreign or newer-format directory), naming the path and the problem.
+        """
+        path = Path(path)
+        header = dio.read_header(path, FORMAT, VERSION)
+        self = cls()
+        self.path = path
+        hfile = path / dio.HEADER
+        try:
+            self.metric = check_metric(header["metric"])
+            self.dim = int(header["dim"])
+            pdict = dict(header["params"])
+            known = set(BuildParams.__dataclass_fields__)
+            self.params = BuildParams(**{k: v for k, v in pdict.items() if k in known}).validate()
+            self._floor = float(header["dist_floor"])
+            files = dict(header["files"])
+            post = header["postings"]
+            n_entries = int(post["n_entries"])
+            segs = [list(map(int, s)) for s in post["segments"]]
+            paths = {role: dio.check_file(path, files[role], role)
+                     for role in ("heads", "list_start", "list_len", "head_alive", "buckets", "head_proj",
+                                  "ids", "tomb", "planes")}
+        except IndexCorruptError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexCorruptError(f"{hfile}: incomplete or invalid SPANN header ({exc!r})") from exc
+        self._header, self._files = header, files
+        for role, rb in (("vectors", self.dim * 4), ("ids", 8)):
+            fp = path / str(post[role])
+            if not fp.exists():
+                raise IndexCorruptError(f"{fp}: posting {role} file named in the header is missing")
+            size = fp.stat().st_size
+            if size < n_entries * rb:
+                raise IndexCorruptError(
+                    f"{fp}: posting {role} file has {size} bytes, header needs {n_entries * rb} (truncated)")
+            if verify:
+                prev = 0
+                for end, cv, ci in segs:
+                    crc = dio.crc32_range(fp, prev * rb, end * rb)
+                    if crc != (cv if role == "vectors" else ci):
+                        raise IndexCorruptError(f"{fp}: posting {role} checksum mismatch in entries {prev}..{end}")
+                    prev = end
+        L = _Lists(
+            start=dio.load_npy(paths["list_start"], "list_start", dtype=np.int64, ndim=1),
+            length=dio.load_npy(paths["list_len"], "list_len", dtype=np.int64, ndim=1),
+            alive=dio.load_npy(paths["head_alive"], "head_alive", dtype=bool, ndim=1),
+            buckets=dio.load_npy(paths["buckets"], "buckets", dtype=np.int32, ndim=2),
+            head_proj=dio.load_npy(paths["head_proj"], "head_proj", dtype=np.float32, ndim=2))
+        H = L.start.size
+        bits = self.params.lsh_bits
+        if not (L.length.size == L.alive.size == L.buckets.shape[0] == L.head_proj.shape[0] == H) \
+                or L.buckets.shape[1] != (1 << bits) + 1 or L.head_proj.shape[1] != bits:
+            raise IndexCorruptError(f"{path}: per-list arrays disagree in shape (lists {H}, bits {bits})")
+        if H and (L.start.min() < 0 or (L.start + L.length).max() > n_entries):
+            raise IndexCorruptError(f"{path}: list offsets point outside the posting file ({n_entries} entries)")
+        self._lists = L
+        planes = dio.load_npy(paths["planes"], "planes", dtype=np.float32, ndim=2)
+        self._lsh = SimHash(planes) if bits else None
+        if bits and planes.shape != (bits, self.dim):
+            raise IndexCorruptError(f"{paths['planes']}: LSH planes have shape {planes.shape}, expected ({bits}, {self.dim})")
+        self._live = dio.load_npy(paths["ids"], "ids", dtype=np.int64, ndim=1)
+        self._tomb = dio.load_npy(paths["tomb"], "tombstones", dtype=np.int64, ndim=1)
+        try:
+            self._head_index = faiss.read_index(str(paths["heads"]))
+        except Exception as exc:
+            raise IndexCorruptError(f"{paths['heads']}: cannot read head index ({exc})") from exc
+        if self._head_index.d != self.dim or self._head_index.ntotal != H:
+            raise IndexCorruptError(f"{paths['heads']}: head index has {self._head_index.ntotal} × "
+                                    f"{self._head_index.d}, header expects {H} × {self.dim}")
+        self._open_postings()
+        self._update_selector()
+        return self
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries: Any, k: int, *, max_lists: int | None = None, dist_ratio: float | None = None,
+               lsh_radius: Any = _UNSET) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k: (scores, ids) of shape (nq, k), or (k,) for a 1-D query.
+
+        max_lists: probe at most this many nearest lists [SearchInternalResultNum].
+        dist_ratio: probe list j only if dist(q, head_j) ≤ dist_ratio · dist(q, head_1)
+            [MaxDistRatio]; dist(q, head_1) is floored at the median vector-to-head
+            distance so a query sitting on a head still probes its neighbours.
+        lsh_radius: read only buckets within this Hamming radius of the query's code in
+            each list; None reads whole lists. Defaults come from the build parameters.
+        Padding: id -1 with score -inf (ip) / +inf (l2). Work done → ``self.last_stats``.
+        """
+        k = check_k(k)
+        Q, single = as_queries(queries, self.dim)
+        p = self.params
+        max_lists = p.max_lists if max_lists is None else max_lists
+        dist_ratio = p.dist_ratio if dist_ratio is None else dist_ratio
+        radius = p.lsh_radius if lsh_radius is _UNSET else lsh_radius
+        _check_search(max_lists, dist_ratio, radius, p.lsh_bits)
+        nq = Q.shape[0]
+        scores = np.full((nq, k), pad_value(self.metric), dtype=np.float32)
+        out_ids = np.full((nq, k), -1, dtype=np.int64)
+        stats = SearchStats(queries=nq)
+        if nq and self.n_heads and self._n_file:
+            HD, HI = self._search_heads(Q, int(max_lists), ef=max(p.hnsw_ef_search, 2 * int(max_lists)))
+            use_lsh = radius is not None and p.lsh_bits > 0
+            masks = probe_masks(p.lsh_bits, min(int(radius), p.lsh_bits)) if use_lsh else None
+            qproj = self._lsh.project(Q) if use_lsh else None
+            for i in range(nq):
+                s, ids = self._search_one(Q[i], HD[i], HI[i], k, float(dist_ratio),
+                                          None if qproj is None else qproj[i], masks, stats)
+                scores[i, :s.size] = s
+                out_ids[i, :ids.size] = ids
+        stats.bytes_read = stats.entries_read * (4 * self.dim + 8)
+        self.last_stats = stats
+        return (scores[0], out_ids[0]) if single else (scores, out_ids)
+
+    def _probe(self, hd: np.ndarray, hi: np.ndarray, dist_ratio: float, qproj: np.ndarray | None,
+               masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lists probed, slice starts, slice lengths) in the posting file for one query."""
+        ok = hi >= 0
+        hi, hd = hi[ok], hd[ok]
+        if hi.size == 0:
+            e = np.zeros(0, np.int64)
+            return e, e, e
+        thr = dist_ratio * max(float(hd[0]), self._floor)
+        sel = hi[hd <= thr]
+        L = self._lists
+        starts = L.start[sel]
+        if masks is None:
+            return sel, starts, L.length[sel]
+        hp = L.head_proj[sel]
+        bitsv = (qproj[None, :] - hp) > 0
+        codes = bitsv.astype(np.int64) @ (1 << np.arange(bitsv.shape[1], dtype=np.int64))
+        bk = codes[:, None] ^ masks[None, :]
+        rowsel = np.repeat(np.arange(sel.size), masks.size).reshape(sel.size, masks.size)
+        lo = L.buckets[sel[rowsel], bk]
+        hi_ = L.buckets[sel[rowsel], bk + 1]
+        return sel, (starts[:, None] + lo).ravel(), (hi_ - lo).ravel().astype(np.int64)
+
+    def _search_one(self, q: np.ndarray, hd: np.ndarray, hi: np.ndarray, k: int, dist_ratio: float,
+                    qproj: np.ndarray | None, masks: np.ndarray | None,
+                    stats: SearchStats) -> tuple[np.ndarray, np.ndarray]:
+        sel, starts, lens = self._probe(hd, hi, dist_ratio, qproj, masks)
+        stats.lists_probed += int(sel.size)
+        nz = lens > 0
+        starts, lens = starts[nz], lens[nz]
+        if starts.size == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        o = np.argsort(starts)
+        idx = _ranges(starts[o], lens[o])
+        stats.entries_read += int(idx.size)
+        V = self._vec[idx]
+        I = np.asarray(self._eid[idx])
+        if self.metric == "ip":
+            s = V @ q
+            sign = -1.0
+        else:
+            diff = V - q
+            s = np.einsum("ij,ij->i", diff, diff)
+            sign = 1.0
+        if self._tomb.size:
+            live = ~np.isin(I, self._tomb, assume_unique=False)
+            s, I = s[live], I[live]
+        return _topk_unique(s, I, k, sign, self.params.replica_count)
+
+    # ------------------------------------------------------------------ updates
+    def _next_gen(self) -> int:
+        return int(self._header["generation"]) + 1
+
+    def _list_segment(self, head: int, vecs: np.ndarray, ids: np.ndarray, head_proj: np.ndarray) -> _Segment:
+        """Sort one list's entries by LSH code and compute its bucket offsets."""
+        bits = self.params.lsh_bits
+        if bits:
+            codes = self._lsh.codes(self._lsh.project(vecs), head_proj)
+            o = np.argsort(codes, kind="stable")
+            return _Segment(head, vecs[o], ids[o], bucket_offsets(codes[o], bits))
+        return _Segment(head, vecs, ids, np.array([0, ids.size], np.int32))
+
+    def add(self, vectors: Any, ids: Any) -> None:
+        """Insert vectors with new unique ids (≥ 0) without rebuilding the index.
+
+        Each vector joins up to ``replica_count`` lists by the closure (RNG) rule; the
+        changed lists are rewritten at the end of the posting file; a list that grows
+        past ``list_cap`` is split by local balanced k-means into lists with new heads.
+        Adding an id that was removed but not yet compacted triggers :meth:`compact`.
+        """
+        X = as_matrix(vectors, self.dim)
+        I = as_ids(ids, X.shape[0])
+        if not I.size:
+            return
+        dup = I[np.isin(I, self._live)]
+        if dup.size:
+            raise ValueError(f"add: ids already in the index: {dup[:10].tolist()}")
+        if self._tomb.size and np.isin(I, self._tomb).any():
+            logger.info("add: re-adding removed ids; compacting first")
+            self.compact()
+        L = self._lists
+        heads = self._head_vectors()
+        head_norms = (heads ** 2).sum(axis=1)
+        chosen, _ = self._closure(X, heads, head_norms)
+        rows, rank = np.nonzero(chosen >= 0)
+        lst = chosen[rows, rank]
+        order = np.argsort(lst, kind="stable")
+        rows, lst = rows[order], lst[order]
+        touched, first = np.unique(lst, return_index=True)
+        bounds = list(first) + [lst.size]
+        segments: list[_Segment] = []
+        new_heads: list[np.ndarray] = []
+        retired: list[int] = []
+        cap = self.cap
+        for t, j in enumerate(touched):
+            j = int(j)
+            r = rows[bounds[t]:bounds[t + 1]]
+            s0, n0 = int(L.start[j]), int(L.length[j])
+            vecs = np.concatenate([np.asarray(self._vec[s0:s0 + n0]), X[r]]) if n0 else X[r]
+            lids = np.concatenate([np.asarray(self._eid[s0:s0 + n0]), I[r]]) if n0 else I[r]
+            if self._tomb.size and n0:
+                keep = ~np.isin(lids, self._tomb)
+                vecs, lids = vecs[keep], lids[keep]
+            if lids.size > cap:
+                parts = self._split(vecs, lids)
+                if parts is not None:
+                    retired.append(j)
+                    for hv, pv, pi in parts:
+                        new_heads.append(hv)
+                        segments.append(_Segment(-1, pv, pi))  # head slot assigned below
+                    continue
+                logger.warning("add: list %d has %d entries > cap %d and cannot be split (duplicates)",
+                               j, lids.size, cap)
+            segments.append(self._list_segment(j, vecs, lids, L.head_proj[j]))
+        # new heads: new slots in every per-list table and in the head index
+        H0 = L.start.size
+        if new_heads:
+            hv = np.ascontiguousarray(np.vstack(new_heads), dtype=np.float32)
+            nh = hv.shape[0]
+            bits = self.params.lsh_bits
+            hp = self._lsh.project(hv) if (bits and self.params.lsh_centered) else np.zeros((nh, bits), np.float32)
+            self._head_index.add(hv)
+            L.start = np.concatenate([L.start, np.zeros(nh, np.int64)])
+            L.length = np.concatenate([L.length, np.zeros(nh, np.int64)])
+            L.alive = np.concatenate([L.alive, np.ones(nh, bool)])
+            L.buckets = np.concatenate([L.buckets, np.zeros((nh, L.buckets.shape[1]), np.int32)])
+            L.head_proj = np.concatenate([L.head_proj, hp])
+            slot = H0
+            for si, seg in enumerate(segments):
+                if seg.head == -1:
+                    segments[si] = self._list_segment(slot, seg.vectors, seg.ids, L.head_proj[slot])
+                    slot += 1
+        for j in retired:
+            L.alive[j] = False
+            L.length[j] = 0
+            L.buckets[j] = 0
+        # one append for all changed lists, then the header switch
+        if segments:
+            first_off = self._append_postings(np.concatenate([s.vectors for s in segments]),
+                                              np.concatenate([s.ids for s in segments]))
+            off = first_off
+            for seg in segments:
+                L.start[seg.head] = off
+                L.length[seg.head] = seg.ids.size
+                L.buckets[seg.head] = seg.buckets
+                off += seg.ids.size
+        self._live = np.union1d(self._live, I)
+        self._commit(self._next_gen(), {"lists", "ids"} | ({"heads"} if new_heads else set()))
+        self._open_postings()
+        self._update_selector()
+        logger.info("add: %d vectors, %d lists rewritten, %d split into %d", I.size, len(segments),
+                    len(retired), len(new_heads))
+
+    def _split(self, vecs: np.ndarray, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+        """Split an over-full list by balanced k-means (SPFresh): [(head, vectors, ids)], heads real vectors."""
+        k = n_splits_for(ids.size, self.cap / 2)
+        res = balanced_kmeans(vecs, k, iters=self.params.kmeans_iters, seed=self.params.seed + int(ids[0]) % 9973)
+        out = []
+        for c in range(res.centroids.shape[0]):
+            m = np.flatnonzero(res.labels == c)
+            if m.size == 0:
+                continue
+            d = ((vecs[m] - res.centroids[c]) ** 2).sum(axis=1)
+            out.append((vecs[m[np.argmin(d)]].copy(), vecs[m], ids[m]))
+        return out if len(out) >= 2 else None
+
+    def remove(self, ids: Any) -> int:
+        """Hide vectors by id (tombstones; space is reclaimed by :meth:`compact`).
+
+        Unknown ids raise KeyError. Returns the number of ids removed.
+        """
+        R = np.unique(np.asarray(ids, dtype=np.int64).ravel())
+        missing = R[~np.isin(R, self._live)]
+        if missing.size:
+            raise KeyError(f"remove: ids not in the index: {missing[:10].tolist()}")
+        if not R.size:
+            return 0
+        self._live = np.setdiff1d(self._live, R, assume_unique=True)
+        self._tomb = np.union1d(self._tomb, R)
+        self._commit(self._next_gen(), {"ids", "tomb"})
+        return int(R.size)
+
+    def compact(self) -> None:
+        """Rewrite the posting file without tombstoned entries, retired heads or empty
+        lists, and rebuild the head index over the remaining heads."""
+        L = self._lists
+        gen = self._next_gen()
+        keep_heads = np.flatnonzero(L.alive)
+        segs_v, segs_i, new_len = [], [], []
+        for j in keep_heads:
+            s0, n0 = int(L.start[j]), int(L.length[j])
+            v, i = np.asarray(self._vec[s0:s0 + n0]), np.asarray(self._eid[s0:s0 + n0])
+            if self._tomb.size:
+                m = ~np.isin(i, self._tomb)
+                v, i = v[m], i[m]
+            segs_v.append(v)
+            segs_i.append(i)
+            new_len.append(i.size)
+        new_len = np.asarray(new_len, np.int64)
+        nonempty = new_len > 0
+        if not nonempty.any() and keep_heads.size:
+            nonempty[0] = True  # keep one (empty) list so the index stays searchable
+        heads_vec = self._head_vectors(keep_heads[nonempty])
+        hp = L.head_proj[keep_heads[nonempty]]
+        segments = [self._list_segment(t, segs_v[q], segs_i[q], hp[t])
+                    for t, q in enumerate(np.flatnonzero(nonempty))]
+        H = len(segments)
+        V = np.concatenate([s.vectors for s in segments]) if H else np.zeros((0, self.dim), np.float32)
+        Iall = np.concatenate([s.ids for s in segments]) if H else np.zeros(0, np.int64)
+        length = np.array([s.ids.size for s in segments], np.int64)
+        start = (np.cumsum(length) - length).astype(np.int64)
+        self._head_index = self._new_head_index(H)
+        if H:
+            self._head_index.add(np.ascontiguousarray(heads_vec))
+        self._lists = _Lists(start=start, length=length, alive=np.ones(H, bool),
+                             buckets=np.vstack([s.buckets for s in segments]).astype(np.int32) if H
+                             else np.zeros((0, (1 << self.params.lsh_bits) + 1), np.int32),
+                             head_proj=np.ascontiguousarray(hp, np.float32))
+        pv, pi = f"postings.g{gen}.f32", f"postings.g{gen}.i64"
+        segs = self._write_postings_new(self.path, pv, pi, V, Iall, np.arange(Iall.size))
+        self._header["postings"] = {"vectors": pv, "ids": pi, "n_entries": int(Iall.size), "segments": segs}
+        self._tomb = np.zeros(0, np.int64)
+        self._commit(gen, {"heads", "lists", "tomb"})
+        self._open_postings()
+        self._update_selector()
+        logger.info("compact: %d lists, %d entries", H, Iall.size)
+
+    # ------------------------------------------------------------------ introspection
+    def memory_bytes(self) -> int:
+        """Bytes this index keeps resident in RAM: head index (vectors + HNSW links),
+        per-list tables, LSH planes, live ids and tombstones. Posting lists are on disk."""
+        hi = self._head_index
+        total = hi.ntotal * self.dim * 4
+        if self._is_hnsw():
+            h = hi.hnsw
+            total += h.neighbors.size() * 4 + h.offsets.size() * 8 + h.levels.size() * 4
+        L = self._lists
+        total += L.start.nbytes + L.length.nbytes + L.alive.nbytes + L.buckets.nbytes + L.head_proj.nbytes
+        total += self._live.nbytes + self._tomb.nbytes
+        if self._lsh is not None:
+            total += self._lsh.planes.nbytes
+        return int(total)
+
+    def list_entries(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, ids) of list ``j`` as stored (for inspection and tests)."""
+        s0, n0 = int(self._lists.start[j]), int(self._lists.length[j])
+        return np.asarray(self._vec[s0:s0 + n0]), np.asarray(self._eid[s0:s0 + n0])
+
+    def list_table(self) -> dict[str, np.ndarray]:
+        """Copies of the per-list tables (start, length, alive, buckets) for inspection."""
+        L = self._lists
+        return {"start": L.start.copy(), "length": L.length.copy(), "alive": L.alive.copy(),
+                "buckets": L.buckets.copy()}
+
+    def head_vectors(self) -> np.ndarray:
+        """All head vectors by slot (retired ones included; see ``list_table()['alive']``)."""
+        return self._head_vectors()
+
+
+# ============================================================================ helpers
+def _rng_select(D: np.ndarray, C: np.ndarray, heads: np.ndarray, head_norms: np.ndarray, R: int,
+                rng_factor: float, metric: str, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """RNG-rule list choice for a batch: candidates C (n × m, ascending distance D).
+
+    Candidate c_j is accepted unless an accepted c_k has rng_factor·dist(c_j, c_k) ≤
+    dist(x, c_j); at most R accepted. Head–head distances are computed per block of
+    candidates against the block and the heads already chosen.
+    """
+    n, m = C.shape
+    chosen = np.full((n, R), -1, dtype=np.int64)
+    cdist = np.full((n, R), np.inf, dtype=np.float32)
+    nch = np.zeros(n, dtype=np.int64)
+    ar = np.arange(n)
+    for b0 in range(0, m, block):
+        act = np.flatnonzero((nch < R) & (C[:, b0] >= 0))
+        if act.size == 0:
+            break
+        Cb = C[act, b0:b0 + block]
+        Db = D[act, b0:b0 + block]
+        bs = Cb.shape[1]
+        valid = Cb >= 0
+        Cbz = np.where(valid, Cb, 0)
+        Hb = heads[Cbz]  # (a, bs, d)
+        G_bb = np.matmul(Hb, Hb.transpose(0, 2, 1))
+        ch_act = chosen[act]
+        has_prev = b0 > 0
+        if has_prev:
+            chz = np.where(ch_act >= 0, ch_act, 0)
+            G_bc = np.matmul(Hb, heads[chz].transpose(0, 2, 1))  # (a, bs, R)
+        if metric == "ip":
+            d_bb = 1.0 - G_bb
+            d_bc = (1.0 - G_bc) if has_prev else None
+        else:
+            nb = head_norms[Cbz]
+            d_bb = nb[:, :, None] + nb[:, None, :] - 2 * G_bb
+            d_bc = (nb[:, :, None] + head_norms[np.where(ch_act >= 0, ch_act, 0)][:, None, :] - 2 * G_bc) \
+                if has_prev else None
+        acc = np.zeros((act.size, bs), dtype=bool)
+        nch_a = nch[act]
+        prev_mask = (ch_act >= 0) if has_prev else None
+        for j in range(bs):
+            dx = Db[:, j]
+            lim = dx / rng_factor
+            rej = np.zeros(act.size, dtype=bool)
+            if j:
+                rej |= ((d_bb[:, j, :j] <= lim[:, None]) & acc[:, :j]).any(axis=1)
+            if has_prev:
+                rej |= ((d_bc[:, j, :] <= lim[:, None]) & prev_mask).any(axis=1)
+            ok = valid[:, j] & ~rej & (nch_a < R)
+            acc[:, j] = ok
+            w = np.flatnonzero(ok)
+            chosen[act[w], nch_a[w]] = Cb[w, j]
+            cdist[act[w], nch_a[w]] = dx[w]
+            nch_a[w] += 1
+        nch[act] = nch_a
+    del ar
+    return chosen, cdist
+
+
+def _topk_unique(s: np.ndarray, I: np.ndarray, k: int, sign: float, max_copies: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top k by score (sign=-1: larger is better) with one result per id (replica dedup)."""
+    key = sign * s
+    m = s.size
+    cand = k * max(1, max_copies)
+    if m > cand:
+        part = np.argpartition(key, cand - 1)[:cand]
+        key, s, I = key[part], s[part], I[part]
+    o = np.argsort(key, kind="stable")
+    s, I = s[o], I[o]
+    _, first = np.unique(I, return_index=True)
+    if first.size > k or first.size < I.size:
+        first.sort()
+        first = first[:k]
+        return s[first].astype(np.float32), I[first]
+    return s[:k].astype(np.float32), I[:k]
+
+
+# ============================================================================ factory
+def make_vector_index(vectors: Any, ids: Any = None, *, path: str | Path, metric: str = "ip",
+                      min_spann: int = 5000, overwrite: bool = False,
+                      **build_params: Any) -> FlatIndex | SpannIndex:
+    """Exact FlatIndex below ``min_spann`` vectors, SpannIndex from there on.
+
+    Brute force over a few thousand vectors is sub-millisecond and exact; SPANN pays off
+    once a granularity is larger. Both share the search/add/remove contract.
+    """
+    n = np.asarray(vectors).shape[0] if np.asarray(vectors).ndim == 2 else 0
+    if n < min_spann:
+        return FlatIndex.build(vectors, ids, path=path, metric=metric, overwrite=overwrite)
+    return SpannIndex.build(vectors, ids, path=path, metric=metric, overwrite=overwrite, **build_params)
+
+
+def open_vector_index(path: str | Path, **kw: Any) -> FlatIndex | SpannIndex:
+    """Open whichever vector index (flat or SPANN) ``path`` holds."""
+    header = dio.read_header(Path(path), INDEX_FORMATS, max(VERSION, 1))
+    if header["format"] == FORMAT:
+        return SpannIndex.open(path, **kw)
+    return FlatIndex.open(path)

@@ -1,0 +1,27 @@
+"""Shared fixtures: a sample index built once per session (TF-IDF embedder + real spaCy model)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def sample_questions() -> list[dict]:
+    lines = (DATA / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory) -> Path:
+    """The bundled corpus indexed with the zero-model embedder (fast) and the real spaCy model."""
+    from hippograph import Config, HippoGraph
+
+    path = tmp_path_factory.mktemp("idx") / "sample"
+    HippoGraph.build(DATA / "corpus", path, Config(embedder="tfidf"))
+    return path

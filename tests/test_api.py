@@ -1,0 +1,191 @@
+"""HippoGraph facade: build → open round trip, retrieval modes, explanations, add, crash safety."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from hippograph import Config, HippoGraph, Hit
+from hippograph.errors import HippoGraphError, IndexCorruptError, IndexNotFoundError, SourceError
+
+from .conftest import DATA
+
+
+def _recall(hits: list[Hit], gold: list[str], k: int) -> float:
+    titles = []
+    for h in hits:
+        if h.title not in titles:
+            titles.append(h.title)
+    return len(set(titles[:k]) & set(gold)) / len(gold)
+
+
+def test_build_open_round_trip(sample_index):
+    hg = HippoGraph.open(sample_index)
+    s = hg.stats()
+    assert s["documents"] == 37
+    assert s["passages"] > s["documents"]  # the long documents were chunked
+    assert s["entities"] > 100 and s["triples"] > 100 and s["edges"] > s["entities"]
+    again = HippoGraph.open(sample_index).stats()
+    assert {k: again[k] for k in ("documents", "passages", "entities", "facts", "edges")} == {
+        k: s[k] for k in ("documents", "passages", "entities", "facts", "edges")
+    }
+    titles = {d["title"] for d in hg.documents()}
+    assert {"Kessel Shipworks", "Wren relay", "University of Drumlow"} <= titles
+
+
+def test_hits_carry_provenance(sample_index):
+    hg = HippoGraph.open(sample_index)
+    hits = hg.retrieve("Who founded Kessel Shipworks?", top_k=5)
+    assert 1 <= len(hits) <= 5
+    assert hits[0].title == "Kessel Shipworks"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    for h in hits:
+        assert h.passage_id and h.doc_id and h.source and h.text
+        assert 0 <= h.span[0] < h.span[1]
+        assert h.explanation is None
+
+
+def test_all_modes_and_explanation(sample_index):
+    hg = HippoGraph.open(sample_index)
+    q = "On which island was the founder of Vantry Glassworks born?"
+    for mode in ("hybrid", "ppr", "dense", "bm25"):
+        hits = hg.retrieve(q, top_k=5, mode=mode)
+        assert len(hits) == 5, mode
+        assert len({h.passage_id for h in hits}) == 5
+    hit = hg.retrieve(q, top_k=1, explain=True)[0]
+    ex = hit.explanation
+    assert ex["mode"] == "hybrid"
+    assert ex["seeds"], "a multi-hop question about named entities must produce seeds"
+    assert abs(sum(ex["router"]["weights"].values()) - 1) < 1e-6
+    assert set(ex["scores"]) == {"final", "dense", "bm25", "routed", "ppr"}
+
+
+def test_graph_retrieval_beats_lexical_on_sample(sample_index, sample_questions):
+    hg = HippoGraph.open(sample_index)
+    qs = [q["question"] for q in sample_questions]
+    rec = {}
+    for mode in ("bm25", "hybrid"):
+        res = hg.retrieve_many(qs, top_k=10, mode=mode)
+        rec[mode] = sum(_recall(h, q["gold"], 5) for h, q in zip(res, sample_questions)) / len(qs)
+    assert rec["hybrid"] >= 0.6, rec
+    assert rec["hybrid"] >= rec["bm25"] - 0.02, rec
+
+
+def test_retrieve_many_matches_single(sample_index, sample_questions):
+    hg = HippoGraph.open(sample_index)
+    qs = [q["question"] for q in sample_questions[:5]]
+    batch = hg.retrieve_many(qs, top_k=5)
+    for q, hits in zip(qs, batch):
+        single = hg.retrieve(q, top_k=5)
+        assert [h.passage_id for h in hits] == [h.passage_id for h in single]
+        assert [round(h.score, 6) for h in hits] == [round(h.score, 6) for h in single]
+
+
+def test_bad_queries(sample_index):
+    hg = HippoGraph.open(sample_index)
+    with pytest.raises(ValueError, match="empty"):
+        hg.retrieve("   ")
+    with pytest.raises(ValueError, match="top_k"):
+        hg.retrieve("river", top_k=0)
+    with pytest.raises(ValueError, match="unknown mode"):
+        hg.retrieve("river", mode="magic")
+    with pytest.raises(ValueError, match="unknown config option"):
+        hg.retrieve("river", not_an_option=1)
+    hits = hg.retrieve("zzzzqqq xxyyzz", top_k=3)  # nothing matches: still a ranked answer, no crash
+    assert len(hits) <= 3
+    long_hits = hg.retrieve("river " * 5000, top_k=3)
+    assert len(long_hits) == 3
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(IndexNotFoundError):
+        HippoGraph.open(tmp_path / "missing")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "x.txt").write_text("x")
+    with pytest.raises(IndexNotFoundError, match="not a hippograph index"):
+        HippoGraph.open(tmp_path / "foreign")
+    with pytest.raises(HippoGraphError, match="not empty"):
+        HippoGraph.build(DATA / "corpus", tmp_path / "foreign", Config(embedder="tfidf"))
+
+
+def test_empty_sources(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no readable documents"):
+        HippoGraph.build(tmp_path / "empty", tmp_path / "idx", Config(embedder="tfidf"))
+    assert not (tmp_path / "idx" / "manifest.json").exists()
+
+
+def test_interrupted_build_leaves_no_valid_index(tmp_path, monkeypatch):
+    from hippograph import builder
+
+    def boom(self, out):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder.Builder, "_write_vectors", boom)
+    docs = [{"id": "a", "title": "Alpha", "text": "Alpha Corp was founded by Jane Doe in Paris."}]
+    with pytest.raises(KeyboardInterrupt):
+        HippoGraph.build(docs, tmp_path / "idx", Config(embedder="tfidf"))
+    with pytest.raises((IndexNotFoundError, IndexCorruptError)):
+        HippoGraph.open(tmp_path / "idx")
+
+
+def test_failed_rebuild_keeps_old_index(sample_index, tmp_path, monkeypatch):
+    from hippograph import builder
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_index, copy)
+    before = HippoGraph.open(copy).stats()
+
+    def boom(self, out):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(builder.Builder, "_write_lexical", boom)
+    docs = [{"id": "a", "title": "Alpha", "text": "Alpha Corp was founded by Jane Doe in Paris."}]
+    with pytest.raises(RuntimeError):
+        HippoGraph.build(docs, copy, Config(embedder="tfidf"), overwrite=True)
+    after = HippoGraph.open(copy).stats()
+    assert after["generation"] == before["generation"] and after["passages"] == before["passages"]
+
+
+def test_add_appends_without_reextracting(sample_index, tmp_path, monkeypatch):
+    from hippograph.indexers import extraction
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_index, copy)
+    hg = HippoGraph.open(copy)
+    before = hg.stats()
+    seen: list[int] = []
+    original = extraction.TripleExtractor.extract
+
+    def counting(self, passages, **kw):
+        seen.append(len(passages))
+        return original(self, passages, **kw)
+
+    monkeypatch.setattr(extraction.TripleExtractor, "extract", counting)
+    docs = [
+        {"id": "new-1", "title": "Pellow Mill", "text": "Pellow Mill was founded by Fenna Brannock in Kesselby in 1902. It made sailcloth."},
+    ]
+    report = hg.add(docs)
+    assert seen == [1]
+    assert report.added["documents"] == 1 and report.added["passages"] == 1
+    after = hg.stats()
+    assert after["documents"] == before["documents"] + 1
+    assert after["generation"] != before["generation"]
+    hits = hg.retrieve("Who founded Pellow Mill?", top_k=3)
+    assert hits[0].doc_id == "new-1"
+    # adding the same document again changes nothing
+    report2 = hg.add(docs)
+    assert report2.added.get("documents", 0) == 0
+    assert hg.stats()["generation"] == after["generation"]
+
+
+def test_export_graphml(sample_index, tmp_path):
+    import networkx as nx
+
+    out = HippoGraph.open(sample_index).export_graphml(tmp_path / "g.graphml")
+    g = nx.read_graphml(out)
+    stats = HippoGraph.open(sample_index).stats()
+    assert g.number_of_nodes() == stats["nodes"]
+    assert g.number_of_edges() == stats["edges"]
+    kinds = {d["kind"] for _, _, d in g.edges(data=True)}
+    assert {"fact", "mention"} <= kinds

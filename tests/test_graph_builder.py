@@ -1,0 +1,88 @@
+"""Graph invariants: edge weights, families, specificity, synonymy thresholds."""
+import numpy as np
+import pytest
+
+from hippograph.indexers.graph_builder import (
+    EDGE_FACT,
+    EDGE_MENTION,
+    EDGE_SYNONYM,
+    SynonymEdge,
+    build_adjacency,
+    embedding_synonyms,
+    minhash_synonyms,
+    specificity,
+)
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_fact_edges_weighted_by_triple_count_and_symmetric():
+    # entity 0-1 linked by three triples (in either direction), 1-2 by one; self loop ignored
+    facts = np.array([[0, 1], [1, 0], [0, 1], [1, 2], [2, 2]])
+    adj, kind = build_adjacency(3, 0, facts, np.zeros((0, 2)), [])
+    dense = adj.toarray()
+    assert dense[0, 1] == 3 and dense[1, 0] == 3
+    assert dense[1, 2] == 1 and dense[2, 1] == 1
+    assert dense[2, 2] == 0
+    assert (abs(dense - dense.T) < 1e-12).all()
+    assert set(kind.data.tolist()) == {EDGE_FACT}
+
+
+def test_mentions_connect_passage_nodes_after_entities():
+    mentions = np.array([[0, 0], [1, 0], [1, 1], [1, 1]])  # duplicate mention counted once
+    adj, kind = build_adjacency(2, 2, np.zeros((0, 2)), mentions, [])
+    d = adj.toarray()
+    # passage 0 is node 2, passage 1 is node 3
+    assert d[0, 2] == 1 and d[1, 2] == 1 and d[1, 3] == 1 and d[0, 3] == 0
+    assert d[3, 1] == 1
+    assert set(kind.data.tolist()) == {EDGE_MENTION}
+
+
+def test_edge_kinds_align_with_weights():
+    facts = np.array([[0, 1]])
+    mentions = np.array([[0, 0]])
+    syn = [SynonymEdge(1, 2, 0.9, "embedding")]
+    adj, kind = build_adjacency(3, 1, facts, mentions, syn)
+    coo, kcoo = adj.tocoo(), kind.tocoo()
+    got = {(r, c): (w, k) for r, c, w, k in zip(coo.row, coo.col, coo.data, kcoo.data)}
+    assert got[(0, 1)] == (1.0, EDGE_FACT)
+    assert got[(0, 3)] == (1.0, EDGE_MENTION)
+    assert got[(2, 1)][1] == EDGE_SYNONYM and got[(2, 1)][0] == pytest.approx(0.9)
+    assert adj.nnz == kind.nnz == 6
+
+
+def test_specificity_is_inverse_passage_count():
+    mentions = np.array([[0, 0], [0, 1], [0, 2], [1, 2], [1, 2]])
+    s = specificity(mentions, 3)
+    assert s[0] == pytest.approx(1 / 3)
+    assert s[1] == pytest.approx(1.0)
+    assert s[2] == 0.0  # never mentioned
+
+
+def test_embedding_synonyms_threshold_and_new_vs_all():
+    emb = _unit([[1, 0, 0], [0.95, 0.05, 0], [0, 1, 0], [0.5, 0.5, 0.7], [1, 0.01, 0]])
+    names = ["barack obama", "obama barack", "paris", "xy", "b obama"]
+    edges = embedding_synonyms(emb, names, np.array([4]), threshold=0.8, max_neighbors=100, min_chars=3)
+    pairs = {(e.a, e.b) for e in edges}
+    assert pairs == {(0, 4), (1, 4)}  # only pairs touching the new entity, only above 0.8
+    assert all(e.score >= 0.8 for e in edges)
+    # "xy" has too few alphanumeric characters to be linked even when identical
+    emb2 = _unit([[1, 0], [1, 0]])
+    assert embedding_synonyms(emb2, ["xy", "xy "], np.array([0, 1]), threshold=0.8, max_neighbors=5, min_chars=3) == []
+
+
+def test_embedding_synonyms_respects_max_neighbors():
+    emb = _unit(np.ones((6, 4)) + np.eye(6, 4) * 0.01)
+    names = [f"entity {i}" for i in range(6)]
+    edges = embedding_synonyms(emb, names, np.array([0]), threshold=0.5, max_neighbors=2, min_chars=3)
+    assert len(edges) == 2
+
+
+def test_minhash_links_surface_variants_only():
+    names = ["university of drumlow", "the university of drumlow", "port meriden", "kessel shipworks"]
+    edges = minhash_synonyms(names, [1], threshold=0.5, num_perm=128, min_chars=3)
+    assert {(e.a, e.b) for e in edges} == {(0, 1)}
+    assert minhash_synonyms(names, [1], threshold=0, num_perm=128, min_chars=3) == []
