@@ -110,12 +110,13 @@ def machine_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
+    from importlib.metadata import PackageNotFoundError, version
+
     versions = {}
-    for mod in ("numpy", "faiss", "torch", "sentence_transformers", "spacy", "bm25s", "rank_bm25", "hippograph"):
-        try:
-            m = __import__(mod)
-            versions[mod] = getattr(m, "__version__", "?")
-        except Exception:
+    for dist in ("hippograph", "numpy", "faiss-cpu", "torch", "sentence-transformers", "spacy", "bm25s", "rank-bm25"):
+        try:  # metadata only: importing torch/spacy just for a version string costs seconds
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
             pass
     return {"cores": usable, "cpu_count": os.cpu_count(), "cpu": cpu,
             "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),

