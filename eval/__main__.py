@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true",
                    help="tiny slices (10 questions + gold + 100 distractors) for CI smoke runs")
     r.add_argument("--rebuild", action="store_true", help="ignore cached indexes and embeddings")
+    r.add_argument("--jobs", type=int, default=1, help="spaCy processes for hippograph index builds")
     r.add_argument("--latency-queries", type=int, default=100, help="questions timed one at a time per system")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("-v", "--verbose", action="store_true")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = RunOptions(
         datasets=[d.strip() for d in datasets if d.strip()], systems=systems, out_dir=args.out,
         cache_dir=args.cache, embedder=args.embedder or ("tfidf" if args.quick else "minilm"), quick=args.quick,
-        rebuild=args.rebuild, latency_queries=args.latency_queries, progress=not args.no_progress,
+        rebuild=args.rebuild, jobs=args.jobs, latency_queries=args.latency_queries, progress=not args.no_progress,
         command="python -m eval " + " ".join(shlex.quote(a) for a in argv), data_root=args.data_root,
     )
     args.out.mkdir(parents=True, exist_ok=True)

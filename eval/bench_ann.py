@@ -141,7 +141,7 @@ def synthetic(n: int, n_queries: int, d: int = 384, seed: int = 0, chunk: int = 
     B = (basis * scale[None, :]).T.astype(np.float32)  # z @ B: anisotropic, total variance 1
 
     def aniso(m: int) -> np.ndarray:
-        return rng.standard_normal((m, d)).astype(np.float32) @ B
+        return rng.standard_normal((m, d), dtype=np.float32) @ B
 
     mean_dir = rng.standard_normal(d).astype(np.float32)
     mean_dir /= np.linalg.norm(mean_dir)
@@ -153,21 +153,19 @@ def synthetic(n: int, n_queries: int, d: int = 384, seed: int = 0, chunk: int = 
     cl_topic = rng.integers(0, n_topics, n_clusters)
     centers = 0.35 * mean_dir[None, :] + topics[cl_topic] + 0.75 * aniso(n_clusters)
     p = sizes / sizes.sum()
-    lab = rng.choice(n_clusters, size=total, p=p)
+    lab = np.sort(rng.choice(n_clusters, size=total, p=p))
+    bounds = np.searchsorted(lab, np.arange(n_clusters + 1))
     rank = 8
-    spread = np.empty((n_clusters, rank, d), dtype=np.float32)
-    for c0 in range(0, n_clusters, 4096):
-        m = min(4096, n_clusters - c0)
-        spread[c0:c0 + m] = (rng.standard_normal((m * rank, d)).astype(np.float32) / np.sqrt(d)).reshape(m, rank, d)
     X = np.empty((total, d), dtype=np.float32)
+    for c in np.flatnonzero(np.diff(bounds)):  # per cluster: its own rank-8 spread
+        s0, s1 = bounds[c], bounds[c + 1]
+        spread = rng.standard_normal((rank, d), dtype=np.float32) / np.sqrt(d)
+        X[s0:s1] = (rng.standard_normal((s1 - s0, rank), dtype=np.float32) * 0.9) @ spread
     for s0 in range(0, total, chunk):
-        lb = lab[s0:s0 + chunk]
-        m = lb.size
-        z = rng.standard_normal((m, rank)).astype(np.float32) * 0.9
-        low = np.einsum("mr,mrd->md", z, spread[lb])
-        x = centers[lb] + 0.55 * aniso(m) + low
+        s1 = min(total, s0 + chunk)
+        x = X[s0:s1] + centers[lab[s0:s1]] + 0.55 * aniso(s1 - s0)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        X[s0:s0 + m] = x
+        X[s0:s1] = x
     perm = rng.permutation(total)
     q_rows, x_rows = perm[:n_queries], np.sort(perm[n_queries:])
     return np.ascontiguousarray(X[x_rows]), np.ascontiguousarray(X[q_rows])

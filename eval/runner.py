@@ -41,6 +41,8 @@ class RunOptions:
     quick_questions: int = 10
     quick_distractors: int = 100
     rebuild: bool = False
+    jobs: int = 1
+    """spaCy worker processes for hippograph builds (speed only; not part of the cache key)."""
     latency_queries: int = 100
     """Questions timed one at a time per system (p50/p95); all questions are run batched."""
     progress: bool = True
@@ -84,14 +86,14 @@ class RssSampler:
                 "delta_mb": round(self.peak_mb - self.start_mb, 1)}
 
 
-def engine_config(embedder: str) -> Any:
-    """The engine Config every system shares: `minilm` (sentence-transformers) or `tfidf`."""
+def engine_config(embedder: str, jobs: int = 1) -> Any:
+    """The engine Config every system shares: `minilm` (sentence-transformers) or `tfidf`; defaults otherwise."""
     from hippograph.config import Config
 
     names = {"minilm": "sentence-transformers", "tfidf": "tfidf"}
     if embedder not in names:
         raise ValueError(f"unknown embedder {embedder!r}; use one of {', '.join(names)}")
-    return Config(embedder=names[embedder])
+    return Config(embedder=names[embedder], n_process=jobs)
 
 
 def machine_info() -> dict[str, Any]:
@@ -201,7 +203,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     t_run = time.perf_counter()
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if opts.quick else "")
     run_dir = Path(opts.out_dir) / "runs" / run_id
-    ctx = RunContext(engine_config(opts.embedder), Path(opts.cache_dir), rebuild=opts.rebuild)
+    ctx = RunContext(engine_config(opts.embedder, opts.jobs), Path(opts.cache_dir), rebuild=opts.rebuild)
 
     benches = list(opts.benchmarks)
     if not benches:

@@ -160,12 +160,15 @@ class RunContext:
         from . import REPO_ROOT
 
         variant = "openie" if openie else "spacy"
-        index_cfg = self.config.to_dict()
+        # knobs that change speed, not the index, stay out of the key
+        index_cfg = {k: v for k, v in self.config.to_dict().items()
+                     if k not in ("n_process", "embedding_batch_size", "spacy_batch_size")}
         key = _hash(index_cfg, bench.corpus_hash(), str(openie) if openie else None,
                     source_hash(REPO_ROOT / "hippograph", REPO_ROOT / "indexers"))
         mem_key = f"{bench.name}:{variant}:{key}"
-        if mem_key in self._hg:
-            return self._hg[mem_key]
+        if mem_key in self._hg:  # a second system on the same index: report it as shared
+            hg, info = self._hg[mem_key]
+            return hg, IndexInfo(info.seconds, dict(info.stages), info.size_bytes, True, {**info.extra, "shared": True})
         if mem_key in self._hg_failed:  # one failed build is not retried by every system sharing it
             raise self._hg_failed[mem_key]
         try:

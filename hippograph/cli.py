@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from . import __version__
 from .config import Config
 from .errors import HippoGraphError
+from .server import add_serve_parser, cmd_serve
 
 logger = logging.getLogger("hippograph")
 
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="verify the index's checksums and report damage")
     ck.add_argument("index", metavar="DIR")
     ck.add_argument("--json", action="store_true")
+    add_serve_parser(sub)
     return p
 
 
@@ -183,7 +185,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_ERROR if problems else 0
 
 
-COMMANDS = {"index": _cmd_index, "query": _cmd_query, "info": _cmd_info, "export": _cmd_export, "check": _cmd_check}
+COMMANDS = {"index": _cmd_index, "query": _cmd_query, "info": _cmd_info, "export": _cmd_export, "check": _cmd_check, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,7 +52,11 @@ class Embedder(Protocol):
     """What hippograph needs from an embedding backend."""
 
     name: str
-    dim: int
+
+    @property
+    def dim(self) -> int:
+        """Length of every output vector."""
+        ...
 
     @property
     def needs_fit(self) -> bool:
@@ -316,7 +320,9 @@ _TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 class TfidfEmbedder:
     """Zero-model embedder: TF-IDF (sublinear tf, English stop words) projected by LSA/SVD.
 
-    Call `fit(texts)` on the corpus first. `dim` is the requested size until fitted,
+    Unigrams by default (bigrams multiply the vocabulary ×5 for +0.04 recall@5 on
+    MuSiQue); the vocabulary is capped at `max_terms` most frequent terms so the stored
+    projection stays ≤ max_terms × dim floats (50k × 256 → 51 MB). Call `fit(texts)` on the corpus first. `dim` is the requested size until fitted,
     then the real size (smaller when the corpus has fewer documents or terms). Fitting
     is deterministic (fixed SVD seed); `save`/`load` reproduce encodings exactly because
     encoding is done here from the stored vocabulary, idf and components.
@@ -324,13 +330,18 @@ class TfidfEmbedder:
 
     backend = "tfidf"
 
-    def __init__(self, dim: int = 256, *, ngram_max: int = 1, random_state: int = 0) -> None:
+    def __init__(
+        self, dim: int = 256, *, ngram_max: int = 1, max_terms: int = 50_000, random_state: int = 0
+    ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ConfigError(f"tfidf_dim must be a positive integer (got {dim!r})")
         if ngram_max not in (1, 2):
             raise ConfigError(f"ngram_max must be 1 or 2 (got {ngram_max!r})")
+        if isinstance(max_terms, bool) or not isinstance(max_terms, (int, np.integer)) or max_terms < 1:
+            raise ConfigError(f"max_terms must be a positive integer (got {max_terms!r})")
         self.requested_dim = int(dim)
         self.ngram_max = int(ngram_max)
+        self.max_terms = int(max_terms)
         self.random_state = int(random_state)
         self.name = "tfidf-lsa"
         self.vocabulary: dict[str, int] | None = None
@@ -373,7 +384,9 @@ class TfidfEmbedder:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         analyzer = self._analyze()
-        vectorizer = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, min_df=1, dtype=np.float32)
+        vectorizer = TfidfVectorizer(
+            analyzer=analyzer, sublinear_tf=True, min_df=1, max_features=self.max_terms, dtype=np.float32
+        )
         try:
             x = vectorizer.fit_transform(items)
         except ValueError as exc:  # empty vocabulary
@@ -461,6 +474,7 @@ class TfidfEmbedder:
             "dim": self.dim,
             "requested_dim": self.requested_dim,
             "ngram_max": self.ngram_max,
+            "max_terms": self.max_terms,
             "fitted": not self.needs_fit,
         }
 
@@ -476,6 +490,7 @@ class TfidfEmbedder:
             "requested_dim": self.requested_dim,
             "dim": self.dim,
             "ngram_max": self.ngram_max,
+            "max_terms": self.max_terms,
             "random_state": self.random_state,
             "token_pattern": _TOKEN_PATTERN,
             "stop_words": self._stop_words,
@@ -498,8 +513,12 @@ class TfidfEmbedder:
         try:
             if config.get("format") != _TFIDF_FORMAT or config.get("token_pattern") != _TOKEN_PATTERN:
                 raise ValueError(f"unsupported format {config.get('format')!r}")
-            emb = cls(int(config["requested_dim"]), ngram_max=int(config["ngram_max"]),
-                      random_state=int(config["random_state"]))
+            emb = cls(
+                int(config["requested_dim"]),
+                ngram_max=int(config["ngram_max"]),
+                max_terms=int(config["max_terms"]),
+                random_state=int(config["random_state"]),
+            )
             emb._stop_words = [str(w) for w in config["stop_words"]]
         except (AttributeError, KeyError, TypeError, ValueError, ConfigError) as exc:
             raise IndexCorruptError(f"{directory / _TFIDF_CONFIG}: invalid TF-IDF embedder config ({exc})") from exc

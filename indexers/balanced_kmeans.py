@@ -176,6 +176,17 @@ def balanced_kmeans(
     return KMeansResult(cents, labels.astype(np.int64), counts)
 
 
+def _branch_k(m: int, leaf_size: float, branching: int) -> int:
+    """Children of a node of m points: leaves directly when ≤ branching leaves are
+    wanted, otherwise the k that spreads the remaining levels evenly (k^levels ≈ leaves),
+    which keeps the tree shallow and the number of small k-means calls low."""
+    leaves = m / leaf_size
+    if leaves <= branching:
+        return int(max(2, math.floor(leaves)))
+    levels = math.ceil(math.log(leaves) / math.log(branching) - 1e-9)
+    return int(min(branching, max(2, math.ceil(leaves ** (1.0 / levels)))))
+
+
 def select_heads(
     X: np.ndarray,
     *,
@@ -186,8 +197,9 @@ def select_heads(
 ) -> np.ndarray:
     """Hierarchical balanced clustering; returns the row indices of the head vectors.
 
-    A node with n points is split into min(branching, round(n / leaf_size)) balanced
-    clusters until it holds fewer than 1.5·leaf_size points; each leaf's head is the
+    A node with n points is split into at most ``branching`` balanced clusters (the
+    last split goes straight to leaf-sized clusters) until it holds fewer than
+    1.5·leaf_size points; each leaf's head is the
     real vector nearest the leaf centroid (SPTAG selects real points as heads so that a
     head is also a data point). About n / leaf_size heads result.
     """
@@ -204,7 +216,7 @@ def select_heads(
             leaf[idx] = n_leaves
             n_leaves += 1
             continue
-        k = int(min(branching, max(2, math.floor(m / leaf_size))))
+        k = _branch_k(m, leaf_size, branching)
         with (contextlib.nullcontext() if m > 50_000 else blas_single_thread()):
             res = balanced_kmeans(
                 X[idx], k, iters=iters, seed=seed + step,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -39,6 +40,7 @@ _NLP_CACHE: dict[tuple[str, tuple[str, ...]], tuple["Language", str]] = {}
 _STOP_EXTRA = frozenset({"s", "who", "which", "whom", "whose", "what", "there", "here"})
 _NUMBER = re.compile(r"^[0-9 ]+$")
 _HYPHENS = frozenset({"-", "–"})
+_QUESTION_WORDS = re.compile(r"^(?:what|which|whose|how many|how much)\s+")
 
 
 # --------------------------------------------------------------------------- models
@@ -292,6 +294,9 @@ class TripleExtractor:
         n_process = max(1, int(self.config.n_process))
         if n_process > 1 and len(passages) < 2 * batch:
             n_process = 1  # worker start-up costs more than it saves on tiny inputs
+        if n_process > 1 and mp.current_process().daemon:
+            log.info("extraction inside a daemon process: running single-process")
+            n_process = 1
         out: list[Extraction] = []
         with tqdm(total=len(passages), desc="extracting", unit="passage", disable=not show_progress) as bar:
             if n_process == 1:
@@ -300,8 +305,6 @@ class TripleExtractor:
                     out.append(self.extract_doc(doc, passage))
                     bar.update(1)
                 return out
-            import multiprocessing as mp
-
             chunk = batch * 2
             chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
             init = (self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks)
@@ -319,6 +322,11 @@ class TripleExtractor:
         main_title = _main_title(passage.title)
         rules = SentenceRules(entity_spans(doc.ents), self._lemma, main_title if self.resolve_pronouns else "")
         if self.resolve_pronouns:
+            qualifier = _TITLE_QUALIFIER.search(passage.title or "")
+            if qualifier:
+                words = qualifier.group(0).strip(" ()").split()
+                if len(words) == 1 and words[0].isalpha() and words[0].islower():
+                    rules.type_nouns = rules.type_nouns | {words[0]}  # "Thriller (album)"
             rules.learn_type_nouns(doc[:])
         triples: list[Triple] = []
         seen: set[tuple[str, str, str]] = set()
@@ -363,19 +371,24 @@ class TripleExtractor:
 
     # ------------------------------------------------------------------ queries
     def extract_query(self, text: str) -> list[str]:
-        """Normalised entity mentions of a query: named entities + noun chunks, no stop-word-only phrases."""
-        doc = self.nlp(text)
+        """Normalised entity mentions of a query: named entities + noun chunks.
+
+        Unlike passages, common-noun chunks are kept ("the river" still links to river
+        nodes); pronoun chunks and stop-word-only phrases are dropped. One short
+        `nlp(text)` call: a few ms with en_core_web_sm.
+        """
         if self.blank:
-            return _dedupe(
-                t for t in (normalize_entity(m.group(0)) for m in _CAP_SEQ.finditer(text))
-                if _usable_phrase(t, self._stop_words)
-            )
-        out = [normalize_entity(e.text) for e in doc.ents]
+            found = (normalize_entity(m.group(0)) for m in _CAP_SEQ.finditer(text))
+            return _dedupe(t for t in found if _usable_phrase(t, self._stop_words))
+        doc = self.nlp(text)
+        out = named_entities(doc)
+        in_ent = {i for e in doc.ents for i in range(e.start, e.end)}
         for chunk in doc.noun_chunks:
-            if chunk.root.pos_ == "PRON":
+            if chunk.root.pos_ == "PRON" or (chunk.root.i in in_ent and not _specific_chunk(chunk, in_ent)):
                 continue
             out.append(_chunk_text(chunk))
-        return _dedupe(t for t in out if _usable_phrase(t, self._stop_words) or t in {normalize_entity(e.text) for e in doc.ents})
+        cleaned = (_QUESTION_WORDS.sub("", t) for t in out)
+        return _dedupe(t for t in cleaned if _usable_phrase(t, self._stop_words))
 
 
 # ------------------------------------------------------------------ worker processes

@@ -1,28 +1,36 @@
 """Dependency-parse rules that turn one spaCy sentence into subject–predicate–object triples.
 
-Pure functions over a parsed `Span` (no model loading, no I/O), so they run wherever the
-parsed Doc is. Conventions (DESIGN.md §3.1, documented in docs/ by the lead):
+Pure functions over a parsed Doc (no model loading, no I/O), so they run in whichever
+process parsed it. Conventions (DESIGN.md §3.1):
 
 * Arguments are phrases: the named-entity span covering the head token if there is one
-  (unless the entity swallowed a coordination), else the head plus its left name
-  modifiers (compound/amod/nummod/nmod/quantmod), extended over " - " hyphen joins and,
-  for proper nouns, over "of <Proper noun>" ("Journal of Mathematical Physics").
-  Determiners and possessors are never part of an argument.
-* Predicate = verb lemma (+ particle) (+ preposition for prep→pobj), "not " prefixed when
-  negated. Copula "be" is written "is".
+  (unless the entity swallowed a coordination; a trailing "'s" is dropped), else the head
+  plus its left name modifiers (compound/amod/nummod/nmod/quantmod), extended over the
+  corpus' spaced hyphens ("Person - centered therapy", "editor - in - chief") and, for
+  proper nouns, over "of <Proper noun>" ("Journal of Mathematical Physics"). "City, State"
+  place pairs are one argument ("mobile alabama"). Determiners and possessors are never
+  part of an argument; adjectives, adverbs and wh-/demonstrative pronouns never are one.
+* Predicate = verb lemma (+ particle) (+ preposition for prep→pobj, "by" for the agent),
+  "not " prefixed when negated. Copula "be" is written "is".
 * Passive voice keeps the surface direction, like HippoRAG's GPT-3.5 OpenIE:
-  "C was founded by A" → (C, founded by, A); the predicate is the participle, not the lemma.
-* Noun objects with a prepositional modifier add one more triple that folds the noun
-  into the predicate: "X is the capital of France" → (X, is, capital) + (X, is capital of, France).
-* Apposition: "X, the Y of Z" → (X, is, Y) + (X, is Y of, Z); a proper-noun appositive
-  of a common noun becomes the subject ("the president, Obama" → (Obama, is, president)).
-* Possessive: "Z's Y X" → (Z, has Y, X); bare "Z's Y" → (Z, has, Y).
+  "C was founded by A" → (c, founded by, a); the predicate is the participle, not the lemma.
+* A common-noun object with a prepositional modifier folds into the predicate:
+  "X is the capital of France" → (x, is capital of, france). The unfolded (x, is, capital)
+  is kept only when the object is more than one word ("public art project").
+* Apposition: "X, the Y of Z" → (x, is, y) + (x, is y of, z); a proper-noun appositive
+  of a common noun becomes the subject ("the president, Obama" → (obama, is, president)).
+* Possessive: "Z's Y X" → (z, has y, x); bare "Z's Y" → (z, has, y) (not for a pronoun
+  possessor of a bare noun: "his time").
 * relcl/acl: the modified noun fills the relative pronoun's role (subject or object);
-  a past-participle acl is passive ("a journal published by W" → (journal, published by, W)).
+  a past-participle acl is passive ("a journal published by W" → (journal, published by, w));
+  a clause on a copula complement is about the copula's subject ("X is a journal
+  published by W" → (x, published by, w)).
 * Coordination fans out on subjects, objects and verbs; xcomp chains fold into the
-  predicate ("X began to play Y" → (X, begin to play, Y)).
-* Personal pronouns (he/she/it/they/his/its/…) resolve to the passage title when one is
-  given; other pronouns (who/which/this/…) never become arguments.
+  predicate ("X began to play Y" → (x, begin to play, y)).
+* Title resolution (when a title is given): personal pronouns (he/she/it/they/his/its…),
+  "the <kind>" where the kind is the title's qualifier "(film)" or its copula class ("T is
+  a journal" → "the journal"), a bare surname of the title, and the implicit owner of a
+  role ("The editor is Jane Doe" → (t, has editor, jane doe)). "the state of Florida" → florida.
 """
 from __future__ import annotations
 
@@ -40,11 +48,18 @@ SUBJECT_DEPS = frozenset({"nsubj", "nsubjpass"})
 OBJECT_DEPS = frozenset({"dobj", "attr", "oprd", "dative"})
 PREP_DEPS = frozenset({"prep", "agent"})
 HYPHENS = frozenset({"-", "–"})
+PLACE_CLASS_NOUNS = frozenset(
+    {"city", "town", "village", "state", "county", "province", "region", "district", "island",
+     "islands", "republic", "kingdom", "municipality", "borough", "commune", "parish", "township",
+     "hamlet", "community", "territory", "prefecture", "emirate", "duchy", "principality"}
+)
+""""the state of Florida" is Florida."""
+LIGHT_NOUNS = frozenset({"form", "type", "kind", "sort", "genre", "species", "variety", "style", "version", "subgenre"})
+""""X is a form of Y developed by Z": the clause on Y is about X."""
 PERSONAL_PRONOUNS = frozenset(
     {"he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "hers", "theirs"}
 )
 NOUN_POS = frozenset({"NOUN", "PROPN", "NUM", "PRON", "X", "ADJ"})
-BAD_ENTITY_LABELS_FOR_CONJ = frozenset({"CCONJ"})
 _ARG_STOP = frozenset(
     {
         "who", "whom", "whose", "which", "that", "this", "these", "those", "what", "there",
@@ -54,6 +69,10 @@ _ARG_STOP = frozenset(
         "he", "she", "it", "they", "him", "her", "them", "his", "its", "their", "hers",
     }
 )
+
+
+_NUMERIC_LABELS = frozenset({"DATE", "TIME", "CARDINAL", "ORDINAL", "QUANTITY", "PERCENT", "MONEY"})
+_BE_FORMS = frozenset({"is", "was", "are", "were", "be", "been", "being", "'s"})
 
 
 def entity_spans(doc_ents: Iterable[Span]) -> dict[int, Span]:
@@ -99,6 +118,11 @@ class SentenceRules:
             start, end = ent.start, ent.end
             while end - 1 > start and (doc[end - 1].tag_ == "POS" or doc[end - 1].is_punct):
                 end -= 1  # "Henrik Ibsen 's"
+            # "Mobile, Alabama": a place qualified by an appositive place is one argument
+            if ent.label_ == "GPE" and end + 1 < tok.sent.end and doc[end].text == ",":
+                nxt = self.ents.get(end + 1)
+                if nxt is not None and nxt.label_ == "GPE" and nxt.root.dep_ == "appos" and nxt.root.head.i in range(start, end):
+                    end = nxt.end
         else:
             start = tok.i
             for child in tok.lefts:
@@ -110,8 +134,13 @@ class SentenceRules:
                 for child in tok.rights:
                     if child.dep_ == "prep" and child.lower_ == "of" and child.i == end:
                         pobjs = [c for c in child.children if c.dep_ == "pobj" and c.pos_ == "PROPN"]
-                        if pobjs and not any(c.dep_ in ("cc", "conj") for c in pobjs[0].children):
-                            end = self.phrase_span(pobjs[0]).end
+                        if pobjs:
+                            # "Institute of Mathematics & Informatics": keep proper-noun conjuncts
+                            last = pobjs[0]
+                            for conj in self.fan_out(pobjs[0])[1:]:
+                                if conj.pos_ == "PROPN":
+                                    last = conj if conj.i > last.i else last
+                            end = max(self.phrase_span(last).end, last.i + 1)
                         break
         # skip leading determiners/possessors that a modifier subtree may have pulled in
         while start < end - 1 and doc[start].dep_ in ("det", "poss", "case", "predet", "punct"):
@@ -124,6 +153,10 @@ class SentenceRules:
             for child in left.lefts:
                 if child.dep_ in NAME_MODIFIERS:
                     start = min(start, child.left_edge.i)
+        # "editor - in - chief": hyphen chains inside the head's own subtree
+        right_edge = tok.right_edge.i
+        while end + 1 <= right_edge and doc[end].text in HYPHENS and doc[end + 1].is_alpha:
+            end += 2
         return doc[start:end]
 
     def argument(self, tok: Token) -> str:
@@ -139,6 +172,13 @@ class SentenceRules:
             for child in tok.rights:
                 if child.dep_ == "appos" and child.pos_ == "PROPN":
                     return self.argument(child)
+            # "the state of Florida" → Florida
+            if tok.lower_ in PLACE_CLASS_NOUNS:
+                for child in tok.rights:
+                    if child.dep_ == "prep" and child.lower_ == "of":
+                        pobj = [c for c in child.children if c.dep_ == "pobj" and c.i in self.ents]
+                        if pobj and self.ents[pobj[0].i].label_ in ("GPE", "LOC", "FAC", "ORG"):
+                            return self.argument(pobj[0])
             # "The film premiered …" in the passage about a film → the title
             if self.title and tok.lower_ in self.type_nouns:
                 lefts = [c.dep_ for c in tok.lefts]
@@ -150,12 +190,16 @@ class SentenceRules:
         if not text or text in _ARG_STOP:
             return ""
         # "Hayek" in the passage "Friedrich Hayek" → the title (person name parts only)
-        ent = self.ents.get(tok.i)
-        if (
-            ent is not None and ent.label_ == "PERSON" and self.title_words
-            and text != self.title and set(text.split()) < self.title_words
-        ):
-            return self.title
+        if self.title_words and text != self.title:
+            ent = self.ents.get(tok.i)
+            words = text.split()
+            if ent is not None and ent.label_ == "PERSON" and set(words) < self.title_words:
+                return self.title
+            if (
+                ent is None and tok.pos_ in ("PROPN", "NOUN") and tok.text[:1].isupper()
+                and len(words) == 1 and self.title.endswith(" " + text)
+            ):
+                return self.title  # a bare surname the NER missed
         return text
 
     # ------------------------------------------------------------ coordination
@@ -171,20 +215,6 @@ class SentenceRules:
                     out.append(child)
                     stack.append(child)
         return out
-
-    @staticmethod
-    def hyphen_tail(tokens: list[Token]) -> list[Token]:
-        """Drop the first parts of hyphen chains parsed as sibling heads ("co - founder")."""
-        keep = []
-        idx = {t.i for t in tokens}
-        for t in tokens:
-            if t.text in HYPHENS:
-                continue
-            nxt = t.i + 2
-            if nxt in idx and t.nbor(1).text in HYPHENS:
-                continue
-            keep.append(t)
-        return keep
 
     # ------------------------------------------------------------- predicates
     @staticmethod
@@ -222,6 +252,8 @@ class SentenceRules:
                 subjects = self.subjects(tok)
                 if subjects:
                     out.extend(self.verb_triples(tok, subjects, "", handled_xcomp))
+                if self.title and tok.lower_ in _BE_FORMS:
+                    out.extend(self.role_triples(tok))
             if tok.dep_ == "appos":
                 out.extend(self.appos_triples(tok))
             if tok.dep_ == "poss":
@@ -250,6 +282,12 @@ class SentenceRules:
             inherited = self.subjects(noun.head)
             if inherited:
                 return inherited
+        if noun.dep_ == "pobj" and noun.head.lower_ == "of" and noun.head.head.lower_ in LIGHT_NOUNS:
+            light = noun.head.head
+            if light.dep_ == "attr" and light.head.pos_ in ("AUX", "VERB"):
+                inherited = self.subjects(light.head)
+                if inherited:
+                    return inherited
         if noun.dep_ == "appos" and noun.head.pos_ == "PROPN":
             inherited = self.args(noun.head)
             if inherited:
@@ -312,11 +350,46 @@ class SentenceRules:
                 out.extend(self.verb_triples(child, subjects, pred + to, handled_xcomp))
         return out
 
+    def role_triples(self, verb: Token) -> list[RawTriple]:
+        """"The editor is Jane Doe" in a passage about T → (T, has editor, jane doe).
+
+        Only for a bare definite role noun ("the (current) editor", no possessor, no "of")
+        and a proper-noun complement: the implicit possessor of the role is the title.
+        """
+        subj = [c for c in verb.children if c.dep_ == "nsubj"]
+        if len(subj) != 1:
+            return []
+        s = subj[0]
+        if s.pos_ != "NOUN" or s.i in self.ents or s.lower_ in self.type_nouns:
+            return []
+        span = self.phrase_span(s)
+        if any(
+            c.dep_ in ("poss", "prep", "relcl", "acl", "appos") and not span.start <= c.i < span.end
+            for c in s.children
+        ):
+            return []
+        if not any(c.dep_ == "det" and c.lower_ == "the" for c in s.lefts):
+            return []
+        role = normalize_entity(span.text)
+        out: list[RawTriple] = []
+        for attr in verb.children:
+            if attr.dep_ != "attr":
+                continue
+            for o in self.fan_out(attr):
+                if o.pos_ == "PROPN" or o.i in self.ents:
+                    arg = self.argument(o)
+                    if role and arg and arg != self.title:
+                        out.append((self.title, f"has {role}", arg))
+        return out
+
     def _prep_triples(self, subjects: list[str], pred: str, prep: Token) -> list[RawTriple]:
         out: list[RawTriple] = []
         for pobj in prep.children:
             if pobj.dep_ != "pobj":
                 continue
+            ent = self.ents.get(pobj.i)
+            if ent is not None and ent.start <= prep.i < ent.end:
+                continue  # "from 1920 to 1924": the "to" is inside the date entity
             for o in self.fan_out(pobj):
                 out.extend(self._emit(subjects, pred, o, fold=True))
         return out
@@ -352,6 +425,12 @@ class SentenceRules:
         if appos.text in HYPHENS:
             return []
         head = appos.head
+        for tok in (head, appos):
+            ent = self.ents.get(tok.i)
+            if ent is not None and ent.label_ in _NUMERIC_LABELS:
+                return []  # "18 April 1883 – 19 January 1963", "Skyy Vodka, 43": not an identity
+        if appos.i < self.phrase_span(head).end:
+            return []  # merged into the head's argument ("Mobile, Alabama")
         x_tok, y_tok = head, appos
         if head.pos_ == "NOUN" and appos.pos_ == "PROPN":
             x_tok, y_tok = appos, head

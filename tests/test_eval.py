@@ -278,3 +278,19 @@ def test_quick_command_end_to_end(tmp_path):
     # lexical baselines on the same passages with the same tokenizer retrieve the same gold at depth 20
     assert ds["systems"]["rank_bm25"]["metrics"]["recall@20"] > 0.5
     assert (out / "runs" / "RESULTS_quick.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared datasets not mounted")
+def test_dense_minilm_real_embeddings_and_cache(tmp_path):
+    """Real MiniLM embeddings on a small MuSiQue slice; the second run reads the embedding cache."""
+    bench = D.slice_benchmark(D.load_dataset("musique_train100", SHARED), 5, 30)
+    opts = RunOptions(systems=select_systems("dense_flat"), out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                      embedder="minilm", benchmarks=[bench], progress=False, latency_queries=2)
+    first = run(opts)["datasets"]["musique_train100"]["systems"]["dense_flat"]
+    assert first["status"] == "ok", first.get("reason")
+    assert first["index"]["cached"] is False and first["metrics"]["recall@5"] > 0.5
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1
+    second = run(opts)["datasets"]["musique_train100"]["systems"]["dense_flat"]
+    assert second["index"]["cached"] is True
+    assert second["metrics"] == pytest.approx(first["metrics"])

