@@ -8,32 +8,56 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from .builder import Builder, BuildReport, load_embeddings
+from .builder import Builder, BuildReport, document_hash
 from .config import Config
 from .embedders import Embedder, load_embedder, make_embedder
 from .errors import HippoGraphError, IndexCorruptError, SourceError
 from .storage import IndexDir, Manifest
 from .snapshot import IndexSnapshot
-from .tables import CorpusTables
 from .types import Document, Hit
 
 logger = logging.getLogger(__name__)
 
 Sources = Any  # str | Path | Iterable[str | Path | dict]
 
+OPEN_RETRIES = 3
+"""Times `open`/`refresh` re-read the manifest when a writer removed the generation it named meanwhile."""
+
 
 def _load(sources: Sources, config: Config) -> list[Document]:
+    return _load_with_report(sources, config)[0]
+
+
+def _load_with_report(sources: Sources, config: Config) -> tuple[list[Document], Any]:
     from .indexers.loaders import load_documents
 
     docs, report = load_documents(sources, config)
     for path, reason in report.skipped:
         logger.debug("skipped %s: %s", path, reason)
-    return docs
+    return docs, report
+
+
+def _path_sources(sources: Sources) -> list[str]:
+    """Absolute paths named in `sources` (the roots a sync may delete documents under)."""
+    items = [sources] if isinstance(sources, (str, os.PathLike)) else (sources if isinstance(sources, (list, tuple)) else [])
+    return [os.path.abspath(s) for s in items if isinstance(s, (str, os.PathLike))]
+
+
+def _under(source: str, roots: Sequence[str]) -> bool:
+    """Is a document's source (a path, or ``path#record``) inside one of `roots`? String test only:
+    sources are never opened, so a hostile ``source`` field cannot make a sync touch other files."""
+    candidates = {source, source.rsplit("#", 1)[0]}
+    for root in roots:
+        for c in candidates:
+            if c == root or c.startswith(root.rstrip(os.sep) + os.sep):
+                return True
+    return False
 
 
 def _extract_fn(config: Config, openie: str | Path | None, show_progress: bool):
@@ -103,7 +127,11 @@ class HippoGraph:
         return cls(index_dir, config_overrides=config_overrides)
 
     @staticmethod
-    def _write_and_commit(idx: IndexDir, builder: Builder, manifest: Manifest, t0: float) -> Manifest:
+    def _write_and_commit(
+        idx: IndexDir, builder: Builder, manifest: Manifest, t0: float, *, previous: Manifest | None = None
+    ) -> Manifest:
+        """Write the builder's content as a new generation and commit it. `previous` is the
+        generation the builder started from: files hard-linked from it keep their checksums."""
         gen = idx.new_generation()
         try:
             counts = builder.write(gen)
@@ -112,19 +140,62 @@ class HippoGraph:
             raise
         manifest.counts = counts
         manifest.embedder = builder.embedder.spec()
+        manifest.lifecycle = builder.lifecycle()
         timings = dict(builder.report.timings)
         timings["total"] = time.perf_counter() - t0
+        builder.report.timings["total"] = timings["total"]
         manifest.timings = {k: round(v, 3) for k, v in timings.items()}
-        return idx.commit(gen, manifest)
+        committed = idx.commit(gen, manifest, previous=previous)
+        builder.report.generation = committed.generation
+        return committed
 
     def _load(self) -> None:
-        manifest = self.dir.read_manifest()
-        gen = self.dir.generation_path(manifest)
+        """Open the live generation: snapshot and (when its files are in the index) the embedder.
+
+        Everything inside the generation directory is opened here, so a writer removing the
+        directory later cannot break this reader. If a writer removed the generation between
+        our manifest read and the open (two commits in a row), the manifest is read again.
+        """
+        previous_embedder = self._embedder
+        for attempt in range(OPEN_RETRIES):
+            manifest = self.dir.read_manifest()
+            gen = self.dir.generation_path(manifest)
+            try:
+                snapshot = IndexSnapshot(gen, manifest)
+                embedder = self._open_embedder(manifest, gen, previous_embedder)
+                break
+            except (IndexCorruptError, OSError):
+                try:
+                    moved = self.dir.read_manifest().generation != manifest.generation
+                except HippoGraphError:
+                    moved = False
+                if not moved or attempt == OPEN_RETRIES - 1:
+                    raise
+                logger.info("%s: generation %s was replaced while opening; retrying", self.dir.root, manifest.generation)
         base = Config.from_dict(manifest.config)
         self.config = base.replace(**self._overrides) if self._overrides else base
         self.manifest = manifest
-        self.snapshot = IndexSnapshot(gen, manifest)
+        self.snapshot = snapshot
+        self._embedder = embedder
         self._retriever = None
+
+    @staticmethod
+    def _open_embedder(manifest: Manifest, gen: Path, previous: Embedder | None) -> Embedder | None:
+        """Load the embedder now if its files live in the generation (TF-IDF); a model-backed
+        embedder is reused across refreshes when the spec is unchanged, else loaded lazily."""
+        spec = manifest.embedder or {}
+        if spec.get("backend") != "tfidf":
+            if previous is not None and getattr(previous, "backend", None) == spec.get("backend"):
+                try:
+                    if previous.spec() == spec:
+                        return previous
+                except Exception:  # noqa: BLE001 - a stale embedder is simply not reused
+                    return None
+            return None
+        try:
+            return load_embedder(spec, gen / "embedder")
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorruptError(f"{gen / 'embedder'}: cannot load the index's embedder ({exc})") from exc
 
     # ---- models (lazy) --------------------------------------------------------------------------
     @property
@@ -155,24 +226,172 @@ class HippoGraph:
         return self._retriever
 
     # ---- writing ---------------------------------------------------------------------------
-    def add(self, sources: Sources, *, show_progress: bool = False, openie: str | Path | None = None) -> BuildReport:
-        """Append new documents (ids already present are skipped) without re-extracting old ones."""
-        t0 = time.perf_counter()
+    # Every write is one transaction: under the writer lock, load the live generation into a
+    # Builder, apply the change, write a complete new generation, switch the manifest.
+    def _transaction(
+        self,
+        change: Callable[[Builder, Config], None],
+        *,
+        t0: float,
+        show_progress: bool = False,
+        openie: str | Path | None = None,
+        maintenance: str | None = None,
+    ) -> BuildReport:
         with self.dir.writer_lock():
             manifest = self.dir.read_manifest()
             gen = self.dir.generation_path(manifest)
             config = Config.from_dict(manifest.config)
-            docs = _load(sources, config)
-            tables = CorpusTables.load(gen / "meta.sqlite")
             embedder = load_embedder(manifest.embedder, gen / "embedder")
-            builder = Builder(
-                config, embedder, tables, load_embeddings(gen),
+            builder = Builder.from_generation(
+                gen, manifest.lifecycle, config, embedder,
                 extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
             )
-            report = builder.add_documents(docs)
-            if report.added.get("documents", 0):
-                self._write_and_commit(self.dir, builder, manifest, t0)
+            builder.maintenance = maintenance
+            change(builder, config)
+            report = builder.report
+            report.generation = manifest.generation
+            if report.changed or report.added.get("documents", 0) or maintenance:
+                new = Manifest.from_dict(manifest.to_dict(), self.dir.manifest_path)
+                self._write_and_commit(self.dir, builder, new, t0, previous=manifest)
         self.refresh()
+        return report
+
+    @staticmethod
+    def _plan(docs: Sequence[Document], known: dict[str, str]) -> tuple[list[Document], list[Document], int]:
+        """Split loaded documents into (new, changed, number unchanged) given {id: content hash}."""
+        new, changed, same = [], [], 0
+        for doc in docs:
+            h = known.get(doc.id)
+            if h is None:
+                new.append(doc)
+            elif h != document_hash(doc):
+                changed.append(doc)
+            else:
+                same += 1
+        return new, changed, same
+
+    def _ensure_current(self) -> None:
+        """Refresh if another writer committed since this object last loaded the manifest."""
+        try:
+            if self.dir.read_manifest().generation != self.manifest.generation:
+                self.refresh()
+        except HippoGraphError:
+            pass
+
+    def add(self, sources: Sources, *, show_progress: bool = False, openie: str | Path | None = None) -> BuildReport:
+        """Append new documents (ids already present are skipped) without re-extracting old ones."""
+        t0 = time.perf_counter()
+
+        def change(builder: Builder, config: Config) -> None:
+            builder.add_documents(_load(sources, config))
+
+        return self._transaction(change, t0=t0, show_progress=show_progress, openie=openie)
+
+    def update(self, sources: Sources, *, show_progress: bool = False, openie: str | Path | None = None) -> BuildReport:
+        """Upsert: re-index documents whose content hash changed (matched by document id), add
+        documents the index does not hold, leave unchanged ones alone. One transaction."""
+        return self.sync(sources, delete_missing=False, show_progress=show_progress, openie=openie)
+
+    def delete(self, doc_ids: str | Iterable[str]) -> BuildReport:
+        """Remove documents by id with everything only they contributed (passages, sentences,
+        mentions, facts, entities, synonymy edges, vectors, BM25 entries). Unknown ids are
+        reported in `missing_documents` and logged; nothing is written if nothing matched."""
+        ids = [doc_ids] if isinstance(doc_ids, str) else [str(i) for i in doc_ids]
+        t0 = time.perf_counter()
+
+        def change(builder: Builder, config: Config) -> None:
+            builder.remove_documents(ids)
+
+        report = self._transaction(change, t0=t0)
+        if report.missing_documents:
+            logger.warning("%d document id(s) not in the index: %s", len(report.missing_documents),
+                           ", ".join(report.missing_documents[:5]))
+        return report
+
+    def sync(
+        self,
+        sources: Sources,
+        *,
+        delete_missing: bool = True,
+        show_progress: bool = False,
+        openie: str | Path | None = None,
+        load_config: Config | None = None,
+    ) -> BuildReport:
+        """Make the index match `sources`: add new documents, re-index changed ones and (with
+        `delete_missing`) delete indexed documents whose source file lies under one of the
+        given folders/files but that were not loaded this time. Documents of files that could
+        not be read this time (skipped with a warning) are kept. One transaction; nothing is
+        written when nothing changed.
+
+        `load_config` overrides the index's loader settings (include/exclude globs, limits).
+        """
+        t0 = time.perf_counter()
+        docs, load_report = _load_with_report(sources, load_config or self.config)
+        roots = _path_sources(sources) if delete_missing else []
+        unreadable = [os.path.abspath(w) for w, _ in load_report.skipped if os.path.lexists(w)]
+        loaded = {d.id for d in docs}
+
+        def doomed_of(rows: Iterable[tuple[str, str]]) -> list[str]:
+            out = []
+            for doc_id, source in rows:
+                if doc_id in loaded or not _under(source, roots):
+                    continue
+                if _under(source, unreadable):
+                    logger.warning("%s: kept document %s (its file could not be read this time)", source, doc_id)
+                    continue
+                out.append(doc_id)
+            return out
+
+        self._ensure_current()
+        current = self.snapshot.documents()
+        new, changed, same = self._plan(docs, {d["id"]: d["content_hash"] for d in current})
+        if not new and not changed and not doomed_of((d["id"], d["source"]) for d in current):
+            report = BuildReport(unchanged_documents=same, generation=self.manifest.generation)
+            report.timings["total"] = time.perf_counter() - t0
+            return report
+        plan: dict[str, Any] = {}
+
+        def change(builder: Builder, config: Config) -> None:
+            # planned again under the writer lock, against the generation actually being changed
+            rows = builder.tables.documents
+            new, changed, same = self._plan(docs, {d.id: d.content_hash for d in rows})
+            doomed = doomed_of((d.id, d.source) for d in rows)
+            plan.update(changed=[d.id for d in changed], same=same)
+            if changed or doomed:
+                builder.remove_documents([d.id for d in changed] + doomed)
+            builder.add_documents(changed + new)
+
+        report = self._transaction(change, t0=t0, show_progress=show_progress, openie=openie)
+        updated = set(plan["changed"])
+        report.updated_documents = [i for i in plan["changed"] if i in set(report.added_documents)]
+        report.added_documents = [i for i in report.added_documents if i not in updated]
+        report.deleted_documents = [i for i in report.deleted_documents if i not in updated]
+        report.unchanged_documents = plan["same"]
+        return report
+
+    def compact(self, *, rebuild_vectors: bool = False) -> BuildReport:
+        """Reclaim space: compact SPANN vector indexes that hold tombstones or dead posting
+        space (or rebuild every vector index with `rebuild_vectors`), then remove abandoned
+        temporary and old generations (the previous one is kept for readers)."""
+        from .builder import spann_dead_fraction
+
+        t0 = time.perf_counter()
+        self._ensure_current()
+        needed = []
+        for gran, st in (self.manifest.lifecycle.get("vectors") or {}).items():
+            index = self.snapshot.vector_index(gran)
+            if st.get("kind") == "spann" and index is not None:
+                if st.get("tombstones", 0) or spann_dead_fraction(getattr(index, "index", index)) > 0:
+                    needed.append(gran)
+        if needed or rebuild_vectors:
+            report = self._transaction(lambda b, c: None, t0=t0, maintenance="rebuild" if rebuild_vectors else "compact")
+        else:
+            report = BuildReport(generation=self.manifest.generation)
+        with self.dir.writer_lock():
+            live = self.dir.read_manifest().generation
+            removed = self.dir.collect_garbage(keep=live)
+        report.compacted += [f"removed {p.name}" for p in removed]
+        report.timings["total"] = time.perf_counter() - t0
         return report
 
     def refresh(self) -> None:

@@ -3,11 +3,35 @@
 The builder appends to `CorpusTables` (empty for a fresh build, loaded from the live
 generation for `add`), extracts and embeds only what is new, computes synonymy new-vs-all,
 and writes a complete generation directory that `IndexDir.commit` then switches live.
+
+Lifecycle (add / delete / update) without rebuilding:
+
+* `remove_documents` drops documents with `CorpusTables.without_documents` and slices the
+  embedding matrices with the same row maps (rows are renumbered, old order kept).
+* `write` re-derives the graph, specificity and BM25 from the tables (linear, cheap), but
+  reuses the previous generation where it can: the SQLite file is copied and only new rows
+  are inserted when nothing was renumbered; the embedder files are hard-linked; and a
+  SPANN vector index is cloned (hard links; the posting files, which `SpannIndex.add`
+  appends to in place, are copied) and updated with `remove` (tombstones) + `add`.
+  Vector ids of a SPANN index therefore stop being row numbers after a delete: the
+  generation stores ``vectors/<gran>.vid2row.npy`` and the snapshot translates.
+* Automatic maintenance per SPANN index: `compact` when tombstones or dead posting space
+  exceed `COMPACT_FRACTION`; a full rebuild (re-clustering) when the index grew by more than
+  `REBUILD_GROWTH` since it was built, or crosses the flat/SPANN size boundary.
+* MinHash signatures of entity names are kept in ``graph/minhash.npy`` so surface-form
+  synonymy for new entities costs O(new), not a re-hash of every entity.
+
+The TF-IDF embedder is fitted once, on the first build's corpus; later adds reuse that fit,
+so an incrementally grown TF-IDF index is not identical to a from-scratch build of the same
+documents (the sentence-transformers embedder has no fit, so there it is).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -21,18 +45,27 @@ from .config import Config
 from .embedders import Embedder
 from .indexers.chunking import chunk_documents, split_sentences
 from .indexers.graph_builder import (
+    SynonymEdge,
     build_adjacency,
     embedding_synonyms,
-    minhash_synonyms,
     specificity,
+    synonymy_eligible,
 )
-from .tables import CorpusTables, DocumentRow
+from .tables import CorpusTables, DocumentRow, RowMaps
 from .text import normalize_entity
 from .types import Document, Extraction, Passage
 
 logger = logging.getLogger(__name__)
 
 GRANULARITIES = ("passages", "sentences", "facts", "entities")
+
+COMPACT_FRACTION = 0.2
+"""Compact a SPANN index when tombstoned vectors or dead posting-file space exceed this share."""
+REBUILD_GROWTH = 0.5
+"""Rebuild (re-cluster) a SPANN index once vectors added since its build exceed this share of its build size."""
+VID_MAP = "{gran}.vid2row.npy"
+"""Per-generation map vector id → row (-1 = deleted), present only when ids are not row numbers."""
+MINHASH_FILE = "minhash.npy"
 
 
 def passage_embedding_text(p: Passage) -> str:
@@ -49,11 +82,36 @@ def document_hash(doc: Document) -> str:
 
 @dataclass
 class BuildReport:
-    """What one build/add did: rows added and seconds per stage."""
+    """What one build / add / update / delete / sync did: rows added and removed, documents
+    by outcome, vector-index maintenance, and seconds per stage."""
 
     added: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
     skipped_documents: list[str] = field(default_factory=list)
+    added_documents: list[str] = field(default_factory=list)
+    updated_documents: list[str] = field(default_factory=list)
+    deleted_documents: list[str] = field(default_factory=list)
+    unchanged_documents: int = 0
+    missing_documents: list[str] = field(default_factory=list)
+    """Ids asked to be deleted that the index did not hold."""
+    compacted: list[str] = field(default_factory=list)
+    """Maintenance done on the vector indexes, e.g. ``"sentences: compacted"``."""
+    generation: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added_documents or self.updated_documents or self.deleted_documents or self.compacted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": dict(self.added), "deleted": dict(self.deleted),
+            "added_documents": list(self.added_documents), "updated_documents": list(self.updated_documents),
+            "deleted_documents": list(self.deleted_documents), "unchanged_documents": self.unchanged_documents,
+            "skipped_documents": list(self.skipped_documents), "missing_documents": list(self.missing_documents),
+            "compacted": list(self.compacted), "generation": self.generation,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
 
 
 class _Timer:
@@ -76,7 +134,12 @@ class _Stage:
 
 
 class Builder:
-    """Appends documents to corpus tables and embeddings, then writes a generation."""
+    """Appends documents to (and removes documents from) corpus tables and embeddings, then writes a generation.
+
+    `base` is the generation the tables were loaded from (see `from_generation`); `write`
+    reuses its files where nothing changed. `vector_state` is the manifest's per-granularity
+    vector-index bookkeeping (kind, build size, next vector id, tombstones).
+    """
 
     def __init__(
         self,
@@ -87,6 +150,8 @@ class Builder:
         *,
         extract: Callable[[Sequence[Passage]], list[Extraction]] | None = None,
         show_progress: bool = False,
+        base: Path | None = None,
+        vector_state: dict[str, dict[str, Any]] | None = None,
     ):
         self.config = config
         self.embedder = embedder
@@ -96,6 +161,72 @@ class Builder:
         self.show_progress = show_progress
         self.report = BuildReport()
         self._timer = _Timer(self.report.timings)
+        self.base = Path(base) if base is not None else None
+        self.vector_state: dict[str, dict[str, Any]] = {g: dict(v) for g, v in (vector_state or {}).items()}
+        self.maintenance: str | None = None
+        """None, "compact" (compact every SPANN index with garbage) or "rebuild" (rebuild all vector indexes)."""
+        self._base_counts = self.tables.counts() if self.base is not None else None
+        self._renumbered = False
+        self._row_vids: dict[str, np.ndarray] = {}  # SPANN granularities: row → vector id (-1 = not indexed yet)
+        self._removed_vids: dict[str, list[np.ndarray]] = {g: [] for g in GRANULARITIES}
+        self._minhash: np.ndarray | None = None  # MinHash signatures, one row per entity
+        if self.base is not None:
+            self._load_base_state()
+
+    @classmethod
+    def from_generation(
+        cls, gen: Path, lifecycle: dict[str, Any], config: Config, embedder: Embedder, **kw: Any
+    ) -> "Builder":
+        """A builder holding a committed generation's tables and embeddings, ready to add/remove."""
+        tables = CorpusTables.load(gen / "meta.sqlite")
+        embeddings = load_embeddings(gen)
+        for gran, rows in (("passages", len(tables.passages)), ("sentences", len(tables.sentences)),
+                           ("facts", len(tables.facts)), ("entities", len(tables.entities))):
+            have = len(embeddings.get(gran, ()))
+            if have != rows:
+                from .errors import IndexCorruptError
+
+                raise IndexCorruptError(f"{gen / 'embeddings' / (gran + '.npy')}: {have} rows, metadata has {rows} {gran}")
+        return cls(config, embedder, tables, embeddings, base=gen, vector_state=(lifecycle or {}).get("vectors"), **kw)
+
+    def _load_base_state(self) -> None:
+        base = self.base
+        assert base is not None
+        for gran in GRANULARITIES:
+            vdir = base / "vectors" / gran
+            n = len(self.embeddings.get(gran, ()))
+            if not (vdir / "header.json").is_file():
+                self.vector_state.pop(gran, None)
+                continue
+            st = self.vector_state.get(gran)
+            if st is None:  # index written before lifecycle bookkeeping: ids are row numbers
+                try:
+                    fmt = json.loads((vdir / "header.json").read_text(encoding="utf-8")).get("format")
+                except (OSError, ValueError):
+                    continue
+                st = {"kind": "spann" if fmt == "hippograph-spann" else "flat", "built": n, "next_vid": n, "tombstones": 0}
+                self.vector_state[gran] = st
+            if st.get("kind") != "spann":
+                continue
+            vm = base / "vectors" / VID_MAP.format(gran=gran)
+            if vm.is_file():
+                vid2row = np.load(vm, allow_pickle=False)
+                row2vid = np.full(n, -1, dtype=np.int64)
+                ok = np.flatnonzero(vid2row >= 0)
+                rows = vid2row[ok]
+                if len(vid2row) != st.get("next_vid") or len(ok) != n or (len(rows) and (rows.max() >= n)):
+                    logger.warning("%s: vector id map does not match the tables; the %s index will be rebuilt", vm, gran)
+                    self.vector_state.pop(gran, None)
+                    continue
+                row2vid[rows] = ok
+            else:
+                row2vid = np.arange(n, dtype=np.int64)
+            self._row_vids[gran] = row2vid
+        mh = base / "graph" / MINHASH_FILE
+        if self.config.minhash_threshold > 0 and mh.is_file():
+            sig = np.load(mh, allow_pickle=False)
+            if sig.ndim == 2 and sig.shape == (len(self.tables.entities), self.config.minhash_num_perm):
+                self._minhash = sig
 
     # ---- appending ---------------------------------------------------------------------
     def add_documents(self, docs: Sequence[Document]) -> BuildReport:
@@ -116,6 +247,7 @@ class Builder:
             passages = [p for p in passages if p.id not in known_passages]
         for doc in fresh:
             t.documents.append(DocumentRow(doc.id, doc.title, doc.source, document_hash(doc), doc.metadata))
+        self.report.added_documents.extend(d.id for d in fresh)
         if not passages:
             self.report.added.update(documents=len(fresh), passages=0)
             return self.report
@@ -145,14 +277,54 @@ class Builder:
         with self._timer("synonymy"):
             self._link_synonyms(np.arange(n_ent0, len(t.entities)))
 
-        self.report.added.update(
-            documents=len(fresh),
-            passages=len(t.passages) - n_pass0,
-            sentences=len(t.sentences) - n_sent0,
-            entities=len(t.entities) - n_ent0,
-            facts=len(t.facts) - n_fact0,
-        )
+        added = {
+            "documents": len(fresh),
+            "passages": len(t.passages) - n_pass0,
+            "sentences": len(t.sentences) - n_sent0,
+            "entities": len(t.entities) - n_ent0,
+            "facts": len(t.facts) - n_fact0,
+        }
+        for k, v in added.items():
+            self.report.added[k] = self.report.added.get(k, 0) + v
         return self.report
+
+    # ---- removing ------------------------------------------------------------------------
+    def remove_documents(self, doc_ids: Sequence[str]) -> RowMaps:
+        """Delete documents and everything only they contributed; renumber rows and embeddings.
+
+        Ids not in the index are recorded in `report.missing_documents`. Vector ids of
+        removed rows are queued for `SpannIndex.remove` at `write` time.
+        """
+        with self._timer("delete"):
+            known = {d.id for d in self.tables.documents}
+            ids = list(dict.fromkeys(str(i) for i in doc_ids))
+            self.report.missing_documents.extend(i for i in ids if i not in known)
+            before = self.tables.counts()
+            self.tables, maps = self.tables.without_documents([i for i in ids if i in known])
+            after = self.tables.counts()
+            for gran in GRANULARITIES:
+                emb = self.embeddings.get(gran)
+                if emb is not None and len(emb) == maps.old_counts[gran]:
+                    self.embeddings[gran] = emb[maps.keep[gran]]
+            for gran, row2vid in list(self._row_vids.items()):
+                full = np.full(maps.old_counts[gran], -1, dtype=np.int64)
+                full[: len(row2vid)] = row2vid
+                kept = np.zeros(len(full), dtype=bool)
+                kept[maps.keep[gran]] = True
+                gone = full[~kept]
+                gone = gone[gone >= 0]
+                if gone.size:
+                    self._removed_vids[gran].append(gone)
+                self._row_vids[gran] = full[maps.keep[gran]]
+            if self._minhash is not None and len(self._minhash) == maps.old_counts["entities"]:
+                self._minhash = self._minhash[maps.keep["entities"]]
+            if any(after[k] < before[k] for k in before):
+                self._renumbered = True
+            removed_docs = set(ids) & known
+            self.report.deleted_documents.extend(i for i in ids if i in removed_docs)
+            for k in ("documents", "passages", "sentences", "entities", "facts", "synonyms"):
+                self.report.deleted[k] = self.report.deleted.get(k, 0) + before[k] - after[k]
+        return maps
 
     def _run_extraction(self, passages: list[Passage]) -> list[Extraction]:
         if self._extract is None:
@@ -166,14 +338,17 @@ class Builder:
         return result
 
     def _append(self, passages: list[Passage], extractions: list[Extraction]) -> None:
+        """Add passages with their sentences, entities, facts and mentions.
+
+        An entity row is created only when a passage mentions it (a named entity / noun
+        chunk, the title, or an endpoint of a kept triple), so every entity has a mention
+        and deleting documents can drop exactly the entities no remaining passage mentions.
+        """
         t = self.tables
         entity_ids = {name: i for i, name in enumerate(t.entities)}
         fact_ids = {f: i for i, f in enumerate(t.facts)}
 
-        def entity(name: str) -> int | None:
-            norm = normalize_entity(name)
-            if not norm:
-                return None
+        def entity(norm: str) -> int:
             idx = entity_ids.get(norm)
             if idx is None:
                 idx = entity_ids[norm] = len(t.entities)
@@ -190,14 +365,15 @@ class Builder:
             if self.config.link_title and passage.title:
                 names.append(passage.title)
             for name in names:
-                e = entity(name)
-                if e is not None:
-                    mentioned.add(e)
+                norm = normalize_entity(name)
+                if norm:
+                    mentioned.add(entity(norm))
             for triple in ex.triples:
-                s, o = entity(triple.subject), entity(triple.object)
+                s_norm, o_norm = normalize_entity(triple.subject), normalize_entity(triple.object)
                 pred = " ".join(triple.predicate.lower().split())
-                if s is None or o is None or not pred or s == o:
+                if not s_norm or not o_norm or not pred or s_norm == o_norm:
                     continue
+                s, o = entity(s_norm), entity(o_norm)
                 mentioned.update((s, o))
                 key = (s, pred, o)
                 f = fact_ids.get(key)
@@ -240,30 +416,49 @@ class Builder:
             max_neighbors=c.synonymy_max_neighbors,
             min_chars=c.synonymy_min_chars,
         )
-        existing = {(a, b) for a, b, _, _ in t.synonyms} | {(e.a, e.b) for e in edges}
-        edges += minhash_synonyms(
-            t.entities,
-            new_ids,
-            threshold=c.minhash_threshold,
-            num_perm=c.minhash_num_perm,
-            min_chars=c.synonymy_min_chars,
-            existing=existing,
-        )
         known = {(a, b) for a, b, _, _ in t.synonyms}
+        existing = known | {(e.a, e.b) for e in edges}
+        edges += self._minhash_edges(new_ids, existing)
         t.synonyms.extend((e.a, e.b, e.score, e.kind) for e in edges if (e.a, e.b) not in known)
+
+    def _minhash_edges(self, new_ids: np.ndarray, existing: set[tuple[int, int]]) -> list[SynonymEdge]:
+        """Surface-form synonymy, new-vs-all, with the signatures of old entities reused.
+
+        Same result as `graph_builder.minhash_synonyms` (same datasketch signatures, LSH
+        bands and Jaccard estimate) but O(new entities) hashing instead of re-hashing all.
+        """
+        c = self.config
+        if c.minhash_threshold <= 0 or len(new_ids) == 0:
+            return []
+        names = self.tables.entities
+        eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in names), dtype=bool, count=len(names))
+        have = 0 if self._minhash is None else len(self._minhash)
+        if have < len(names):
+            fresh = minhash_signatures(names[have:], eligible[have:], c.minhash_num_perm)
+            self._minhash = fresh if self._minhash is None or have == 0 else np.vstack([self._minhash, fresh])
+        return lsh_synonyms(self._minhash, eligible, np.asarray(new_ids, dtype=np.int64),
+                            threshold=c.minhash_threshold, existing=existing)
 
     # ---- writing -------------------------------------------------------------------------
     def write(self, gen: Path) -> dict[str, int]:
         """Write the whole index content into an (empty) generation directory; return counts."""
         t = self.tables
         with self._timer("write"):
-            t.save(gen / "meta.sqlite")
+            self._write_tables(gen / "meta.sqlite")
             emb_dir = gen / "embeddings"
             emb_dir.mkdir()
             for gran in GRANULARITIES:
                 vecs = self.embeddings.get(gran, np.zeros((0, self.embedder.dim), dtype=np.float32))
-                np.save(emb_dir / f"{gran}.npy", vecs, allow_pickle=False)
-            self.embedder.save(gen / "embedder")
+                src = self.base / "embeddings" / f"{gran}.npy" if self.base is not None else None
+                if src is not None and not self._renumbered and self._base_counts is not None \
+                        and len(vecs) == self._base_counts[gran] and src.is_file():
+                    _link_or_copy(src, emb_dir / f"{gran}.npy")
+                else:
+                    np.save(emb_dir / f"{gran}.npy", vecs, allow_pickle=False)
+            if self.base is not None and (self.base / "embedder").is_dir():
+                _clone_tree(self.base / "embedder", gen / "embedder")
+            else:
+                self.embedder.save(gen / "embedder")
         with self._timer("graph"):
             counts = self._write_graph(gen / "graph")
         with self._timer("vectors"):
@@ -273,6 +468,18 @@ class Builder:
         counts.update(t.counts())
         return counts
 
+    def lifecycle(self) -> dict[str, Any]:
+        """Bookkeeping for the manifest (read back by `from_generation`)."""
+        return {"vectors": {g: dict(v) for g, v in self.vector_state.items()}}
+
+    def _write_tables(self, path: Path) -> None:
+        src = self.base / "meta.sqlite" if self.base is not None else None
+        if src is not None and src.is_file() and not self._renumbered and self._base_counts is not None:
+            shutil.copyfile(src, path)
+            self.tables.save(path, since=self._base_counts)
+        else:
+            self.tables.save(path)
+
     def _write_graph(self, out: Path) -> dict[str, int]:
         t = self.tables
         out.mkdir()
@@ -281,7 +488,6 @@ class Builder:
         occurrences = np.array([f for f, _, _ in t.fact_passages], dtype=np.int64)
         fact_pairs = facts[occurrences] if len(occurrences) else facts[:0]
         mentions = np.array(t.mentions, dtype=np.int64).reshape(-1, 2)
-        from .indexers.graph_builder import SynonymEdge
 
         synonyms = [SynonymEdge(a, b, s, k) for a, b, s, k in t.synonyms]
         adjacency, kind = build_adjacency(len(t.entities), len(t.passages), fact_pairs, mentions, synonyms)
@@ -290,22 +496,102 @@ class Builder:
         np.save(out / "weights.npy", adjacency.data.astype(np.float32), allow_pickle=False)
         np.save(out / "kinds.npy", kind.data.astype(np.int8), allow_pickle=False)
         np.save(out / "specificity.npy", specificity(mentions, len(t.entities)).astype(np.float32), allow_pickle=False)
+        if self._minhash is not None and len(self._minhash) == len(t.entities) and self.config.minhash_threshold > 0:
+            np.save(out / MINHASH_FILE, self._minhash, allow_pickle=False)
         return {"nodes": adjacency.shape[0], "edges": int(adjacency.nnz // 2)}
 
     def _write_vectors(self, out: Path) -> None:
-        from .indexers.spann import make_vector_index
+        from .indexers.spann import SpannIndex, make_vector_index
 
         out.mkdir()
         for gran in GRANULARITIES:
             vecs = self.embeddings.get(gran)
-            if vecs is None or len(vecs) == 0:
+            n = 0 if vecs is None else len(vecs)
+            if n == 0:
+                self.vector_state.pop(gran, None)
+                self._row_vids.pop(gran, None)
                 continue
-            make_vector_index(
-                vecs,
-                np.arange(len(vecs), dtype=np.int64),
-                path=out / gran,
-                metric="ip",
-                min_spann=self.config.spann_min_vectors,
+            plan, why = self._vector_plan(gran, n)
+            if plan == "update":
+                self._update_spann(gran, vecs, out / gran)
+            else:
+                index = make_vector_index(
+                    vecs, np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
+                    min_spann=self.config.spann_min_vectors,
+                )
+                kind = "spann" if isinstance(index, SpannIndex) else "flat"
+                self.vector_state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}
+                if kind == "spann":
+                    self._row_vids[gran] = np.arange(n, dtype=np.int64)
+                else:
+                    self._row_vids.pop(gran, None)
+                self._removed_vids[gran] = []
+                if why:
+                    self.report.compacted.append(f"{gran}: rebuilt ({why})")
+            row2vid = self._row_vids.get(gran)
+            st = self.vector_state[gran]
+            if row2vid is not None and not (st["next_vid"] == n and np.array_equal(row2vid, np.arange(n))):
+                vid2row = np.full(st["next_vid"], -1, dtype=np.int64)
+                vid2row[row2vid] = np.arange(n, dtype=np.int64)
+                np.save(out / VID_MAP.format(gran=gran), vid2row, allow_pickle=False)
+
+    def _vector_plan(self, gran: str, n: int) -> tuple[str, str]:
+        """("update" | "rebuild", reason shown in the report when a rebuild is maintenance)."""
+        st = self.vector_state.get(gran)
+        row2vid = self._row_vids.get(gran)
+        spann_min = self.config.spann_min_vectors
+        if self.maintenance == "rebuild":
+            return "rebuild", "requested" if st else ""
+        if self.base is None or st is None or not (self.base / "vectors" / gran / "header.json").is_file():
+            return "rebuild", ""
+        if st.get("kind") != "spann":
+            return "rebuild", f"flat index reached {n} vectors, now SPANN" if n >= spann_min else ""
+        if row2vid is None:
+            return "rebuild", "no vector id map"
+        if n < spann_min // 2:
+            return "rebuild", f"shrank to {n} vectors, now flat"
+        n_new = max(0, n - len(row2vid))
+        grown = int(st["next_vid"]) + n_new - int(st["built"])
+        if grown > REBUILD_GROWTH * int(st["built"]):
+            return "rebuild", f"{grown} vectors added since it was built from {st['built']}"
+        return "update", ""
+
+    def _update_spann(self, gran: str, vecs: np.ndarray, dst: Path) -> None:
+        """Clone the previous generation's SPANN index and apply removals and additions to it."""
+        from .indexers.spann import SpannIndex
+
+        assert self.base is not None
+        src = self.base / "vectors" / gran
+        n = len(vecs)
+        row2vid = np.full(n, -1, dtype=np.int64)
+        old = self._row_vids[gran]
+        row2vid[: len(old)] = old
+        new_rows = np.flatnonzero(row2vid < 0)
+        removed = np.concatenate(self._removed_vids[gran]) if self._removed_vids[gran] else np.zeros(0, np.int64)
+        header = json.loads((src / "header.json").read_text(encoding="utf-8"))
+        post = header.get("postings", {})
+        copies = {str(post.get("vectors")), str(post.get("ids"))} if new_rows.size else set()
+        _clone_tree(src, dst, copy=copies)
+        index = SpannIndex.open(dst)
+        st = self.vector_state[gran]
+        if removed.size:
+            index.remove(removed)
+            st["tombstones"] = int(st.get("tombstones", 0)) + int(removed.size)
+        if new_rows.size:
+            vids = int(st["next_vid"]) + np.arange(new_rows.size, dtype=np.int64)
+            index.add(vecs[new_rows], vids)
+            row2vid[new_rows] = vids
+            st["next_vid"] = int(st["next_vid"]) + int(new_rows.size)
+        self._row_vids[gran] = row2vid
+        self._removed_vids[gran] = []
+        tomb = int(st.get("tombstones", 0)) / max(1, len(index) + int(st.get("tombstones", 0)))
+        dead = spann_dead_fraction(index)
+        forced = self.maintenance == "compact" and (tomb > 0 or dead > 0)
+        if forced or tomb > COMPACT_FRACTION or dead > COMPACT_FRACTION:
+            index.compact()
+            st["tombstones"] = 0
+            self.report.compacted.append(
+                f"{gran}: compacted ({100 * tomb:.0f} % tombstones, {100 * dead:.0f} % dead posting space)"
             )
 
     def _write_lexical(self, out: Path) -> None:
@@ -314,6 +600,122 @@ class Builder:
         out.mkdir()
         if self.tables.passages:
             BM25Index.build([passage_embedding_text(p) for p in self.tables.passages]).save(out / "passages")
+
+
+def spann_dead_fraction(index: Any) -> float:
+    """Share of a SPANN posting file no live list points at (left behind by `add`'s list rewrites)."""
+    try:
+        header = json.loads((Path(index.path) / "header.json").read_text(encoding="utf-8"))
+        n_entries = int(header["postings"]["n_entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+    table = index.list_table()
+    live = int(table["length"][table["alive"]].sum())
+    return max(0.0, 1.0 - live / n_entries) if n_entries else 0.0
+
+
+def minhash_signatures(names: Sequence[str], eligible: np.ndarray, num_perm: int) -> np.ndarray:
+    """datasketch MinHash signatures (seed 1, character 3-grams) of `names`, one row each.
+
+    Ineligible names get an all-max row (they are never paired). Permutations are created
+    once and shared, which is what makes this ≈2× faster than one `MinHash()` per name.
+    """
+    from datasketch import MinHash
+
+    from .indexers.graph_builder import _shingles
+
+    tpl = MinHash(num_perm=num_perm, seed=1)
+    dtype = tpl.hashvalues.dtype
+    out = np.full((len(names), num_perm), np.iinfo(dtype).max, dtype=dtype)
+    for i, name in enumerate(names):
+        if not eligible[i]:
+            continue
+        m = MinHash(num_perm=num_perm, seed=1, permutations=tpl.permutations, scheme=tpl.scheme)
+        m.update_batch(list(_shingles(name)))
+        out[i] = m.hashvalues
+    return out
+
+
+def lsh_synonyms(
+    signatures: np.ndarray,
+    eligible: np.ndarray,
+    new_ids: np.ndarray,
+    *,
+    threshold: float,
+    existing: set[tuple[int, int]],
+) -> list[SynonymEdge]:
+    """Pairs (new entity, any entity) whose signatures agree on a whole LSH band and whose
+    estimated Jaccard ≥ threshold — datasketch `MinHashLSH`'s banding, vectorised with numpy."""
+    num_perm = signatures.shape[1]
+    ranges = _lsh_bands(float(threshold), int(num_perm))
+    elig = np.flatnonzero(eligible)
+    is_new = np.zeros(len(signatures), dtype=bool)
+    is_new[new_ids] = True
+    is_new &= eligible
+    if not is_new.any() or len(elig) < 2:
+        return []
+    sig = signatures[elig].astype(np.uint64)
+    mult = np.random.default_rng(20251125).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
+    candidates: set[tuple[int, int]] = set()
+    for a, b in ranges:
+        keys = (sig[:, a:b] * mult[a:b]).sum(axis=1)  # wraps mod 2**64: a hash of the band
+        order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        cuts = np.flatnonzero(ks[1:] != ks[:-1]) + 1
+        starts = np.concatenate([[0], cuts])
+        ends = np.concatenate([cuts, [len(ks)]])
+        multi = np.flatnonzero(ends - starts > 1)
+        for g in multi:
+            members = elig[order[starts[g]:ends[g]]]
+            fresh = members[is_new[members]]
+            if not fresh.size:
+                continue
+            for i in fresh.tolist():
+                for j in members.tolist():
+                    if i != j:
+                        candidates.add((i, j) if i < j else (j, i))
+    edges: list[SynonymEdge] = []
+    for i, j in sorted(candidates):
+        if (i, j) in existing:
+            continue
+        eq = signatures[i] == signatures[j]
+        if not any(eq[a:b].all() for a, b in ranges):
+            continue  # band-hash collision, not a real band match
+        jac = float(np.count_nonzero(eq)) / num_perm
+        if jac >= threshold:
+            edges.append(SynonymEdge(i, j, jac, "minhash"))
+    return edges
+
+
+@functools.lru_cache(maxsize=8)
+def _lsh_bands(threshold: float, num_perm: int) -> tuple[tuple[int, int], ...]:
+    """datasketch's (start, end) band ranges for a threshold (its parameter search takes ≈0.1 s)."""
+    from datasketch import MinHashLSH
+
+    return tuple((int(a), int(b)) for a, b in MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link an immutable file into a new generation (copy where links are unsupported)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _clone_tree(src: Path, dst: Path, copy: set[str] | frozenset[str] = frozenset()) -> None:
+    """Recreate `src` at `dst` with hard links; files named in `copy` are real copies (they will
+    be modified in place). Hidden leftovers (temp files) are not carried over."""
+    dst.mkdir(parents=True)
+    for p in sorted(src.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            _clone_tree(p, dst / p.name, copy)
+        elif p.name in copy:
+            shutil.copyfile(p, dst / p.name)
+        else:
+            _link_or_copy(p, dst / p.name)
 
 
 def load_embeddings(gen: Path) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""`hippograph` command line: index, query, info, export, check.
+"""`hippograph` command line: index (build or sync), query, info, export, check, compact.
 
 Every error prints one line naming the file and the problem and exits non-zero;
 `--json` prints machine-readable output on stdout (logs and progress go to stderr).
@@ -30,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    ix = sub.add_parser("index", help="build an index from files/folders (or add new documents to an existing one)")
+    ix = sub.add_parser(
+        "index",
+        help="build an index from files/folders, or sync an existing one (add new, re-index changed, delete removed files)",
+    )
     ix.add_argument("sources", nargs="+", help="folders or files (.txt .md .html .json .jsonl .pdf)")
     ix.add_argument("--index", "-o", required=True, metavar="DIR", help="index directory")
     ix.add_argument("--config", metavar="FILE", help="JSON/TOML file of Config options")
@@ -40,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--include", action="append", metavar="GLOB", help="only files matching (repeatable)")
     ix.add_argument("--exclude", action="append", metavar="GLOB", help="skip files matching (repeatable)")
     ix.add_argument("--overwrite", action="store_true", help="rebuild from scratch if an index exists")
+    ix.add_argument(
+        "--no-delete", action="store_true",
+        help="on an existing index, keep documents whose files are no longer under the given sources",
+    )
     ix.add_argument("--json", action="store_true", help="print the summary as JSON")
     ix.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -63,12 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="verify the index's checksums and report damage")
     ck.add_argument("index", metavar="DIR")
     ck.add_argument("--json", action="store_true")
+
+    cp = sub.add_parser("compact", help="compact vector indexes (tombstones, dead space) and remove old generations")
+    cp.add_argument("index", metavar="DIR")
+    cp.add_argument("--rebuild", action="store_true", help="rebuild every vector index from the stored embeddings")
+    cp.add_argument("--json", action="store_true")
     add_serve_parser(sub)
     return p
 
 
 def _emit(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+LOADER_FIELDS = ("include", "exclude", "text_fields", "title_fields", "id_fields", "max_file_bytes", "fallback_encodings")
+"""Config fields a sync may override for reading files; index-time fields stay as the index was built."""
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -91,29 +107,67 @@ def _cmd_index(args: argparse.Namespace) -> int:
             raise HippoGraphError(f"{s}: no such file or directory")
     progress = not (args.quiet or args.json)
     t0 = time.perf_counter()
+    report = None
     if IndexDir(args.index).exists() and not args.overwrite:
         hg = HippoGraph.open(args.index)
-        report = hg.add(args.sources, show_progress=progress, openie=args.openie)
-        action = "added"
-        added = report.added
+        given = Config.from_file(args.config).to_dict() if args.config else {}
+        given.update({k: v for k, v in overrides.items() if k in LOADER_FIELDS})
+        load_config = hg.config.replace(**{k: v for k, v in given.items() if k in LOADER_FIELDS})
+        report = hg.sync(
+            args.sources, delete_missing=not args.no_delete, show_progress=progress, openie=args.openie,
+            load_config=load_config,
+        )
+        only_added = not (report.updated_documents or report.deleted_documents)
+        action = "unchanged" if not report.changed else ("added" if only_added else "synced")
     else:
         hg = HippoGraph.build(
             args.sources, args.index, config, openie=args.openie, show_progress=progress, overwrite=args.overwrite
         )
         action = "built"
-        added = None
     stats = hg.stats()
     summary = {"action": action, "index": args.index, "seconds": round(time.perf_counter() - t0, 2), **stats}
-    if added is not None:
-        summary["added"] = added
+    if report is not None:
+        summary["added"] = report.added
+        summary["deleted"] = report.deleted
+        summary["changes"] = report.to_dict()
     if args.json:
         _emit(summary)
-    else:
-        print(f"{action} index {args.index} in {summary['seconds']} s")
-        for key in ("documents", "passages", "sentences", "entities", "facts", "triples", "synonyms", "nodes", "edges"):
-            print(f"  {key:<10} {stats.get(key, 0):>10,}")
-        if added is not None:
-            print("  added: " + ", ".join(f"{k}={v}" for k, v in added.items()))
+        return 0
+    print(f"{action} index {args.index} in {summary['seconds']} s")
+    if report is not None:
+        print(
+            f"  documents: {len(report.added_documents)} added, {len(report.updated_documents)} updated, "
+            f"{len(report.deleted_documents)} deleted, {report.unchanged_documents} unchanged"
+        )
+        for label, ids in (("+", report.added_documents), ("~", report.updated_documents), ("-", report.deleted_documents)):
+            for doc_id in ids[:20]:
+                print(f"    {label} {doc_id}")
+            if len(ids) > 20:
+                print(f"    {label} … {len(ids) - 20} more")
+        for note in report.compacted:
+            print(f"  maintenance: {note}")
+    for key in ("documents", "passages", "sentences", "entities", "facts", "triples", "synonyms", "nodes", "edges"):
+        print(f"  {key:<10} {stats.get(key, 0):>10,}")
+    return 0
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from .api import HippoGraph
+    from .storage import IndexDir
+
+    idx = IndexDir(args.index)
+    before = sum(p.stat().st_size for p in idx.root.rglob("*") if p.is_file()) if idx.root.is_dir() else 0
+    hg = HippoGraph.open(args.index)
+    report = hg.compact(rebuild_vectors=args.rebuild)
+    hg.close()
+    after = sum(p.stat().st_size for p in idx.root.rglob("*") if p.is_file())
+    if args.json:
+        _emit({"index": args.index, "generation": report.generation, "actions": report.compacted,
+               "bytes_before": before, "bytes_after": after, "seconds": round(report.timings.get("total", 0.0), 2)})
+        return 0
+    for note in report.compacted or ["nothing to compact"]:
+        print(f"  {note}")
+    print(f"{args.index}: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB ({report.generation})")
     return 0
 
 
@@ -175,6 +229,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     idx = IndexDir(args.index)
     manifest = idx.read_manifest()
     problems = idx.verify(manifest)
+    if not problems:  # checksums fine: also check that the parts agree with each other
+        from .api import HippoGraph
+
+        try:
+            HippoGraph.open(args.index).close()
+        except HippoGraphError as exc:
+            problems.append(str(exc))
     if args.json:
         _emit({"index": args.index, "generation": manifest.generation, "ok": not problems, "problems": problems})
     elif problems:
@@ -185,7 +246,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_ERROR if problems else 0
 
 
-COMMANDS = {"index": _cmd_index, "query": _cmd_query, "info": _cmd_info, "export": _cmd_export, "check": _cmd_check, "serve": cmd_serve}
+COMMANDS = {"index": _cmd_index, "query": _cmd_query, "info": _cmd_info, "export": _cmd_export, "check": _cmd_check, "serve": cmd_serve,
+            "compact": _cmd_compact}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

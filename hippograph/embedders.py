@@ -188,9 +188,9 @@ def resolve_sentence_transformer_model(model: str) -> Path:
 
     repo_id = model if "/" in model else f"sentence-transformers/{model}"
     try:
+        _set_offline_env()  # before the first huggingface_hub import: it reads the flag once
         from huggingface_hub import snapshot_download
 
-        _set_offline_env()
         return Path(snapshot_download(repo_id=repo_id, local_files_only=True))
     except Exception as exc:  # ImportError, LocalEntryNotFoundError, offline-mode errors
         logger.debug("%s not in the Hugging Face cache: %s", repo_id, exc)
@@ -234,7 +234,8 @@ class SentenceTransformerEmbedder:
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = int(self._load().get_embedding_dimension())
+            self._load()
+        assert self._dim is not None
         return self._dim
 
     @staticmethod
@@ -277,8 +278,11 @@ class SentenceTransformerEmbedder:
             except Exception as exc:
                 raise ConfigError(f"{self.path}: cannot load sentence-transformers model ({exc})") from exc
             model.eval()
+            # get_embedding_dimension is the sentence-transformers ≥5 name; older releases
+            # only have get_sentence_embedding_dimension (now a deprecated alias).
+            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            self._dim = int(get_dim())
             self._model = model
-            self._dim = int(model.get_embedding_dimension())
         return self._model
 
     def encode(

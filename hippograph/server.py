@@ -328,6 +328,7 @@ def _schemas() -> Any:
 
     class DeleteResponse(BaseModel):
         deleted: str
+        removed: dict[str, int] = Field(description="Rows removed per table (passages, facts, entities, …).")
         generation: str
         took_ms: float
 
@@ -527,11 +528,17 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")).removeprefix("Value error, "),
+             "type": e.get("type", "")}
+            for e in exc.errors()
         ]
-        summary = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors[:5]
-        )
+        parts = []
+        for e in errors[:5]:
+            if e["type"] == "json_invalid":
+                parts.append(f"body: invalid JSON ({e['msg']} at character {e['loc'][-1]})")
+            else:
+                parts.append(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}")
+        summary = "; ".join(parts)
         return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors, "message": summary}))
 
     @app.exception_handler(HippoGraphError)
@@ -616,9 +623,13 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
         if doc_id not in {d["id"] for d in s.read(lambda hg: hg.documents())}:
             raise HTTPException(404, f"no document with id {doc_id!r}")
         t0 = time.perf_counter()
-        s.write(lambda writer: writer.delete([doc_id]))
+        report = s.write(lambda writer: writer.delete([doc_id]))
+        if doc_id in (getattr(report, "missing_documents", None) or []):  # deleted by someone else meanwhile
+            raise HTTPException(404, f"no document with id {doc_id!r}")
         gen = s.read(lambda hg: hg.manifest.generation)
-        return {"deleted": doc_id, "generation": gen, "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
+        removed = {k: int(v) for k, v in (getattr(report, "deleted", None) or {}).items()}
+        return {"deleted": doc_id, "removed": removed, "generation": gen,
+                "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
 
     return app
 
@@ -727,6 +738,13 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Entry point of `hippograph serve`."""
+    from .errors import HippoGraphError
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise HippoGraphError(f"{_EXTRA_HINT} ({exc})") from exc
     return serve(
         args.index, host=args.host, port=args.port, workers=args.workers, allow_writes=args.allow_writes,
         token=args.token, access_log=args.access_log,

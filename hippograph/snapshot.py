@@ -3,6 +3,11 @@
 Everything the retriever touches per query is an array in memory (graph CSR, unit→passage
 maps, entity names, specificity) or a memory-mapped vector index; passage texts are read
 from SQLite only for the hits returned.
+
+Every file is opened when the snapshot is created (SQLite connection, graph arrays,
+vector indexes, BM25), never lazily: a writer may garbage-collect this generation's
+directory after committing newer ones, and open files (and memory maps) stay readable
+after their names are removed, so a reader keeps a consistent view until `refresh`.
 """
 from __future__ import annotations
 
@@ -33,13 +38,15 @@ class IndexSnapshot:
         self.manifest = manifest
         try:
             self.conn = connect_sqlite(gen / "meta.sqlite", readonly=True)
+            self.conn.execute("SELECT count(*) FROM documents").fetchone()  # opens the file now
             self._load_tables()
             self._load_graph()
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{gen / 'meta.sqlite'}: damaged metadata database ({exc})") from exc
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
-        self._vector_indexes: dict[str, Any] = {}
+        self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
+        self._bm25 = self._open_bm25()
 
     def _load_tables(self) -> None:
         c = self.conn
@@ -103,27 +110,42 @@ class IndexSnapshot:
 
     # ---- vectors ---------------------------------------------------------------------------
     def vector_index(self, gran: str) -> Any | None:
-        """The vector index of a granularity (FlatIndex or SpannIndex), opened on first use."""
+        """The vector index of a granularity (FlatIndex, SpannIndex, or a `RowIdIndex` over one
+        whose ids are not row numbers); None when the granularity has no units."""
         if gran not in GRANULARITIES:
             raise ValueError(f"unknown granularity {gran!r}")
-        if gran not in self._vector_indexes:
-            path = self.path / "vectors" / gran
-            if not path.exists():
-                self._vector_indexes[gran] = None
-            else:
-                from .indexers.spann import open_vector_index
-
-                self._vector_indexes[gran] = open_vector_index(path)
         return self._vector_indexes[gran]
 
-    @cached_property
-    def bm25(self) -> Any | None:
+    def _open_vector_index(self, gran: str) -> Any | None:
+        path = self.path / "vectors" / gran
+        if not path.exists():
+            return None
+        from .builder import VID_MAP
+        from .indexers.spann import open_vector_index
+
+        index = open_vector_index(path)
+        vmap = self.path / "vectors" / VID_MAP.format(gran=gran)
+        if vmap.is_file():
+            try:
+                vid2row = np.load(vmap, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise IndexCorruptError(f"{vmap}: unreadable vector id map ({exc})") from exc
+            if vid2row.ndim != 1 or vid2row.dtype.kind != "i":
+                raise IndexCorruptError(f"{vmap}: vector id map must be a 1-d integer array")
+            index = RowIdIndex(index, vid2row.astype(np.int64))
+        return index
+
+    def _open_bm25(self) -> Any | None:
         path = self.path / "lexical" / "passages"
         if not path.exists():
             return None
         from .retrievers.lexical import BM25Index
 
         return BM25Index.load(path)
+
+    @property
+    def bm25(self) -> Any | None:
+        return self._bm25
 
     # ---- rows -------------------------------------------------------------------------------
     def passages(self, idxs: Sequence[int]) -> list[Passage]:
@@ -155,3 +177,31 @@ class IndexSnapshot:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class RowIdIndex:
+    """A vector index whose stored ids are stable vector ids, searched as table rows.
+
+    After a delete, a SPANN index keeps its vectors' ids (removed ones are tombstoned)
+    while the tables are renumbered; `vid2row` maps each id to its current row (-1 =
+    deleted) so callers always get row numbers, like from a freshly built index.
+    """
+
+    def __init__(self, index: Any, vid2row: np.ndarray):
+        self.index = index
+        self.vid2row = vid2row
+
+    def search(self, queries: Any, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.index.search(queries, k, **kw)
+        ok = (ids >= 0) & (ids < len(self.vid2row))
+        rows = np.where(ok, self.vid2row[np.where(ok, ids, 0)], -1)
+        return scores, rows
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.index, name)
+
+    def __repr__(self) -> str:
+        return f"RowIdIndex({self.index!r}, ids={len(self.vid2row)})"

@@ -85,6 +85,8 @@ class Manifest:
     checksums: dict[str, str] = field(default_factory=dict)
     embedder: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    lifecycle: dict[str, Any] = field(default_factory=dict)
+    """Writer bookkeeping carried from generation to generation (vector-index state)."""
     created: str = ""
     updated: str = ""
     hippograph_version: str = ""
@@ -210,15 +212,37 @@ class IndexDir:
         tmp.mkdir()
         return tmp
 
-    def commit(self, tmp_gen: Path, manifest: Manifest) -> Manifest:
-        """Checksum + fsync the generation, rename it live, switch the manifest atomically."""
+    def commit(self, tmp_gen: Path, manifest: Manifest, *, previous: Manifest | None = None) -> Manifest:
+        """Checksum + fsync the generation, rename it live, switch the manifest atomically.
+
+        Files hard-linked unchanged from the `previous` generation (same inode) keep their
+        recorded checksum instead of being re-hashed: an add to a large index links most
+        of its files and only the new ones cost I/O.
+        """
         final_name = GEN_PREFIX + tmp_gen.name[len(TMP_PREFIX):]
+        prev_dir = self.root / previous.generation if previous is not None and previous.generation else None
+        try:
+            live_before: str | None = self.read_manifest().generation
+        except (IndexNotFoundError, IndexCorruptError):
+            live_before = None
         checksums: dict[str, str] = {}
+        reused = 0
         for path in sorted(tmp_gen.rglob("*")):
-            if path.is_file():
-                with open(path, "rb") as fh:
-                    os.fsync(fh.fileno())
-                checksums[str(path.relative_to(tmp_gen))] = sha256_file(path)
+            if not path.is_file():
+                continue
+            rel = str(path.relative_to(tmp_gen))
+            if prev_dir is not None and rel in previous.checksums:  # type: ignore[union-attr]
+                try:
+                    same = os.path.samefile(path, prev_dir / rel)
+                except OSError:
+                    same = False
+                if same:
+                    checksums[rel] = previous.checksums[rel]  # type: ignore[union-attr]
+                    reused += 1
+                    continue
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+            checksums[rel] = sha256_file(path)
         for d in sorted({p.parent for p in tmp_gen.rglob("*")} | {tmp_gen}):
             _fsync_dir(d)
         final = self.root / final_name
@@ -232,20 +256,36 @@ class IndexDir:
 
         manifest.hippograph_version = __version__
         write_json_atomic(self.manifest_path, manifest.to_dict())
-        self.collect_garbage(keep=final_name)
+        logger.debug("committed %s (%d files, %d unchanged from the previous generation)", final_name, len(checksums), reused)
+        self.collect_garbage(keep=final_name, previous=live_before)
         return manifest
 
-    def collect_garbage(self, keep: str) -> None:
-        """Remove abandoned temp generations and generations older than the previous one.
+    def collect_garbage(self, keep: str, *, previous: str | None = None, keep_previous: bool = True) -> list[Path]:
+        """Remove abandoned temp generations and every generation but `keep` and the previous one.
 
-        The previous generation is kept so readers that opened it a moment ago can finish.
+        The previous live generation (`previous`, else the newest one older than `keep`) is
+        kept unless `keep_previous=False`, so a reader that read the manifest a moment ago
+        can still open it; open snapshots hold their files open, so removing a generation
+        never breaks a reader that already opened it. Returns the removed paths.
         """
         gens = sorted(p for p in self.root.iterdir() if p.name.startswith(GEN_PREFIX) and p.is_dir())
-        live = [p for p in gens if p.name <= keep]
-        stale = live[:-2] + [p for p in gens if p.name > keep]
+        keepers = {keep}
+        if keep_previous:
+            prev = previous if previous and previous != keep else max((p.name for p in gens if p.name < keep), default=None)
+            if prev:
+                keepers.add(prev)
+        stale = [p for p in gens if p.name not in keepers]
         stale += [p for p in self.root.iterdir() if p.name.startswith(TMP_PREFIX)]
+        stale += [p for p in self.root.iterdir() if p.name.startswith(f".{MANIFEST}.tmp-")]
+        removed = []
         for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            removed.append(path)
+        return removed
 
 
 def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:

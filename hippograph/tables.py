@@ -10,7 +10,9 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+import numpy as np
 
 from .storage import checkpoint_and_close, connect_sqlite
 from .types import Passage
@@ -48,6 +50,28 @@ class DocumentRow:
 
 
 @dataclass
+class RowMaps:
+    """Which rows survive a deletion: ``keep[table]`` lists the kept old row numbers in order.
+
+    New row ``i`` of a table is old row ``keep[table][i]``; tables are ``documents``,
+    ``passages``, ``sentences``, ``facts``, ``entities`` (the last four are the embedding
+    granularities, so ``embeddings[g][keep[g]]`` renumbers an embedding matrix).
+    """
+
+    keep: dict[str, np.ndarray]
+    old_counts: dict[str, int]
+
+    def old_to_new(self, table: str) -> np.ndarray:
+        """Array of length old-count: the new row of every old row, -1 where deleted."""
+        out = np.full(self.old_counts[table], -1, dtype=np.int64)
+        out[self.keep[table]] = np.arange(len(self.keep[table]), dtype=np.int64)
+        return out
+
+    def removed(self, table: str) -> int:
+        return self.old_counts[table] - len(self.keep[table])
+
+
+@dataclass
 class CorpusTables:
     """All rows of an index; list positions are the ids used by arrays and graph nodes."""
 
@@ -76,29 +100,111 @@ class CorpusTables:
             "synonyms": len(self.synonyms),
         }
 
+    # ---- deletion ---------------------------------------------------------------------------
+    def without_documents(self, doc_ids: Iterable[str]) -> tuple["CorpusTables", RowMaps]:
+        """A copy without the given documents and everything only they contributed.
+
+        Removes their passages, sentences, mentions and fact occurrences; facts left with no
+        occurrence; entities that no remaining passage mentions and no remaining fact uses;
+        synonymy edges touching a removed entity. Rows are renumbered in their old order
+        (one linear pass per table); the returned `RowMaps` says which old rows were kept.
+        """
+        drop = set(doc_ids)
+        n_p, n_e, n_f = len(self.passages), len(self.entities), len(self.facts)
+        doc_keep = [i for i, d in enumerate(self.documents) if d.id not in drop]
+        p_keep = [i for i, p in enumerate(self.passages) if p.doc_id not in drop]
+        p_map = [-1] * n_p
+        for new, old in enumerate(p_keep):
+            p_map[old] = new
+
+        s_keep = [i for i, (p, _, _) in enumerate(self.sentences) if p_map[p] >= 0]
+        mentions = [(e, p_map[p]) for e, p in self.mentions if p_map[p] >= 0]
+        occurrences = [(f, p_map[p], sent) for f, p, sent in self.fact_passages if p_map[p] >= 0]
+
+        f_used = [False] * n_f
+        for f, _, _ in occurrences:
+            f_used[f] = True
+        f_keep = [i for i in range(n_f) if f_used[i]]
+        e_used = [False] * n_e
+        for e, _ in mentions:
+            e_used[e] = True
+        for i in f_keep:
+            s, _, o = self.facts[i]
+            e_used[s] = e_used[o] = True
+        e_keep = [i for i in range(n_e) if e_used[i]]
+        e_map = [-1] * n_e
+        for new, old in enumerate(e_keep):
+            e_map[old] = new
+        f_map = [-1] * n_f
+        for new, old in enumerate(f_keep):
+            f_map[old] = new
+
+        out = CorpusTables(
+            documents=[self.documents[i] for i in doc_keep],
+            passages=[self.passages[i] for i in p_keep],
+            sentences=[(p_map[p], a, b) for p, a, b in (self.sentences[i] for i in s_keep)],
+            entities=[self.entities[i] for i in e_keep],
+            mentions=[(e_map[e], p) for e, p in mentions],
+            facts=[(e_map[s], pred, e_map[o]) for s, pred, o in (self.facts[i] for i in f_keep)],
+            fact_passages=[(f_map[f], p, sent) for f, p, sent in occurrences],
+            synonyms=[
+                (e_map[a], e_map[b], score, kind)
+                for a, b, score, kind in self.synonyms
+                if e_map[a] >= 0 and e_map[b] >= 0
+            ],
+        )
+        maps = RowMaps(
+            keep={
+                "documents": np.asarray(doc_keep, dtype=np.int64),
+                "passages": np.asarray(p_keep, dtype=np.int64),
+                "sentences": np.asarray(s_keep, dtype=np.int64),
+                "facts": np.asarray(f_keep, dtype=np.int64),
+                "entities": np.asarray(e_keep, dtype=np.int64),
+            },
+            old_counts={
+                "documents": len(self.documents), "passages": n_p, "sentences": len(self.sentences),
+                "facts": n_f, "entities": n_e,
+            },
+        )
+        return out, maps
+
     # ---- SQLite ---------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        """Write every table into a fresh SQLite file (WAL during the write, folded at the end)."""
+    def save(self, path: Path, *, since: dict[str, int] | None = None) -> None:
+        """Write every table into a fresh SQLite file (WAL during the write, folded at the end).
+
+        With `since` (the `counts()` of the tables an existing file at `path` already holds,
+        e.g. a copy of the previous generation's database), only rows appended after those
+        counts are inserted: the cheap path for an add that renumbered nothing.
+        """
         conn = connect_sqlite(path)
+        c = since or {}
         try:
-            conn.executescript(SCHEMA)
+            if since is None:
+                conn.executescript(SCHEMA)
             conn.executemany(
                 "INSERT INTO documents VALUES (?,?,?,?,?)",
-                ((d.id, d.title, d.source, d.content_hash, json.dumps(d.metadata, default=str)) for d in self.documents),
+                (
+                    (d.id, d.title, d.source, d.content_hash, json.dumps(d.metadata, default=str))
+                    for d in self.documents[c.get("documents", 0):]
+                ),
             )
+            p0 = c.get("passages", 0)
             conn.executemany(
                 "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     (i, p.id, p.doc_id, p.title, p.text, p.source, p.span[0], p.span[1], json.dumps(p.metadata, default=str))
-                    for i, p in enumerate(self.passages)
+                    for i, p in enumerate(self.passages[p0:], p0)
                 ),
             )
-            conn.executemany("INSERT INTO sentences VALUES (?,?,?,?)", ((i, *s) for i, s in enumerate(self.sentences)))
-            conn.executemany("INSERT INTO entities VALUES (?,?)", enumerate(self.entities))
-            conn.executemany("INSERT INTO mentions VALUES (?,?)", self.mentions)
-            conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", ((i, *f) for i, f in enumerate(self.facts)))
-            conn.executemany("INSERT INTO fact_passages VALUES (?,?,?)", self.fact_passages)
-            conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", self.synonyms)
+            s0 = c.get("sentences", 0)
+            conn.executemany("INSERT INTO sentences VALUES (?,?,?,?)", ((i, *s) for i, s in enumerate(self.sentences[s0:], s0)))
+            e0 = c.get("entities", 0)
+            conn.executemany("INSERT INTO entities VALUES (?,?)", enumerate(self.entities[e0:], e0))
+            conn.executemany("INSERT INTO mentions VALUES (?,?)", self.mentions[c.get("mentions", 0):])
+            f0 = c.get("facts", 0)
+            conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", ((i, *f) for i, f in enumerate(self.facts[f0:], f0)))
+            conn.executemany("INSERT INTO fact_passages VALUES (?,?,?)", self.fact_passages[c.get("triples", 0):])
+            conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", self.synonyms[c.get("synonyms", 0):])
         finally:
             checkpoint_and_close(conn)
 

@@ -1,16 +1,18 @@
-"""Size-penalised (balanced) k-means and hierarchical head selection for SPANN.
+"""Balanced k-means and hierarchical head selection for SPANN.
 
 SPTAG's BKT clustering assigns a point to ``argmin_k dist(x, c_k) + λ·|cluster_k|`` so
 that clusters — and therefore posting lists — come out of similar size, and recurses
-with branching 32 until clusters are small. faiss's k-means has no balance term, so
-the penalised assignment is done here in numpy on the ``faiss.knn`` candidate
-centroids of each point (the few nearest centroids are the only ones a bounded
-penalty can move a point to).
+(branching 32) until clusters are small. faiss's k-means has no balance term, so the
+assignment is done here in numpy on each point's few nearest centroids.
 
-λ is chosen automatically each iteration the way SPTAG's ``RefineLambda`` does it:
-λ = (max − mean distance inside the largest cluster) / its size, i.e. the penalty
-of the largest cluster equals the spread of its own distances; if clusters are still
-unbalanced (largest > ``max_imbalance`` × mean) the factor is doubled.
+The size penalty is applied as a capacity (per-cluster prices: a cluster is free until
+it holds ``max_imbalance`` × n / k points, then closed), solved exactly in vectorised
+proposal rounds (:func:`capacitated_assign`). The single global λ of SPTAG, computed
+from the previous round's sizes (RefineLambda), was tried first and oscillated on
+384-d data: clusters that were small last round attract every border point at once,
+and at 4-16× the RefineLambda value one cluster took 143 of a node's 180 points.
+Over-full posting lists are split by :func:`split_to_cap` (recursive balanced
+bisection), the SPFresh split.
 
 All distances are squared L2 (for normalised vectors this ranks like cosine).
 """
@@ -90,21 +92,38 @@ def _nearest(X: np.ndarray, C: np.ndarray, kc: int) -> tuple[np.ndarray, np.ndar
     return np.maximum(np.take_along_axis(D, I, axis=1), 0.0).astype(np.float32), I.astype(np.int64)
 
 
-def _penalised_assign(D: np.ndarray, I: np.ndarray, counts: np.ndarray, lam: float) -> np.ndarray:
-    """argmin over candidate centroids of dist + λ·count (counts of the previous round)."""
-    if lam <= 0.0:
-        return I[:, 0].copy()
-    cost = D + lam * counts[I].astype(np.float32)
-    return I[np.arange(I.shape[0]), np.argmin(cost, axis=1)]
+def capacitated_assign(X: np.ndarray, cents: np.ndarray, D: np.ndarray, I: np.ndarray,
+                       capacity: int) -> np.ndarray:
+    """Assign each point to a centroid holding at most ``capacity`` points.
 
-
-def _refine_lambda(d_assigned: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> float:
-    """SPTAG RefineLambda: (max − mean distance in the largest cluster) / its size."""
-    big = int(np.argmax(counts))
-    members = d_assigned[labels == big]
-    if members.size == 0:
-        return 0.0
-    return max(0.0, float(members.max() - members.mean()) / float(members.size))
+    Rounds over the candidate rank r = 0, 1, …: every unassigned point proposes to its
+    r-th nearest centroid, and each centroid accepts its closest proposers up to its
+    remaining room. Points left after all candidates go to the nearest centroid with
+    room. This is the size penalty of balanced k-means with per-cluster prices (the
+    price of a full cluster is infinite), computed exactly and without oscillation.
+    """
+    n, kc = I.shape
+    k = cents.shape[0]
+    labels = np.full(n, -1, dtype=np.int64)
+    room = np.full(k, capacity, dtype=np.int64)
+    for r in range(kc):
+        un = np.flatnonzero(labels < 0)
+        if un.size == 0:
+            break
+        c, d = I[un, r], D[un, r]
+        order = np.lexsort((d, c))
+        cs = c[order]
+        rank = np.arange(cs.size) - np.searchsorted(cs, cs, side="left")
+        ok = rank < room[cs]
+        labels[un[order[ok]]] = cs[ok]
+        room -= np.bincount(cs[ok], minlength=k)
+    left = np.flatnonzero(labels < 0)
+    for i in left:  # rare: all candidate centroids were full
+        free = np.flatnonzero(room > 0)
+        j = free[np.argmin(((cents[free] - X[i]) ** 2).sum(axis=1))]
+        labels[i] = j
+        room[j] -= 1
+    return labels
 
 
 def balanced_kmeans(
@@ -112,18 +131,22 @@ def balanced_kmeans(
     k: int,
     *,
     iters: int = 8,
-    lambda_factor: float = 1.0,
-    max_imbalance: float = 2.0,
+    max_imbalance: float = 1.25,
     n_candidates: int = 8,
     max_train: int | None = None,
     seed: int = 0,
 ) -> KMeansResult:
-    """Balanced k-means of ``X`` (n × d float32) into ``k`` clusters.
+    """Balanced k-means of ``X`` (n × d float32) into ``k`` clusters of at most
+    ``max_imbalance`` × n / k points each.
 
-    ``max_train`` trains on a random subsample of that many points and then runs two
-    penalised assignment passes over all points (keeps the top tree levels cheap).
-    Returns centroids (k × d), labels (n,) and counts (k,); no cluster is empty when
-    n ≥ k.
+    Lloyd iterations whose assignment step is :func:`capacitated_assign` on the
+    ``n_candidates`` nearest centroids of every point. (SPTAG's single global penalty
+    λ·|cluster| with last round's sizes oscillated here: at 4-16× its RefineLambda value
+    one cluster swallowed 143 of 180 points of a 384-d node; capacities cannot.)
+
+    ``max_train`` trains on a random subsample of that many points and then assigns all
+    points once (keeps the top tree levels cheap). Returns centroids (k × d), labels (n,)
+    and counts (k,); no cluster is empty when n ≥ k.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
@@ -138,12 +161,10 @@ def balanced_kmeans(
     nt = train.shape[0]
     kc = min(k, n_candidates)
     cents = train[rng.choice(nt, k, replace=False)].copy()
-    counts = np.zeros(k, dtype=np.int64)
-    lam = 0.0
-    factor = lambda_factor
     for it in range(iters):
         D, I = _nearest(train, cents, kc)
-        labels = _penalised_assign(D, I, counts, lam) if it > 0 else I[:, 0].copy()
+        cap_t = int(math.ceil(max_imbalance * nt / k))
+        labels = capacitated_assign(train, cents, D, I, cap_t) if it > 0 else I[:, 0].copy()
         new_cents, counts = _centroids(train, labels, k)
         empty = np.flatnonzero(counts == 0)
         if empty.size:  # re-seed empty clusters with points of the largest cluster
@@ -151,22 +172,10 @@ def balanced_kmeans(
             pick = rng.choice(big, min(empty.size, big.size), replace=False)
             new_cents[empty[: pick.size]] = train[pick]
         cents = new_cents
-        d_assigned = ((train - cents[labels]) ** 2).sum(axis=1) if nt <= 200_000 else D[:, 0]
-        if counts.max() > max_imbalance * nt / k and it > 0:
-            factor *= 2.0
-        lam = factor * _refine_lambda(d_assigned, labels, counts)
-    if train is not X:  # scale counts to the full set and assign everyone
-        counts = (counts * (n / nt)).astype(np.int64)
-        D, I = _nearest(X, cents, kc)
-        for _ in range(2):
-            labels = _penalised_assign(D, I, counts, lam)
-            counts = np.bincount(labels, minlength=k)
-        cents, counts = _centroids(X, labels, k)
-    else:
-        D, I = _nearest(X, cents, kc)
-        labels = _penalised_assign(D, I, counts, lam)
-        cents, counts = _centroids(X, labels, k)
-    # any cluster left empty by the last pass: give it the point farthest from its centroid
+    D, I = _nearest(X, cents, kc)
+    labels = capacitated_assign(X, cents, D, I, int(math.ceil(max_imbalance * n / k)))
+    cents, counts = _centroids(X, labels, k)
+    # any cluster left empty: give it the point farthest from its centroid
     for e in np.flatnonzero(counts == 0):
         big = np.flatnonzero(labels == int(np.argmax(counts)))
         far = big[np.argmax(((X[big] - cents[labels[big]]) ** 2).sum(axis=1))]
@@ -174,6 +183,56 @@ def balanced_kmeans(
         counts = np.bincount(labels, minlength=k)
         cents[e] = X[far]
     return KMeansResult(cents, labels.astype(np.int64), counts)
+
+
+def balanced_bisect(X: np.ndarray, *, iters: int = 6, min_frac: float = 0.35) -> np.ndarray:
+    """2-means whose sides each keep at least ``min_frac`` of the points: labels 0/1.
+
+    Points are ordered by d(x, c0) − d(x, c1) and cut at the natural boundary clamped
+    to [min_frac, 1 − min_frac]·n — an exact, oscillation-free balanced assignment for
+    two clusters (used to split over-full posting lists, as SPFresh does).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    n = X.shape[0]
+    labels = np.zeros(n, dtype=np.int64)
+    if n < 2:
+        return labels
+    mu = X.mean(axis=0)
+    a = int(np.argmax(((X - mu) ** 2).sum(axis=1)))
+    b = int(np.argmax(((X - X[a]) ** 2).sum(axis=1)))
+    c0, c1 = X[a].copy(), X[b].copy()
+    lo, hi = max(1, int(math.ceil(min_frac * n))), min(n - 1, int(math.floor((1 - min_frac) * n)))
+    hi = max(hi, lo)
+    for _ in range(iters):
+        diff = ((X - c0) ** 2).sum(axis=1) - ((X - c1) ** 2).sum(axis=1)
+        order = np.argsort(diff, kind="stable")
+        cut = int(np.clip((diff < 0).sum(), lo, hi))
+        labels[:] = 1
+        labels[order[:cut]] = 0
+        c0, c1 = X[labels == 0].mean(axis=0), X[labels == 1].mean(axis=0)
+    return labels
+
+
+def split_to_cap(X: np.ndarray, cap: int, max_depth: int = 32) -> list[np.ndarray]:
+    """Recursive balanced bisection of rows of X until every part has ≤ cap rows.
+
+    Returns the parts as arrays of row indices. Identical rows cannot be separated
+    by distance; they are then split by position so the cap still holds.
+    """
+    out: list[np.ndarray] = []
+    stack = [(np.arange(X.shape[0]), 0)]
+    while stack:
+        idx, depth = stack.pop()
+        if idx.size <= cap:
+            out.append(idx)
+            continue
+        lab = balanced_bisect(X[idx]) if depth < max_depth else (np.arange(idx.size) >= idx.size // 2)
+        left, right = idx[lab == 0], idx[lab == 1]
+        if left.size == 0 or right.size == 0:
+            left, right = idx[: idx.size // 2], idx[idx.size // 2:]
+        stack.append((left, depth + 1))
+        stack.append((right, depth + 1))
+    return out
 
 
 def _branch_k(m: int, leaf_size: float, branching: int) -> int:
@@ -187,6 +246,16 @@ def _branch_k(m: int, leaf_size: float, branching: int) -> int:
     return int(min(branching, max(2, math.ceil(leaves ** (1.0 / levels)))))
 
 
+@dataclass
+class HeadSelection:
+    """Result of :func:`select_heads`: head rows (one per leaf, by leaf id) and each
+    point's leaf id."""
+
+    rows: np.ndarray
+    leaf: np.ndarray
+    kmeans_calls: int
+
+
 def select_heads(
     X: np.ndarray,
     *,
@@ -194,29 +263,31 @@ def select_heads(
     branching: int = 32,
     iters: int = 8,
     seed: int = 0,
-) -> np.ndarray:
-    """Hierarchical balanced clustering; returns the row indices of the head vectors.
+) -> HeadSelection:
+    """Hierarchical balanced clustering into leaves of about ``leaf_size`` points; each
+    leaf's head is the real vector nearest the leaf centroid (SPTAG selects real points
+    as heads, so a head is also a data point). About n / leaf_size heads result.
 
-    A node with n points is split into at most ``branching`` balanced clusters (the
-    last split goes straight to leaf-sized clusters) until it holds fewer than
-    1.5·leaf_size points; each leaf's head is the
-    real vector nearest the leaf centroid (SPTAG selects real points as heads so that a
-    head is also a data point). About n / leaf_size heads result.
+    A node is split into at most ``branching`` balanced clusters; the last split goes
+    straight to leaf-sized clusters, whose children are leaves unless one came out
+    larger than 2.5·leaf_size (then it is split again).
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
     leaf = np.full(n, -1, dtype=np.int64)
     n_leaves = 0
-    stack: list[np.ndarray] = [np.arange(n, dtype=np.int64)]
+    stack: list[tuple[np.ndarray, bool]] = [(np.arange(n, dtype=np.int64), False)]
     step = 0
     while stack:
-        idx = stack.pop()
+        idx, from_last_split = stack.pop()
         m = idx.size
-        if m < 1.5 * leaf_size or m <= 2:
+        limit = 2.5 * leaf_size if from_last_split else 1.5 * leaf_size
+        if m < limit or m <= 2:
             leaf[idx] = n_leaves
             n_leaves += 1
             continue
         k = _branch_k(m, leaf_size, branching)
+        last = m / leaf_size <= branching
         with (contextlib.nullcontext() if m > 50_000 else blas_single_thread()):
             res = balanced_kmeans(
                 X[idx], k, iters=iters, seed=seed + step,
@@ -231,17 +302,12 @@ def select_heads(
             leaf[idx] = n_leaves
             n_leaves += 1
             continue
-        stack.extend(children)
+        stack.extend((c, last) for c in children)
     cents, _ = _centroids(X, leaf, n_leaves)
     d = ((X - cents[leaf]) ** 2).sum(axis=1)
     order = np.lexsort((d, leaf))  # by leaf, then distance to the leaf centroid
     first = np.ones(n, dtype=bool)
     first[1:] = leaf[order][1:] != leaf[order][:-1]
-    heads = np.sort(order[first])
-    logger.info("select_heads: %d points -> %d heads (%d kmeans calls)", n, heads.size, step)
-    return heads
-
-
-def n_splits_for(n: int, target: float) -> int:
-    """How many lists a list of n entries becomes when split to ~target entries each."""
-    return max(2, int(math.ceil(n / max(target, 1.0))))
+    rows = order[first]  # leaf ids are 0..n_leaves-1 in sorted order
+    logger.info("select_heads: %d points -> %d heads (%d kmeans calls)", n, rows.size, step)
+    return HeadSelection(rows=rows.astype(np.int64), leaf=leaf, kmeans_calls=step)

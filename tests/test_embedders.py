@@ -259,6 +259,23 @@ def test_minilm_resolves_to_bundled_package_without_loading() -> None:
     assert not e.needs_fit
 
 
+def test_make_embedder_auto_prefers_sentence_transformers() -> None:
+    e = make_embedder(Config(embedder="auto", embedding_batch_size=16))
+    assert isinstance(e, SentenceTransformerEmbedder) and e.batch_size == 16 and e.dim == 384
+
+
+def test_model_found_in_hugging_face_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """(c): a snapshot already in the local HF cache resolves offline (fake cache layout)."""
+    _empty_hf_cache(monkeypatch, tmp_path)
+    repo = tmp_path / "hf-cache" / "models--acme--tiny-encoder"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}", encoding="utf-8")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40, encoding="utf-8")
+    assert resolve_sentence_transformer_model("acme/tiny-encoder") == snapshot
+
+
 # ---- sentence-transformers: the real model ------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm() -> SentenceTransformerEmbedder:

@@ -53,6 +53,7 @@ class HippoGraphRetriever(BaseRetriever):
         super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
         self._opts = RetrieveOptions(self.index, self.top_k, self.mode, self.explain, self.config_overrides)
         self.index = self._opts.hg
 

@@ -1,0 +1,300 @@
+"""Index lifecycle: delete, update, sync (API and CLI), SPANN tombstones + compaction, and
+the equality of an incrementally maintained graph with a from-scratch build."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hippograph import Config, HippoGraph
+from hippograph.builder import GRANULARITIES, load_embeddings
+from hippograph.indexers.graph_builder import EDGE_KIND_NAMES
+from hippograph.tables import CorpusTables
+
+from .conftest import DATA
+
+DOCS = [
+    {"id": "alpha", "title": "Alpha Corp", "text": "Alpha Corp was founded by Jane Doe in Paris. Alpha Corp makes glass lenses."},
+    {"id": "beta", "title": "Beta Labs", "text": "Beta Labs was founded by Jane Doe in Berlin. Beta Labs builds telescopes."},
+    {"id": "gamma", "title": "Gamma Works", "text": "Gamma Works was founded by Omar Reyes in Lisbon. Gamma Works repairs ships."},
+]
+
+
+def _tables(hg: HippoGraph) -> CorpusTables:
+    return CorpusTables.load(hg.dir.generation_path(hg.manifest) / "meta.sqlite")
+
+
+def _assert_consistent(hg: HippoGraph) -> None:
+    """Invariants every generation must satisfy, whatever produced it."""
+    assert hg.dir.verify() == []
+    gen = hg.dir.generation_path(hg.manifest)
+    t = _tables(hg)
+    emb = load_embeddings(gen)
+    rows = {"passages": len(t.passages), "sentences": len(t.sentences), "facts": len(t.facts), "entities": len(t.entities)}
+    for gran in GRANULARITIES:
+        assert len(emb.get(gran, ())) == rows[gran], gran
+        index = hg.snapshot.vector_index(gran)
+        assert (0 if index is None else len(index)) == rows[gran], gran
+    assert {p.doc_id for p in t.passages} <= {d.id for d in t.documents}
+    mentioned = {e for e, _ in t.mentions}
+    assert mentioned == set(range(len(t.entities))), "every entity is mentioned by a passage"
+    assert {f for f, _, _ in t.fact_passages} == set(range(len(t.facts))), "every fact has an occurrence"
+    assert all(0 <= a < b < len(t.entities) for a, b, _, _ in t.synonyms)
+    assert hg.stats()["documents"] == len(t.documents)
+
+
+@pytest.fixture()
+def tiny(tmp_path) -> HippoGraph:
+    return HippoGraph.build(DOCS, tmp_path / "idx", Config(embedder="tfidf"))
+
+
+def test_delete_removes_only_what_the_document_contributed(tiny):
+    hg = tiny
+    before = _tables(hg)
+    assert {"beta labs", "berlin", "jane doe", "paris"} <= set(before.entities)
+    spec_before = dict(zip(hg.snapshot.entities, hg.snapshot.specificity))
+    assert spec_before["jane doe"] == pytest.approx(0.5)  # mentioned by alpha and beta
+
+    report = hg.delete(["beta", "no-such-doc"])
+    assert report.deleted_documents == ["beta"] and report.missing_documents == ["no-such-doc"]
+    assert report.deleted["passages"] == 1 and report.deleted["entities"] > 0
+    after = _tables(hg)
+    assert [d.id for d in after.documents] == ["alpha", "gamma"]
+    assert not {"beta labs", "berlin", "telescopes"} & set(after.entities)
+    assert {"jane doe", "paris", "alpha corp", "gamma works"} <= set(after.entities)
+    assert all("Beta" not in after.fact_text(f) for f in range(len(after.facts)))
+    spec_after = dict(zip(hg.snapshot.entities, hg.snapshot.specificity))
+    assert spec_after["jane doe"] == pytest.approx(1.0)  # specificity recomputed for touched entities
+    _assert_consistent(hg)
+    for mode in ("hybrid", "dense", "bm25", "ppr"):
+        assert all(h.doc_id != "beta" for h in hg.retrieve("Who founded Beta Labs in Berlin?", top_k=5, mode=mode))
+    # a reopened index agrees
+    again = HippoGraph.open(hg.dir.root)
+    assert again.stats()["documents"] == 2 and again.stats()["generation"] == report.generation
+    # deleting nothing writes nothing
+    gen = hg.stats()["generation"]
+    assert hg.delete(["beta"]).missing_documents == ["beta"]
+    assert hg.stats()["generation"] == gen
+
+
+def test_update_reindexes_only_changed_documents(tiny, monkeypatch):
+    from hippograph.indexers import extraction
+
+    hg = tiny
+    seen: list[list[str]] = []
+    original = extraction.TripleExtractor.extract
+
+    def counting(self, passages, **kw):
+        seen.append([p.doc_id for p in passages])
+        return original(self, passages, **kw)
+
+    monkeypatch.setattr(extraction.TripleExtractor, "extract", counting)
+    changed = dict(DOCS[1], text="Beta Labs was founded by Ana Ruiz in Madrid. Beta Labs builds microscopes.")
+    new = {"id": "delta", "title": "Delta Farms", "text": "Delta Farms grows olives near Seville."}
+    report = hg.update([DOCS[0], changed, new])
+    assert seen == [["beta", "delta"]]  # alpha unchanged: not re-extracted
+    assert report.updated_documents == ["beta"] and report.added_documents == ["delta"]
+    assert report.unchanged_documents == 1 and report.deleted_documents == []
+    ents = set(_tables(hg).entities)
+    assert {"ana ruiz", "madrid", "delta farms"} <= ents and "berlin" not in ents
+    assert "jane doe" in ents  # still mentioned by alpha
+    hashes = {d["id"]: d["content_hash"] for d in hg.documents()}
+    assert len(hashes) == 4
+    _assert_consistent(hg)
+    hit = hg.retrieve("Who founded Beta Labs?", top_k=1)[0]
+    assert hit.doc_id == "beta" and "Ana Ruiz" in hit.text
+    # the same input again: nothing to do, no new generation
+    gen = hg.stats()["generation"]
+    again = hg.update([DOCS[0], changed, new])
+    assert not again.changed and again.unchanged_documents == 3 and hg.stats()["generation"] == gen
+
+
+def test_spann_layer_tombstones_compaction_and_id_map(tmp_path):
+    """With a tiny SPANN threshold every granularity but passages is a SPANN index: adds go
+    through SpannIndex.add on a cloned index, deletes through tombstones + a vector-id map."""
+    from hippograph.indexers.loaders import load_documents
+    from hippograph.snapshot import RowIdIndex
+
+    docs, _ = load_documents(DATA / "corpus", Config())
+    a, b = docs[:24], docs[24:]
+    hg = HippoGraph.build(a, tmp_path / "idx", Config(embedder="tfidf", spann_min_vectors=60))
+    state = hg.manifest.lifecycle["vectors"]
+    assert state["sentences"]["kind"] == "spann" and state["passages"]["kind"] == "flat"
+    hg.add(b[:2])  # a small add: cloned SPANN indexes updated in place, not rebuilt
+    state2 = hg.manifest.lifecycle["vectors"]
+    assert state2["sentences"]["built"] == state["sentences"]["built"]
+    assert state2["sentences"]["next_vid"] > state["sentences"]["next_vid"]
+    _assert_consistent(hg)
+    top = hg.retrieve(b[0].title, top_k=3, mode="dense")
+    assert b[0].id in {h.doc_id for h in top}
+
+    victim = a[3].id
+    report = hg.delete([victim])
+    st = hg.manifest.lifecycle["vectors"]["sentences"]
+    assert st["tombstones"] == report.deleted["sentences"] > 0
+    assert isinstance(hg.snapshot.vector_index("sentences"), RowIdIndex)
+    _assert_consistent(hg)
+    for mode in ("dense", "hybrid"):
+        assert victim not in {h.doc_id for h in hg.retrieve(a[3].title, top_k=10, mode=mode)}
+
+    # deleting a third of the documents crosses the 20 % tombstone threshold: automatic compaction
+    report = hg.delete([d.id for d in a[4:12]])
+    assert any(c.startswith("sentences: compacted") for c in report.compacted), report.compacted
+    assert hg.manifest.lifecycle["vectors"]["sentences"]["tombstones"] == 0
+    _assert_consistent(hg)
+
+    # explicit compaction: --rebuild re-clusters and drops the id maps
+    report = hg.compact(rebuild_vectors=True)
+    assert any(c.startswith("sentences: rebuilt") for c in report.compacted)
+    gen = hg.dir.generation_path(hg.manifest)
+    assert not list((gen / "vectors").glob("*.vid2row.npy"))
+    _assert_consistent(hg)
+    assert victim not in {h.doc_id for h in hg.retrieve(a[3].title, top_k=10)}
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "hippograph.cli", *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
+    return proc
+
+
+def test_cli_sync_add_update_delete_and_compact(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("Orvik\n\nOrvik is an island in the Halvenne Archipelago. Its harbour is small.\n")
+    (src / "b.txt").write_text("Kesselby\n\nKesselby is a town on the River Corran. It has a shipyard.\n")
+    (src / "sub" / "c.txt").write_text("Tamsey\n\nTamsey is a fishing village north of Port Meriden.\n")
+    (src / "recs.json").write_text(json.dumps([{"id": "r1", "title": "Drumlow", "text": "Drumlow is a university town."}]))
+    idx = tmp_path / "idx"
+    built = json.loads(_cli("index", str(src), "--index", str(idx), "--embedder", "tfidf", "--json").stdout)
+    assert built["action"] == "built" and built["documents"] == 4
+
+    # nothing changed: no new generation
+    same = json.loads(_cli("index", str(src), "--index", str(idx), "--json").stdout)
+    assert same["action"] == "unchanged" and same["generation"] == built["generation"]
+
+    (src / "b.txt").write_text("Kesselby\n\nKesselby is a town on the River Vell. It has a glassworks.\n")
+    (src / "sub" / "c.txt").unlink()
+    (src / "d.txt").write_text("Ostrel\n\nOstrel is a mountain pass above the River Vell.\n")
+    out = json.loads(_cli("index", str(src), "--index", str(idx), "--json").stdout)
+    ch = out["changes"]
+    assert out["action"] == "synced"
+    assert ch["added_documents"] == ["d.txt"] and ch["updated_documents"] == ["b.txt"]
+    assert ch["deleted_documents"] == ["sub/c.txt"] and ch["unchanged_documents"] == 2
+    assert out["documents"] == 4
+
+    # a file that cannot be read this time does not cause its documents to be deleted
+    (src / "recs.json").write_text("[{ broken json")
+    (src / "a.txt").unlink()
+    proc = _cli("index", str(src), "--index", str(idx), "--json", "--no-delete")
+    kept = json.loads(proc.stdout)
+    assert kept["changes"]["deleted_documents"] == [] and kept["documents"] == 4
+    proc = _cli("index", str(src), "--index", str(idx), "--json")
+    out = json.loads(proc.stdout)
+    assert out["changes"]["deleted_documents"] == ["a.txt"] and out["documents"] == 3
+    assert "recs.json" in proc.stderr and "kept document r1" in proc.stderr
+
+    # human-readable summary names the changes
+    (src / "e.txt").write_text("Hollin Bay\n\nHollin Bay is a bay west of Orvik.\n")
+    text = _cli("index", str(src), "--index", str(idx)).stdout
+    assert "1 added" in text and "+ e.txt" in text
+
+    comp = json.loads(_cli("compact", str(idx), "--json").stdout)
+    assert comp["bytes_after"] <= comp["bytes_before"]
+    assert "ok" in _cli("check", str(idx)).stdout
+
+
+# ---- incremental == from scratch ---------------------------------------------------------------
+
+def _graph_by_name(hg: HippoGraph) -> dict[tuple[str, str, str], float]:
+    snap = hg.snapshot
+    names = [f"E:{e}" for e in snap.entities] + [f"P:{p}" for p in snap.passage_ids]
+    a = snap.adjacency.tocoo()
+    kinds = snap.edge_kinds
+    out = {}
+    for r, c, w, k in zip(a.row, a.col, a.data, kinds):
+        if r < c:
+            u, v = sorted((names[r], names[c]))
+            out[(u, v, EDGE_KIND_NAMES[int(k)])] = float(w)
+    return out
+
+
+def _facts_by_name(hg: HippoGraph) -> Counter:
+    t = _tables(hg)
+    return Counter((t.fact_text(f), t.passages[p].id) for f, p, _ in t.fact_passages)
+
+
+@pytest.mark.slow
+def test_incremental_graph_equals_scratch_build(tmp_path, sample_questions):
+    """build(A) + add(B) + delete(C) == build(A + B − C), compared by names, with MiniLM.
+
+    MiniLM has no fitted state, so unit embeddings do not depend on which documents were
+    indexed first (the TF-IDF embedder is fitted on the first build's corpus, so an
+    incremental TF-IDF index keeps that first fit and differs from a scratch build).
+    Synonymy is computed new-vs-all; the corpus is small enough that no entity reaches
+    `synonymy_max_neighbors` (asserted), where new-vs-all and all-pairs could differ.
+    """
+    from hippograph.indexers.loaders import load_documents
+
+    docs, _ = load_documents(DATA / "corpus", Config())
+    docs = docs[:12]
+    a, b = docs[:8], docs[8:]
+    c_ids = {docs[2].id, docs[5].id, docs[9].id}  # from A and from B
+    final = [d for d in a + b if d.id not in c_ids]
+    cfg = Config(embedder="sentence-transformers")
+
+    inc = HippoGraph.build(a, tmp_path / "inc", cfg)
+    inc.add(b)
+    inc.delete(sorted(c_ids))
+    scratch = HippoGraph.build(final, tmp_path / "scratch", cfg)
+
+    assert {d["id"]: d["content_hash"] for d in inc.documents()} == {d["id"]: d["content_hash"] for d in scratch.documents()}
+    assert set(inc.snapshot.entities) == set(scratch.snapshot.entities)
+    assert set(inc.snapshot.passage_ids) == set(scratch.snapshot.passage_ids)
+    assert _facts_by_name(inc) == _facts_by_name(scratch)
+    g_inc, g_scr = _graph_by_name(inc), _graph_by_name(scratch)
+    assert set(g_inc) == set(g_scr)
+    for key, w in g_scr.items():
+        assert g_inc[key] == pytest.approx(w, abs=1e-4), key
+    assert dict(zip(inc.snapshot.entities, inc.snapshot.specificity)) == dict(
+        zip(scratch.snapshot.entities, scratch.snapshot.specificity))
+    syn_degree = Counter()
+    for (u, v, kind) in g_scr:
+        if kind == "synonym":
+            syn_degree[u] += 1
+            syn_degree[v] += 1
+    assert max(syn_degree.values(), default=0) < cfg.synonymy_max_neighbors
+    _assert_consistent(inc)
+
+    questions = [q["question"] for q in sample_questions[:8]] + [d.title for d in final[:4]]
+    r_inc = inc.retrieve_many(questions, top_k=5)
+    r_scr = scratch.retrieve_many(questions, top_k=5)
+    for q, hi, hs in zip(questions, r_inc, r_scr):
+        assert [h.passage_id for h in hi] == [h.passage_id for h in hs], q
+        assert np.allclose([h.score for h in hi], [h.score for h in hs], atol=1e-4), q
+
+
+def test_sample_index_copy_delete_then_add_back(sample_index, tmp_path):
+    """Delete a document from the shared sample index and add it back: same counts as before."""
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_index, copy)
+    hg = HippoGraph.open(copy)
+    before = hg.stats()
+    doc = next(d for d in hg.documents() if d["title"] == "Kessel Shipworks")
+    path = Path(doc["source"])
+    hg.delete([doc["id"]])
+    assert hg.stats()["documents"] == before["documents"] - 1
+    assert all(h.title != "Kessel Shipworks" for h in hg.retrieve("Who founded Kessel Shipworks?", top_k=5))
+    report = hg.sync([path], delete_missing=False)
+    assert report.added_documents == [path.name]  # a single file's id is its name
+    after = hg.stats()
+    for key in ("passages", "sentences", "entities", "facts", "triples", "mentions", "synonyms", "edges"):
+        assert after[key] == before[key], key
+    _assert_consistent(hg)
