@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("report", help="regenerate the markdown report from a results JSON")
     g.add_argument("--results", type=Path, default=EVAL_DIR / "results" / "latest.json")
     g.add_argument("--report", type=Path, default=EVAL_DIR / "RESULTS.md")
+    g.add_argument("--plots", type=Path, default=EVAL_DIR / "results" / "plots", help="PNG directory (replaced)")
     sub.add_parser("list", help="list systems and datasets")
     return ap
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "report":
         results = json.loads(args.results.read_text())
-        report.generate(results, args.report, EVAL_DIR / "results" / "plots", EVAL_DIR / "results")
+        report.generate(results, args.report, args.plots, EVAL_DIR / "results")
         print(f"wrote {args.report}")
         return 0
 

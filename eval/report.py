@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,27 @@ def metric_columns(ds: dict[str, Any]) -> list[str]:
     return cols + [f"ndcg@{ds['ndcg_k']}", "mrr"]
 
 
+def _nest_headings(text: str, top: int) -> str:
+    """Shift markdown headings (outside code fences) so the file's highest one becomes level `top`."""
+    lines, fence, levels = text.splitlines(), False, []
+    for line in lines:
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,6} ", line):
+            levels.append(len(line) - len(line.lstrip("#")))
+    if not levels:
+        return text
+    shift, out, fence = top - min(levels), [], False
+    for line in lines:
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,6} ", line):
+            n = len(line) - len(line.lstrip("#"))
+            line = "#" * min(6, max(1, n + shift)) + line[n:]
+        out.append(line)
+    return "\n".join(out)
+
+
 def _short(m: str) -> str:
     return m.replace("all_recall@", "AR@").replace("recall@", "R@").replace("ndcg@", "nDCG@").replace("mrr", "MRR")
 
@@ -67,6 +89,8 @@ def make_plots(results: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]
     import matplotlib.pyplot as plt
 
     plots_dir.mkdir(parents=True, exist_ok=True)
+    for old in plots_dir.glob("*.png"):  # the directory holds one run's plots: no stale images from older runs
+        old.unlink()
     made: dict[str, list[Path]] = {"recall": [], "latency": [], "ablation": []}
     for name, ds in results["datasets"].items():
         ok = _ok(ds)
@@ -118,7 +142,8 @@ def make_plots(results: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]
     if rows:
         fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 4), squeeze=False)
         for ax, (name, metric, bars) in zip(axes[0], rows):
-            ax.bar(range(len(bars)), [v for _, v in bars], color=["C0"] + ["C1"] * (len(bars) - 1))
+            drawn = ax.bar(range(len(bars)), [v for _, v in bars], color=["C0"] + ["C1"] * (len(bars) - 1))
+            ax.bar_label(drawn, fmt="%.3f", fontsize=7)  # the y axis is cut: print the values
             ax.set_xticks(range(len(bars)), [b for b, _ in bars], rotation=45, ha="right", fontsize=8)
             ax.set_title(f"{name}: {metric}")
             lo = min(v for _, v in bars)
@@ -143,7 +168,10 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
           f"process peak RSS {results.get('peak_rss_mb', '–')} MB)",
           f"- Git commit: `{results['git']['commit']}`" + (" (with uncommitted changes)" if results["git"].get("dirty") else ""),
           f"- Machine: {m['cores']} usable cores ({m['cpu_count']} logical), {m['cpu']}, {m['ram_gb']} GB RAM, "
-          f"{m['os']}, Python {m['python']}",
+          f"{m['os']}, Python {m['python']}"
+          + (f"; load average (1 min) {results['load_avg_start'][0]:.1f} at start, "
+             f"{results['load_avg_end'][0]:.1f} at end — above {m['cores']} means other processes shared the "
+             "CPU and every timing below is inflated" if results.get("load_avg_end") else ""),
           f"- Libraries: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
           f"- Embedder: `{results['embedder']}` (engine config `embedder={results['engine_config'].get('embedder')}`), "
           f"same passages (engine chunker, `chunk_words={results['engine_config'].get('chunk_words')}`), "
@@ -260,7 +288,8 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
         rows = []
         for s, st in ok.items():
             ix, q = st["index"], st["query"]
-            stages = ", ".join(f"{k} {v:.1f}" for k, v in ix.get("stages", {}).items())
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in ix.get("stages", {}).items()
+                               if not ix.get("extra", {}).get("shared") or k == "warm_up")
             note = " (shared)" if ix.get("extra", {}).get("shared") else " (cached)" if ix.get("cached") else ""
             rows.append([s, f"{ix['seconds']:.1f}" + note, stages or "–",
                          _f(ix["size_bytes"] / 2**20, 1) if ix.get("size_bytes") else "–",
@@ -287,8 +316,7 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
                   "copied here from `eval/results/*.md`.", ""]
             for p in parts:
                 text = p.read_text(encoding="utf-8").strip()
-                # demote headings one level so they nest under this section
-                text = "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+                text = _nest_headings(text, 3)
                 L += [f"<!-- {p.name} -->", text, ""]
     return "\n".join(L).rstrip() + "\n"
 

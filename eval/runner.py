@@ -8,7 +8,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -217,7 +216,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
         "run_id": run_id, "started": started.isoformat(timespec="seconds"), "command": opts.command,
         "quick": opts.quick, "embedder": opts.embedder, "latency_queries": opts.latency_queries,
         "machine": machine_info(), "git": git_info(REPO_ROOT),
-        "engine_config": ctx.config.to_dict(), "datasets": {},
+        "engine_config": ctx.config.to_dict(), "datasets": {}, "load_avg_start": list(os.getloadavg()),
     }
     bar = tqdm(total=len(benches) * len(opts.systems), desc="eval", unit="system", disable=not opts.progress)
     for bench in benches:
@@ -248,6 +247,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     bar.close()
     results["seconds"] = time.perf_counter() - t_run
     results["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    results["load_avg_end"] = list(os.getloadavg())
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))

@@ -145,7 +145,7 @@ class HippoGraph:
         timings["total"] = time.perf_counter() - t0
         builder.report.timings["total"] = timings["total"]
         manifest.timings = {k: round(v, 3) for k, v in timings.items()}
-        committed = idx.commit(gen, manifest, previous=previous)
+        committed = idx.commit(gen, manifest, previous=previous, append_only=builder.append_only)
         builder.report.generation = committed.generation
         return committed
 

@@ -46,7 +46,6 @@ from .embedders import Embedder
 from .indexers.chunking import chunk_documents, split_sentences
 from .indexers.graph_builder import (
     SynonymEdge,
-    build_adjacency,
     embedding_synonyms,
     specificity,
     synonymy_eligible,
@@ -60,7 +59,11 @@ logger = logging.getLogger(__name__)
 GRANULARITIES = ("passages", "sentences", "facts", "entities")
 
 COMPACT_FRACTION = 0.2
-"""Compact a SPANN index when tombstoned vectors or dead posting-file space exceed this share."""
+"""Compact a SPANN index when tombstoned (deleted) vectors exceed this share of its vectors."""
+COMPACT_DEAD_FRACTION = 0.5
+"""Compact a SPANN index when this share of its posting file is dead space. `SpannIndex.add`
+rewrites every list it touches at the end of the file, so a 1 % add leaves ≈20 % dead space;
+at 0.5 a steady stream of small adds compacts about every third add."""
 REBUILD_GROWTH = 0.5
 """Rebuild (re-cluster) a SPANN index once vectors added since its build exceed this share of its build size."""
 VID_MAP = "{gran}.vid2row.npy"
@@ -170,6 +173,8 @@ class Builder:
         self._row_vids: dict[str, np.ndarray] = {}  # SPANN granularities: row → vector id (-1 = not indexed yet)
         self._removed_vids: dict[str, list[np.ndarray]] = {g: [] for g in GRANULARITIES}
         self._minhash: np.ndarray | None = None  # MinHash signatures, one row per entity
+        self.append_only: dict[str, int] = {}
+        """Files of the written generation that later ones may extend in place → bytes used here."""
         if self.base is not None:
             self._load_base_state()
 
@@ -210,7 +215,7 @@ class Builder:
                 continue
             vm = base / "vectors" / VID_MAP.format(gran=gran)
             if vm.is_file():
-                vid2row = np.load(vm, allow_pickle=False)
+                vid2row = load_array(vm)
                 row2vid = np.full(n, -1, dtype=np.int64)
                 ok = np.flatnonzero(vid2row >= 0)
                 rows = vid2row[ok]
@@ -224,7 +229,7 @@ class Builder:
             self._row_vids[gran] = row2vid
         mh = base / "graph" / MINHASH_FILE
         if self.config.minhash_threshold > 0 and mh.is_file():
-            sig = np.load(mh, allow_pickle=False)
+            sig = load_array(mh)
             if sig.ndim == 2 and sig.shape == (len(self.tables.entities), self.config.minhash_num_perm):
                 self._minhash = sig
 
@@ -416,10 +421,10 @@ class Builder:
             max_neighbors=c.synonymy_max_neighbors,
             min_chars=c.synonymy_min_chars,
         )
-        known = {(a, b) for a, b, _, _ in t.synonyms}
-        existing = known | {(e.a, e.b) for e in edges}
+        # every edge found here has a new endpoint, so none is already in t.synonyms
+        existing = {(e.a, e.b) for e in edges}
         edges += self._minhash_edges(new_ids, existing)
-        t.synonyms.extend((e.a, e.b, e.score, e.kind) for e in edges if (e.a, e.b) not in known)
+        t.synonyms.extend((e.a, e.b, e.score, e.kind) for e in edges)
 
     def _minhash_edges(self, new_ids: np.ndarray, existing: set[tuple[int, int]]) -> list[SynonymEdge]:
         """Surface-form synonymy, new-vs-all, with the signatures of old entities reused.
@@ -488,9 +493,13 @@ class Builder:
         occurrences = np.array([f for f, _, _ in t.fact_passages], dtype=np.int64)
         fact_pairs = facts[occurrences] if len(occurrences) else facts[:0]
         mentions = np.array(t.mentions, dtype=np.int64).reshape(-1, 2)
-
-        synonyms = [SynonymEdge(a, b, s, k) for a, b, s, k in t.synonyms]
-        adjacency, kind = build_adjacency(len(t.entities), len(t.passages), fact_pairs, mentions, synonyms)
+        n_syn = len(t.synonyms)
+        syn_a = np.fromiter((x[0] for x in t.synonyms), dtype=np.int64, count=n_syn)
+        syn_b = np.fromiter((x[1] for x in t.synonyms), dtype=np.int64, count=n_syn)
+        syn_w = np.fromiter((x[2] for x in t.synonyms), dtype=np.float64, count=n_syn)
+        adjacency, kind = adjacency_with_synonym_arrays(
+            len(t.entities), len(t.passages), fact_pairs, mentions, syn_a, syn_b, syn_w
+        )
         np.save(out / "indptr.npy", adjacency.indptr.astype(np.int64), allow_pickle=False)
         np.save(out / "indices.npy", adjacency.indices.astype(np.int32), allow_pickle=False)
         np.save(out / "weights.npy", adjacency.data.astype(np.float32), allow_pickle=False)
@@ -528,12 +537,27 @@ class Builder:
                 self._removed_vids[gran] = []
                 if why:
                     self.report.compacted.append(f"{gran}: rebuilt ({why})")
+            self._record_append_only(out / gran)
             row2vid = self._row_vids.get(gran)
             st = self.vector_state[gran]
             if row2vid is not None and not (st["next_vid"] == n and np.array_equal(row2vid, np.arange(n))):
                 vid2row = np.full(st["next_vid"], -1, dtype=np.int64)
                 vid2row[row2vid] = np.arange(n, dtype=np.int64)
                 np.save(out / VID_MAP.format(gran=gran), vid2row, allow_pickle=False)
+
+    def _record_append_only(self, vdir: Path) -> None:
+        """Note a SPANN index's posting files (and the bytes this generation uses) as append-only."""
+        try:
+            header = json.loads((vdir / "header.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if header.get("format") != "hippograph-spann":
+            return
+        post = header["postings"]
+        n = int(post["n_entries"])
+        rel = f"vectors/{vdir.name}"
+        self.append_only[f"{rel}/{post['vectors']}"] = n * int(header["dim"]) * 4
+        self.append_only[f"{rel}/{post['ids']}"] = n * 8
 
     def _vector_plan(self, gran: str, n: int) -> tuple[str, str]:
         """("update" | "rebuild", reason shown in the report when a rebuild is maintenance)."""
@@ -570,8 +594,9 @@ class Builder:
         removed = np.concatenate(self._removed_vids[gran]) if self._removed_vids[gran] else np.zeros(0, np.int64)
         header = json.loads((src / "header.json").read_text(encoding="utf-8"))
         post = header.get("postings", {})
-        copies = {str(post.get("vectors")), str(post.get("ids"))} if new_rows.size else set()
-        _clone_tree(src, dst, copy=copies)
+        # everything hard-linked: SpannIndex.add appends to the posting files in place, past
+        # the end every committed generation uses (they are append-only in the manifest)
+        _clone_tree(src, dst)
         index = SpannIndex.open(dst)
         st = self.vector_state[gran]
         if removed.size:
@@ -587,7 +612,7 @@ class Builder:
         tomb = int(st.get("tombstones", 0)) / max(1, len(index) + int(st.get("tombstones", 0)))
         dead = spann_dead_fraction(index)
         forced = self.maintenance == "compact" and (tomb > 0 or dead > 0)
-        if forced or tomb > COMPACT_FRACTION or dead > COMPACT_FRACTION:
+        if forced or tomb > COMPACT_FRACTION or dead > COMPACT_DEAD_FRACTION:
             index.compact()
             st["tombstones"] = 0
             self.report.compacted.append(
@@ -600,6 +625,66 @@ class Builder:
         out.mkdir()
         if self.tables.passages:
             BM25Index.build([passage_embedding_text(p) for p in self.tables.passages]).save(out / "passages")
+
+
+def adjacency_with_synonym_arrays(
+    n_entities: int,
+    n_passages: int,
+    fact_pairs: np.ndarray,
+    mentions: np.ndarray,
+    syn_a: np.ndarray,
+    syn_b: np.ndarray,
+    syn_w: np.ndarray,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """`graph_builder.build_adjacency` with the synonymy edges given as arrays.
+
+    Same result (tested); it avoids one Python object per synonymy edge, which dominated
+    the graph stage once an index holds millions of synonymy edges.
+    """
+    from .indexers.graph_builder import EDGE_FACT, EDGE_MENTION, EDGE_SYNONYM
+
+    n = n_entities + n_passages
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    kinds: list[np.ndarray] = []
+
+    def add(r: np.ndarray, c: np.ndarray, w: np.ndarray, kind: int) -> None:
+        if len(r) == 0:
+            return
+        rows.extend([r, c])
+        cols.extend([c, r])
+        vals.extend([w, w])
+        kinds.extend([np.full(len(r), kind, dtype=np.int8)] * 2)
+
+    if len(fact_pairs):
+        fp = np.asarray(fact_pairs, dtype=np.int64).reshape(-1, 2)
+        fp = fp[fp[:, 0] != fp[:, 1]]
+        lo, hi = np.minimum(fp[:, 0], fp[:, 1]), np.maximum(fp[:, 0], fp[:, 1])
+        pairs, counts = np.unique(np.stack([lo, hi], 1), axis=0, return_counts=True)
+        add(pairs[:, 0], pairs[:, 1], counts.astype(np.float64), EDGE_FACT)
+    if len(mentions):
+        m = np.unique(np.asarray(mentions, dtype=np.int64).reshape(-1, 2), axis=0)
+        add(m[:, 0], m[:, 1] + n_entities, np.ones(len(m)), EDGE_MENTION)
+    if len(syn_a):
+        add(np.asarray(syn_a, np.int64), np.asarray(syn_b, np.int64), np.asarray(syn_w, np.float64), EDGE_SYNONYM)
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float64), sp.csr_matrix((n, n), dtype=np.int8)
+    r = np.concatenate(rows)
+    c = np.concatenate(cols)
+    w = np.concatenate(vals)
+    k = np.concatenate(kinds)
+    adjacency = sp.coo_matrix((w, (r, c)), shape=(n, n)).tocsr()
+    adjacency.sum_duplicates()
+    order = np.lexsort((k, c, r))
+    r, c, k = r[order], c[order], k[order]
+    first = np.ones(len(r), dtype=bool)
+    first[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
+    kind = sp.csr_matrix(((k[first] + 1).astype(np.int8), (r[first], c[first])), shape=(n, n))
+    kind.sort_indices()
+    adjacency.sort_indices()
+    kind.data -= 1
+    return adjacency, kind
 
 
 def spann_dead_fraction(index: Any) -> float:
@@ -724,7 +809,7 @@ def load_embeddings(gen: Path) -> dict[str, np.ndarray]:
     for gran in GRANULARITIES:
         path = gen / "embeddings" / f"{gran}.npy"
         if path.is_file():
-            out[gran] = np.load(path, allow_pickle=False)
+            out[gran] = load_array(path)
     return out
 
 
@@ -732,10 +817,20 @@ def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
+def load_array(path: Path) -> np.ndarray:
+    """np.load without pickle; a missing, garbled or pickled file raises IndexCorruptError naming it."""
+    from .errors import IndexCorruptError
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise IndexCorruptError(f"{path}: unreadable array ({exc})") from exc
+
+
 def adjacency_from_arrays(graph_dir: Path, n: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """Rebuild the CSR adjacency and its edge-kind array from a generation's graph/ folder."""
-    indptr = np.load(graph_dir / "indptr.npy", allow_pickle=False)
-    indices = np.load(graph_dir / "indices.npy", allow_pickle=False)
-    weights = np.load(graph_dir / "weights.npy", allow_pickle=False).astype(np.float64)
-    kinds = np.load(graph_dir / "kinds.npy", allow_pickle=False)
+    indptr = load_array(graph_dir / "indptr.npy")
+    indices = load_array(graph_dir / "indices.npy")
+    weights = load_array(graph_dir / "weights.npy").astype(np.float64)
+    kinds = load_array(graph_dir / "kinds.npy")
     return sp.csr_matrix((weights, indices, indptr), shape=(n, n)), kinds

@@ -103,7 +103,7 @@ class Config:
     """Similarity floor for linking query mentions to entity nodes."""
     max_seeds: int = 10
     """Entity seeds kept after weighting by specificity."""
-    ppr_fusion_weight: float = 0.5
+    ppr_fusion_weight: float = 0.8
     """In 'hybrid' mode: final = w·minmax(PPR passage mass) + (1−w)·minmax(routed dense/BM25 score)."""
     use_ppr: bool = True
     """Run PPR in 'hybrid' mode (ablation switch: False = routed dense+BM25 fusion only)."""

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .builder import GRANULARITIES, adjacency_from_arrays
+from .builder import GRANULARITIES, adjacency_from_arrays, load_array
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
 from .tables import row_to_passage
@@ -49,7 +49,8 @@ class IndexSnapshot:
         self._bm25 = self._open_bm25()
 
     def _load_tables(self) -> None:
-        c = self.conn
+        c = self.conn.cursor()
+        c.row_factory = None  # plain tuples for the bulk reads
         rows = c.execute("SELECT id, doc_id, title FROM passages ORDER BY idx").fetchall()
         self.passage_ids = [r[0] for r in rows]
         self.passage_doc_ids = [r[1] for r in rows]
@@ -83,7 +84,7 @@ class IndexSnapshot:
     def _load_graph(self) -> None:
         n = self.n_entities + self.n_passages
         self.adjacency, self.edge_kinds = adjacency_from_arrays(self.path / "graph", n)
-        self.specificity = np.load(self.path / "graph" / "specificity.npy", allow_pickle=False).astype(np.float64)
+        self.specificity = load_array(self.path / "graph" / "specificity.npy").astype(np.float64)
         if len(self.specificity) != self.n_entities:
             raise IndexCorruptError(f"{self.path / 'graph'}: node arrays do not match the metadata database")
 

@@ -64,6 +64,41 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_range(path: Path, start: int, end: int, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of bytes [start, end) of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        left = end - start
+        while left > 0:
+            block = fh.read(min(chunk, left))
+            if not block:
+                break
+            h.update(block)
+            left -= len(block)
+    return h.hexdigest()
+
+
+SEGMENTS = "segments:"
+"""Checksum prefix of an append-only file: ``segments:start-end:sha256,…`` covers bytes [0, end)."""
+
+
+def format_segments(segments: list[tuple[int, int, str]]) -> str:
+    return SEGMENTS + ",".join(f"{a}-{b}:{h}" for a, b, h in segments)
+
+
+def parse_segments(value: str) -> list[tuple[int, int, str]] | None:
+    """The segments of an append-only checksum, or None for a whole-file checksum."""
+    if not value.startswith(SEGMENTS):
+        return None
+    out = []
+    for part in filter(None, value[len(SEGMENTS):].split(",")):
+        span, _, digest = part.partition(":")
+        a, _, b = span.partition("-")
+        out.append((int(a), int(b), digest))
+    return out
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file, fsync, rename over `path`, fsync the directory."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -165,6 +200,23 @@ class IndexDir:
             if not path.is_file():
                 problems.append(f"{path}: missing")
                 continue
+            try:
+                segments = parse_segments(expected)
+            except ValueError:
+                problems.append(f"{path}: unreadable checksum entry in the manifest")
+                continue
+            if segments is not None:  # append-only file: bytes past the last segment are not ours
+                size = path.stat().st_size
+                for a, b, digest in segments:
+                    if size < b:
+                        problems.append(f"{path}: truncated ({size} bytes, manifest covers {b})")
+                        break
+                    actual = sha256_range(path, a, b)
+                    if actual != digest:
+                        problems.append(
+                            f"{path}: checksum mismatch in bytes {a}..{b} (expected {digest[:12]}…, found {actual[:12]}…)"
+                        )
+                continue
             actual = sha256_file(path)
             if actual != expected:
                 problems.append(f"{path}: checksum mismatch (expected {expected[:12]}…, found {actual[:12]}…)")
@@ -212,12 +264,22 @@ class IndexDir:
         tmp.mkdir()
         return tmp
 
-    def commit(self, tmp_gen: Path, manifest: Manifest, *, previous: Manifest | None = None) -> Manifest:
+    def commit(
+        self,
+        tmp_gen: Path,
+        manifest: Manifest,
+        *,
+        previous: Manifest | None = None,
+        append_only: dict[str, int] | None = None,
+    ) -> Manifest:
         """Checksum + fsync the generation, rename it live, switch the manifest atomically.
 
         Files hard-linked unchanged from the `previous` generation (same inode) keep their
         recorded checksum instead of being re-hashed: an add to a large index links most
-        of its files and only the new ones cost I/O.
+        of its files and only the new ones cost I/O. `append_only` names files (relative
+        path → bytes this generation uses) that later generations may extend in place
+        (SPANN posting files); they get per-segment checksums of that prefix, and a file
+        shared with the previous generation only has its new bytes hashed.
         """
         final_name = GEN_PREFIX + tmp_gen.name[len(TMP_PREFIX):]
         prev_dir = self.root / previous.generation if previous is not None and previous.generation else None
@@ -231,6 +293,9 @@ class IndexDir:
             if not path.is_file():
                 continue
             rel = str(path.relative_to(tmp_gen))
+            if append_only and rel in append_only:
+                checksums[rel] = self._segment_checksum(path, rel, append_only[rel], previous, prev_dir)
+                continue
             if prev_dir is not None and rel in previous.checksums:  # type: ignore[union-attr]
                 try:
                     same = os.path.samefile(path, prev_dir / rel)
@@ -259,6 +324,24 @@ class IndexDir:
         logger.debug("committed %s (%d files, %d unchanged from the previous generation)", final_name, len(checksums), reused)
         self.collect_garbage(keep=final_name, previous=live_before)
         return manifest
+
+    @staticmethod
+    def _segment_checksum(path: Path, rel: str, n_bytes: int, previous: Manifest | None, prev_dir: Path | None) -> str:
+        segments: list[tuple[int, int, str]] = []
+        if previous is not None and prev_dir is not None and rel in previous.checksums:
+            try:
+                same = os.path.samefile(path, prev_dir / rel)
+            except OSError:
+                same = False
+            old = parse_segments(previous.checksums[rel]) if same else None
+            if old and old[-1][1] <= n_bytes:
+                segments = list(old)
+        start = segments[-1][1] if segments else 0
+        if n_bytes > start:
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+            segments.append((start, n_bytes, sha256_range(path, start, n_bytes)))
+        return format_segments(segments)
 
     def collect_garbage(self, keep: str, *, previous: str | None = None, keep_previous: bool = True) -> list[Path]:
         """Remove abandoned temp generations and every generation but `keep` and the previous one.

@@ -219,12 +219,13 @@ class CorpusTables:
                 for r in conn.execute("SELECT * FROM documents ORDER BY rowid")
             ]
             t.passages = [row_to_passage(r) for r in conn.execute("SELECT * FROM passages ORDER BY idx")]
-            t.sentences = [tuple(r) for r in conn.execute("SELECT passage_idx, start, end FROM sentences ORDER BY idx")]
+            conn.row_factory = None  # plain tuples: several times faster for the big tables
+            t.sentences = conn.execute("SELECT passage_idx, start, end FROM sentences ORDER BY idx").fetchall()
             t.entities = [r[0] for r in conn.execute("SELECT name FROM entities ORDER BY idx")]
-            t.mentions = [tuple(r) for r in conn.execute("SELECT entity_idx, passage_idx FROM mentions ORDER BY rowid")]
-            t.facts = [tuple(r) for r in conn.execute("SELECT subject_idx, predicate, object_idx FROM facts ORDER BY idx")]
-            t.fact_passages = [tuple(r) for r in conn.execute("SELECT * FROM fact_passages ORDER BY rowid")]
-            t.synonyms = [tuple(r) for r in conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY rowid")]
+            t.mentions = conn.execute("SELECT entity_idx, passage_idx FROM mentions ORDER BY rowid").fetchall()
+            t.facts = conn.execute("SELECT subject_idx, predicate, object_idx FROM facts ORDER BY idx").fetchall()
+            t.fact_passages = conn.execute("SELECT fact_idx, passage_idx, sentence FROM fact_passages ORDER BY rowid").fetchall()
+            t.synonyms = conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY rowid").fetchall()
             return t
         except sqlite3.DatabaseError as exc:
             from .errors import IndexCorruptError

@@ -14,6 +14,7 @@ uses it for sentence-level units.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from typing import Iterable
@@ -27,9 +28,11 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------- sentences
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\f\v]*\n\s*")
-_CANDIDATE = re.compile(r"(\.\.\.|[.!?\u2026]+)([\"'\u201d\u2019)\]]*)(\s+)")
+# The look-behinds make a match start only at the beginning of a punctuation / blank run:
+# without them a long run ("....." or 1 MB of spaces) is rescanned from every position (quadratic).
+_CANDIDATE = re.compile(r"(?<![.!?\u2026])(\.\.\.|[.!?\u2026]+)([\"'\u201d\u2019)\]]*)(\s+)")
 _WORD = re.compile(r"\S+")
-_LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*(?=\S)")
+_LINE_BREAK = re.compile(r"(?<![ \t])[ \t]*\n[ \t]*(?=\S)")
 _LIST_MARKER = re.compile(r"(?:[-*\u2022+\u2013]|\d{1,3}[.)])\s")
 
 # Abbreviations after which a period never ends a sentence (compared lower-case, without the final '.').
@@ -138,33 +141,50 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------- chunking
 
 
-def chunk_spans(text: str, chunk_words: int, overlap_words: int) -> list[tuple[int, int]]:
-    """Character spans of the chunks of `text` (see module doc); no passage objects."""
+def chunk_spans(
+    text: str, chunk_words: int, overlap_words: int, max_chunks: int | None = None
+) -> list[tuple[int, int]]:
+    """Character spans of the chunks of `text` (see module doc); no passage objects.
+
+    `max_chunks` stops early: only the start of a huge text is split (memory and time stay
+    proportional to what is kept, not to the file), and at most that many spans return.
+    """
     if chunk_words < 1:
         raise ConfigError(f"chunk_words must be at least 1, got {chunk_words}")
     if overlap_words < 0:
         raise ConfigError(f"chunk_overlap_words must be at least 0, got {overlap_words}")
-    words = [m.span() for m in _WORD.finditer(text)]
-    if not words:
+    head = list(itertools.islice(_WORD.finditer(text), chunk_words + 1))
+    if not head:
         return []
-    if len(words) <= chunk_words:
-        return [(words[0][0], words[-1][1])]
+    if len(head) <= chunk_words:
+        return [(head[0].start(), head[-1].end())]
     overlap_words = min(overlap_words, chunk_words - 1)
+    if max_chunks is not None:
+        # each chunk advances by ≥ 1 word and usually by chunk_words − overlap: cut the text
+        # after enough words for max_chunks chunks (plus one chunk of slack)
+        text = _prefix_words(text, (max_chunks + 1) * chunk_words)
 
-    # Units: sentences, with over-long sentences cut into word pieces of the budget.
+    # Units: sentences, with over-long sentences cut into word pieces of the budget
+    # (counted while scanning, so one gigantic "sentence" never becomes a giant list).
     units: list[tuple[int, int, int]] = []  # (start, end, n_words)
-    wi = 0
     for s, e in split_sentences(text):
-        sent_words: list[tuple[int, int]] = []
-        while wi < len(words) and words[wi][0] < e:
-            sent_words.append(words[wi])
-            wi += 1
-        if len(sent_words) <= chunk_words:
-            units.append((s, e, len(sent_words)))
+        pieces: list[tuple[int, int, int]] = []
+        n = 0
+        p_start = p_end = s
+        for m in _WORD.finditer(text, s, e):
+            if n == 0:
+                p_start = m.start()
+            n += 1
+            p_end = m.end()
+            if n == chunk_words:
+                pieces.append((p_start, p_end, n))
+                n = 0
+        if n:
+            pieces.append((p_start, p_end, n))
+        if len(pieces) == 1:
+            units.append((s, e, pieces[0][2]))
         else:
-            for k in range(0, len(sent_words), chunk_words):
-                piece = sent_words[k : k + chunk_words]
-                units.append((piece[0][0], piece[-1][1], len(piece)))
+            units.extend(pieces)
 
     spans: list[tuple[int, int]] = []
     i = 0
@@ -176,7 +196,7 @@ def chunk_spans(text: str, chunk_words: int, overlap_words: int) -> list[tuple[i
             total += units[j][2]
             j += 1
         spans.append((units[i][0], units[j - 1][1]))
-        if j >= n:
+        if j >= n or (max_chunks is not None and len(spans) > max_chunks):
             break
         # Overlap: the longest run of whole trailing sentences within the overlap budget
         # that still leaves room for the next new sentence (so every chunk makes progress).
@@ -189,6 +209,14 @@ def chunk_spans(text: str, chunk_words: int, overlap_words: int) -> list[tuple[i
     return spans
 
 
+def _prefix_words(text: str, n_words: int) -> str:
+    """`text` up to the end of its `n_words`-th word (the whole text when it is shorter)."""
+    last = None
+    for last in itertools.islice(_WORD.finditer(text), n_words - 1, n_words):
+        pass
+    return text if last is None else text[: last.end()]
+
+
 def chunk_document(doc: Document, config: Config | None = None) -> list[Passage]:
     """Split one document into passages (one passage when it fits in `chunk_words`).
 
@@ -196,15 +224,15 @@ def chunk_document(doc: Document, config: Config | None = None) -> list[Passage]
     repeated chunk (same title + text) repeats its id here — `chunk_documents` drops it.
     """
     config = config or Config()
-    spans = chunk_spans(doc.text, config.chunk_words, config.chunk_overlap_words)
+    limit = config.max_passages_per_document
+    spans = chunk_spans(doc.text, config.chunk_words, config.chunk_overlap_words, max_chunks=limit)
     if not spans:
         logger.debug("document %s has no text; no passages", doc.id)
         return []
-    limit = config.max_passages_per_document
     if len(spans) > limit:
         logger.warning(
-            "document %s (%s): %d passages, truncated to max_passages_per_document=%d",
-            doc.id, doc.source, len(spans), limit,
+            "document %s (%s): more than %d passages, truncated to max_passages_per_document=%d",
+            doc.id, doc.source, limit, limit,
         )
         spans = spans[:limit]
     passages: list[Passage] = []

@@ -98,12 +98,13 @@ def _make_lemmatizer(nlp: "Language"):
     lemmatizer = None
     if "lemmatizer" in nlp.component_names:
         lemmatizer = nlp.get_pipe("lemmatizer")
-    cache: dict[tuple[str, str], str] = {}
+    cache: dict[tuple[int, int, int], str] = {}
 
     def lemma(tok: "Token") -> str:
-        if tok.lemma_ and tok.lemma != 0:
+        if tok.lemma != 0:
             return tok.lemma_
-        key = (tok.lower_, tok.pos_)
+        # morphology is part of the key: "lay" (VerbForm=Inf) vs "lay" (past of "lie")
+        key = (tok.orth, tok.pos, tok.morph.key)
         hit = cache.get(key)
         if hit is None:
             hit = tok.lower_

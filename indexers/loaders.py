@@ -277,6 +277,12 @@ class _Loader:
         except OSError as exc:
             self._skip(str(path), f"cannot read ({exc.strerror or exc})")
             return
+        except (RecursionError, MemoryError) as exc:
+            self._skip(str(path), f"too deeply nested or too large to parse ({type(exc).__name__})")
+            return
+        except Exception as exc:  # noqa: BLE001 - one unparsable file must never stop the run
+            self._skip(str(path), f"cannot parse ({type(exc).__name__}: {exc})")
+            return
         self.report.files_read += 1
         for doc in docs:
             if doc is None:
@@ -299,6 +305,9 @@ class _Loader:
                 raise _SkipFile("binary file (invalid UTF-16 despite a byte-order mark)") from None
         if b"\x00" in data[:BINARY_SNIFF_BYTES]:
             raise _SkipFile("binary file (NUL bytes in the first 8 KB)")
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            raise _SkipFile(f"binary or corrupted file (NUL byte at offset {nul})")
         encodings = ["utf-8-sig"] + [e for e in self.config.fallback_encodings if e.lower() not in ("utf-8-sig",)]
         for enc in encodings:
             try:
@@ -318,6 +327,10 @@ class _Loader:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise _SkipFile(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise _SkipFile("JSON nested too deeply to read") from None
+        except ValueError as exc:  # e.g. an integer with more than 4300 digits
+            raise _SkipFile(f"unreadable JSON value ({exc})") from None
         records = _records_of(data, self.config)
         if records is None:
             raise _SkipFile(
@@ -349,6 +362,12 @@ class _Loader:
                 except json.JSONDecodeError as exc:
                     problems.add(f"line {lineno + 1}", f"malformed JSON ({exc.msg} at column {exc.colno})")
                     continue
+                except RecursionError:
+                    problems.add(f"line {lineno + 1}", "JSON nested too deeply to read")
+                    continue
+                except ValueError as exc:  # e.g. an integer with more than 4300 digits
+                    problems.add(f"line {lineno + 1}", f"unreadable JSON value ({exc})")
+                    continue
                 docs.append(self._record(rec, lineno, rel, source, problems, where=f"line {lineno + 1}"))
         problems.finish()
         if not docs and not problems.count:
@@ -370,17 +389,20 @@ class _Loader:
         if text is None:
             problems.add(where, f"text field {text_key!r} is not a string")
             return None
-        text = _normalize_newlines(text)
+        text = _clean_text(_normalize_newlines(text))
         if not text.strip():
             problems.add(where, "empty or whitespace-only text")
             return None
         title_key, title = _first_field(rec, cfg.title_fields)
         id_key, rec_id = _first_field(rec, cfg.id_fields)
         used = {text_key, title_key, id_key}
-        metadata = _extra_fields(rec, used)
+        metadata, dropped = _bounded_metadata(_extra_fields(rec, used))
+        if dropped:
+            problems.add(where, f"metadata field(s) {', '.join(dropped)} dropped (nested deeper than "
+                                f"{MAX_METADATA_DEPTH} or larger than {MAX_METADATA_BYTES} bytes)")
         return Document(
-            id=str(rec_id) if id_key is not None else f"{rel}#{index}",
-            title=str(title).strip() if title_key is not None else "",
+            id=_clean_text(str(rec_id)) if id_key is not None else f"{rel}#{index}",
+            title=_clean_text(str(title)).strip() if title_key is not None else "",
             text=text,
             source=f"{source}#{index}",
             metadata=metadata,
@@ -396,15 +418,19 @@ class _Loader:
         if text is None:
             self._skip(where, "dict has no string 'text'")
             return None
+        text = _clean_text(text)
         if not text.strip():
             self._skip(where, "empty or whitespace-only text")
             return None
         title_key, title = _first_field(rec, ["title", *cfg.title_fields])
-        title = str(title).strip() if title_key is not None else ""
+        title = _clean_text(str(title)).strip() if title_key is not None else ""
         id_key, doc_id = _first_field(rec, ["id", *cfg.id_fields])
-        doc_id = str(doc_id) if id_key is not None else content_hash(title, text)
+        doc_id = _clean_text(str(doc_id)) if id_key is not None else content_hash(title, text)
         src = rec.get("source")
-        metadata = _extra_fields(rec, {text_key, title_key, id_key, "source"})
+        metadata, dropped = _bounded_metadata(_extra_fields(rec, {text_key, title_key, id_key, "source"}))
+        if dropped:
+            logger.warning("%s: metadata field(s) %s dropped (nested deeper than %d or larger than %d bytes)",
+                           where, ", ".join(dropped), MAX_METADATA_DEPTH, MAX_METADATA_BYTES)
         return Document(id=doc_id, title=title, text=text, source=str(src) if src else doc_id, metadata=metadata)
 
     def _pdf(self, path: Path, rel: str, source: str) -> list[Document | None]:
@@ -479,6 +505,59 @@ def _as_text(value: Any) -> str | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return " ".join(v.strip() for v in value)
     return None
+
+
+MAX_METADATA_DEPTH = 32
+"""Metadata values nested deeper than this are dropped (they would break JSON encoding later)."""
+MAX_METADATA_BYTES = 64 * 1024
+"""Metadata values whose JSON is larger than this are dropped (metadata is copied to every passage)."""
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r\f\v"} | {0x7F: None}
+
+
+def _clean_text(text: str) -> str:
+    """Drop NUL and other C0 control characters (never meaningful text; NUL breaks C tools)."""
+    return text.translate(_CONTROL) if _CONTROL_RE.search(text) else text
+
+
+_CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON-like value, counted without recursion and capped at limit + 1."""
+    depth = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list, tuple)):
+            depth = max(depth, d)
+            if depth > limit:
+                return depth
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return depth
+
+
+def _bounded_metadata(meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Metadata without values too deep or too large to store safely; returns (kept, dropped keys)."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in meta.items():
+        if isinstance(value, (dict, list, tuple)):
+            if _json_depth(value, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+                dropped.append(str(key))
+                continue
+            try:
+                size = len(json.dumps(value, default=str))
+            except (ValueError, TypeError, RecursionError):
+                dropped.append(str(key))
+                continue
+            if size > MAX_METADATA_BYTES:
+                dropped.append(str(key))
+                continue
+        elif isinstance(value, str) and len(value) > MAX_METADATA_BYTES:
+            dropped.append(str(key))
+            continue
+        kept[str(key)] = value
+    return kept, dropped
 
 
 def _extra_fields(rec: Mapping[str, Any], used: set[Any]) -> dict[str, Any]:
@@ -572,14 +651,17 @@ _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?
 _REF_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*\S+.*$")
 _TABLE_SEP = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_HTML_COMMENT_OPEN = "<!--"
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1")
-_IMAGE = re.compile(r"!\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])")
-_LINK = re.compile(r"\[([^\]]+)\](?:\((?:[^()]|\([^)]*\))*\)|\[[^\]]*\])")
-_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+|mailto:[^>\s]+|[^>\s@]+@[^>\s]+)>")
-_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+# Inline patterns never let a repetition run over the delimiter that starts another match
+# ("[", "(", "<", "**", "~~"): otherwise an unclosed delimiter repeated along a long line
+# makes every occurrence rescan the rest of the line (quadratic; a 32 KB line of "**a " took 22 s).
+_IMAGE = re.compile(r"!\[([^\]\[\n]*)\](?:\([^()\n]*\)|\[[^\]\[\n]*\])")
+_LINK = re.compile(r"\[([^\]\[\n]+)\](?:\((?:[^()\n]|\([^()\n]*\))*\)|\[[^\]\[\n]*\])")
+_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^<>\s]+|mailto:[^<>\s]+|[^<>\s@]+@[^<>\s]+)>")
+_STRONG = re.compile(r"\*\*(?=\S)((?:[^*\n]|\*(?!\*))+?)(?<=\S)\*\*|__(?=\S)((?:[^_\n]|_(?!_))+?)(?<=\S)__")
+_STRIKE = re.compile(r"~~(?=\S)((?:[^~\n]|~(?!~))+?)(?<=\S)~~")
 _EM_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
 _EM_UNDER = re.compile(r"(?<![\w_])_(?=[^\s_])([^_\n]+?)(?<=[^\s_])_(?![\w_])")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~<])")
@@ -607,7 +689,7 @@ def markdown_to_text(text: str) -> tuple[str, str, dict[str, Any]]:
                 elif value:
                     meta[key.strip()] = value
         text = text[fm.end():]
-    text = _HTML_COMMENT.sub("", text)
+    text = _strip_html_comments(text)
     text = _ESCAPE.sub(lambda m: chr(_ESC_BASE + ord(m.group(1))), text)
 
     out: list[str] = []
@@ -666,6 +748,23 @@ def markdown_to_text(text: str) -> tuple[str, str, dict[str, Any]]:
     return _unescape_md(title), body, meta
 
 
+def _strip_html_comments(text: str) -> str:
+    """Remove ``<!-- … -->`` comments in one linear pass (an unclosed one is left as text)."""
+    out: list[str] = []
+    pos = 0
+    while True:
+        start = text.find(_HTML_COMMENT_OPEN, pos)
+        if start < 0:
+            out.append(text[pos:])
+            return "".join(out)
+        out.append(text[pos:start])
+        end = text.find("-->", start + 4)
+        if end < 0:  # unclosed: left as text, like a regex that finds no match
+            out.append(text[start:])
+            return "".join(out)
+        pos = end + 3
+
+
 def _inline(line: str) -> str:
     """Inline Markdown → text, leaving `code spans` verbatim (without their backticks)."""
     parts: list[str] = []
@@ -684,7 +783,7 @@ def _inline_plain(s: str) -> str:
     s = _AUTOLINK.sub(lambda m: m.group(1).removeprefix("mailto:"), s)
     s = _HTML_TAG.sub("", s)
     for _ in range(2):  # nested emphasis, e.g. ***x***
-        s = _STRONG.sub(r"\2", s)
+        s = _STRONG.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), s)
         s = _STRIKE.sub(r"\1", s)
         s = _EM_STAR.sub(r"\1", s)
         s = _EM_UNDER.sub(r"\1", s)
@@ -711,30 +810,59 @@ def html_to_text(markup: str) -> tuple[str, str]:
 
     Drops script/style/head/nav and similar non-content elements (and anything marked
     ``hidden``); block elements become line breaks, paragraphs and headings blank lines,
-    so the chunker sees the page's structure.
+    so the chunker sees the page's structure. The tree is walked with an explicit stack
+    (no recursion, no tree edits), so deeply nested or huge pages cost linear time.
     """
-    from bs4 import BeautifulSoup, Comment, NavigableString
+    from bs4 import BeautifulSoup, CData, NavigableString, Tag
 
-    soup = BeautifulSoup(markup, "html.parser")
+    soup = BeautifulSoup(_defuse_html(markup), "html.parser")
     title = ""
     if soup.title is not None:
         title = " ".join(soup.title.get_text(" ").split())
-    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
-        comment.extract()
-    for tag in soup.find_all(_HTML_DROP):
-        tag.decompose()
-    for tag in soup.find_all(attrs={"hidden": True}):
-        tag.decompose()
-    for tag in soup.find_all("br"):
-        tag.replace_with(NavigableString("\n"))
-    for tag in soup.find_all(["td", "th"]):
-        tag.insert_after(NavigableString(" "))
-    for tag in soup.find_all(_HTML_BLOCK):
-        sep = "\n\n" if tag.name in _HTML_PARAGRAPH else "\n"
-        tag.insert_before(NavigableString(sep))
-        tag.insert_after(NavigableString(sep))
-    raw = soup.get_text()
+    parts: list[str] = []
+    stack: list[Any] = [soup]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if isinstance(node, _Separator):
+                parts.append(str(node))
+            elif type(node) in (NavigableString, CData):  # not comments, doctypes, declarations
+                parts.append(str(node))
+            continue
+        if not isinstance(node, Tag):
+            continue
+        name = node.name
+        if name in _HTML_DROP or node.has_attr("hidden"):
+            continue
+        if name == "br":
+            parts.append("\n")
+            continue
+        after = None
+        if name in _HTML_BLOCK:
+            sep = "\n\n" if name in _HTML_PARAGRAPH else "\n"
+            parts.append(sep)
+            after = sep
+        elif name in ("td", "th"):
+            after = " "
+        if after is not None:
+            stack.append(_Separator(after))
+        stack.extend(reversed(node.contents))
+    raw = "".join(parts)
     lines = [" ".join(line.split()) for line in raw.split("\n")]
     text = "\n".join(lines)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
     return title, text
+
+
+class _Separator(str):
+    """Text emitted when the walk leaves a block element (a marker on the walk's stack)."""
+
+
+def _defuse_html(markup: str) -> str:
+    """Escape every ``<`` after the last ``>``: such a tag can never close, and Python's HTML
+    parser rescans the rest of the page for each one (quadratic on ``<a <a <a …``)."""
+    last = markup.rfind(">")
+    tail = markup[last + 1:]
+    if "<" not in tail:
+        return markup
+    return markup[: last + 1] + tail.replace("<", "&lt;")

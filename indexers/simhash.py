@@ -32,6 +32,19 @@ class SimHash:
         rng = np.random.default_rng(seed)
         return cls(rng.standard_normal((bits, dim)).astype(np.float32))
 
+    @classmethod
+    def pca(cls, R: np.ndarray, bits: int, seed: int = 0, sample: int = 50_000) -> "SimHash":
+        """Data-dependent planes: the top ``bits`` principal directions of residuals R."""
+        if not 1 <= bits <= MAX_BITS:
+            raise ValueError(f"lsh_bits must be in 1..{MAX_BITS}, got {bits}")
+        rng = np.random.default_rng(seed)
+        if R.shape[0] > sample:
+            R = R[rng.choice(R.shape[0], sample, replace=False)]
+        R = np.asarray(R, dtype=np.float64)
+        R = R - R.mean(axis=0)
+        _, vecs = np.linalg.eigh(R.T @ R)
+        return cls(np.ascontiguousarray(vecs[:, ::-1][:, :bits].T, dtype=np.float32))
+
     @property
     def bits(self) -> int:
         return int(self.planes.shape[0])

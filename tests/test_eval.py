@@ -13,7 +13,7 @@ from eval import metrics as M
 from eval import report as R
 from eval.datasets import Benchmark, MetricConfig, Query
 from eval.runner import RunOptions, run
-from eval.systems import RunContext, System, IndexInfo, select_systems
+from eval.systems import IndexInfo, System, select_systems
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -231,7 +231,7 @@ def test_runner_and_report_on_fixed_rankings(tmp_path):
     R.generate(res, report, tmp_path / "plots", comp)
     text = report.read_text()
     assert "python -m eval run --test" in text and "| fixed | 0.250 | 0.250 | 1.000 |" in text
-    assert text.index("## Component benchmarks") < text.index("## Extraction") < text.index("## ANN bench")
+    assert text.index("## Component benchmarks") < text.index("\n### Extraction") < text.index("\n### ANN bench")
     assert (tmp_path / "plots" / "recall_tiny.png").stat().st_size > 1000
     assert "latency_tiny.png" in text
 

@@ -3,6 +3,7 @@ the equality of an incrementally maintained graph with a from-scratch build."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -158,14 +159,18 @@ def test_spann_layer_tombstones_compaction_and_id_map(tmp_path):
     assert victim not in {h.doc_id for h in hg.retrieve(a[3].title, top_k=10)}
 
 
-def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "hippograph.cli", *args], capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
-    return proc
+def _cli(capsys, *args: str) -> str:
+    """Run the CLI in-process (spaCy stays loaded between calls) and return its stdout."""
+    from hippograph.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
 
 
-def test_cli_sync_add_update_delete_and_compact(tmp_path):
+def test_cli_sync_add_update_delete_and_compact(tmp_path, capsys, caplog):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     (src / "a.txt").write_text("Orvik\n\nOrvik is an island in the Halvenne Archipelago. Its harbour is small.\n")
@@ -173,42 +178,42 @@ def test_cli_sync_add_update_delete_and_compact(tmp_path):
     (src / "sub" / "c.txt").write_text("Tamsey\n\nTamsey is a fishing village north of Port Meriden.\n")
     (src / "recs.json").write_text(json.dumps([{"id": "r1", "title": "Drumlow", "text": "Drumlow is a university town."}]))
     idx = tmp_path / "idx"
-    built = json.loads(_cli("index", str(src), "--index", str(idx), "--embedder", "tfidf", "--json").stdout)
+    built = json.loads(_cli(capsys, "index", str(src), "--index", str(idx), "--embedder", "tfidf", "--json"))
     assert built["action"] == "built" and built["documents"] == 4
 
     # nothing changed: no new generation
-    same = json.loads(_cli("index", str(src), "--index", str(idx), "--json").stdout)
+    same = json.loads(_cli(capsys, "index", str(src), "--index", str(idx), "--json"))
     assert same["action"] == "unchanged" and same["generation"] == built["generation"]
 
     (src / "b.txt").write_text("Kesselby\n\nKesselby is a town on the River Vell. It has a glassworks.\n")
     (src / "sub" / "c.txt").unlink()
     (src / "d.txt").write_text("Ostrel\n\nOstrel is a mountain pass above the River Vell.\n")
-    out = json.loads(_cli("index", str(src), "--index", str(idx), "--json").stdout)
+    out = json.loads(_cli(capsys, "index", str(src), "--index", str(idx), "--json"))
     ch = out["changes"]
     assert out["action"] == "synced"
     assert ch["added_documents"] == ["d.txt"] and ch["updated_documents"] == ["b.txt"]
     assert ch["deleted_documents"] == ["sub/c.txt"] and ch["unchanged_documents"] == 2
     assert out["documents"] == 4
 
-    # a file that cannot be read this time does not cause its documents to be deleted
+    # --no-delete keeps documents whose files are gone; a file that cannot be read this time
+    # does not cause its documents to be deleted either
     (src / "recs.json").write_text("[{ broken json")
     (src / "a.txt").unlink()
-    proc = _cli("index", str(src), "--index", str(idx), "--json", "--no-delete")
-    kept = json.loads(proc.stdout)
-    assert kept["changes"]["deleted_documents"] == [] and kept["documents"] == 4
-    proc = _cli("index", str(src), "--index", str(idx), "--json")
-    out = json.loads(proc.stdout)
-    assert out["changes"]["deleted_documents"] == ["a.txt"] and out["documents"] == 3
-    assert "recs.json" in proc.stderr and "kept document r1" in proc.stderr
+    kept = json.loads(_cli(capsys, "index", str(src), "--index", str(idx), "--json", "--no-delete"))
+    assert kept["action"] == "unchanged" and kept["documents"] == 4
+    with caplog.at_level(logging.WARNING):
+        text = _cli(capsys, "index", str(src), "--index", str(idx))
+    assert "1 deleted" in text and "- a.txt" in text  # human-readable summary names the changes
+    assert "recs.json" in caplog.text and "kept document r1" in caplog.text
+    assert HippoGraph.open(idx).stats()["documents"] == 3
 
-    # human-readable summary names the changes
-    (src / "e.txt").write_text("Hollin Bay\n\nHollin Bay is a bay west of Orvik.\n")
-    text = _cli("index", str(src), "--index", str(idx)).stdout
-    assert "1 added" in text and "+ e.txt" in text
-
-    comp = json.loads(_cli("compact", str(idx), "--json").stdout)
-    assert comp["bytes_after"] <= comp["bytes_before"]
-    assert "ok" in _cli("check", str(idx)).stdout
+    # end to end in a subprocess: compact and check
+    proc = subprocess.run([sys.executable, "-m", "hippograph.cli", "compact", str(idx), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    comp = json.loads(proc.stdout)
+    assert comp["bytes_after"] <= comp["bytes_before"] and comp["generation"].startswith("gen-")
+    assert "ok" in _cli(capsys, "check", str(idx))
 
 
 # ---- incremental == from scratch ---------------------------------------------------------------
@@ -298,3 +303,53 @@ def test_sample_index_copy_delete_then_add_back(sample_index, tmp_path):
     for key in ("passages", "sentences", "entities", "facts", "triples", "mentions", "synonyms", "edges"):
         assert after[key] == before[key], key
     _assert_consistent(hg)
+
+
+def test_adjacency_twin_matches_graph_builder():
+    from hippograph.builder import adjacency_with_synonym_arrays
+    from hippograph.indexers.graph_builder import SynonymEdge, build_adjacency
+
+    rng = np.random.default_rng(7)
+    n_e, n_p = 40, 15
+    facts = rng.integers(0, n_e, size=(120, 2))
+    mentions = np.stack([rng.integers(0, n_e, 90), rng.integers(0, n_p, 90)], 1)
+    pairs = {tuple(sorted(map(int, rng.integers(0, n_e, 2)))) for _ in range(60)}
+    syn = [SynonymEdge(a, b, float(rng.uniform(0.8, 1)), "embedding") for a, b in sorted(pairs) if a != b]
+    a1, k1 = build_adjacency(n_e, n_p, facts, mentions, syn)
+    a2, k2 = adjacency_with_synonym_arrays(
+        n_e, n_p, facts, mentions, np.array([s.a for s in syn]), np.array([s.b for s in syn]), np.array([s.score for s in syn]))
+    for x, y in ((a1, a2), (k1, k2)):
+        assert np.array_equal(x.indptr, y.indptr) and np.array_equal(x.indices, y.indices)
+        assert np.allclose(x.data, y.data)
+
+
+def test_posting_files_are_shared_append_only_and_verified(tmp_path):
+    """An add hard-links the previous generation's SPANN posting files and appends to them;
+    the manifest checksums only the prefix each generation uses, so both generations verify."""
+    import os
+
+    from hippograph.indexers.loaders import load_documents
+    from hippograph.storage import Manifest, parse_segments
+
+    docs, _ = load_documents(DATA / "corpus", Config())
+    hg = HippoGraph.build(docs[:30], tmp_path / "idx", Config(embedder="tfidf", spann_min_vectors=60))
+    old = hg.manifest
+    hg.add(docs[30:32])
+    new = hg.manifest
+    shared = [rel for rel, v in new.checksums.items() if parse_segments(v) and rel in old.checksums
+              and os.path.samefile(tmp_path / "idx" / old.generation / rel, tmp_path / "idx" / new.generation / rel)]
+    assert shared, "posting files should be hard-linked between generations"
+    rel = shared[0]
+    old_segs, new_segs = parse_segments(old.checksums[rel]), parse_segments(new.checksums[rel])
+    assert new_segs[: len(old_segs)] == old_segs and new_segs[-1][1] > old_segs[-1][1]
+    assert hg.dir.verify() == []
+    assert hg.dir.verify(Manifest.from_dict(old.to_dict(), tmp_path / "m")) == []  # the old generation too
+    # damage inside a covered segment is reported with its byte range
+    path = tmp_path / "idx" / new.generation / rel
+    with open(path, "r+b") as fh:
+        fh.seek(new_segs[-1][0])
+        byte = fh.read(1)
+        fh.seek(new_segs[-1][0])
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    problems = hg.dir.verify()
+    assert any(rel.split("/")[-1] in p and f"bytes {new_segs[-1][0]}..{new_segs[-1][1]}" in p for p in problems)
