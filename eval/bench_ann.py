@@ -205,7 +205,7 @@ def build_index(kind: str, X: np.ndarray, workdir: Path, params: dict[str, Any])
         q = faiss.IndexFlatIP(d)
         idx = faiss.IndexIVFFlat(q, d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        ntrain = min(n, params.get("train", 64 * nlist))
+        ntrain = min(n, params.get("train", 40 * nlist))
         idx.cp.niter = params.get("niter", 10)
         idx.train(X[np.sort(rng.choice(n, ntrain, replace=False))])
         idx.add(X)
@@ -282,9 +282,10 @@ def search_worker(args: argparse.Namespace) -> None:
             lists = None
         # one-query calls: latency distribution, wall clock and CPU time of this thread
         # (the machine is shared: wall time includes waiting for a core, CPU time does not)
-        lat = np.empty(Q.shape[0])
-        cpu = np.empty(Q.shape[0])
-        for i in range(Q.shape[0]):
+        n_lat = min(Q.shape[0], 100) if args.kind == "flat" else Q.shape[0]  # brute force: 100 suffice
+        lat = np.empty(n_lat)
+        cpu = np.empty(n_lat)
+        for i in range(n_lat):
             q = Q[i:i + 1]
             c0 = time.thread_time()
             t0 = time.perf_counter()
@@ -373,7 +374,9 @@ def label(idx: dict[str, Any], row: dict[str, Any]) -> str:
     if idx["kind"] == "hnsw":
         return f"efSearch={sw['efSearch']}"
     r = sw.get("lsh_radius")
-    return f"lists≤{sw['max_lists']}, " + ("whole lists" if r is None else f"LSH r={r}")
+    name = idx["params"].get("name", "default")
+    pre = "" if name == "default" else f"[{name}] "
+    return pre + f"lists≤{sw['max_lists']}, " + ("whole lists" if r is None else f"LSH r={r}")
 
 
 def index_ram(idx: dict[str, Any]) -> tuple[float, float]:
@@ -412,7 +415,9 @@ def plot(results: list[dict[str, Any]], png: Path) -> None:
                 groups: dict[str, list] = {}
                 for r in idx["rows"]:
                     rad = r["sweep"].get("lsh_radius")
-                    groups.setdefault("SPANN whole lists" if rad is None else f"SPANN LSH r={rad}", []).append(r)
+                    nm = idx["params"].get("name", "default")
+                    tag = "SPANN" if nm == "default" else f"SPANN {nm}"
+                    groups.setdefault(f"{tag} whole lists" if rad is None else f"{tag} LSH r={rad}", []).append(r)
             else:
                 groups = {{"flat": "faiss Flat", "ivf": "faiss IVF-Flat", "hnsw": "faiss HNSW32"}[kind]: idx["rows"]}
             for lab, rows in groups.items():
@@ -431,38 +436,42 @@ def plot(results: list[dict[str, Any]], png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
-def write_report(results: list[dict[str, Any]], out: Path, png: Path, command: str, wall: float) -> None:
-    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
+def write_report(results: list[dict[str, Any]], out: Path, png: Path) -> None:
+    """Markdown section for eval/RESULTS.md: method, one table per workload, the plot."""
     parts = [
         "## Vector index: SPANN posting lists + LSH buckets vs faiss\n",
-        f"Command: `{command}` — {now}, {platform.machine()} with {os.cpu_count()} cores "
-        f"(load average at the end {load[0]:.1f}; the machine was shared with other jobs), "
-        f"Python {platform.python_version()}, total wall time {wall / 60:.1f} min.",
-        "Searches are single-threaded (faiss.omp_set_num_threads(1), BLAS 1 thread), one query per call "
-        "for the latency columns; builds may use both cores. Recall is against exact inner-product search "
-        "(faiss IndexFlatIP). \"RAM\" is the index's resident structures: SPANN's `memory_bytes()` "
-        "(heads + HNSW links + per-list tables + ids), faiss indexes' RssAnon growth when loaded in a fresh "
-        "process; SPANN's posting lists are on disk (memmap) and \"KB scanned\" for SPANN is posting-file "
-        "bytes read per query, for faiss indexes the vector bytes compared in RAM.\n",
+        "Searches are single-threaded (faiss.omp_set_num_threads(1), BLAS 1 thread), one query per call; "
+        "builds may use both cores. Recall is against exact inner-product search (faiss IndexFlatIP) on the "
+        "same vectors. The machine (2 cores) was shared with other jobs (load averages 8-14 during these runs), "
+        "so wall-clock times include waiting for a core: **CPU ms** (thread CPU time of each one-query call) is "
+        "the number to compare; wall ms is shown too. \"RAM\" is what the index keeps resident: SPANN's "
+        "`memory_bytes()` (head vectors + head HNSW links + per-list offsets/bucket tables + live ids), for the "
+        "faiss indexes the RssAnon growth of a fresh process that loads them; SPANN's posting lists stay on disk "
+        "(np.memmap). \"KB scanned\" is, for SPANN, posting-file bytes read per query (4·dim + 8 per entry); "
+        "for faiss indexes, vector bytes compared in RAM (IVF: list entries incl. ids; HNSW: distance "
+        "computations × 4·dim).\n",
     ]
     for res in results:
+        meta = res.get("meta", {})
         parts.append(f"### {res['name']}: {res['n']:,} × {res['dim']} ({res['raw_bytes'] / 2 ** 20:.0f} MB raw), "
                      f"{res['n_queries']:,} queries\n")
+        if meta:
+            parts.append(f"Command: `{meta['command']}` — {meta['date']}, {meta['machine']}, Python "
+                         f"{meta['python']}, faiss {meta['faiss']}; load average at the end {meta['load']:.1f}; "
+                         f"workload wall time {meta['wall_min']:.1f} min.\n")
         st = res["stats"]
-        parts.append("Data shape: " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()) + "\n")
+        parts.append("Data shape: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in st.items()) + "\n")
         for idx in res["indexes"]:
             if idx["kind"] == "spann":
                 sb = idx["spann"]
-                parts.append(f"SPANN build: {sb['heads']:,} heads ({100 * sb['heads'] / sb['n']:.1f} %), "
+                parts.append(f"SPANN build `{idx['params'].get('name', '')}` ({json.dumps({k: v for k, v in idx['params'].items() if k != 'name'})}): "
+                             f"{sb['heads']:,} heads ({100 * sb['heads'] / sb['n']:.1f} %), "
                              f"{sb['mean_replicas']:.2f} lists per vector, {sb['replicas_dropped_by_cap']:,} replicas "
-                             f"dropped by the list cap; heads {sb['t_heads']:.0f}s, assignment {sb['t_assign']:.0f}s, "
-                             f"write {sb['t_write']:.0f}s; {idx['disk_bytes'] / 2 ** 20:.0f} MB on disk.\n")
+                             f"dropped by the list cap; wall: heads {sb['t_heads']:.0f}s, closure assignment "
+                             f"{sb['t_assign']:.0f}s, write {sb['t_write']:.0f}s; "
+                             f"{idx['disk_bytes'] / 2 ** 20:.0f} MB on disk.\n")
         parts.append(table(res) + "\n")
-    parts.append(f"![recall vs latency]({os.path.relpath(png, out.parent)})\n")
+    parts.append(f"![recall vs CPU time per query]({os.path.relpath(png, out.parent)})\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts), encoding="utf-8")
 
@@ -470,7 +479,8 @@ def write_report(results: list[dict[str, Any]], out: Path, png: Path, command: s
 # ------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", nargs="?", default="run", choices=["run", "_search"])
+    ap.add_argument("mode", nargs="?", default="run", choices=["run", "render", "_search"])
+    ap.add_argument("inputs", nargs="*", help="render: result JSON files to combine into --out")
     ap.add_argument("--synthetic-n", type=int, default=1_000_000)
     ap.add_argument("--synthetic-queries", type=int, default=1000)
     ap.add_argument("--skip-real", action="store_true")
@@ -493,10 +503,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "_search":
         search_worker(args)
         return
-    t_start = time.perf_counter()
+    out = Path(args.out)
+    png = out.with_suffix(".png")
+    if args.mode == "render":
+        results = [r for f in args.inputs for r in json.loads(Path(f).read_text())]
+        plot(results, png)
+        write_report(results, out, png)
+        logger.info("wrote %s and %s", out, png)
+        return
     command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
     workdir = Path(args.workdir)
-    results = []
+    results: list[dict[str, Any]] = []
 
     def configs_for(n: int) -> list:
         cfgs = default_configs(n)
@@ -508,6 +525,18 @@ def main(argv: list[str] | None = None) -> None:
             cfgs = [c for c in cfgs if c[0] in keep or c[0] == "flat"]
         return cfgs
 
+    def run(name: str, X: np.ndarray, Q: np.ndarray, sub: str) -> None:
+        import faiss
+        t0 = time.perf_counter()
+        res = run_workload(name, X, Q, workdir / sub, configs_for(X.shape[0]))
+        res["meta"] = {"command": command, "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                       "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version(),
+                       "faiss": faiss.__version__, "load": os.getloadavg()[0],
+                       "wall_min": (time.perf_counter() - t0) / 60}
+        results.append(res)
+        if args.json:  # after every workload, so a long run keeps what it finished
+            Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+
     if not args.skip_real:
         units, questions = load_real_units()
         Qr = embed_cached(questions, "questions")
@@ -515,19 +544,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.embed_only:
             return
         for u, E in embs.items():
-            results.append(run_workload(f"real {u}", E, Qr, workdir / u, configs_for(E.shape[0])))
+            run(f"real MiniLM {u}", E, Qr, u)
     if not args.skip_synthetic:
         t0 = time.perf_counter()
         X, Q = synthetic(args.synthetic_n, args.synthetic_queries)
         logger.info("synthetic data in %.1fs", time.perf_counter() - t0)
-        results.append(run_workload("synthetic", X, Q, workdir / f"syn{args.synthetic_n}", configs_for(X.shape[0])))
+        run("synthetic", X, Q, f"syn{args.synthetic_n}")
         del X
-    out = Path(args.out)
-    png = out.with_suffix(".png")
     plot(results, png)
-    write_report(results, out, png, command, time.perf_counter() - t_start)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    write_report(results, out, png)
     logger.info("wrote %s and %s", out, png)
 
 

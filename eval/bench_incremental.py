@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+KEEP_MARKER = "## Crash safety and hostile input"
 DATASETS = Path(os.environ.get("HIPPOGRAPH_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
+    out = Path(args.out)
+    if out.is_file():  # keep the hand-maintained reliability section (crash / fuzz test numbers)
+        old = out.read_text(encoding="utf-8")
+        if KEEP_MARKER in old:
+            text += "\n" + old[old.index(KEEP_MARKER):]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
     sys.stdout.write(text)

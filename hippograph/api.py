@@ -356,6 +356,19 @@ class HippoGraph:
             rows = builder.tables.documents
             new, changed, same = self._plan(docs, {d.id: d.content_hash for d in rows})
             doomed = doomed_of((d.id, d.source) for d in rows)
+            # a "new" document with the source and content of a doomed one is the same document
+            # under a new id (e.g. its folder indexed from another root): relabel, do not re-index
+            by_key = {(d.source, d.content_hash): d.id for d in rows if d.id in set(doomed)}
+            renames: dict[str, Document] = {}
+            for doc in new:
+                old = by_key.pop((doc.source, document_hash(doc)), None)
+                if old is not None:
+                    renames[old] = doc
+            if renames:
+                builder.rename_documents(renames)
+                relabelled = {d.id for d in renames.values()}
+                new = [d for d in new if d.id not in relabelled]
+                doomed = [i for i in doomed if i not in renames]
             plan.update(changed=[d.id for d in changed], same=same)
             if changed or doomed:
                 builder.remove_documents([d.id for d in changed] + doomed)
@@ -403,7 +416,7 @@ class HippoGraph:
 
     # ---- reading --------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counts, timings and identity of the index."""
+        """Counts, timings of the last write, vector-index state (kind, tombstones) and identity of the index."""
         m = self.manifest
         return {
             "path": str(self.dir.root),
@@ -411,6 +424,7 @@ class HippoGraph:
             **m.counts,
             "embedder": m.embedder,
             "timings": m.timings,
+            "vectors": (m.lifecycle or {}).get("vectors", {}),
             "created": m.created,
             "updated": m.updated,
             "format_version": m.format_version,

@@ -10,16 +10,24 @@ Lifecycle (add / delete / update) without rebuilding:
   embedding matrices with the same row maps (rows are renumbered, old order kept).
 * `write` re-derives the graph, specificity and BM25 from the tables (linear, cheap), but
   reuses the previous generation where it can: the SQLite file is copied and only new rows
-  are inserted when nothing was renumbered; the embedder files are hard-linked; and a
-  SPANN vector index is cloned (hard links; the posting files, which `SpannIndex.add`
-  appends to in place, are copied) and updated with `remove` (tombstones) + `add`.
+  are inserted when nothing was renumbered; unchanged embedding matrices and the embedder
+  files are hard-linked; and a SPANN vector index is cloned with hard links and updated with
+  `remove` (tombstones) + `add`. `SpannIndex.add` appends to the posting files in place, past
+  the bytes any committed generation uses, so the manifest checksums those files per
+  appended segment (`IndexDir.commit(append_only=...)`) and old generations stay intact.
   Vector ids of a SPANN index therefore stop being row numbers after a delete: the
-  generation stores ``vectors/<gran>.vid2row.npy`` and the snapshot translates.
-* Automatic maintenance per SPANN index: `compact` when tombstones or dead posting space
-  exceed `COMPACT_FRACTION`; a full rebuild (re-clustering) when the index grew by more than
-  `REBUILD_GROWTH` since it was built, or crosses the flat/SPANN size boundary.
+  generation stores ``vectors/<gran>.vid2row.npy`` and the snapshot translates. Flat
+  indexes (small granularities) are simply rewritten.
+* Automatic maintenance per SPANN index: `compact` when tombstones exceed `COMPACT_FRACTION`
+  or dead posting space exceeds `COMPACT_DEAD_FRACTION`; a full rebuild (re-clustering) when
+  the index grew by more than `REBUILD_GROWTH` since it was built, or crosses the flat/SPANN
+  size boundary.
 * MinHash signatures of entity names are kept in ``graph/minhash.npy`` so surface-form
   synonymy for new entities costs O(new), not a re-hash of every entity.
+
+Synonymy is new-vs-all: pairs between old entities are never recomputed. Without the
+`synonymy_max_neighbors` cap this gives exactly the all-pairs result of a scratch build; when
+an entity reaches the cap, which neighbours it keeps can depend on insertion order.
 
 The TF-IDF embedder is fitted once, on the first build's corpus; later adds reuse that fit,
 so an incrementally grown TF-IDF index is not identical to a from-scratch build of the same
@@ -27,6 +35,7 @@ documents (the sentence-transformers embedder has no fit, so there it is).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -43,6 +52,7 @@ import scipy.sparse as sp
 
 from .config import Config
 from .embedders import Embedder
+from .errors import HippoGraphError
 from .indexers.chunking import chunk_documents, split_sentences
 from .indexers.graph_builder import (
     SynonymEdge,
@@ -97,6 +107,8 @@ class BuildReport:
     unchanged_documents: int = 0
     missing_documents: list[str] = field(default_factory=list)
     """Ids asked to be deleted that the index did not hold."""
+    renamed_documents: list[tuple[str, str]] = field(default_factory=list)
+    """(old id, new id): same source file and content under a new id; relabelled, not re-indexed."""
     compacted: list[str] = field(default_factory=list)
     """Maintenance done on the vector indexes, e.g. ``"sentences: compacted"``."""
     generation: str = ""
@@ -104,7 +116,8 @@ class BuildReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.added_documents or self.updated_documents or self.deleted_documents or self.compacted)
+        return bool(self.added_documents or self.updated_documents or self.deleted_documents or self.compacted
+                    or self.renamed_documents)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +125,7 @@ class BuildReport:
             "added_documents": list(self.added_documents), "updated_documents": list(self.updated_documents),
             "deleted_documents": list(self.deleted_documents), "unchanged_documents": self.unchanged_documents,
             "skipped_documents": list(self.skipped_documents), "missing_documents": list(self.missing_documents),
+            "renamed_documents": [list(pair) for pair in self.renamed_documents],
             "compacted": list(self.compacted), "generation": self.generation,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -170,6 +184,7 @@ class Builder:
         """None, "compact" (compact every SPANN index with garbage) or "rebuild" (rebuild all vector indexes)."""
         self._base_counts = self.tables.counts() if self.base is not None else None
         self._renumbered = False
+        self._relabelled = False  # rows rewritten in place (renamed documents): no append-only SQLite copy
         self._row_vids: dict[str, np.ndarray] = {}  # SPANN granularities: row → vector id (-1 = not indexed yet)
         self._removed_vids: dict[str, list[np.ndarray]] = {g: [] for g in GRANULARITIES}
         self._minhash: np.ndarray | None = None  # MinHash signatures, one row per entity
@@ -224,6 +239,10 @@ class Builder:
                     self.vector_state.pop(gran, None)
                     continue
                 row2vid[rows] = ok
+            elif st.get("next_vid") != n:
+                logger.warning("%s: vector id map missing; the %s index will be rebuilt", vm, gran)
+                self.vector_state.pop(gran, None)
+                continue
             else:
                 row2vid = np.arange(n, dtype=np.int64)
             self._row_vids[gran] = row2vid
@@ -330,6 +349,26 @@ class Builder:
             for k in ("documents", "passages", "sentences", "entities", "facts", "synonyms"):
                 self.report.deleted[k] = self.report.deleted.get(k, 0) + before[k] - after[k]
         return maps
+
+    def rename_documents(self, renames: dict[str, Document]) -> None:
+        """Give indexed documents a new id (and source, metadata) without re-indexing them.
+
+        For a document whose content is unchanged but whose id changed, e.g. because its
+        folder was indexed from a different root. Row positions do not change.
+        """
+        if not renames:
+            return
+        t = self.tables
+        for i, d in enumerate(t.documents):
+            new = renames.get(d.id)
+            if new is not None:
+                t.documents[i] = DocumentRow(new.id, new.title, new.source, d.content_hash, new.metadata)
+        for i, p in enumerate(t.passages):
+            new = renames.get(p.doc_id)
+            if new is not None:
+                t.passages[i] = dataclasses.replace(p, doc_id=new.id, source=new.source)
+        self._relabelled = True
+        self.report.renamed_documents.extend((old, new.id) for old, new in renames.items())
 
     def _run_extraction(self, passages: list[Passage]) -> list[Extraction]:
         if self._extract is None:
@@ -479,7 +518,8 @@ class Builder:
 
     def _write_tables(self, path: Path) -> None:
         src = self.base / "meta.sqlite" if self.base is not None else None
-        if src is not None and src.is_file() and not self._renumbered and self._base_counts is not None:
+        if src is not None and src.is_file() and not (self._renumbered or self._relabelled) \
+                and self._base_counts is not None:
             shutil.copyfile(src, path)
             self.tables.save(path, since=self._base_counts)
         else:
@@ -522,8 +562,14 @@ class Builder:
                 continue
             plan, why = self._vector_plan(gran, n)
             if plan == "update":
-                self._update_spann(gran, vecs, out / gran)
-            else:
+                try:
+                    self._update_spann(gran, vecs, out / gran)
+                except (KeyError, ValueError, OSError, HippoGraphError) as exc:
+                    # the previous index does not match its bookkeeping: rebuild from the embeddings
+                    logger.warning("%s vector index could not be updated (%s); rebuilding it", gran, exc)
+                    shutil.rmtree(out / gran, ignore_errors=True)
+                    plan, why = "rebuild", f"update failed: {exc}"
+            if plan != "update":
                 index = make_vector_index(
                     vecs, np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
                     min_spann=self.config.spann_min_vectors,

@@ -212,6 +212,9 @@ class _Loader:
                     if self._excluded_dir(child_rel):
                         logger.debug("%s: excluded folder", child)
                         continue
+                    if _is_index_dir(child):
+                        logger.info("%s: a hippograph index folder; not read as documents", child)
+                        continue
                     real = target if target is not None else child.resolve()
                     if real in visited_dirs:
                         logger.debug("%s: folder already visited (symlink cycle or alias), skipped", child)
@@ -461,6 +464,14 @@ class _Loader:
             raise _SkipFile("PDF has no extractable text (scanned images?)")
         title = meta_title.strip() if isinstance(meta_title, str) and meta_title.strip() else title_from_stem(path)
         return [self._file_doc(rel, title, text, source, {"pages": len(pages)})]
+
+
+def _is_index_dir(path: Path) -> bool:
+    """A hippograph index directory (manifest + generations) inside a source folder is not content."""
+    try:
+        return (path / "manifest.json").is_file() and any(p.name.startswith("gen-") for p in path.iterdir())
+    except OSError:
+        return False
 
 
 def title_from_stem(path: Path) -> str:

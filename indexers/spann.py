@@ -19,6 +19,10 @@ style incremental updates:
 * **LSH buckets.** Inside a list, entries are ordered by a ``lsh_bits``-bit SimHash of
   (x − head) so each bucket is a contiguous slice; the query reads the buckets within
   Hamming radius ``lsh_radius`` of its own code for that list (all of it when None).
+  Measured on sentence-embedding-like data (eval/results/ann.md) bucket probing loses
+  more recall than probing fewer whole lists for the same bytes (query and neighbour
+  cosines of 0.5-0.7 are too low for few-bit SimHash), so the default is None (whole
+  lists); the buckets are stored anyway and any search can turn them on.
 * **Search.** Probe list j only if dist(q, head_j) ≤ ``dist_ratio`` · dist(q, head_1)
   (SPTAG ``MaxDistRatio``), at most ``max_lists`` lists (``SearchInternalResultNum``);
   score the read vectors exactly; deduplicate replicas; drop tombstoned ids.
@@ -404,8 +408,9 @@ class SpannIndex:
         if bits:
             self._lsh = SimHash.create(dim, bits, seed=params.seed + 7919)
             if params.lsh_planes == "pca":
-                self._lsh = SimHash.pca(X[rows] - (X[head_rows[lst]] if params.lsh_centered else 0.0), bits,
-                                        seed=params.seed)
+                smp = np.random.default_rng(params.seed).choice(rows.size, min(rows.size, 50_000), replace=False)
+                self._lsh = SimHash.pca(X[rows[smp]] - (X[head_rows[lst[smp]]] if params.lsh_centered else 0.0),
+                                        bits, seed=params.seed)
             proj_rows = self._lsh.project(X)
             head_proj = proj_rows[head_rows] if params.lsh_centered else np.zeros((H, bits), np.float32)
             codes = self._lsh.codes(proj_rows[rows], head_proj[lst])

@@ -29,6 +29,10 @@ BASE = [
     {"id": "orvik", "title": "Orvik", "text": "Orvik is an island in the Halvenne Archipelago. Its lighthouse was built in 1871."},
     {"id": "kessel", "title": "Kessel Shipworks", "text": "Kessel Shipworks was founded by Aldous Brannock in Kesselby. It built the SS Gannet."},
     {"id": "drumlow", "title": "University of Drumlow", "text": "The University of Drumlow was founded in 1822. Mirela Osk taught astronomy there."},
+    {"id": "meriden", "title": "Port Meriden", "text": "Port Meriden is the largest harbour of Halvenne. The Meriden Courier is printed there. Ferries sail to Orvik and Tamsey."},
+    {"id": "corran", "title": "River Corran", "text": "The River Corran flows through Kesselby and Drumlow. Its delta feeds the Hollin Bay. Salmon return to it every autumn."},
+    {"id": "festival", "title": "Lantern Tide Festival", "text": "The Lantern Tide Festival is held in Hollin Bay each October. Edda Marrow founded it in 1903. Tide lamps float on the bay."},
+    {"id": "gannet", "title": "SS Gannet", "text": "The SS Gannet was a steamship built by Kessel Shipworks. Captain Jorun Tesk sailed her to Ostrel. She sank in 1921."},
 ]
 EXTRA = [
     {"id": "vantry", "title": "Vantry Glassworks", "text": "Vantry Glassworks was founded by Cassia Lune on Tamsey. It makes lenses for lighthouses."},
@@ -37,6 +41,9 @@ EXTRA = [
 CHANGED = [dict(d, text=d["text"] + " It was renamed in 1950.") for d in EXTRA]
 
 KILLS = int(os.environ.get("HG_CRASH_KILLS", "30"))
+# a tiny SPANN threshold puts sentences, facts and entities in SPANN indexes, so the kills also
+# hit SpannIndex.add / remove / compact on posting files shared (append-only) between generations
+CONFIG = Config(embedder="tfidf", spann_min_vectors=10)
 BUDGET_S = float(os.environ.get("HG_CRASH_BUDGET_S", "45"))
 
 ZYGOTE = textwrap.dedent(
@@ -116,7 +123,7 @@ def _hash(d: dict) -> str:
 
 def test_sigkill_during_writes_leaves_old_or_new_state(tmp_path):
     path = tmp_path / "idx"
-    HippoGraph.build(BASE, path, Config(embedder="tfidf")).close()
+    HippoGraph.build(BASE, path, CONFIG).close()
     ops = tmp_path / "ops.log"
     spec = {"path": str(path), "extra": EXTRA, "changed": CHANGED, "extra_hash": _hash(EXTRA[0]), "ops": str(ops)}
     zygote = subprocess.Popen(
@@ -168,7 +175,7 @@ def test_sigkill_during_writes_leaves_old_or_new_state(tmp_path):
 
 def test_reader_keeps_its_snapshot_until_refresh(tmp_path):
     path = tmp_path / "idx"
-    writer = HippoGraph.build(BASE, path, Config(embedder="tfidf"))
+    writer = HippoGraph.build(BASE, path, CONFIG)
     reader = HippoGraph.open(path)
     questions = ["Who founded Kessel Shipworks?", "Where is Orvik?", "Who invented the Wren relay?"]
     before = [[(h.passage_id, round(h.score, 6)) for h in hits] for hits in reader.retrieve_many(questions, top_k=3)]

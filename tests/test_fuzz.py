@@ -1,7 +1,8 @@
 """Hostile input: loaders, chunker and query path must give a clear error or a skip with a
 warning, never crash, hang or corrupt the index; the index directory holds no pickles.
 
-Property tests use hypothesis (counts: `max_examples` below). "Never hangs" is checked by
+Property tests use hypothesis: 60 examples each by default (40 for queries); set
+HG_FUZZ_EXAMPLES for a longer run. "Never hangs" is checked by
 running inputs that used to be quadratic (a 32 KB Markdown line took 22 s before the fix)
 at several hundred KB and asserting they finish within a generous wall-clock bound.
 """
@@ -25,7 +26,8 @@ from hippograph.indexers.loaders import html_to_text, load_documents, markdown_t
 from hippograph.types import Document
 
 SUFFIXES = [".txt", ".md", ".html", ".json", ".jsonl", ".pdf", ".bin"]
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLES = int(os.environ.get("HG_FUZZ_EXAMPLES", "60"))  # raise for a longer fuzzing run
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 WEIRD = "\u200b\u200c\u200d\u2060\ufeff\u202e\u202d\u2066\u2069\u061c\u05d0\u0627\U0001f600\x00\x07\x1b"
 
 
@@ -227,7 +229,7 @@ def fuzz_index(tmp_path_factory):
     return HippoGraph.build(DATA / "corpus" / "people", tmp_path_factory.mktemp("fz") / "idx", Config(embedder="tfidf"))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=max(10, EXAMPLES * 2 // 3), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(q=st.text(alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from(list(WEIRD)), max_size=200),
        mode=st.sampled_from(["hybrid", "ppr", "dense", "bm25"]))
 def test_any_query_string_gets_hits_or_a_clear_error(fuzz_index, q, mode):

@@ -353,3 +353,32 @@ def test_posting_files_are_shared_append_only_and_verified(tmp_path):
         fh.write(bytes([byte[0] ^ 0xFF]))
     problems = hg.dir.verify()
     assert any(rel.split("/")[-1] in p and f"bytes {new_segs[-1][0]}..{new_segs[-1][1]}" in p for p in problems)
+
+
+def test_sync_from_another_root_relabels_instead_of_reindexing(tmp_path, monkeypatch):
+    """Ids of files are paths relative to the folder given; syncing the parent folder changes
+    every id but no content: the documents are relabelled (same source + content hash), not
+    re-extracted. An index folder inside the synced folder is not read as documents."""
+    from hippograph.indexers import extraction
+
+    root = tmp_path / "root"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "a.txt").write_text("Orvik\n\nOrvik is an island in the Halvenne Archipelago.\n")
+    (root / "src" / "b.txt").write_text("Kesselby\n\nKesselby is a town on the River Corran.\n")
+    idx = root / "idx"  # the index lives inside the folder that is synced below
+    hg = HippoGraph.build(root / "src", idx, Config(embedder="tfidf"))
+    assert sorted(d["id"] for d in hg.documents()) == ["a.txt", "b.txt"]
+    before = hg.stats()
+
+    calls: list[int] = []
+    original = extraction.TripleExtractor.extract
+    monkeypatch.setattr(extraction.TripleExtractor, "extract",
+                        lambda self, ps, **kw: calls.append(len(ps)) or original(self, ps, **kw))
+    report = hg.sync([root])
+    assert calls == [] and report.renamed_documents == [("a.txt", "src/a.txt"), ("b.txt", "src/b.txt")]
+    assert report.added_documents == [] and report.deleted_documents == []
+    assert sorted(d["id"] for d in hg.documents()) == ["src/a.txt", "src/b.txt"]
+    assert {h.doc_id for h in hg.retrieve("Orvik island", top_k=2)} <= {"src/a.txt", "src/b.txt"}
+    after = hg.stats()
+    assert all(after[k] == before[k] for k in ("passages", "entities", "facts", "edges"))
+    _assert_consistent(hg)

@@ -405,3 +405,54 @@ def test_real_minilm_embeddings(tmp_path):
     assert recall(I, P) >= 0.9
     _, self_hit = idx.search(E[:100], 1)
     assert np.mean(self_hit[:, 0] == np.arange(100)) >= 0.98
+
+
+# ---------------------------------------------------------------- building blocks
+def test_balanced_kmeans_respects_capacity_and_split_to_cap():
+    from hippograph.indexers.balanced_kmeans import balanced_kmeans, select_heads, split_to_cap
+    X = clustered(3000, seed=11)
+    res = balanced_kmeans(X, 20, max_imbalance=1.25)
+    assert res.counts.sum() == 3000 and res.counts.min() > 0
+    assert res.counts.max() <= int(np.ceil(1.25 * 3000 / 20))
+    # plain nearest-centroid assignment of the same centroids is far less balanced
+    _, nn = faiss.knn(X, res.centroids, 1)
+    assert np.bincount(nn[:, 0], minlength=20).max() > res.counts.max()
+    parts = split_to_cap(X[:500], 40)
+    assert all(p.size <= 40 for p in parts)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(500))
+    same = np.repeat(X[:1], 100, axis=0)  # identical rows still respect the cap
+    assert all(p.size <= 40 for p in split_to_cap(same, 40))
+    sel = select_heads(X, leaf_size=10)
+    assert np.array_equal(np.sort(np.unique(sel.leaf)), np.arange(sel.rows.size))
+    assert np.all(sel.leaf[sel.rows] == np.arange(sel.rows.size))  # each head lies in its own leaf
+
+
+def test_topk_unique_matches_bruteforce():
+    from hippograph.indexers.spann import _topk_unique
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        m = int(rng.integers(1, 120))
+        ids = rng.integers(0, 30, m)
+        base = rng.standard_normal(30).astype(np.float32)
+        s = base[ids]  # replicas of an id carry the same score
+        k = int(rng.integers(1, 15))
+        got_s, got_i = _topk_unique(s, ids, k, -1.0, 8 if np.bincount(ids).max() <= 8 else 120)
+        uniq = np.unique(ids)
+        order = uniq[np.argsort(-base[uniq], kind="stable")][:k]
+        assert np.array_equal(np.sort(got_i), np.sort(order))
+        assert np.all(np.diff(got_s) <= 0)
+
+
+def test_hnsw_heads_hide_retired_after_split(data, tmp_path):
+    X, Q, ids, _ = data
+    idx = SpannIndex.build(X[:1500], ids[:1500], path=tmp_path / "h", head_index="hnsw", list_cap=30)
+    idx.add(X[1500:2300], ids[1500:2300])
+    alive = idx.list_table()["alive"]
+    assert (~alive).any()
+    _, slots = idx._search_heads(Q, 64)
+    assert alive[slots[slots >= 0]].all()  # retired heads are never probed
+    re = SpannIndex.open(tmp_path / "h")
+    _, slots2 = re._search_heads(Q, 64)
+    assert np.array_equal(slots, slots2)
+    _, P = faiss.knn(Q, X[:2300], 10, metric=faiss.METRIC_INNER_PRODUCT)
+    assert recall(re.search(Q, 10)[1], ids[:2300][P]) >= 0.85
