@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-KEEP_MARKER = "## Crash safety and hostile input"
 DATASETS = Path(os.environ.get("HIPPOGRAPH_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 
@@ -80,7 +79,13 @@ def _git_commit() -> str:
 
 
 def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes on disk, each hard-linked file once (generations share unchanged files)."""
+    seen: dict[tuple[int, int], int] = {}
+    for p in path.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_add = sum(adds) / len(adds)
     cmd = "python eval/bench_incremental.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "## Incremental updates (add / update / delete vs full rebuild)",
+        f"## Incremental updates vs full rebuild ({args.embedder} embedder, {stats_a['passages']:,} passages)",
         "",
         f"`{cmd.strip()}` — {dt.date.today().isoformat()}, commit {_git_commit()}, {os.cpu_count()} cores "
         f"({platform.machine()}), Python {platform.python_version()}, embedder {args.embedder}, spaCy jobs {args.jobs}. "
@@ -184,16 +189,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"**Adding {100 * args.fraction:g} % costs {100 * mean_add / full:.1f} % of a full rebuild on average "
         f"({100 * max(adds) / full:.1f} % at worst, over {len(adds)} consecutive adds; reference: {ref})** — target ≤ 5 %. "
-        f"Index size after the run: {size / 2**20:.0f} MiB ({size_before / 2**20:.0f} MiB before `compact`); "
+        f"Disk use after the run: {size / 2**20:.0f} MiB ({size_before / 2**20:.0f} MiB before `compact`; hard-linked "
+        "files counted once; the previous generation is kept for readers); "
         f"`check` after the run: {'ok' if not problems else problems}.",
         "",
     ]
     text = "\n".join(lines)
     out = Path(args.out)
-    if out.is_file():  # keep the hand-maintained reliability section (crash / fuzz test numbers)
-        old = out.read_text(encoding="utf-8")
-        if KEEP_MARKER in old:
-            text += "\n" + old[old.index(KEEP_MARKER):]
+    if out.is_file():  # replace this configuration's section, keep the others (other runs, crash/fuzz notes)
+        sections = ["## " + part for part in ("\n" + out.read_text(encoding="utf-8")).split("\n## ")[1:]]
+        title = lines[0]
+        kept = [sec.rstrip("\n") + "\n" for sec in sections if not sec.startswith(title)]
+        text = text + "\n" + "\n".join(kept) if kept else text
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
     sys.stdout.write(text)

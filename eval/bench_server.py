@@ -169,28 +169,30 @@ def run_load(url: str, queries: list[str], concurrency: int, n_requests: int, to
 
 
 def in_process_latency(index: Path, queries: list[str], top_k: int, mode: str) -> list[float]:
-    """Serial `HippoGraph.retrieve` latencies, measured in a worker thread as the server runs queries.
+    """Serial `HippoGraph.retrieve` latencies (ms), set up the way the server runs queries.
 
-    (On a busy 2-core machine, torch's 2-thread intra-op pool in the *main* thread was 2-10x
-    slower per query than in a worker thread, so the main thread would not be comparable.)
+    Like the server, the models load in the main thread (one warm-up query) and queries run
+    in a worker thread: on a busy 2-core machine, torch's 2-thread intra-op pool made
+    queries in the thread that loaded the model 2-10x slower than in other threads.
     """
-    out: list[float] = []
-    t = threading.Thread(target=_in_process, args=(index, queries, top_k, mode, out))
-    t.start()
-    t.join()
-    return out
-
-
-def _in_process(index: Path, queries: list[str], top_k: int, mode: str, out: list[float]) -> None:
     from hippograph import HippoGraph
 
-    with HippoGraph.open(index) as hg:
-        for q in queries:  # one unmeasured pass: load models, open vector indexes, fill the page cache
+    out: list[float] = []
+
+    def measure(hg: "HippoGraph") -> None:
+        for q in queries:  # one unmeasured pass: open vector indexes, fill the page cache
             hg.retrieve(q, top_k, mode=mode)
         for q in queries:
             t0 = time.perf_counter()
             hg.retrieve(q, top_k, mode=mode)
             out.append((time.perf_counter() - t0) * 1000)
+
+    with HippoGraph.open(index) as hg:
+        hg.retrieve("warm up the models", 1)
+        t = threading.Thread(target=measure, args=(hg,))
+        t.start()
+        t.join()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
