@@ -382,10 +382,12 @@ class HippoGraph:
         report.unchanged_documents = plan["same"]
         return report
 
-    def compact(self, *, rebuild_vectors: bool = False) -> BuildReport:
+    def compact(self, *, rebuild_vectors: bool = False, keep_previous: bool = False) -> BuildReport:
         """Reclaim space: compact SPANN vector indexes that hold tombstones or dead posting
         space (or rebuild every vector index with `rebuild_vectors`), then remove abandoned
-        temporary and old generations (the previous one is kept for readers)."""
+        temporary generations and every generation but the live one (`keep_previous` keeps the
+        one before it too). Readers that already opened an older generation keep working (their
+        files stay open); one that is just opening it retries on the new manifest."""
         from .builder import spann_dead_fraction
 
         t0 = time.perf_counter()
@@ -402,7 +404,7 @@ class HippoGraph:
             report = BuildReport(generation=self.manifest.generation)
         with self.dir.writer_lock():
             live = self.dir.read_manifest().generation
-            removed = self.dir.collect_garbage(keep=live)
+            removed = self.dir.collect_garbage(keep=live, keep_previous=keep_previous)
         report.compacted += [f"removed {p.name}" for p in removed]
         report.timings["total"] = time.perf_counter() - t0
         return report

@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compact", help="compact vector indexes (tombstones, dead space) and remove old generations")
     cp.add_argument("index", metavar="DIR")
     cp.add_argument("--rebuild", action="store_true", help="rebuild every vector index from the stored embeddings")
+    cp.add_argument("--keep-previous", action="store_true", help="keep the generation before the live one")
     cp.add_argument("--json", action="store_true")
     add_serve_parser(sub)
     return p
@@ -158,7 +159,7 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     idx = IndexDir(args.index)
     before = sum(p.stat().st_size for p in idx.root.rglob("*") if p.is_file()) if idx.root.is_dir() else 0
     hg = HippoGraph.open(args.index)
-    report = hg.compact(rebuild_vectors=args.rebuild)
+    report = hg.compact(rebuild_vectors=args.rebuild, keep_previous=args.keep_previous)
     hg.close()
     after = sum(p.stat().st_size for p in idx.root.rglob("*") if p.is_file())
     if args.json:

@@ -42,6 +42,19 @@ def _assert_consistent(hg: HippoGraph) -> None:
         assert len(emb.get(gran, ())) == rows[gran], gran
         index = hg.snapshot.vector_index(gran)
         assert (0 if index is None else len(index)) == rows[gran], gran
+    # the rows a vector index returns are the rows of the tables: the score it reports for a
+    # hit must be the inner product with that row's embedding (checks the vector-id maps)
+    rng = np.random.default_rng(0)
+    for gran in GRANULARITIES:
+        index, vecs = hg.snapshot.vector_index(gran), emb.get(gran)
+        if index is None or vecs is None or not len(vecs):
+            continue
+        queries = rng.choice(len(vecs), size=min(5, len(vecs)), replace=False)
+        scores, ids = index.search(vecs[queries], min(3, len(vecs)))
+        for q, srow, irow in zip(queries, scores, ids):
+            for score, row in zip(srow, irow):
+                if row >= 0:
+                    assert abs(float(vecs[row] @ vecs[q]) - float(score)) < 1e-3, (gran, q, row)
     assert {p.doc_id for p in t.passages} <= {d.id for d in t.documents}
     mentioned = {e for e, _ in t.mentions}
     assert mentioned == set(range(len(t.entities))), "every entity is mentioned by a passage"
@@ -155,6 +168,7 @@ def test_spann_layer_tombstones_compaction_and_id_map(tmp_path):
     assert any(c.startswith("sentences: rebuilt") for c in report.compacted)
     gen = hg.dir.generation_path(hg.manifest)
     assert not list((gen / "vectors").glob("*.vid2row.npy"))
+    assert [p.name for p in (tmp_path / "idx").glob("gen-*")] == [gen.name]  # older generations removed
     _assert_consistent(hg)
     assert victim not in {h.doc_id for h in hg.retrieve(a[3].title, top_k=10)}
 
