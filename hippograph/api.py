@@ -241,7 +241,7 @@ class HippoGraph:
             manifest = self.dir.read_manifest()
             gen = self.dir.generation_path(manifest)
             config = Config.from_dict(manifest.config)
-            embedder = load_embedder(manifest.embedder, gen / "embedder")
+            embedder = self._reusable_embedder(manifest) or load_embedder(manifest.embedder, gen / "embedder")
             builder = Builder.from_generation(
                 gen, manifest.lifecycle, config, embedder,
                 extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
@@ -253,8 +253,22 @@ class HippoGraph:
             if report.changed or report.added.get("documents", 0) or maintenance:
                 new = Manifest.from_dict(manifest.to_dict(), self.dir.manifest_path)
                 self._write_and_commit(self.dir, builder, new, t0, previous=manifest)
+        if getattr(builder.embedder, "backend", None) != "tfidf":
+            self._embedder = builder.embedder  # keep a loaded model for queries and the next write
         self.refresh()
         return report
+
+    def _reusable_embedder(self, manifest: Manifest) -> Embedder | None:
+        """This object's already loaded model-backed embedder, if the index still uses the same one
+        (loading a sentence-transformers model costs seconds; TF-IDF is read from the generation)."""
+        current = self._embedder
+        spec = manifest.embedder or {}
+        if current is None or spec.get("backend") == "tfidf" or getattr(current, "backend", None) != spec.get("backend"):
+            return None
+        try:
+            return current if current.spec() == spec else None
+        except Exception:  # noqa: BLE001 - a stale embedder is simply not reused
+            return None
 
     @staticmethod
     def _plan(docs: Sequence[Document], known: dict[str, str]) -> tuple[list[Document], list[Document], int]:

