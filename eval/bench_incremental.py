@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"**Adding {100 * args.fraction:g} % costs {100 * mean_add / full:.1f} % of a full rebuild on average "
         f"({100 * max(adds) / full:.1f} % at worst, over {len(adds)} consecutive adds; reference: {ref})** — target ≤ 5 %. "
-        f"Disk use after the run: {size / 2**20:.0f} MiB ({size_before / 2**20:.0f} MiB before `compact`; hard-linked "
-        "files counted once; the previous generation is kept for readers); "
+        f"Disk use after the run: {size / 2**20:.0f} MiB ({size_before / 2**20:.0f} MiB before `compact`, which also "
+        "removes the previous generation kept for readers; hard-linked files counted once); "
         f"`check` after the run: {'ok' if not problems else problems}.",
         "",
     ]
