@@ -85,14 +85,19 @@ class RssSampler:
                 "delta_mb": round(self.peak_mb - self.start_mb, 1)}
 
 
-def engine_config(embedder: str, jobs: int = 1) -> Any:
-    """The engine Config every system shares: `minilm` (sentence-transformers) or `tfidf`; defaults otherwise."""
+def engine_config(embedder: str, jobs: int = 1, embedding_cache_dir: Path | None = None) -> Any:
+    """The engine Config every system shares: `minilm` (sentence-transformers) or `tfidf`; defaults otherwise.
+
+    `embedding_cache_dir` lets hippograph builds reuse MiniLM vectors of texts embedded by an
+    earlier build (index content is the same; build times then exclude that embedding work and
+    are flagged in the build record). `--rebuild` runs without it, so its timings are complete."""
     from hippograph.config import Config
 
     names = {"minilm": "sentence-transformers", "tfidf": "tfidf"}
     if embedder not in names:
         raise ValueError(f"unknown embedder {embedder!r}; use one of {', '.join(names)}")
-    return Config(embedder=names[embedder], n_process=jobs)
+    return Config(embedder=names[embedder], n_process=jobs,
+                  embedding_cache_dir=str(embedding_cache_dir) if embedding_cache_dir else None)
 
 
 def machine_info() -> dict[str, Any]:
@@ -202,7 +207,9 @@ def run(opts: RunOptions) -> dict[str, Any]:
     t_run = time.perf_counter()
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if opts.quick else "")
     run_dir = Path(opts.out_dir) / "runs" / run_id
-    ctx = RunContext(engine_config(opts.embedder, opts.jobs), Path(opts.cache_dir), rebuild=opts.rebuild)
+    ctx = RunContext(
+        engine_config(opts.embedder, opts.jobs, None if opts.rebuild else Path(opts.cache_dir) / "vectors"),
+        Path(opts.cache_dir), rebuild=opts.rebuild)
 
     benches = list(opts.benchmarks)
     if not benches:

@@ -57,14 +57,38 @@ def _hash(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def source_hash(*dirs: Path) -> str:
-    """Hash of the engine's source files, so cached indexes are rebuilt when the code changes."""
+def _index_sources() -> list[Path]:
+    from . import REPO_ROOT
+
+    core = ("builder.py", "tables.py", "storage.py", "text.py", "embedders.py", "types.py", "api.py")
+    return [REPO_ROOT / "indexers", *(REPO_ROOT / "hippograph" / name for name in core)]
+
+
+def source_hash(*paths: Path) -> str:
+    """Hash of the source files that shape an index, so cached indexes are rebuilt when they change
+    (query-side modules — retrievers/, config docs, CLI, server — do not invalidate the cache)."""
     h = hashlib.sha256()
-    for d in dirs:
-        for p in sorted(Path(d).rglob("*.py")):
+    for d in paths:
+        files = sorted(Path(d).rglob("*.py")) if Path(d).is_dir() else [Path(d)]
+        for p in files:
             h.update(p.name.encode())
             h.update(p.read_bytes())
     return h.hexdigest()[:12]
+
+
+def _cache_rows(config: Any) -> int | None:
+    """Vectors in the engine's embedding cache (None when the run does not use one)."""
+    if not getattr(config, "embedding_cache_dir", None) or config.embedder == "tfidf":
+        return None
+    from hippograph.embedding_cache import CACHE_FILE, EmbeddingCache
+
+    if not (Path(config.embedding_cache_dir) / CACHE_FILE).exists():
+        return 0
+    cache = EmbeddingCache(config.embedding_cache_dir, "", 1)
+    try:
+        return len(cache)
+    finally:
+        cache.close()
 
 
 def _import(what: str, fn: Callable[[], Any]) -> Any:
@@ -167,10 +191,11 @@ class RunContext:
 
         variant = "openie" if openie else "spacy"
         # knobs that change speed, not the index, stay out of the key
-        index_cfg = {k: v for k, v in self.config.to_dict().items()
-                     if k not in ("n_process", "embedding_batch_size", "spacy_batch_size")}
+        # (and so do query-time fields: ablations and tuning reuse one index)
+        index_cfg = {k: v for k, v in self.config.index_time_dict().items()
+                     if k not in ("n_process", "embedding_batch_size", "spacy_batch_size", "embedding_cache_dir")}
         key = _hash(index_cfg, bench.corpus_hash(), str(openie) if openie else None,
-                    source_hash(REPO_ROOT / "hippograph", REPO_ROOT / "indexers"))
+                    source_hash(*_index_sources()))
         mem_key = f"{bench.name}:{variant}:{key}"
         if mem_key in self._hg:  # a second system on the same index: report it as shared
             hg, info = self._hg[mem_key]
@@ -201,6 +226,7 @@ class RunContext:
             shutil.rmtree(index_dir)
         marker.unlink(missing_ok=True)
         index_dir.parent.mkdir(parents=True, exist_ok=True)
+        cache_rows = _cache_rows(self.config)
         t0 = time.perf_counter()
         hg = api.build(list(iter_sources(bench)), index_dir, config=self.config,
                        openie=str(openie) if openie else None, show_progress=False, overwrite=True)
@@ -208,6 +234,8 @@ class RunContext:
         stats = hg.stats() if hasattr(hg, "stats") else {}
         stages = {k: float(v) for k, v in (stats.get("timings") or {}).items() if isinstance(v, (int, float))}
         extra = {k: v for k, v in stats.items() if isinstance(v, (int, float, str)) and k != "timings"}
+        if cache_rows is not None:  # vectors the build had to compute; 0 = all served from the cache
+            extra["embedding_cache_new_vectors"] = _cache_rows(self.config) - cache_rows
         marker.write_text(json.dumps({"seconds": secs, "stages": stages, "extra": extra}, indent=2))
         result = (hg, IndexInfo(seconds=secs, stages=stages, size_bytes=dir_size(index_dir), cached=False, extra=extra))
         self._hg[mem_key] = result

@@ -118,7 +118,7 @@ class HippoGraph:
                 config, embedder, extract=_extract_fn(config, openie, show_progress), show_progress=show_progress
             )
             builder.add_documents(docs)
-            cls._write_and_commit(idx, builder, Manifest(generation="", config=config.to_dict()), t0)
+            cls._write_and_commit(idx, builder, Manifest(generation="", config=config.to_manifest()), t0)
         return cls(index_dir)
 
     @classmethod

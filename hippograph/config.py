@@ -1,7 +1,9 @@
 """All hippograph knobs in one dataclass, with their defaults documented in one place.
 
-A `Config` is stored in the index manifest, so an index always re-opens with the
-settings it was built with; query-time fields can be overridden per call.
+Fields are index-time (loading … vector search: fixed when an index is built, stored
+whole in its manifest) or query-time (`QUERY_TIME_FIELDS`, from `top_k` on: only the
+values a user changed at build time are stored, so an index picks up improved query-time
+defaults of a newer hippograph; any of them can be overridden on open or per call).
 """
 from __future__ import annotations
 
@@ -59,6 +61,10 @@ class Config:
     """Texts per embedding batch."""
     tfidf_dim: int = 256
     """Output dimension of the zero-model TF-IDF/LSA embedder."""
+    embedding_cache_dir: str | None = None
+    """Directory of a persistent text → vector cache (SQLite) for the sentence-transformers
+    backend, so rebuilding the same corpus does not re-embed it. None = no cache. Does not
+    change index content."""
 
     # ---- graph -------------------------------------------------------------------
     synonymy_threshold: float = 0.8
@@ -128,6 +134,17 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_manifest(self) -> dict[str, Any]:
+        """What an index stores: every index-time field, plus the query-time fields that
+        differ from the defaults (the rest follow the installed version's defaults)."""
+        data = self.to_dict()
+        defaults = Config().to_dict()
+        return {k: v for k, v in data.items() if k not in QUERY_TIME_FIELDS or v != defaults[k]}
+
+    def index_time_dict(self) -> dict[str, Any]:
+        """Only the index-time fields (what determines an index's content)."""
+        return {k: v for k, v in self.to_dict().items() if k not in QUERY_TIME_FIELDS}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
         """Build from a dict, ignoring keys this version does not know (forward compatible)."""
@@ -159,3 +176,12 @@ class Config:
             return cls().replace(**data)
         except ValueError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _query_time_fields() -> frozenset[str]:
+    names = [f.name for f in fields(Config)]
+    return frozenset(names[names.index("top_k"):])
+
+
+QUERY_TIME_FIELDS: frozenset[str] = _query_time_fields()
+"""Fields that only affect retrieval (everything from `top_k` on); safe to change on an existing index."""

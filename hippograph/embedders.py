@@ -218,7 +218,10 @@ class SentenceTransformerEmbedder:
 
     backend = "sentence-transformers"
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, model: str = "all-MiniLM-L6-v2", *, device: str = "cpu", batch_size: int = 64,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.name = model
         self.device = device
         self.batch_size = _check_batch_size(batch_size)
@@ -226,6 +229,11 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._dim: int | None = self._dim_from_files(self.path)
         self._lock = threading.Lock()
+        self.cache: Any = None
+        if cache_dir is not None:
+            from .embedding_cache import EmbeddingCache
+
+            self.cache = EmbeddingCache(cache_dir, f"{self.backend}|{self.name}|{self.path}|{self.dim}", self.dim)
 
     @property
     def needs_fit(self) -> bool:
@@ -293,14 +301,18 @@ class SentenceTransformerEmbedder:
         bs = self.batch_size if batch_size is None else _check_batch_size(batch_size)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._load(show_progress)
 
-        def run(part: list[str]) -> np.ndarray:
-            return model.encode(
-                part, batch_size=bs, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=False
-            )
+        def compute(todo: list[str]) -> np.ndarray:
+            model = self._load(show_progress)
 
-        return _batched_encode(items, bs * 16, run, self.dim, show_progress, f"embed {Path(self.name).name}")
+            def run(part: list[str]) -> np.ndarray:
+                return model.encode(
+                    part, batch_size=bs, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=False
+                )
+
+            return _batched_encode(todo, bs * 16, run, self.dim, show_progress, f"embed {Path(self.name).name}")
+
+        return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
 
     def spec(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.name, "path": str(self.path), "dim": self.dim}
@@ -579,13 +591,15 @@ def make_embedder(config: Config) -> Embedder:
                 f"embedder='sentence-transformers' needs torch and sentence-transformers; "
                 f"install them with: {DENSE_INSTALL_HINT} — or use embedder='tfidf'"
             )
-        return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size)
+        return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size,
+                                           cache_dir=config.embedding_cache_dir)
     if choice == "auto":
         if not _dense_libs_installed():
             logger.info("embedder 'auto': torch/sentence-transformers not installed, using TF-IDF (%s)", DENSE_INSTALL_HINT)
             return TfidfEmbedder(config.tfidf_dim)
         try:
-            return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size)
+            return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size,
+                                               cache_dir=config.embedding_cache_dir)
         except ConfigError as exc:
             logger.info("embedder 'auto': %s; using TF-IDF", exc)
             return TfidfEmbedder(config.tfidf_dim)

@@ -189,3 +189,34 @@ def test_export_graphml(sample_index, tmp_path):
     assert g.number_of_edges() == stats["edges"]
     kinds = {d["kind"] for _, _, d in g.edges(data=True)}
     assert {"fact", "mention"} <= kinds
+
+
+def test_query_time_defaults_follow_the_installed_version(tmp_path, monkeypatch):
+    """Only query-time values the user changed are frozen into the manifest; the rest follow
+    the current defaults, so improving a default improves existing indexes."""
+    from hippograph.config import QUERY_TIME_FIELDS
+
+    docs = [{"id": "a", "title": "Ada", "text": "Ada Lovelace worked with Charles Babbage in London."},
+            {"id": "b", "title": "Babbage", "text": "Charles Babbage designed the Analytical Engine."}]
+    path = tmp_path / "idx"
+    HippoGraph.build(docs, path, Config(embedder="tfidf", top_k=3, chunk_words=150))
+    stored = HippoGraph.open(path).manifest.config
+    assert stored["top_k"] == 3 and stored["chunk_words"] == 150 and stored["embedder"] == "tfidf"
+    assert "damping" not in stored and "ppr_fusion_weight" not in stored
+    assert {"top_k", "damping", "router_temperature"} <= QUERY_TIME_FIELDS and "chunk_words" not in QUERY_TIME_FIELDS
+    # a newer version with another default: the index picks it up, the user's top_k stays
+    import hippograph.config as config_mod
+
+    new_defaults = {f.name: f.default for f in config_mod.fields(Config)}
+    monkeypatch.setattr(Config, "__init__", _init_with(Config.__init__, damping=0.7))
+    hg = HippoGraph.open(path)
+    assert hg.config.damping == 0.7 and hg.config.top_k == 3 and new_defaults["top_k"] != 3
+    assert HippoGraph.open(path, damping=0.3).config.damping == 0.3
+
+
+def _init_with(init, **defaults):
+    def patched(self, *args, **kwargs):
+        for k, v in defaults.items():
+            kwargs.setdefault(k, v)
+        init(self, *args, **kwargs)
+    return patched

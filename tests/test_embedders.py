@@ -307,3 +307,60 @@ def test_minilm_spec_round_trip(minilm: SentenceTransformerEmbedder, tmp_path: P
     again = load_embedder(spec, tmp_path)
     assert isinstance(again, SentenceTransformerEmbedder) and again.dim == 384
     assert again.path == minilm.path
+
+
+# ---- embedding cache --------------------------------------------------------------------------
+def test_embedding_cache_serves_repeats_and_survives_reopen(tmp_path: Path) -> None:
+    from hippograph.embedding_cache import EmbeddingCache
+
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.array([[len(t), t.count("a"), 1.0] for t in texts], dtype=np.float32)
+
+    cache = EmbeddingCache(tmp_path, "toy|3", 3)
+    first = cache.encode_through(["abc", "aa", "abc"], encode)
+    assert calls == [["abc", "aa"]]  # duplicates computed once
+    np.testing.assert_array_equal(first, encode(["abc", "aa", "abc"]))
+    calls.clear()
+    cache.close()
+    again = EmbeddingCache(tmp_path, "toy|3", 3)
+    mixed = again.encode_through(["aa", "new text", "abc"], encode)
+    assert calls == [["new text"]] and again.hits == 2 and again.misses == 1
+    np.testing.assert_array_equal(mixed, encode(["aa", "new text", "abc"]))
+    # another namespace (model) never sees these vectors
+    other = EmbeddingCache(tmp_path, "other|3", 3)
+    calls.clear()
+    other.encode_through(["aa"], encode)
+    assert calls == [["aa"]]
+
+
+def test_embedding_cache_corrupt_file_is_bypassed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from hippograph.embedding_cache import CACHE_FILE, EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path, "toy", 2)
+    cache.close()
+    (tmp_path / CACHE_FILE).write_bytes(b"this is not a database" * 100)
+    for p in tmp_path.glob(CACHE_FILE + "-*"):
+        p.unlink()
+    try:
+        broken = EmbeddingCache(tmp_path, "toy", 2)
+    except Exception as exc:  # noqa: BLE001 - opening may already fail: must name the file
+        assert CACHE_FILE in str(exc) or "database" in str(exc)
+        return
+    out = broken.encode_through(["x"], lambda t: np.ones((len(t), 2), np.float32))
+    assert out.shape == (1, 2) and "unreadable" in caplog.text
+
+
+@pytest.mark.slow
+def test_minilm_with_cache_matches_uncached(minilm: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    cached = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=8, cache_dir=tmp_path)
+    texts = ["Ada Lovelace wrote the first program", "the Analytical Engine", "Ada Lovelace wrote the first program"]
+    want = minilm.encode(texts)
+    np.testing.assert_allclose(cached.encode(texts), want, atol=1e-5)
+    assert cached.cache.misses == 2
+    cached._model = None  # a second build must not need the model at all
+    cached._load = lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded despite cache"))  # type: ignore[method-assign]
+    np.testing.assert_allclose(cached.encode(texts), want, atol=1e-5)
+    assert cached.cache.hits == 3
