@@ -447,8 +447,13 @@ class Builder:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         if self.show_progress:
             logger.info("embedding %d %s", len(texts), gran)
-        vecs = self.embedder.encode(texts, batch_size=self.config.embedding_batch_size, show_progress=self.show_progress)
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        unique = list(dict.fromkeys(texts))  # overlapping chunks repeat sentences; embed each text once
+        vecs = self.embedder.encode(unique, batch_size=self.config.embedding_batch_size, show_progress=self.show_progress)
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        if len(unique) == len(texts):
+            return vecs
+        pos = {t: i for i, t in enumerate(unique)}
+        return vecs[[pos[t] for t in texts]]
 
     def _link_synonyms(self, new_ids: np.ndarray) -> None:
         t, c = self.tables, self.config
