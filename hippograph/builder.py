@@ -53,7 +53,7 @@ import scipy.sparse as sp
 from .config import Config
 from .embedders import Embedder
 from .errors import HippoGraphError
-from .indexers.chunking import chunk_documents, split_sentences
+from .indexers.chunking import chunk_document, split_sentences
 from .indexers.graph_builder import (
     SynonymEdge,
     embedding_synonyms,
@@ -266,13 +266,13 @@ class Builder:
             known_docs.add(doc.id)
             fresh.append(doc)
         with self._timer("chunk"):
-            passages = chunk_documents(fresh, self.config)
-            known_passages = {p.id for p in t.passages}
-            passages = [p for p in passages if p.id not in known_passages]
+            passages, shared = self._new_passages(fresh)
         for doc in fresh:
             t.documents.append(DocumentRow(doc.id, doc.title, doc.source, document_hash(doc), doc.metadata))
         self.report.added_documents.extend(d.id for d in fresh)
+        n_pass_before = len(t.passages)
         if not passages:
+            self._record_owners(shared, n_pass_before)
             self.report.added.update(documents=len(fresh), passages=0)
             return self.report
 
@@ -282,6 +282,7 @@ class Builder:
         n_ent0, n_fact0, n_pass0, n_sent0 = len(t.entities), len(t.facts), len(t.passages), len(t.sentences)
         with self._timer("tables"):
             self._append(passages, extractions)
+            self._record_owners(shared, n_pass_before)
 
         new = {
             "passages": (n_pass0, len(t.passages)),
@@ -311,6 +312,38 @@ class Builder:
         for k, v in added.items():
             self.report.added[k] = self.report.added.get(k, 0) + v
         return self.report
+
+    def _new_passages(self, docs: Sequence[Document]) -> tuple[list[Passage], list[tuple[int, Passage]]]:
+        """Chunks of `docs` not yet in the index, and the repeats: (passage row, repeat) pairs
+        where the row is an existing row (≥ 0) or -1-k for the k-th new passage."""
+        row_of = {p.id: i for i, p in enumerate(self.tables.passages)}
+        new: list[Passage] = []
+        new_pos: dict[str, int] = {}
+        shared: list[tuple[int, Passage]] = []
+        for doc in docs:
+            for p in chunk_document(doc, self.config):
+                if p.id in row_of:
+                    shared.append((row_of[p.id], p))
+                elif p.id in new_pos:
+                    shared.append((-1 - new_pos[p.id], p))
+                else:
+                    new_pos[p.id] = len(new)
+                    new.append(p)
+        if shared:
+            logger.info("%d passages identical to indexed ones (same title and text): stored once, owners recorded",
+                        len(shared))
+        return new, shared
+
+    def _record_owners(self, shared: list[tuple[int, Passage]], first_new_row: int) -> None:
+        """Record the further owners of shared passages (once per passage and document)."""
+        t = self.tables
+        seen = {(row, doc) for row, doc, *_ in t.passage_owners}
+        for row, p in shared:
+            row = row if row >= 0 else first_new_row + (-1 - row)
+            if t.passages[row].doc_id == p.doc_id or (row, p.doc_id) in seen:
+                continue  # a document repeating its own chunk
+            seen.add((row, p.doc_id))
+            t.passage_owners.append((row, p.doc_id, p.source, p.span[0], p.span[1]))
 
     # ---- removing ------------------------------------------------------------------------
     def remove_documents(self, doc_ids: Sequence[str]) -> RowMaps:
@@ -367,6 +400,10 @@ class Builder:
             new = renames.get(p.doc_id)
             if new is not None:
                 t.passages[i] = dataclasses.replace(p, doc_id=new.id, source=new.source)
+        t.passage_owners = [
+            (row, renames[doc].id, renames[doc].source, a, b) if doc in renames else (row, doc, src, a, b)
+            for row, doc, src, a, b in t.passage_owners
+        ]
         self._relabelled = True
         self.report.renamed_documents.extend((old, new.id) for old, new in renames.items())
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,6 +35,17 @@ CREATE TABLE facts (idx INTEGER PRIMARY KEY, subject_idx INTEGER NOT NULL, predi
 CREATE TABLE fact_passages (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence TEXT NOT NULL);
 CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);
 CREATE TABLE synonyms (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL);
+"""
+
+# Documents that contain an identical passage (same title + text) after the first one: the
+# passage is stored once (its row names the first owner), these rows name the others, so
+# deleting the first owner hands the passage over instead of losing it. Created separately
+# with IF NOT EXISTS: indexes written before it existed gain it on their next write.
+OWNERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS passage_owners (
+    passage_idx INTEGER NOT NULL, doc_id TEXT NOT NULL, source TEXT NOT NULL,
+    span_start INTEGER NOT NULL, span_end INTEGER NOT NULL
+);
 """
 
 
@@ -83,6 +94,8 @@ class CorpusTables:
     facts: list[tuple[int, str, int]] = field(default_factory=list)  # subject_idx, predicate, object_idx
     fact_passages: list[tuple[int, int, str]] = field(default_factory=list)  # fact_idx, passage_idx, sentence
     synonyms: list[tuple[int, int, float, str]] = field(default_factory=list)  # a, b, score, kind
+    passage_owners: list[tuple[int, str, str, int, int]] = field(default_factory=list)
+    """Further documents holding an identical passage: passage_idx, doc_id, source, span start, end."""
 
     def fact_text(self, fact_idx: int) -> str:
         s, p, o = self.facts[fact_idx]
@@ -98,6 +111,7 @@ class CorpusTables:
             "triples": len(self.fact_passages),
             "mentions": len(self.mentions),
             "synonyms": len(self.synonyms),
+            "passage_owners": len(self.passage_owners),
         }
 
     # ---- deletion ---------------------------------------------------------------------------
@@ -112,10 +126,26 @@ class CorpusTables:
         drop = set(doc_ids)
         n_p, n_e, n_f = len(self.passages), len(self.entities), len(self.facts)
         doc_keep = [i for i, d in enumerate(self.documents) if d.id not in drop]
-        p_keep = [i for i, p in enumerate(self.passages) if p.doc_id not in drop]
+        # a shared passage whose first owner goes is handed to its next remaining owner
+        owners = [row for row in self.passage_owners if row[1] not in drop]
+        heirs: dict[int, tuple[int, str, str, int, int]] = {}
+        for row in owners:
+            if self.passages[row[0]].doc_id in drop:
+                heirs.setdefault(row[0], row)
+        p_keep = [i for i, p in enumerate(self.passages) if p.doc_id not in drop or i in heirs]
         p_map = [-1] * n_p
         for new, old in enumerate(p_keep):
             p_map[old] = new
+        doc_meta = {self.documents[i].id: self.documents[i].metadata for i in doc_keep}
+        passages = []
+        for i in p_keep:
+            p = self.passages[i]
+            if i in heirs:
+                _, doc_id, source, a, b = heirs[i]
+                p = replace(p, doc_id=doc_id, source=source, span=(a, b), metadata=dict(doc_meta.get(doc_id, {})))
+            passages.append(p)
+        promoted = {id(row) for row in heirs.values()}
+        owners = [(p_map[row[0]], *row[1:]) for row in owners if id(row) not in promoted]
 
         s_keep = [i for i, (p, _, _) in enumerate(self.sentences) if p_map[p] >= 0]
         mentions = [(e, p_map[p]) for e, p in self.mentions if p_map[p] >= 0]
@@ -141,7 +171,7 @@ class CorpusTables:
 
         out = CorpusTables(
             documents=[self.documents[i] for i in doc_keep],
-            passages=[self.passages[i] for i in p_keep],
+            passages=passages,
             sentences=[(p_map[p], a, b) for p, a, b in (self.sentences[i] for i in s_keep)],
             entities=[self.entities[i] for i in e_keep],
             mentions=[(e_map[e], p) for e, p in mentions],
@@ -152,6 +182,7 @@ class CorpusTables:
                 for a, b, score, kind in self.synonyms
                 if e_map[a] >= 0 and e_map[b] >= 0
             ],
+            passage_owners=owners,
         )
         maps = RowMaps(
             keep={
@@ -181,6 +212,7 @@ class CorpusTables:
         try:
             if since is None:
                 conn.executescript(SCHEMA)
+            conn.executescript(OWNERS_SCHEMA)
             conn.executemany(
                 "INSERT INTO documents VALUES (?,?,?,?,?)",
                 (
@@ -205,6 +237,8 @@ class CorpusTables:
             conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", ((i, *f) for i, f in enumerate(self.facts[f0:], f0)))
             conn.executemany("INSERT INTO fact_passages VALUES (?,?,?)", self.fact_passages[c.get("triples", 0):])
             conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", self.synonyms[c.get("synonyms", 0):])
+            conn.executemany("INSERT INTO passage_owners VALUES (?,?,?,?,?)",
+                             self.passage_owners[c.get("passage_owners", 0):])
         finally:
             checkpoint_and_close(conn)
 
@@ -226,6 +260,12 @@ class CorpusTables:
             t.facts = conn.execute("SELECT subject_idx, predicate, object_idx FROM facts ORDER BY idx").fetchall()
             t.fact_passages = conn.execute("SELECT fact_idx, passage_idx, sentence FROM fact_passages ORDER BY rowid").fetchall()
             t.synonyms = conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY rowid").fetchall()
+            has_owners = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='passage_owners'").fetchone()
+            if has_owners:  # absent in indexes written before shared passages were tracked
+                t.passage_owners = conn.execute(
+                    "SELECT passage_idx, doc_id, source, span_start, span_end FROM passage_owners ORDER BY rowid"
+                ).fetchall()
             return t
         except sqlite3.DatabaseError as exc:
             from .errors import IndexCorruptError

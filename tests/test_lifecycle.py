@@ -396,3 +396,66 @@ def test_sync_from_another_root_relabels_instead_of_reindexing(tmp_path, monkeyp
     after = hg.stats()
     assert all(after[k] == before[k] for k in ("passages", "entities", "facts", "edges"))
     _assert_consistent(hg)
+
+
+SHARED = "Delta Station relays signals from Alpha Corp to Beta Labs. Delta Station runs on solar power."
+
+
+def test_shared_passage_survives_deleting_its_first_owner(tmp_path):
+    """Two documents with an identical passage (same title + text) store it once; deleting
+    either owner keeps it for the other, deleting both removes it."""
+    one = {"id": "one", "title": "Delta Station", "text": SHARED, "metadata": {"who": "one"}}
+    two = {"id": "two", "title": "Delta Station", "text": SHARED, "metadata": {"who": "two"}}
+    hg = HippoGraph.build([*DOCS, one], tmp_path / "idx", Config(embedder="tfidf"))
+    hg.add([two])  # through the add path: the repeat is recorded, not re-extracted
+    t = _tables(hg)
+    assert sum(p.title == "Delta Station" for p in t.passages) == 1
+    assert [(r[1]) for r in t.passage_owners] == ["two"]
+    hg.delete(["one"])
+    _assert_consistent(hg)
+    hits = hg.retrieve("Which station relays signals and runs on solar power?", top_k=3)
+    delta = [h for h in hits if h.title == "Delta Station"]
+    assert delta and delta[0].doc_id == "two" and delta[0].metadata == {"who": "two"}
+    assert _tables(hg).passage_owners == []
+    # reopen from disk: the handed-over passage is stored under its new owner
+    again = HippoGraph.open(tmp_path / "idx")
+    assert [p.doc_id for p in _tables(again).passages if p.title == "Delta Station"] == ["two"]
+    again.delete(["two"])
+    assert not [p for p in _tables(again).passages if p.title == "Delta Station"]
+    _assert_consistent(again)
+
+
+def test_shared_passage_within_one_build_and_rename(tmp_path):
+    one = {"id": "one", "title": "Delta Station", "text": SHARED}
+    two = {"id": "two", "title": "Delta Station", "text": SHARED}
+    three = {"id": "three", "title": "Delta Station", "text": SHARED}
+    hg = HippoGraph.build([one, two, three, *DOCS], tmp_path / "idx", Config(embedder="tfidf"))
+    t = _tables(hg)
+    assert [r[1] for r in t.passage_owners] == ["two", "three"]
+    hg.delete(["one", "two"])
+    t = _tables(hg)
+    assert [p.doc_id for p in t.passages if p.title == "Delta Station"] == ["three"] and t.passage_owners == []
+    hg.delete(["three"])
+    assert hg.stats()["documents"] == len(DOCS)
+    _assert_consistent(hg)
+
+
+def test_index_without_owner_table_still_opens_and_writes(tmp_path):
+    """Indexes written before shared passages were tracked have no passage_owners table."""
+    import sqlite3
+
+    hg = HippoGraph.build(DOCS, tmp_path / "idx", Config(embedder="tfidf"))
+    db = hg.dir.generation_path(hg.manifest) / "meta.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE passage_owners")
+    # checksums are part of the manifest; re-stamp the edited file as an old writer would have
+    from hippograph.storage import sha256_file, write_json_atomic
+
+    m = hg.dir.read_manifest()
+    m.checksums = {**m.checksums, "meta.sqlite": sha256_file(db)}
+    write_json_atomic(hg.dir.manifest_path, m.to_dict())
+    hg = HippoGraph.open(tmp_path / "idx")
+    assert _tables(hg).passage_owners == []
+    hg.add([{"id": "one", "title": "Delta Station", "text": SHARED}])
+    assert len(_tables(hg).passages) == len(DOCS) + 1
+    _assert_consistent(hg)
