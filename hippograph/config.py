@@ -119,6 +119,11 @@ class Config:
     """Include synonymy edges in the PPR graph (ablation switch)."""
     use_passage_priors: bool = True
     """Put dense passage priors into the PPR reset vector (ablation switch)."""
+    use_documents: bool = False
+    """Add a documents view to the router when documents span several passages (its vectors are the
+    mean of each document's passage embeddings; a document's score goes to all its passages). Off by
+    default: on the bundled sample corpus it cut recall@2 from 0.83 to 0.61 (long documents' passages
+    all inherit one broad score); see eval/results for the benchmark datasets."""
     max_query_chars: int = 10_000
     """Longer queries are truncated with a warning."""
 

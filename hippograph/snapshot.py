@@ -47,6 +47,7 @@ class IndexSnapshot:
             raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
         self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
         self._bm25 = self._open_bm25()
+        self._passage_vectors = self._open_passage_vectors()
 
     def _load_tables(self) -> None:
         c = self.conn.cursor()
@@ -135,6 +136,44 @@ class IndexSnapshot:
                 raise IndexCorruptError(f"{vmap}: vector id map must be a 1-d integer array")
             index = RowIdIndex(index, vid2row.astype(np.int64))
         return index
+
+    # ---- documents view ----------------------------------------------------------------------
+    def _open_passage_vectors(self) -> np.ndarray | None:
+        """Memory-map the passage embeddings when some document spans several passages
+        (they feed the documents view); None otherwise."""
+        if len(set(self.passage_doc_ids)) == self.n_passages:
+            return None
+        path = self.path / "embeddings" / "passages.npy"
+        if not path.is_file():
+            return None
+        try:
+            vecs = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"{path}: unreadable passage embeddings ({exc})") from exc
+        if vecs.ndim != 2 or len(vecs) != self.n_passages:
+            raise IndexCorruptError(f"{path}: passage embeddings do not match the metadata database")
+        return vecs
+
+    @cached_property
+    def document_view(self) -> tuple[np.ndarray, sp.csr_matrix] | None:
+        """(unit vectors of documents that span ≥ 2 passages — the normalised mean of their
+        passage embeddings —, document × passage membership matrix), or None when every
+        document is a single passage. Computed on first use from the passage embeddings."""
+        if self._passage_vectors is None:
+            return None
+        docs: dict[str, list[int]] = {}
+        for row, doc in enumerate(self.passage_doc_ids):
+            docs.setdefault(doc, []).append(row)
+        multi = [rows for rows in docs.values() if len(rows) > 1]
+        if not multi:
+            return None
+        cols = np.concatenate([np.asarray(r, dtype=np.int64) for r in multi])
+        rows = np.repeat(np.arange(len(multi)), [len(r) for r in multi])
+        members = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(multi), self.n_passages))
+        sums = members @ np.asarray(self._passage_vectors, dtype=np.float32)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        vecs = np.ascontiguousarray(sums / np.maximum(norms, 1e-12), dtype=np.float32)
+        return vecs, members
 
     def _open_bm25(self) -> Any | None:
         path = self.path / "lexical" / "passages"

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 MODES = ("hybrid", "ppr", "dense", "bm25")
 ROUTED = ("passages", "sentences", "facts", "entities")
+"""Granularities searched by vector for every query; "documents" joins them when documents
+span several passages (`Config.use_documents`)."""
 
 
 @dataclass
@@ -96,6 +98,14 @@ class Retriever:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         return index.search(q, min(k, len(index)))
 
+    def _document_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner-product search over the documents view (few vectors: one per multi-passage document)."""
+        vecs = self.snap.document_view[0]
+        sims = q @ vecs.T
+        k = min(k, vecs.shape[0])
+        ids = np.stack([_topk(row, k) for row in sims]) if len(sims) else np.zeros((0, k), np.int64)
+        return np.take_along_axis(sims, ids, axis=1).astype(np.float32), ids.astype(np.int64)
+
     def _unit_to_passage_scores(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Max-reduce candidate unit scores onto passages."""
         n = self.snap.n_passages
@@ -106,6 +116,10 @@ class Retriever:
             return out
         if gran == "passages":
             np.maximum.at(out, ids, scores)
+            return out
+        if gran == "documents":  # a document's score goes to each of its passages
+            sub = self.snap.document_view[1][ids].tocoo()
+            np.maximum.at(out, sub.col, scores[sub.row])
             return out
         mapping = {
             "sentences": self.snap.sentence_passages,
@@ -133,6 +147,8 @@ class Retriever:
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
         cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts)) for g in grans}
+        if mode != "dense" and cfg.use_documents and snap.document_view is not None:
+            cands["documents"] = self._document_search(qv, M)
 
         links = self._link_mentions(queries, cfg) if mode != "dense" else []
         results: list[QueryResult] = []
@@ -191,7 +207,7 @@ class Retriever:
     def _route(self, cands: dict, qi: int, bm: np.ndarray, cfg: Config) -> RouterResult:
         M = cfg.candidates_per_granularity
         views: dict[str, np.ndarray] = {}
-        for g in ROUTED:
+        for g in cands:
             scores, ids = cands[g][0][qi], cands[g][1][qi]
             views[g] = minmax(scores[ids >= 0][:M].astype(np.float64)) if len(ids) else np.zeros(0)
         top_bm = bm[_topk(bm, M)]
@@ -203,7 +219,9 @@ class Retriever:
         """Σ_g w_g · minmax(passage-mapped scores of g); entities act through seeds, not here."""
         n = self.snap.n_passages
         total = np.zeros(n)
-        for g in ("passages", "sentences", "facts"):
+        for g in ("passages", "sentences", "facts", "documents"):
+            if g not in cands:
+                continue
             w = router.weights.get(g, 0.0)
             if w <= 0:
                 continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from hippograph import Config, HippoGraph, Hit
@@ -220,3 +221,19 @@ def _init_with(init, **defaults):
             kwargs.setdefault(k, v)
         init(self, *args, **kwargs)
     return patched
+
+
+def test_documents_view_for_multi_passage_documents(sample_index):
+    hg = HippoGraph.open(sample_index)
+    view = hg.snapshot.document_view
+    assert view is not None  # the long sample documents were chunked
+    vecs, members = view
+    assert vecs.shape[0] == members.shape[0] and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert (np.asarray(members.sum(axis=1)).ravel() >= 2).all()
+    docs = np.asarray(hg.snapshot.passage_doc_ids, dtype=object)
+    for d in range(members.shape[0]):  # each row is exactly one document's passages
+        assert len(set(docs[members[d].indices])) == 1
+    hit = hg.retrieve("Who founded Kessel Shipworks?", top_k=3, use_documents=True, explain=True)[0]
+    assert "documents" in hit.explanation["router"]["weights"]
+    plain = hg.retrieve("Who founded Kessel Shipworks?", top_k=3, explain=True)[0]
+    assert "documents" not in plain.explanation["router"]["weights"]
