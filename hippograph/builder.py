@@ -36,7 +36,6 @@ documents (the sentence-transformers embedder has no fit, so there it is).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -57,6 +56,8 @@ from .indexers.chunking import chunk_document, split_sentences
 from .indexers.graph_builder import (
     SynonymEdge,
     embedding_synonyms,
+    lsh_synonyms,
+    minhash_signatures,
     specificity,
     synonymy_eligible,
 )
@@ -510,8 +511,8 @@ class Builder:
     def _minhash_edges(self, new_ids: np.ndarray, existing: set[tuple[int, int]]) -> list[SynonymEdge]:
         """Surface-form synonymy, new-vs-all, with the signatures of old entities reused.
 
-        Same result as `graph_builder.minhash_synonyms` (same datasketch signatures, LSH
-        bands and Jaccard estimate) but O(new entities) hashing instead of re-hashing all.
+        Same result as `graph_builder.minhash_synonyms`, but O(new entities) hashing: the
+        signatures of entities already indexed are kept in `graph/minhash.npy`.
         """
         c = self.config
         if c.minhash_threshold <= 0 or len(new_ids) == 0:
@@ -785,87 +786,6 @@ def spann_dead_fraction(index: Any) -> float:
     table = index.list_table()
     live = int(table["length"][table["alive"]].sum())
     return max(0.0, 1.0 - live / n_entries) if n_entries else 0.0
-
-
-def minhash_signatures(names: Sequence[str], eligible: np.ndarray, num_perm: int) -> np.ndarray:
-    """datasketch MinHash signatures (seed 1, character 3-grams) of `names`, one row each.
-
-    Ineligible names get an all-max row (they are never paired). Permutations are created
-    once and shared, which is what makes this ≈2× faster than one `MinHash()` per name.
-    """
-    from datasketch import MinHash
-
-    from .indexers.graph_builder import _shingles
-
-    tpl = MinHash(num_perm=num_perm, seed=1)
-    dtype = tpl.hashvalues.dtype
-    out = np.full((len(names), num_perm), np.iinfo(dtype).max, dtype=dtype)
-    for i, name in enumerate(names):
-        if not eligible[i]:
-            continue
-        m = MinHash(num_perm=num_perm, seed=1, permutations=tpl.permutations, scheme=tpl.scheme)
-        m.update_batch(list(_shingles(name)))
-        out[i] = m.hashvalues
-    return out
-
-
-def lsh_synonyms(
-    signatures: np.ndarray,
-    eligible: np.ndarray,
-    new_ids: np.ndarray,
-    *,
-    threshold: float,
-    existing: set[tuple[int, int]],
-) -> list[SynonymEdge]:
-    """Pairs (new entity, any entity) whose signatures agree on a whole LSH band and whose
-    estimated Jaccard ≥ threshold — datasketch `MinHashLSH`'s banding, vectorised with numpy."""
-    num_perm = signatures.shape[1]
-    ranges = _lsh_bands(float(threshold), int(num_perm))
-    elig = np.flatnonzero(eligible)
-    is_new = np.zeros(len(signatures), dtype=bool)
-    is_new[new_ids] = True
-    is_new &= eligible
-    if not is_new.any() or len(elig) < 2:
-        return []
-    sig = signatures[elig].astype(np.uint64)
-    mult = np.random.default_rng(20251125).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-    candidates: set[tuple[int, int]] = set()
-    for a, b in ranges:
-        keys = (sig[:, a:b] * mult[a:b]).sum(axis=1)  # wraps mod 2**64: a hash of the band
-        order = np.argsort(keys, kind="stable")
-        ks = keys[order]
-        cuts = np.flatnonzero(ks[1:] != ks[:-1]) + 1
-        starts = np.concatenate([[0], cuts])
-        ends = np.concatenate([cuts, [len(ks)]])
-        multi = np.flatnonzero(ends - starts > 1)
-        for g in multi:
-            members = elig[order[starts[g]:ends[g]]]
-            fresh = members[is_new[members]]
-            if not fresh.size:
-                continue
-            for i in fresh.tolist():
-                for j in members.tolist():
-                    if i != j:
-                        candidates.add((i, j) if i < j else (j, i))
-    edges: list[SynonymEdge] = []
-    for i, j in sorted(candidates):
-        if (i, j) in existing:
-            continue
-        eq = signatures[i] == signatures[j]
-        if not any(eq[a:b].all() for a, b in ranges):
-            continue  # band-hash collision, not a real band match
-        jac = float(np.count_nonzero(eq)) / num_perm
-        if jac >= threshold:
-            edges.append(SynonymEdge(i, j, jac, "minhash"))
-    return edges
-
-
-@functools.lru_cache(maxsize=8)
-def _lsh_bands(threshold: float, num_perm: int) -> tuple[tuple[int, int], ...]:
-    """datasketch's (start, end) band ranges for a threshold (its parameter search takes ≈0.1 s)."""
-    from datasketch import MinHashLSH
-
-    return tuple((int(a), int(b)) for a, b in MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -6,6 +6,7 @@ which edge family each entry came from, so ablations can drop a family at load t
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -103,43 +104,95 @@ def minhash_synonyms(
 ) -> list[SynonymEdge]:
     """Surface-form near-duplicates ("barack obama" / "obama") by MinHash LSH on character 3-grams.
 
-    Also links an entity whose tokens are a contiguous sub-sequence of a longer name
-    (e.g. "obama" ⊂ "barack obama") only when LSH proposes the pair; the edge weight is
-    the estimated Jaccard similarity.
+    Pairs (new entity, any entity) proposed by datasketch-compatible LSH banding whose
+    estimated Jaccard ≥ threshold; the edge weight is that estimate. The incremental
+    builder calls `minhash_signatures` / `lsh_synonyms` directly to reuse old signatures.
     """
-    if threshold <= 0:
+    new = np.fromiter((int(i) for i in new_ids), dtype=np.int64)
+    if threshold <= 0 or not new.size:
         return []
-    from datasketch import MinHash, MinHashLSH
+    eligible = np.fromiter((synonymy_eligible(n, min_chars) for n in names), dtype=bool, count=len(names))
+    signatures = minhash_signatures(names, eligible, num_perm)
+    return lsh_synonyms(signatures, eligible, new, threshold=threshold, existing=existing or set())
 
-    new_set = {int(i) for i in new_ids}
-    if not new_set:
-        return []
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    sketches: dict[int, MinHash] = {}
+
+def minhash_signatures(names: Sequence[str], eligible: np.ndarray, num_perm: int) -> np.ndarray:
+    """datasketch MinHash signatures (seed 1, character 3-grams) of `names`, one row each.
+
+    Ineligible names get an all-max row (they are never paired). Permutations are created
+    once and shared, which is what makes this ≈2× faster than one `MinHash()` per name.
+    """
+    from datasketch import MinHash
+
+    tpl = MinHash(num_perm=num_perm, seed=1)
+    dtype = tpl.hashvalues.dtype
+    out = np.full((len(names), num_perm), np.iinfo(dtype).max, dtype=dtype)
     for i, name in enumerate(names):
-        if not synonymy_eligible(name, min_chars):
+        if not eligible[i]:
             continue
-        m = MinHash(num_perm=num_perm, seed=1)
+        m = MinHash(num_perm=num_perm, seed=1, permutations=tpl.permutations, scheme=tpl.scheme)
         m.update_batch(list(_shingles(name)))
-        sketches[i] = m
-    with lsh.insertion_session() as session:
-        for i, m in sketches.items():
-            session.insert(i, m)
-    existing = existing or set()
-    edges: dict[tuple[int, int], float] = {}
-    for i in sorted(new_set):
-        if i not in sketches:
+        out[i] = m.hashvalues
+    return out
+
+
+def lsh_synonyms(
+    signatures: np.ndarray,
+    eligible: np.ndarray,
+    new_ids: np.ndarray,
+    *,
+    threshold: float,
+    existing: set[tuple[int, int]],
+) -> list[SynonymEdge]:
+    """Pairs (new entity, any entity) whose signatures agree on a whole LSH band and whose
+    estimated Jaccard ≥ threshold — datasketch `MinHashLSH`'s banding, vectorised with numpy."""
+    num_perm = signatures.shape[1]
+    ranges = _lsh_bands(float(threshold), int(num_perm))
+    elig = np.flatnonzero(eligible)
+    is_new = np.zeros(len(signatures), dtype=bool)
+    is_new[new_ids] = True
+    is_new &= eligible
+    if not is_new.any() or len(elig) < 2:
+        return []
+    sig = signatures[elig].astype(np.uint64)
+    mult = np.random.default_rng(20251125).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
+    candidates: set[tuple[int, int]] = set()
+    for a, b in ranges:
+        keys = (sig[:, a:b] * mult[a:b]).sum(axis=1)  # wraps mod 2**64: a hash of the band
+        order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        cuts = np.flatnonzero(ks[1:] != ks[:-1]) + 1
+        starts = np.concatenate([[0], cuts])
+        ends = np.concatenate([cuts, [len(ks)]])
+        multi = np.flatnonzero(ends - starts > 1)
+        for g in multi:
+            members = elig[order[starts[g]:ends[g]]]
+            fresh = members[is_new[members]]
+            if not fresh.size:
+                continue
+            for i in fresh.tolist():
+                for j in members.tolist():
+                    if i != j:
+                        candidates.add((i, j) if i < j else (j, i))
+    edges: list[SynonymEdge] = []
+    for i, j in sorted(candidates):
+        if (i, j) in existing:
             continue
-        for j in lsh.query(sketches[i]):
-            if j == i:
-                continue
-            key = (min(i, j), max(i, j))
-            if key in existing or key in edges:
-                continue
-            jac = float(sketches[i].jaccard(sketches[j]))
-            if jac >= threshold:
-                edges[key] = jac
-    return [SynonymEdge(a, b, s, "minhash") for (a, b), s in sorted(edges.items())]
+        eq = signatures[i] == signatures[j]
+        if not any(eq[a:b].all() for a, b in ranges):
+            continue  # band-hash collision, not a real band match
+        jac = float(np.count_nonzero(eq)) / num_perm
+        if jac >= threshold:
+            edges.append(SynonymEdge(i, j, jac, "minhash"))
+    return edges
+
+
+@functools.lru_cache(maxsize=8)
+def _lsh_bands(threshold: float, num_perm: int) -> tuple[tuple[int, int], ...]:
+    """datasketch's (start, end) band ranges for a threshold (its parameter search takes ≈0.1 s)."""
+    from datasketch import MinHashLSH
+
+    return tuple((int(a), int(b)) for a, b in MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges)
 
 
 def build_adjacency(

@@ -86,3 +86,36 @@ def test_minhash_links_surface_variants_only():
     edges = minhash_synonyms(names, [1], threshold=0.5, num_perm=128, min_chars=3)
     assert {(e.a, e.b) for e in edges} == {(0, 1)}
     assert minhash_synonyms(names, [1], threshold=0, num_perm=128, min_chars=3) == []
+
+
+def test_vectorised_minhash_matches_datasketch_lsh():
+    """The numpy banding in lsh_synonyms proposes exactly the pairs datasketch's MinHashLSH does."""
+    import random
+
+    from datasketch import MinHash, MinHashLSH
+
+    from hippograph.indexers.graph_builder import _shingles, synonymy_eligible
+
+    rnd = random.Random(7)
+    stems = ["drumlow", "meriden", "kessel", "halvenne", "wren relay", "ashcombe", "tarsk"]
+    names = sorted({f"{rnd.choice(['', 'the ', 'old ', 'new '])}{rnd.choice(stems)}{rnd.choice(['', ' port', ' university', 's'])}"
+                    for _ in range(200)})
+    new = list(range(0, len(names), 3))
+    got = {(e.a, e.b): e.score for e in minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3)}
+
+    lsh = MinHashLSH(threshold=0.6, num_perm=64)
+    sk = {}
+    for i, n in enumerate(names):
+        if synonymy_eligible(n, 3):
+            m = MinHash(num_perm=64, seed=1)
+            m.update_batch(list(_shingles(n)))
+            sk[i] = m
+            lsh.insert(i, m)
+    want = {}
+    for i in new:
+        if i in sk:
+            for j in lsh.query(sk[i]):
+                jac = float(sk[i].jaccard(sk[j]))
+                if j != i and jac >= 0.6:
+                    want[(min(i, j), max(i, j))] = jac
+    assert want and got == want
