@@ -171,7 +171,17 @@ class RunContext:
         return time.perf_counter() - t0
 
     def encode_queries(self, ps: "PassageSet", questions: Sequence[str]) -> np.ndarray:
-        return np.ascontiguousarray(self.embedder_for(ps).encode(list(questions)), dtype=np.float32)
+        """Query vectors, always computed by the model: the run's embedding cache serves passages
+        only, so query latencies include the real query-embedding cost."""
+        emb = self.embedder_for(ps)
+        cache = getattr(emb, "cache", None)
+        if cache is not None:
+            emb.cache = None
+        try:
+            return np.ascontiguousarray(emb.encode(list(questions)), dtype=np.float32)
+        finally:
+            if cache is not None:
+                emb.cache = cache
 
     def finish(self, bench: Benchmark) -> None:
         """Drop this benchmark's passages, vectors and open indexes (keeps memory flat across datasets)."""
