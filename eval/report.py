@@ -290,7 +290,10 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
             ix, q = st["index"], st["query"]
             stages = ", ".join(f"{k} {v:.1f}" for k, v in ix.get("stages", {}).items()
                                if not ix.get("extra", {}).get("shared") or k == "warm_up")
-            note = " (shared)" if ix.get("extra", {}).get("shared") else " (cached)" if ix.get("cached") else ""
+            extra = ix.get("extra", {})
+            note = " (shared)" if extra.get("shared") else " (cached)" if ix.get("cached") else ""
+            if not note and extra.get("embedding_cache_new_vectors") is not None:
+                note = f" (embedding cache: {extra['embedding_cache_new_vectors']:,} new vectors)"
             rows.append([s, f"{ix['seconds']:.1f}" + note, stages or "–",
                          _f(ix["size_bytes"] / 2**20, 1) if ix.get("size_bytes") else "–",
                          f"{ix['rss']['peak_mb']:.0f} (Δ{ix['rss']['delta_mb']:.0f})",
