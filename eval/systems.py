@@ -110,6 +110,9 @@ class RunContext:
         self._embedder: Any = None
         self._hg: dict[str, tuple[Any, IndexInfo]] = {}
         self._hg_failed: dict[str, BaseException] = {}
+        # hashed once: the engine's modules are imported once per run, so editing the sources
+        # mid-run must not make later systems rebuild an index the running code already built
+        self.source_hash = source_hash(*_index_sources())
 
     # ---- engine components ----
     def embedder_for(self, ps: "PassageSet") -> Any:
@@ -205,7 +208,7 @@ class RunContext:
         index_cfg = {k: v for k, v in self.config.index_time_dict().items()
                      if k not in ("n_process", "embedding_batch_size", "spacy_batch_size", "embedding_cache_dir")}
         key = _hash(index_cfg, bench.corpus_hash(), str(openie) if openie else None,
-                    source_hash(*_index_sources()))
+                    self.source_hash)
         mem_key = f"{bench.name}:{variant}:{key}"
         if mem_key in self._hg:  # a second system on the same index: report it as shared
             hg, info = self._hg[mem_key]
