@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,10 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
             for p in parts:
                 text = p.read_text(encoding="utf-8").strip()
                 text = _nest_headings(text, 3)
+                # relative image links in a fragment point next to it (eval/results/): re-anchor them
+                rel = os.path.relpath(components_dir, report_path.parent)
+                if rel and rel != ".":
+                    text = re.sub(r"\]\((?!https?:|/)([^)]+\.png)\)", lambda m: f"]({rel}/{m.group(1)})", text)
                 L += [f"<!-- {p.name} -->", text, ""]
     return "\n".join(L).rstrip() + "\n"
 
