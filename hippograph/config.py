@@ -99,6 +99,10 @@ class Config:
     """Weight of dense passage priors in the PPR reset vector (HippoRAG 2 best: 0.05)."""
     candidates_per_granularity: int = 50
     """Top-M candidates per granularity fed to the router."""
+    spann_max_lists: int = 64
+    """Posting lists probed per query in granularities served by SPANN (≥ `spann_min_vectors`). On
+    SciFact's 122k fact vectors, recall of the top 50 vs exact: 0.87 at 32 lists, 0.92 at 64
+    (0.29 → 0.48 ms per query), 0.96 at 128 (0.90 ms)."""
     router: bool = True
     """Entropy routing across granularities; False uses `fixed_weights`."""
     router_temperature: float = 0.1

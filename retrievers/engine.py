@@ -92,11 +92,12 @@ class Retriever:
         ppr.tol, ppr.max_iter = cfg.ppr_tol, cfg.ppr_max_iter
         return ppr
 
-    def _vector_search(self, gran: str, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _vector_search(self, gran: str, q: np.ndarray, k: int, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
         index = self.snap.vector_index(gran)
         if index is None or len(index) == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        return index.search(q, min(k, len(index)))
+        # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
+        return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
 
     def _document_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner-product search over the documents view (few vectors: one per multi-passage document)."""
@@ -146,7 +147,7 @@ class Retriever:
 
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
-        cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts)) for g in grans}
+        cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg) for g in grans}
         if mode != "dense" and cfg.use_documents and snap.document_view is not None:
             cands["documents"] = self._document_search(qv, M)
 
@@ -250,7 +251,7 @@ class Retriever:
             out.append(links)
         if unmatched:
             mv = np.ascontiguousarray(self.embed([name for _, name in unmatched]), dtype=np.float32)
-            scores, ids = self._vector_search("entities", mv, 1)
+            scores, ids = self._vector_search("entities", mv, 1, cfg)
             for (qi, name), row_s, row_i in zip(unmatched, scores, ids):
                 if len(row_i) and row_i[0] >= 0 and row_s[0] >= cfg.linking_min_similarity:
                     out[qi].append((name, int(row_i[0]), float(row_s[0])))

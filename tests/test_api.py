@@ -237,3 +237,25 @@ def test_documents_view_for_multi_passage_documents(sample_index):
     assert "documents" in hit.explanation["router"]["weights"]
     plain = hg.retrieve("Who founded Kessel Shipworks?", top_k=3, explain=True)[0]
     assert "documents" not in plain.explanation["router"]["weights"]
+
+
+def test_spann_granularities_probe_the_configured_number_of_lists(tmp_path, monkeypatch):
+    """Granularities big enough for SPANN are searched with Config.spann_max_lists (per call)."""
+    from hippograph.indexers.spann import SpannIndex
+
+    hg = HippoGraph.build(DATA / "corpus", tmp_path / "idx", Config(embedder="tfidf", spann_min_vectors=200))
+    assert any(isinstance(getattr(hg.snapshot.vector_index(g), "index", hg.snapshot.vector_index(g)), SpannIndex)
+               for g in ("sentences", "facts", "entities"))
+    seen: list[int | None] = []
+    original = SpannIndex.search
+
+    def spy(self, queries, k, *, max_lists=None, **kw):
+        seen.append(max_lists)
+        return original(self, queries, k, max_lists=max_lists, **kw)
+
+    monkeypatch.setattr(SpannIndex, "search", spy)
+    hg.retrieve("Who founded Kessel Shipworks?", top_k=3)
+    assert seen and set(seen) == {Config().spann_max_lists}
+    seen.clear()
+    few = hg.retrieve("Who founded Kessel Shipworks?", top_k=3, spann_max_lists=2)
+    assert seen and set(seen) == {2} and few
