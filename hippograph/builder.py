@@ -55,6 +55,7 @@ from .errors import HippoGraphError
 from .indexers.chunking import chunk_document, split_sentences
 from .indexers.graph_builder import (
     SynonymEdge,
+    build_adjacency_arrays,
     embedding_synonyms,
     lsh_synonyms,
     minhash_signatures,
@@ -580,7 +581,7 @@ class Builder:
         syn_a = np.fromiter((x[0] for x in t.synonyms), dtype=np.int64, count=n_syn)
         syn_b = np.fromiter((x[1] for x in t.synonyms), dtype=np.int64, count=n_syn)
         syn_w = np.fromiter((x[2] for x in t.synonyms), dtype=np.float64, count=n_syn)
-        adjacency, kind = adjacency_with_synonym_arrays(
+        adjacency, kind = build_adjacency_arrays(
             len(t.entities), len(t.passages), fact_pairs, mentions, syn_a, syn_b, syn_w
         )
         np.save(out / "indptr.npy", adjacency.indptr.astype(np.int64), allow_pickle=False)
@@ -714,66 +715,6 @@ class Builder:
         out.mkdir()
         if self.tables.passages:
             BM25Index.build([passage_embedding_text(p) for p in self.tables.passages]).save(out / "passages")
-
-
-def adjacency_with_synonym_arrays(
-    n_entities: int,
-    n_passages: int,
-    fact_pairs: np.ndarray,
-    mentions: np.ndarray,
-    syn_a: np.ndarray,
-    syn_b: np.ndarray,
-    syn_w: np.ndarray,
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """`graph_builder.build_adjacency` with the synonymy edges given as arrays.
-
-    Same result (tested); it avoids one Python object per synonymy edge, which dominated
-    the graph stage once an index holds millions of synonymy edges.
-    """
-    from .indexers.graph_builder import EDGE_FACT, EDGE_MENTION, EDGE_SYNONYM
-
-    n = n_entities + n_passages
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    kinds: list[np.ndarray] = []
-
-    def add(r: np.ndarray, c: np.ndarray, w: np.ndarray, kind: int) -> None:
-        if len(r) == 0:
-            return
-        rows.extend([r, c])
-        cols.extend([c, r])
-        vals.extend([w, w])
-        kinds.extend([np.full(len(r), kind, dtype=np.int8)] * 2)
-
-    if len(fact_pairs):
-        fp = np.asarray(fact_pairs, dtype=np.int64).reshape(-1, 2)
-        fp = fp[fp[:, 0] != fp[:, 1]]
-        lo, hi = np.minimum(fp[:, 0], fp[:, 1]), np.maximum(fp[:, 0], fp[:, 1])
-        pairs, counts = np.unique(np.stack([lo, hi], 1), axis=0, return_counts=True)
-        add(pairs[:, 0], pairs[:, 1], counts.astype(np.float64), EDGE_FACT)
-    if len(mentions):
-        m = np.unique(np.asarray(mentions, dtype=np.int64).reshape(-1, 2), axis=0)
-        add(m[:, 0], m[:, 1] + n_entities, np.ones(len(m)), EDGE_MENTION)
-    if len(syn_a):
-        add(np.asarray(syn_a, np.int64), np.asarray(syn_b, np.int64), np.asarray(syn_w, np.float64), EDGE_SYNONYM)
-    if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float64), sp.csr_matrix((n, n), dtype=np.int8)
-    r = np.concatenate(rows)
-    c = np.concatenate(cols)
-    w = np.concatenate(vals)
-    k = np.concatenate(kinds)
-    adjacency = sp.coo_matrix((w, (r, c)), shape=(n, n)).tocsr()
-    adjacency.sum_duplicates()
-    order = np.lexsort((k, c, r))
-    r, c, k = r[order], c[order], k[order]
-    first = np.ones(len(r), dtype=bool)
-    first[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
-    kind = sp.csr_matrix(((k[first] + 1).astype(np.int8), (r[first], c[first])), shape=(n, n))
-    kind.sort_indices()
-    adjacency.sort_indices()
-    kind.data -= 1
-    return adjacency, kind
 
 
 def spann_dead_fraction(index: Any) -> float:

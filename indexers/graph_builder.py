@@ -202,12 +202,32 @@ def build_adjacency(
     mentions: np.ndarray,
     synonyms: Sequence[SynonymEdge],
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Symmetric weighted adjacency (CSR) and the parallel edge-kind matrix (see
+    `build_adjacency_arrays`), with the synonymy edges as `SynonymEdge` records."""
+    return build_adjacency_arrays(
+        n_entities, n_passages, fact_pairs, mentions,
+        np.array([s.a for s in synonyms], dtype=np.int64),
+        np.array([s.b for s in synonyms], dtype=np.int64),
+        np.array([s.score for s in synonyms], dtype=np.float64),
+    )
+
+
+def build_adjacency_arrays(
+    n_entities: int,
+    n_passages: int,
+    fact_pairs: np.ndarray,
+    mentions: np.ndarray,
+    syn_a: np.ndarray,
+    syn_b: np.ndarray,
+    syn_w: np.ndarray,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Symmetric weighted adjacency (CSR) and the parallel edge-kind matrix.
 
     - fact edges: subject↔object, weight = number of triples linking them;
     - mention edges: passage↔entity, weight 1.0;
-    - synonymy edges: entity↔entity, weight = similarity score.
+    - synonymy edges: entity↔entity (syn_a[i]↔syn_b[i]), weight = similarity score syn_w[i].
     Where families overlap on one pair, weights add and the kind of the first family wins.
+    Synonymy edges come as arrays: an index can hold millions of them.
     """
     n = n_entities + n_passages
     rows: list[np.ndarray] = []
@@ -232,11 +252,8 @@ def build_adjacency(
     if len(mentions):
         m = np.unique(np.asarray(mentions, dtype=np.int64).reshape(-1, 2), axis=0)
         add(m[:, 0], m[:, 1] + n_entities, np.ones(len(m)), EDGE_MENTION)
-    if synonyms:
-        a = np.array([s.a for s in synonyms], dtype=np.int64)
-        b = np.array([s.b for s in synonyms], dtype=np.int64)
-        w = np.array([s.score for s in synonyms], dtype=np.float64)
-        add(a, b, w, EDGE_SYNONYM)
+    if len(syn_a):
+        add(np.asarray(syn_a, np.int64), np.asarray(syn_b, np.int64), np.asarray(syn_w, np.float64), EDGE_SYNONYM)
 
     if not rows:
         empty = sp.csr_matrix((n, n), dtype=np.float64)

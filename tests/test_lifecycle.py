@@ -319,9 +319,8 @@ def test_sample_index_copy_delete_then_add_back(sample_index, tmp_path):
     _assert_consistent(hg)
 
 
-def test_adjacency_twin_matches_graph_builder():
-    from hippograph.builder import adjacency_with_synonym_arrays
-    from hippograph.indexers.graph_builder import SynonymEdge, build_adjacency
+def test_adjacency_from_records_matches_arrays():
+    from hippograph.indexers.graph_builder import SynonymEdge, build_adjacency, build_adjacency_arrays
 
     rng = np.random.default_rng(7)
     n_e, n_p = 40, 15
@@ -330,7 +329,7 @@ def test_adjacency_twin_matches_graph_builder():
     pairs = {tuple(sorted(map(int, rng.integers(0, n_e, 2)))) for _ in range(60)}
     syn = [SynonymEdge(a, b, float(rng.uniform(0.8, 1)), "embedding") for a, b in sorted(pairs) if a != b]
     a1, k1 = build_adjacency(n_e, n_p, facts, mentions, syn)
-    a2, k2 = adjacency_with_synonym_arrays(
+    a2, k2 = build_adjacency_arrays(
         n_e, n_p, facts, mentions, np.array([s.a for s in syn]), np.array([s.b for s in syn]), np.array([s.score for s in syn]))
     for x, y in ((a1, a2), (k1, k2)):
         assert np.array_equal(x.indptr, y.indptr) and np.array_equal(x.indices, y.indices)
