@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
+from .indexers._diskio import iter_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -54,28 +55,14 @@ def _fsync_dir(path: Path) -> None:
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in 1 MB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+    return sha256_range(path, 0, None, chunk)
 
 
-def sha256_range(path: Path, start: int, end: int, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of bytes [start, end) of a file."""
+def sha256_range(path: Path, start: int, end: int | None, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of bytes [start, end) of a file (to its end when ``end`` is None)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        left = end - start
-        while left > 0:
-            block = fh.read(min(chunk, left))
-            if not block:
-                break
-            h.update(block)
-            left -= len(block)
+    for block in iter_chunks(path, start, end, chunk):
+        h.update(block)
     return h.hexdigest()
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -26,36 +26,31 @@ HEADER = "header.json"
 _CHUNK = 1 << 24
 
 
-def crc32_file(path: Path, limit: int | None = None) -> int:
-    """CRC-32 of a file (or of its first ``limit`` bytes)."""
-    crc = 0
-    left = limit
-    with open(path, "rb") as f:
-        while True:
-            n = _CHUNK if left is None else min(_CHUNK, left)
-            if n == 0:
-                break
-            buf = f.read(n)
-            if not buf:
-                break
-            crc = zlib.crc32(buf, crc)
-            if left is not None:
-                left -= len(buf)
-    return crc & 0xFFFFFFFF
-
-
-def crc32_range(path: Path, start: int, end: int) -> int:
-    """CRC-32 of bytes [start, end) of a file."""
-    crc = 0
+def iter_chunks(path: Path, start: int = 0, end: int | None = None, chunk: int = _CHUNK) -> Iterator[bytes]:
+    """Bytes [start, end) of a file (to its end when ``end`` is None), in blocks of ``chunk``;
+    stops early at a short file."""
     with open(path, "rb") as f:
         f.seek(start)
-        left = end - start
-        while left > 0:
-            buf = f.read(min(_CHUNK, left))
+        left = None if end is None else end - start
+        while left is None or left > 0:
+            buf = f.read(chunk if left is None else min(chunk, left))
             if not buf:
-                break
-            crc = zlib.crc32(buf, crc)
-            left -= len(buf)
+                return
+            yield buf
+            if left is not None:
+                left -= len(buf)
+
+
+def crc32_file(path: Path, limit: int | None = None) -> int:
+    """CRC-32 of a file (or of its first ``limit`` bytes)."""
+    return crc32_range(path, 0, limit)
+
+
+def crc32_range(path: Path, start: int, end: int | None) -> int:
+    """CRC-32 of bytes [start, end) of a file."""
+    crc = 0
+    for buf in iter_chunks(path, start, end):
+        crc = zlib.crc32(buf, crc)
     return crc & 0xFFFFFFFF
 
 
