@@ -129,7 +129,7 @@ class Config:
     use_documents: bool = False
     """Add a documents view to the router when documents span several passages (its vectors are the
     mean of each document's passage embeddings; a document's score goes to all its passages). Off by
-    default: on the bundled sample corpus it cut recall@2 from 0.83 to 0.61 (long documents' passages
+    default: on the bundled sample corpus it cut recall@2 from 0.83 to 0.57 (long documents' passages
     all inherit one broad score), and on the eval datasets (candidates 200) it cost MuSiQue R@5 0.693 →
     0.640, HotpotQA R@2 0.705 → 0.675, SciFact nDCG@10 0.690 → 0.661 (LoCoMo unchanged)."""
     max_query_chars: int = 10_000

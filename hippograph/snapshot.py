@@ -139,10 +139,8 @@ class IndexSnapshot:
 
     # ---- documents view ----------------------------------------------------------------------
     def _open_passage_vectors(self) -> np.ndarray | None:
-        """Memory-map the passage embeddings when some document spans several passages
-        (they feed the documents view); None otherwise."""
-        if len(set(self.passage_doc_ids)) == self.n_passages:
-            return None
+        """Memory-map the passage embeddings (they feed the documents view). Mapped now, read
+        only when `document_view` is first used; None when the generation has none."""
         path = self.path / "embeddings" / "passages.npy"
         if not path.is_file():
             return None

@@ -101,11 +101,11 @@ class Retriever:
 
     def _document_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner-product search over the documents view (few vectors: one per multi-passage document)."""
+        import faiss
+
         vecs = self.snap.document_view[0]
-        sims = q @ vecs.T
-        k = min(k, vecs.shape[0])
-        ids = np.stack([_topk(row, k) for row in sims]) if len(sims) else np.zeros((0, k), np.int64)
-        return np.take_along_axis(sims, ids, axis=1).astype(np.float32), ids.astype(np.int64)
+        scores, ids = faiss.knn(q, vecs, min(k, vecs.shape[0]), metric=faiss.METRIC_INNER_PRODUCT)
+        return scores, ids.astype(np.int64)
 
     def _unit_to_passage_scores(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Max-reduce candidate unit scores onto passages."""
