@@ -174,7 +174,9 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
              f"{results['load_avg_end'][0]:.1f} at end — above {m['cores']} means other processes shared the "
              "CPU and every timing below is inflated" if results.get("load_avg_end") else ""),
           f"- Libraries: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
-          f"- Embedder: `{results['embedder']}` (engine config `embedder={results['engine_config'].get('embedder')}`), "
+          f"- Embedder: `{results['embedder']}` (engine config `embedder={results['engine_config'].get('embedder')}`"
+          + (f", compute precision {results['embedding_precision']}" if results.get("embedding_precision") else "")
+          + "), "
           f"same passages (engine chunker, `chunk_words={results['engine_config'].get('chunk_words')}`), "
           "same embeddings and same queries for every system.",
           ]

@@ -19,7 +19,7 @@ import numpy as np
 
 from .datasets import Benchmark, load_dataset, slice_benchmark
 from .metrics import evaluate
-from .systems import RunContext, System, SystemUnavailable
+from .systems import RunContext, System, SystemUnavailable, embedding_precision
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +222,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     results: dict[str, Any] = {
         "run_id": run_id, "started": started.isoformat(timespec="seconds"), "command": opts.command,
         "quick": opts.quick, "embedder": opts.embedder, "latency_queries": opts.latency_queries,
+        "embedding_precision": embedding_precision(ctx.config),
         "machine": machine_info(), "git": git_info(REPO_ROOT),
         "engine_config": ctx.config.to_dict(), "datasets": {}, "load_avg_start": list(os.getloadavg()),
     }

@@ -98,6 +98,17 @@ def _import(what: str, fn: Callable[[], Any]) -> Any:
         raise SystemUnavailable(f"{what} is not available yet ({type(exc).__name__}: {exc})") from exc
 
 
+def embedding_precision(config: Any) -> str | None:
+    """The compute precision the sentence-transformers embedder resolves to on this machine (None for TF-IDF)."""
+    if getattr(config, "embedder", None) not in ("sentence-transformers", "auto"):
+        return None
+    try:
+        from hippograph.embedders import resolve_precision
+    except ImportError:
+        return None
+    return resolve_precision(getattr(config, "embedding_precision", "auto"))
+
+
 # --------------------------------------------------------------------------- context
 class RunContext:
     """Shared state of one eval run: engine config, caches, passages and embeddings per benchmark."""
@@ -129,7 +140,11 @@ class RunContext:
 
     def embedder_id(self) -> dict[str, Any]:
         c = self.config
-        return {"embedder": c.embedder, "model": c.embedding_model, "tfidf_dim": c.tfidf_dim}
+        ident = {"embedder": c.embedder, "model": c.embedding_model, "tfidf_dim": c.tfidf_dim}
+        precision = embedding_precision(c)
+        if precision not in (None, "float32"):  # float32 keys stay as they were
+            ident["precision"] = precision
+        return ident
 
     def passages(self, bench: Benchmark) -> "PassageSet":
         """Passages of the benchmark, chunked by the engine (once per run)."""

@@ -203,7 +203,8 @@ class HippoGraph:
         if self._embedder is None:
             gen = self.dir.generation_path(self.manifest)
             try:
-                self._embedder = load_embedder(self.manifest.embedder, gen / "embedder")
+                self._embedder = load_embedder(self.manifest.embedder, gen / "embedder",
+                                               precision=self.config.embedding_precision)
             except (OSError, ValueError, KeyError) as exc:
                 raise IndexCorruptError(f"{gen / 'embedder'}: cannot load the index's embedder ({exc})") from exc
         return self._embedder
@@ -241,7 +242,8 @@ class HippoGraph:
             manifest = self.dir.read_manifest()
             gen = self.dir.generation_path(manifest)
             config = Config.from_dict(manifest.config)
-            embedder = self._reusable_embedder(manifest) or load_embedder(manifest.embedder, gen / "embedder")
+            embedder = self._reusable_embedder(manifest) or load_embedder(
+                manifest.embedder, gen / "embedder", precision=config.embedding_precision)
             builder = Builder.from_generation(
                 gen, manifest.lifecycle, config, embedder,
                 extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
