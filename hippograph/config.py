@@ -62,8 +62,9 @@ class Config:
     embedding_precision: str = "auto"
     """sentence-transformers compute precision: 'auto' (bfloat16 autocast when the CPU has native
     bf16 — AVX512-BF16/AMX/Arm BF16 — else float32), 'float32' or 'bfloat16'. On a 2-core AMD EPYC
-    with AVX512-BF16, bf16 encodes MiniLM 2.2–2.6× faster (eval/bench_embed.py) with cosine ≥ 0.9999
-    to float32. Applied per machine when an index is opened; vectors stay float32."""
+    with AVX512-BF16, bf16 encodes MiniLM 2.5× faster than float32 in the same encoder (2.8–3.7×
+    faster than plain sentence-transformers; eval/results/embed.md) with cosine ≥ 0.99994 to
+    float32. Chosen per machine when an index is opened; vectors are stored as float32."""
     tfidf_dim: int = 256
     """Output dimension of the zero-model TF-IDF/LSA embedder."""
     embedding_cache_dir: str | None = None

@@ -133,6 +133,16 @@ def _cpu_count() -> int:
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+TOKENS_PER_BATCH = 8192
+"""Token budget of one embedding batch (64 texts of 128 tokens): caps activation memory for long
+texts (attention is batch × heads × length²) without shrinking batches of short ones."""
+
+
+def padded_length(n_tokens: int, max_len: int) -> int:
+    """Fixed length a text of `n_tokens` is padded to: exact up to 16 tokens, then the next
+    multiple of 8 up to 64, of 16 up to 128, of 32 beyond (≤ 30 distinct lengths at 256)."""
+    step = 1 if n_tokens <= 16 else 8 if n_tokens <= 64 else 16 if n_tokens <= 128 else 32
+    return min(max_len, -(-n_tokens // step) * step)
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
@@ -341,35 +351,39 @@ class SentenceTransformerEmbedder:
         return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
 
     def _encode_by_length(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
-        """Encode in batches of texts with the same token count, so no row is ever padded.
+        """Encode in batches of texts padded to the same fixed length (`padded_length`).
 
-        A padded batch makes a text's vector depend on its batch neighbours (in bfloat16 by up
-        to 1e-5 in cosine, enough to move a synonymy edge across its threshold); without padding
-        a text embeds the same alone, in a query, in a scratch build or an incremental one.
-        Skipping pad tokens is also less work than sentence-transformers' character-length sort.
+        A text's padding then depends only on its own token count, never on its batch
+        neighbours: padded to the longest text of its batch (what sentence-transformers does),
+        a vector moves by up to 1e-5 in cosine in bfloat16 — enough to move a synonymy edge
+        across its threshold between a scratch and an incremental build. Few distinct lengths
+        keep the kernel caches small, and near-equal lengths waste less than a padded batch.
         """
+        import torch
+
         model = self._load(show_progress)
         dim = self.dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
         if not texts:
             return out
-        lengths = np.asarray(
-            [len(ids) for ids in model.tokenizer(
-                texts, add_special_tokens=True, truncation=True, max_length=model.max_seq_length)["input_ids"]],
-            dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
-        # runs of equal length, cut into batches of at most `batch_size`
-        bounds = np.flatnonzero(np.diff(lengths[order])) + 1
-        batches = [b for run in np.split(order, bounds) for b in np.array_split(run, -(-len(run) // batch_size))]
+        tok, max_len = model.tokenizer, int(model.max_seq_length)
+        counts = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=True, max_length=max_len)["input_ids"]]
+        padded = np.asarray([padded_length(n, max_len) for n in counts], dtype=np.int64)
+        order = np.argsort(padded, kind="stable")
+        bounds = np.flatnonzero(np.diff(padded[order])) + 1
+        batches = []  # fixed-size batches (≤ batch_size texts, ≤ TOKENS_PER_BATCH tokens) per length
+        for run in np.split(order, bounds):
+            size = max(1, min(batch_size, TOKENS_PER_BATCH // int(padded[run[0]])))
+            batches.extend(run[i:i + size] for i in range(0, len(run), size))
         from tqdm.auto import tqdm
 
         with tqdm(total=len(texts), desc=f"embed {Path(self.name).name}", unit="text", disable=not show_progress) as bar:
             for rows in batches:
-                with self._autocast():
-                    vecs = model.encode(
-                        [texts[i] for i in rows], batch_size=len(rows), show_progress_bar=False,
-                        convert_to_numpy=False, convert_to_tensor=True, normalize_embeddings=False,
-                    )
+                feats = tok([texts[i] for i in rows], padding="max_length", truncation=True,
+                            max_length=int(padded[rows[0]]), return_tensors="pt")
+                feats = {k: v.to(self.device) for k, v in feats.items()}
+                with torch.inference_mode(), self._autocast():
+                    vecs = model(feats)["sentence_embedding"]
                 vecs = vecs.float().cpu().numpy()
                 if vecs.shape != (len(rows), dim):
                     raise RuntimeError(f"{self.name}: backend returned shape {vecs.shape}, expected {(len(rows), dim)}")
