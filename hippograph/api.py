@@ -478,29 +478,36 @@ class HippoGraph:
         explain: bool = False,
         **overrides: Any,
     ) -> list[list[Hit]]:
-        """Top passages for each query, computed as one batch (embeddings and PPR blocked)."""
+        """Top passages for each query, computed in blocks of `query_batch_size` queries
+        (embeddings and PPR blocked; one block's score vectors in memory at a time)."""
         cfg = self.config.replace(**overrides) if overrides else self.config
         top_k = cfg.top_k if top_k is None else int(top_k)
         if top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
+        if cfg.query_batch_size < 1:
+            raise ValueError(f"query_batch_size must be ≥ 1, got {cfg.query_batch_size}")
         mode = mode or cfg.mode
         clean = [self._clean_query(q, cfg) for q in queries]
-        results = self.retriever.search(clean, cfg, mode)
         out: list[list[Hit]] = []
-        for res in results:
-            rows = res.ranking[:top_k]
-            passages = self.snapshot.passages(rows)
-            hits = []
-            for row, p in zip(rows, passages):
-                hits.append(
-                    Hit(
-                        passage_id=p.id, doc_id=p.doc_id, title=p.title, text=p.text, score=float(res.scores[row]),
-                        source=p.source, span=tuple(p.span), metadata=p.metadata,
-                        explanation=self.retriever.explain(res, int(row)) if explain else None,
-                    )
-                )
-            out.append(hits)
+        for b0 in range(0, len(clean), cfg.query_batch_size):
+            results = self.retriever.search(clean[b0:b0 + cfg.query_batch_size], cfg, mode)
+            out.extend(self._hits(res, top_k, explain) for res in results)
         return out
+
+    def _hits(self, res: Any, top_k: int, explain: bool) -> list[Hit]:
+        """Hit records of one query's top passages (with explanations when asked)."""
+        rows = res.ranking[:top_k]
+        passages = self.snapshot.passages(rows)
+        hits = []
+        for row, p in zip(rows, passages):
+            hits.append(
+                Hit(
+                    passage_id=p.id, doc_id=p.doc_id, title=p.title, text=p.text, score=float(res.scores[row]),
+                    source=p.source, span=tuple(p.span), metadata=p.metadata,
+                    explanation=self.retriever.explain(res, int(row)) if explain else None,
+                )
+            )
+        return hits
 
     @staticmethod
     def _clean_query(query: str, cfg: Config) -> str:

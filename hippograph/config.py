@@ -138,6 +138,10 @@ class Config:
     default: on the bundled sample corpus it cut recall@2 from 0.83 to 0.57 (long documents' passages
     all inherit one broad score), and on the eval datasets (candidates 200) it cost MuSiQue R@5 0.693 →
     0.640, HotpotQA R@2 0.705 → 0.675, SciFact nDCG@10 0.690 → 0.661 (LoCoMo unchanged)."""
+    query_batch_size: int = 64
+    """Queries of one `retrieve_many` block (vector searches and PPR run per block). Bounds memory:
+    each query of a block holds a few score vectors over all passages and entities (SciFact's
+    128k-node graph: ≈ 6 MB per query in PPR), so 300 queries in one block took ≈ 2 GB."""
     max_query_chars: int = 10_000
     """Longer queries are truncated with a warning."""
 

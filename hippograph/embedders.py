@@ -138,6 +138,20 @@ TOKENS_PER_BATCH = 8192
 texts (attention is batch × heads × length²) without shrinking batches of short ones."""
 
 
+def _pow2_chunks(n: int, cap: int) -> list[tuple[int, int]]:
+    """(start, end) chunks of range(n), each a power of two ≤ cap long: few distinct batch shapes,
+    so the compiled kernels (oneDNN builds one per shape for bfloat16) are reused across calls."""
+    size = 1 << (max(1, cap).bit_length() - 1)
+    out, a = [], 0
+    while a < n:
+        step = size
+        while step > n - a:
+            step >>= 1
+        out.append((a, a + step))
+        a += step
+    return out
+
+
 def padded_length(n_tokens: int, max_len: int) -> int:
     """Fixed length a text of `n_tokens` is padded to: exact up to 16 tokens, then the next
     multiple of 8 up to 64, of 16 up to 128, of 32 beyond (≤ 30 distinct lengths at 256)."""
@@ -371,10 +385,10 @@ class SentenceTransformerEmbedder:
         padded = np.asarray([padded_length(n, max_len) for n in counts], dtype=np.int64)
         order = np.argsort(padded, kind="stable")
         bounds = np.flatnonzero(np.diff(padded[order])) + 1
-        batches = []  # fixed-size batches (≤ batch_size texts, ≤ TOKENS_PER_BATCH tokens) per length
+        batches = []  # per length: batches of 2^j texts (≤ batch_size, ≤ TOKENS_PER_BATCH tokens)
         for run in np.split(order, bounds):
-            size = max(1, min(batch_size, TOKENS_PER_BATCH // int(padded[run[0]])))
-            batches.extend(run[i:i + size] for i in range(0, len(run), size))
+            cap = max(1, min(batch_size, TOKENS_PER_BATCH // int(padded[run[0]])))
+            batches.extend(run[a:b] for a, b in _pow2_chunks(len(run), cap))
         from tqdm.auto import tqdm
 
         with tqdm(total=len(texts), desc=f"embed {Path(self.name).name}", unit="text", disable=not show_progress) as bar:

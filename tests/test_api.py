@@ -80,6 +80,12 @@ def test_retrieve_many_matches_single(sample_index, sample_questions):
         single = hg.retrieve(q, top_k=5)
         assert [h.passage_id for h in hits] == [h.passage_id for h in single]
         assert [round(h.score, 6) for h in hits] == [round(h.score, 6) for h in single]
+    # blocks of 2 queries (the last one short) give the same answers as one block
+    blocked = hg.retrieve_many(qs, top_k=5, query_batch_size=2)
+    assert [[(h.passage_id, round(h.score, 6)) for h in hits] for hits in blocked] == \
+        [[(h.passage_id, round(h.score, 6)) for h in hits] for hits in batch]
+    with pytest.raises(ValueError, match="query_batch_size"):
+        hg.retrieve_many(qs, query_batch_size=0)
 
 
 def test_bad_queries(sample_index):
