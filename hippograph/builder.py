@@ -648,6 +648,8 @@ class Builder:
         rel = f"vectors/{vdir.name}"
         self.append_only[f"{rel}/{post['vectors']}"] = n * int(header["dim"]) * 4
         self.append_only[f"{rel}/{post['ids']}"] = n * 8
+        if "sketches" in post:  # per-entry sketch codes, sketch_bits/8 bytes each (format version 2)
+            self.append_only[f"{rel}/{post['sketches']}"] = n * int(header["params"]["sketch_bits"]) // 8
 
     def _vector_plan(self, gran: str, n: int) -> tuple[str, str]:
         """("update" | "rebuild", reason shown in the report when a rebuild is maintenance)."""
