@@ -617,6 +617,9 @@ class Builder:
                 index = make_vector_index(
                     vecs, np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
                     min_spann=self.config.spann_min_vectors,
+                    # the engine scores whole probed lists; per-entry sketches only pay off when a
+                    # search reads posting lists from disk with sketch_frac, so engine indexes skip them
+                    sketch_bits=0,
                 )
                 kind = "spann" if isinstance(index, SpannIndex) else "flat"
                 self.vector_state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}
