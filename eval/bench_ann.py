@@ -262,8 +262,8 @@ def search_worker(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             _, I = idx.search(Q, k, **sw)
             t_batch = time.perf_counter() - t0
-            stats_bytes = idx.last_stats.per_query()["bytes"]
-            lists = idx.last_stats.per_query()["lists"]
+            pq = idx.last_stats.per_query()
+            stats_bytes, lists, sketch_entries = pq["bytes"], pq["lists"], pq.get("sketch_entries", 0.0)
         else:
             if args.kind == "ivf":
                 faiss.cvar.indexIVF_stats.reset()
@@ -279,7 +279,7 @@ def search_worker(args: argparse.Namespace) -> None:
                 stats_bytes = faiss.cvar.indexIVF_stats.ndis * (4 * d + 8) / Q.shape[0]
             elif args.kind == "hnsw":
                 stats_bytes = faiss.cvar.hnsw_stats.ndis * 4 * d / Q.shape[0]
-            lists = None
+            lists = sketch_entries = None
         # one-query calls: latency distribution, wall clock and CPU time of this thread
         # (the machine is shared: wall time includes waiting for a core, CPU time does not)
         n_lat = min(Q.shape[0], 100) if args.kind == "flat" else Q.shape[0]  # brute force: 100 suffice
@@ -300,7 +300,7 @@ def search_worker(args: argparse.Namespace) -> None:
                      "lat_p99_ms": float(np.percentile(lat, 99) * 1e3),
                      "cpu_mean_ms": float(cpu.mean() * 1e3), "cpu_p99_ms": float(np.percentile(cpu, 99) * 1e3),
                      "qps_batch": Q.shape[0] / t_batch, "bytes_per_query": float(stats_bytes),
-                     "lists_per_query": lists})
+                     "lists_per_query": lists, "sketch_entries_per_query": sketch_entries})
     end = rss_kb()
     print(json.dumps({"rows": rows, "mem_bytes": mem_bytes, "rss_before": before, "rss_loaded": after,
                       "rss_end": end}))
@@ -324,7 +324,8 @@ def default_configs(n: int) -> list[tuple[str, dict[str, Any], list[dict[str, An
     ivf_probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= nlist]
     spann_sweep = ([{"max_lists": m, "lsh_radius": None} for m in (4, 8, 16, 32, 64, 128)]
                    + [{"max_lists": m, "lsh_radius": 1} for m in (16, 32, 64, 128)]
-                   + [{"max_lists": m, "lsh_radius": 2} for m in (8, 16, 32, 64)])
+                   + [{"max_lists": m, "lsh_radius": 2} for m in (8, 16, 32, 64)]
+                   + [{"max_lists": m, "sketch_frac": f} for m in (32, 64, 128) for f in (0.15, 0.25)])
     return [
         ("flat", {"name": "exact"}, [{}]),
         ("ivf", {"name": f"nlist{nlist}", "nlist": nlist}, [{"nprobe": p} for p in ivf_probes]),
@@ -373,10 +374,21 @@ def label(idx: dict[str, Any], row: dict[str, Any]) -> str:
         return f"nprobe={sw['nprobe']}"
     if idx["kind"] == "hnsw":
         return f"efSearch={sw['efSearch']}"
-    r = sw.get("lsh_radius")
     name = idx["params"].get("name", "default")
     pre = "" if name == "default" else f"[{name}] "
-    return pre + f"lists≤{sw['max_lists']}, " + ("whole lists" if r is None else f"LSH r={r}")
+    return pre + f"lists≤{sw['max_lists']}, " + spann_mode(sw)
+
+
+def spann_mode(sw: dict[str, Any]) -> str:
+    """How a SPANN sweep reads its lists: whole, LSH buckets, sketch prefilter (or both)."""
+    r, f = sw.get("lsh_radius"), sw.get("sketch_frac")
+    parts = ([] if r is None else [f"LSH r={r}"]) + ([] if f is None else [f"sketch {f:g}"])
+    return ", ".join(parts) or "whole lists"
+
+
+def is_whole(row: dict[str, Any]) -> bool:
+    """A SPANN row that scores every entry of the probed lists."""
+    return row["sweep"].get("lsh_radius") is None and row["sweep"].get("sketch_frac") is None
 
 
 def index_ram(idx: dict[str, Any]) -> tuple[float, float]:
@@ -414,10 +426,10 @@ def plot(results: list[dict[str, Any]], png: Path) -> None:
             if kind == "spann":
                 groups: dict[str, list] = {}
                 for r in idx["rows"]:
-                    rad = r["sweep"].get("lsh_radius")
                     nm = idx["params"].get("name", "default")
                     tag = "SPANN" if nm == "default" else f"SPANN {nm}"
-                    groups.setdefault(f"{tag} whole lists" if rad is None else f"{tag} LSH r={rad}", []).append(r)
+                    sw = {k: v for k, v in r["sweep"].items() if k != "max_lists"}
+                    groups.setdefault(f"{tag} {spann_mode(sw)}", []).append(r)
             else:
                 groups = {{"flat": "faiss Flat", "ivf": "faiss IVF-Flat", "hnsw": "faiss HNSW32"}[kind]: idx["rows"]}
             for lab, rows in groups.items():
@@ -445,7 +457,7 @@ def target_summary(res: dict[str, Any]) -> str:
     ok = lambda b: "met" if b else "**not met**"  # noqa: E731
     scope = "" if res["n"] >= 1_000_000 else " — the targets are stated for 1M vectors; shown here for reference"
     lines = [f"Targets (issue 3) on this workload ({res['n']:,} vectors){scope}:"]
-    whole = [r for r in sp["rows"] if r["sweep"].get("lsh_radius") is None]
+    whole = [r for r in sp["rows"] if is_whole(r)]
     good = [r for r in whole if r["recall@10"] >= 0.90]
     if good:
         best = min(good, key=lambda r: r["cpu_mean_ms"])
@@ -470,7 +482,7 @@ def target_summary(res: dict[str, Any]) -> str:
     for r in sp["rows"]:
         rad = r["sweep"].get("lsh_radius")
         base = [w for w in whole if w["sweep"]["max_lists"] == r["sweep"]["max_lists"]]
-        if rad is not None and base:
+        if rad is not None and r["sweep"].get("sketch_frac") is None and base:
             b = base[0]
             pairs.append((b["bytes_per_query"] / max(r["bytes_per_query"], 1), 100 * (b["recall@10"] - r["recall@10"]),
                           r["sweep"]["max_lists"], rad))
@@ -480,8 +492,40 @@ def target_summary(res: dict[str, Any]) -> str:
         lines.append(f"- LSH buckets ≥ 2× fewer bytes for ≤ 2 points of recall (same max_lists, whole lists vs "
                      f"radius): best trade-off max_lists={best[2]}, r={best[3]}: {best[0]:.2f}× fewer bytes for "
                      f"{best[1]:.1f} points — {ok(bool(fit))}")
+    sketch_line = sketch_target_line(sp["rows"], whole)
+    if sketch_line:
+        lines.append(sketch_line)
     lines.append(f"- build ≤ 10 min on 2 cores: {sp['build_s'] / 60:.1f} min — {ok(sp['build_s'] <= 600)}")
     return "\n".join(lines) + "\n"
+
+
+def sketch_target_line(rows: list[dict[str, Any]], whole: list[dict[str, Any]]) -> str:
+    """The LSH target checked for sketch prefiltering: every sketch setting against every
+    whole-list setting (any max_lists: a sketch search may probe more lists to keep
+    recall); met when some pair has ≥ 2× fewer bytes for ≤ 2 points of recall@10."""
+    pairs = []
+    for r in rows:
+        if r["sweep"].get("sketch_frac") is None or r["sweep"].get("lsh_radius") is not None:
+            continue
+        for w in whole:
+            pairs.append((w["bytes_per_query"] / max(r["bytes_per_query"], 1), 100 * (w["recall@10"] - r["recall@10"]),
+                          r, w))
+    if not pairs:
+        return ""
+    fit = [p for p in pairs if p[0] >= 2 and p[1] <= 2]
+    ratio, loss, r, w = (max(fit, key=lambda p: (p[3]["recall@10"], p[0])) if fit
+                         else max(pairs, key=lambda p: p[0] - p[1] / 2))
+    ok = "met" if fit else "**not met**"
+    most = max(fit, key=lambda p: p[0]) if fit else None
+    extra = "" if most is None or most[2:] == (r, w) else (
+        f" (largest fitting ratio: sketch max_lists={most[2]['sweep']['max_lists']}, "
+        f"frac={most[2]['sweep']['sketch_frac']:g} vs whole max_lists={most[3]['sweep']['max_lists']}: "
+        f"{most[0]:.2f}× for {most[1]:.1f} points)")
+    return (f"- LSH target with per-entry sketches (≥ 2× fewer bytes for ≤ 2 points of recall@10 vs whole "
+            f"lists): sketch max_lists={r['sweep']['max_lists']}, frac={r['sweep']['sketch_frac']:g} "
+            f"({r['recall@10']:.3f}, {r['bytes_per_query'] / 1024:.0f} KB) vs whole lists "
+            f"max_lists={w['sweep']['max_lists']} ({w['recall@10']:.3f}, {w['bytes_per_query'] / 1024:.0f} KB): "
+            f"{ratio:.2f}× fewer bytes for {loss:.1f} points — {ok}{extra}")
 
 
 def write_report(results: list[dict[str, Any]], out: Path, png: Path) -> None:
@@ -495,7 +539,9 @@ def write_report(results: list[dict[str, Any]], out: Path, png: Path) -> None:
         "one-query call) is the number to compare; wall ms is shown too. \"RAM\" is what the index keeps resident: SPANN's "
         "`memory_bytes()` (head vectors + head HNSW links + per-list offsets/bucket tables + live ids), for the "
         "faiss indexes the RssAnon growth of a fresh process that loads them; SPANN's posting lists stay on disk "
-        "(np.memmap). \"KB scanned\" is, for SPANN, posting-file bytes read per query (4·dim + 8 per entry); "
+        "(np.memmap). \"KB scanned\" is, for SPANN, posting-file bytes read per query (4·dim + 8 per scored "
+        "entry, plus sketch_bits/8 per probed entry for the `sketch` settings, which score only that fraction "
+        "of the probed entries nearest the query in sketch Hamming distance); "
         "for faiss indexes, vector bytes compared in RAM (IVF: list entries incl. ids; HNSW: distance "
         "computations × 4·dim).\n",
     ]
@@ -568,7 +614,8 @@ def main(argv: list[str] | None = None) -> None:
         cfgs = default_configs(n)
         for extra in args.spann:
             bp = json.loads(extra)
-            cfgs.append(("spann", bp, cfgs[-1][2]))
+            sweeps = cfgs[-1][2] if bp.get("sketch_bits", 1) else [s for s in cfgs[-1][2] if "sketch_frac" not in s]
+            cfgs.append(("spann", bp, sweeps))
         if args.only:
             keep = set(args.only.split(","))
             cfgs = [c for c in cfgs if c[0] in keep or c[0] == "flat"]

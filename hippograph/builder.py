@@ -617,6 +617,9 @@ class Builder:
                 index = make_vector_index(
                     vecs, np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
                     min_spann=self.config.spann_min_vectors,
+                    # the engine scores whole probed lists; per-entry sketches only pay off when a
+                    # search reads posting lists from disk with sketch_frac, so engine indexes skip them
+                    sketch_bits=0,
                 )
                 kind = "spann" if isinstance(index, SpannIndex) else "flat"
                 self.vector_state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}
@@ -648,6 +651,8 @@ class Builder:
         rel = f"vectors/{vdir.name}"
         self.append_only[f"{rel}/{post['vectors']}"] = n * int(header["dim"]) * 4
         self.append_only[f"{rel}/{post['ids']}"] = n * 8
+        if "sketches" in post:  # per-entry sketch codes, sketch_bits/8 bytes each (format version 2)
+            self.append_only[f"{rel}/{post['sketches']}"] = n * int(header["params"]["sketch_bits"]) // 8
 
     def _vector_plan(self, gran: str, n: int) -> tuple[str, str]:
         """("update" | "rebuild", reason shown in the report when a rebuild is maintenance)."""

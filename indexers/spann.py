@@ -24,6 +24,13 @@ style incremental updates:
   more recall than probing fewer whole lists for the same bytes (query and neighbour
   cosines of 0.5-0.7 are too low for few-bit SimHash), so the default is None (whole
   lists); the buckets are stored anyway and any search can turn them on.
+* **Sketches.** Every entry also stores a ``sketch_bits``-bit SimHash of its component
+  orthogonal to its list's head (hippograph.indexers.sketch) in a third posting file.
+  ``search(sketch_frac=f)`` reads the probed entries' sketches (32 bytes each at 256
+  bits), keeps the fraction f nearest in Hamming distance to the query's code for that
+  list and scores only those: on 200k synthetic vectors, 128 lists at f = 0.15 read
+  2.97× fewer bytes than 64 whole lists for 0.8 points of recall@10, which the
+  few-bit buckets above cannot (BuildParams.sketch_bits has the numbers). Default off.
 * **Search.** Probe list j only if dist(q, head_j) ≤ ``dist_ratio`` · dist(q, head_1)
   (SPTAG ``MaxDistRatio``), at most ``max_lists`` lists (``SearchInternalResultNum``);
   score the read vectors exactly; deduplicate replicas; drop tombstoned ids.
@@ -61,11 +68,19 @@ from .balanced_kmeans import blas_single_thread, select_heads, split_to_cap
 from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, check_k, check_metric,
                    pad_value)
 from .simhash import SimHash, bucket_offsets, probe_masks
+from .sketch import TangentSketch, check_bits, hamming
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "hippograph-spann"
-VERSION = 1
+VERSION = 2
+"""Newest header version this code reads and writes. Version 2 adds the per-entry sketch
+file (``postings.sketches``, a fourth CRC per segment, ``sketch_planes``); an index built
+with ``sketch_bits=0`` has the version-1 layout and is still written as version 1, so
+older hippograph releases keep reading it."""
+_SKETCH_SEED = 104729
+_SKETCH_BLOCK = 64
+"""Queries per batch whose probed heads' sketch terms are computed together (bounds RAM)."""
 _UNSET: Any = object()
 
 
@@ -90,7 +105,18 @@ class BuildParams:
     head_index: "auto" | "flat" | "hnsw" for the in-memory head search.
     hnsw_min_heads: "auto" uses HNSW from this many heads on.
     hnsw_m / hnsw_ef_construction / hnsw_ef_search: head HNSW settings.
-    max_lists / dist_ratio / lsh_radius: default search parameters stored with the index.
+    sketch_bits: bits of the per-entry tangent SimHash sketch (multiple of 64; 0 = no
+        sketches, the version-1 file layout). Each entry x of the list headed by h stores
+        sign(P·(x − (x·h/‖h‖²)h)) (P: Gaussian planes) in ``postings.g*.sk``, 32 bytes at
+        256 bits (2 % of a 384-d float32 vector); ``search(sketch_frac=f)`` reads the
+        sketches of the probed entries and scores only the fraction f nearest in Hamming
+        distance. Measured on 200k synthetic clustered 384-d vectors (recall@10 vs exact,
+        KB read per query): whole lists 32: 0.947 / 3473 KB, 64: 0.966 / 6880 KB; sketch
+        256 bits with frac 0.15: 64 lists 0.935 / 1174 KB, 128 lists 0.958 / 2319 KB
+        (2.97× fewer bytes than 64 whole lists for 0.8 points). 128 bits lost 2.8 points
+        at 3× fewer bytes.
+    max_lists / dist_ratio / lsh_radius / sketch_frac: default search parameters stored
+        with the index (sketch_frac None = score whole lists).
     seed: random seed (clustering, hyperplanes).
     """
 
@@ -113,6 +139,8 @@ class BuildParams:
     max_lists: int = 32
     dist_ratio: float = 8.0
     lsh_radius: int | None = None
+    sketch_bits: int = 256
+    sketch_frac: float | None = None
     seed: int = 0
 
     def validate(self) -> "BuildParams":
@@ -134,11 +162,15 @@ class BuildParams:
             raise ValueError(f"lsh_planes must be random or pca, got {self.lsh_planes!r}")
         if self.head_index not in ("auto", "flat", "hnsw"):
             raise ValueError(f"head_index must be auto, flat or hnsw, got {self.head_index!r}")
-        _check_search(self.max_lists, self.dist_ratio, self.lsh_radius, self.lsh_bits)
+        check_bits(self.sketch_bits)
+        _check_search(self.max_lists, self.dist_ratio, self.lsh_radius, self.lsh_bits, self.sketch_frac)
+        if self.sketch_frac is not None and not self.sketch_bits:
+            raise ValueError("sketch_frac needs sketches: set sketch_bits > 0 or leave sketch_frac None")
         return self
 
 
-def _check_search(max_lists: Any, dist_ratio: Any, lsh_radius: Any, bits: int) -> None:
+def _check_search(max_lists: Any, dist_ratio: Any, lsh_radius: Any, bits: int,
+                  sketch_frac: Any = None) -> None:
     if not isinstance(max_lists, (int, np.integer)) or max_lists < 1:
         raise ValueError(f"max_lists must be a positive integer, got {max_lists!r}")
     if not isinstance(dist_ratio, (int, float, np.floating)) or not dist_ratio >= 1.0:
@@ -146,6 +178,10 @@ def _check_search(max_lists: Any, dist_ratio: Any, lsh_radius: Any, bits: int) -
     if lsh_radius is not None:
         if not isinstance(lsh_radius, (int, np.integer)) or lsh_radius < 0:
             raise ValueError(f"lsh_radius must be None or an integer ≥ 0, got {lsh_radius!r}")
+    if sketch_frac is not None:
+        if isinstance(sketch_frac, bool) or not isinstance(sketch_frac, (int, float, np.floating, np.integer)) \
+                or not 0.0 < float(sketch_frac) <= 1.0:
+            raise ValueError(f"sketch_frac must be None or a number in (0, 1], got {sketch_frac!r}")
 
 
 @dataclass
@@ -155,12 +191,16 @@ class SearchStats:
     queries: int = 0
     lists_probed: int = 0
     entries_read: int = 0
+    """Entries whose vector and id were read (and scored)."""
+    sketch_entries: int = 0
+    """Entries whose sketch was read (``sketch_frac`` searches only)."""
     bytes_read: int = 0
-    """Posting-file bytes read: entries × (4·dim vector + 8 id)."""
+    """Posting-file bytes read: entries_read × (4·dim vector + 8 id) + sketch_entries × sketch bytes."""
 
     def per_query(self) -> dict[str, float]:
         q = max(self.queries, 1)
-        return {"lists": self.lists_probed / q, "entries": self.entries_read / q, "bytes": self.bytes_read / q}
+        return {"lists": self.lists_probed / q, "entries": self.entries_read / q,
+                "sketch_entries": self.sketch_entries / q, "bytes": self.bytes_read / q}
 
 
 @dataclass
@@ -172,6 +212,21 @@ class _Lists:
     alive: np.ndarray   # bool; False = retired by a split or compaction
     buckets: np.ndarray  # int32 (H, 2**bits + 1) bucket offsets relative to start
     head_proj: np.ndarray  # float32 (H, bits) SimHash projection of each head
+
+
+@dataclass
+class _SketchContext:
+    """Per-search-call sketch terms of the heads the batch may probe (sorted slots)."""
+
+    slots: np.ndarray
+    head_proj: np.ndarray
+    head_scaled: np.ndarray
+    frac: float
+
+    def terms(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(head projections, scaled heads) of the probed head slots ``sel``."""
+        pos = np.searchsorted(self.slots, sel)
+        return self.head_proj[pos], self.head_scaled[pos]
 
 
 @dataclass
@@ -205,6 +260,8 @@ class SpannIndex:
         self._sel_bitmap: np.ndarray | None = None
         self._lists: _Lists | None = None
         self._lsh: SimHash | None = None
+        self._sketch: TangentSketch | None = None
+        self._sk: np.ndarray = np.zeros((0, 0), np.uint8)
         self._live: np.ndarray = np.zeros(0, np.int64)
         self._tomb: np.ndarray = np.zeros(0, np.int64)
         self._vec: np.ndarray = np.zeros((0, 0), np.float32)
@@ -423,14 +480,17 @@ class SpannIndex:
         self._tomb = np.zeros(0, np.int64)
 
         # 5. write: posting files in chunks, small arrays, head index, header last
-        self._header = {"format": FORMAT, "version": VERSION, "metric": metric, "dim": dim,
+        self._header = {"format": FORMAT, "version": _header_version(params), "metric": metric, "dim": dim,
                         "generation": gen, "created": time.time(),
                         "params": asdict(params), "dist_floor": self._floor}
-        pv, pi = f"postings.g{gen}.f32", f"postings.g{gen}.i64"
-        segs = self._write_postings_new(path, pv, pi, X, I, rows)
+        if params.sketch_bits:
+            self._sketch = TangentSketch.create(dim, params.sketch_bits, seed=params.seed + _SKETCH_SEED)
+        all_heads = np.ascontiguousarray(X[head_rows]) if self._sketch is not None else None
+        self._header["postings"] = self._write_postings_new(path, gen, X, I, rows, lst, all_heads)
         self._files = {"planes": dio.write_npy(path, f"planes.g{gen}.npy",
                                                self._lsh.planes if self._lsh else np.zeros((0, dim), np.float32))}
-        self._header["postings"] = {"vectors": pv, "ids": pi, "n_entries": int(rows.size), "segments": segs}
+        if self._sketch is not None:
+            self._files["sketch_planes"] = dio.write_npy(path, f"sketch_planes.g{gen}.npy", self._sketch.planes)
         self._commit(gen, {"heads", "lists", "ids", "tomb"})
         self._open_postings()
         self._update_selector()
@@ -442,45 +502,63 @@ class SpannIndex:
         return self
 
     # ------------------------------------------------------------------ persistence
-    def _write_postings_new(self, path: Path, pv: str, pi: str, X: np.ndarray, I: np.ndarray,
-                            rows: np.ndarray, chunk: int = 65536) -> list[list[int]]:
-        """Write a fresh posting file pair (X[rows], I[rows]) chunk by chunk; return CRC segments."""
+    def _write_postings_new(self, path: Path, gen: int, X: np.ndarray, I: np.ndarray, rows: np.ndarray,
+                            owner: np.ndarray, heads: np.ndarray | None, chunk: int = 65536) -> dict[str, Any]:
+        """Write fresh posting files (X[rows], I[rows] and, with sketches, the tangent codes of
+        X[rows] against ``heads[owner]``) chunk by chunk; return the header's postings record
+        (file names, entry count, one CRC segment)."""
         import zlib
-        crc_v = crc_i = 0
-        tv, ti = path / f".{pv}.tmp-{os.getpid()}", path / f".{pi}.tmp-{os.getpid()}"
-        with open(tv, "wb") as fv, open(ti, "wb") as fi:
+        names = {"vectors": f"postings.g{gen}.f32", "ids": f"postings.g{gen}.i64"}
+        if self._sketch is not None:
+            names["sketches"] = f"postings.g{gen}.sk"
+        tmp = {role: path / f".{name}.tmp-{os.getpid()}" for role, name in names.items()}
+        crc = {role: 0 for role in names}
+        handles = {role: open(t, "wb") for role, t in tmp.items()}
+        try:
             for c0 in range(0, rows.size, chunk):
                 r = rows[c0:c0 + chunk]
-                bv = np.ascontiguousarray(X[r]).tobytes()
-                bi = np.ascontiguousarray(I[r]).tobytes()
-                crc_v, crc_i = zlib.crc32(bv, crc_v), zlib.crc32(bi, crc_i)
-                fv.write(bv)
-                fi.write(bi)
-            for f in (fv, fi):
+                xr = np.ascontiguousarray(X[r])
+                parts = {"vectors": xr.tobytes(), "ids": np.ascontiguousarray(I[r]).tobytes()}
+                if self._sketch is not None:
+                    parts["sketches"] = self._sketch.encode(xr, owner[c0:c0 + chunk], heads).tobytes()
+                for role, buf in parts.items():
+                    crc[role] = zlib.crc32(buf, crc[role])
+                    handles[role].write(buf)
+            for f in handles.values():
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tv, path / pv)
-        os.replace(ti, path / pi)
-        return [[int(rows.size), crc_v & 0xFFFFFFFF, crc_i & 0xFFFFFFFF]]
+        finally:
+            for f in handles.values():
+                f.close()
+        for role, name in names.items():
+            os.replace(tmp[role], path / name)
+        seg = [int(rows.size)] + [crc[role] & 0xFFFFFFFF for role in names]
+        return {**names, "n_entries": int(rows.size), "segments": [seg]}
 
-    def _append_postings(self, vecs: np.ndarray, ids: np.ndarray) -> int:
-        """Append entries at the recorded end of the posting files; return their first offset."""
+    def _append_postings(self, vecs: np.ndarray, ids: np.ndarray, sketches: np.ndarray | None = None) -> int:
+        """Append entries (and their sketch codes when the index has sketches) at the recorded
+        end of the posting files; return their first offset."""
         import zlib
         post = self._header["postings"]
         n0 = int(post["n_entries"])
-        row_v = self.dim * 4
-        for name, data, rb in ((post["vectors"], np.ascontiguousarray(vecs, np.float32), row_v),
-                               (post["ids"], np.ascontiguousarray(ids, np.int64), 8)):
+        parts = [(post["vectors"], np.ascontiguousarray(vecs, np.float32), self.dim * 4),
+                 (post["ids"], np.ascontiguousarray(ids, np.int64), 8)]
+        if "sketches" in post:
+            if sketches is None or sketches.shape != (ids.size, self._sketch.code_bytes):
+                raise ValueError("_append_postings: the index has sketches; pass one code row per entry")
+            parts.append((post["sketches"], np.ascontiguousarray(sketches, np.uint8), self._sketch.code_bytes))
+        seg = [n0 + int(ids.size)]
+        for name, data, rb in parts:
+            buf = data.tobytes()
             with open(self.path / name, "r+b") as f:
                 f.truncate(n0 * rb)  # drop any tail left by a crashed append
                 f.seek(n0 * rb)
-                f.write(data.tobytes())
+                f.write(buf)
                 f.flush()
                 os.fsync(f.fileno())
-        n1 = n0 + int(ids.size)
-        post["segments"].append([n1, zlib.crc32(np.ascontiguousarray(vecs, np.float32).tobytes()) & 0xFFFFFFFF,
-                                 zlib.crc32(np.ascontiguousarray(ids, np.int64).tobytes()) & 0xFFFFFFFF])
-        post["n_entries"] = n1
+            seg.append(zlib.crc32(buf) & 0xFFFFFFFF)
+        post["segments"].append(seg)
+        post["n_entries"] = seg[0]
         return n0
 
     def _commit(self, gen: int, changed: set[str]) -> None:
@@ -508,12 +586,13 @@ class SpannIndex:
         self._header.update(generation=gen, files=self._files, updated=time.time(), n_vectors=int(self._live.size),
                             n_heads=int(L.alive.sum()), dist_floor=self._floor)
         dio.write_header(p, self._header)
-        dio.remove_unreferenced(p, {r["name"] for r in self._files.values()} | {post["vectors"], post["ids"]})
+        dio.remove_unreferenced(p, {r["name"] for r in self._files.values()} | set(_posting_names(post).values()))
 
     def _open_postings(self) -> None:
         post = self._header["postings"]
         n = int(post["n_entries"])
         self._n_file = n
+        self._sk = np.zeros((0, self._sketch.code_bytes if self._sketch is not None else 0), np.uint8)
         if n == 0:
             self._vec = np.zeros((0, self.dim), np.float32)
             self._eid = np.zeros(0, np.int64)
@@ -522,6 +601,9 @@ class SpannIndex:
         self._vec = np.memmap(self.path / post["vectors"], dtype=np.float32, mode="r",
                               shape=(n, self.dim)).view(np.ndarray)
         self._eid = np.memmap(self.path / post["ids"], dtype=np.int64, mode="r", shape=(n,)).view(np.ndarray)
+        if "sketches" in post:
+            self._sk = np.memmap(self.path / post["sketches"], dtype=np.uint8, mode="r",
+                                 shape=(n, self._sketch.code_bytes)).view(np.ndarray)
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = False) -> "SpannIndex":
@@ -540,6 +622,7 @@ class SpannIndex:
             self.metric = check_metric(header["metric"])
             self.dim = int(header["dim"])
             pdict = dict(header["params"])
+            pdict.setdefault("sketch_bits", 0)  # version-1 indexes have no sketches
             known = set(BuildParams.__dataclass_fields__)
             self.params = BuildParams(**{k: v for k, v in pdict.items() if k in known}).validate()
             self._floor = float(header["dist_floor"])
@@ -547,29 +630,25 @@ class SpannIndex:
             post = header["postings"]
             n_entries = int(post["n_entries"])
             segs = [list(map(int, s)) for s in post["segments"]]
-            paths = {role: dio.check_file(path, files[role], role)
-                     for role in ("heads", "list_start", "list_len", "head_alive", "buckets", "head_proj",
-                                  "ids", "tomb", "planes")}
+            roles = ["heads", "list_start", "list_len", "head_alive", "buckets", "head_proj", "ids", "tomb", "planes"]
+            if self.params.sketch_bits:
+                roles.append("sketch_planes")
+                if "sketches" not in post:
+                    raise IndexCorruptError(f"{hfile}: sketch_bits={self.params.sketch_bits} but the header "
+                                            "names no posting sketch file")
+            paths = {role: dio.check_file(path, files[role], role) for role in roles}
         except IndexCorruptError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{hfile}: incomplete or invalid SPANN header ({exc!r})") from exc
         self._header, self._files = header, files
-        for role, rb in (("vectors", self.dim * 4), ("ids", 8)):
-            fp = path / str(post[role])
-            if not fp.exists():
-                raise IndexCorruptError(f"{fp}: posting {role} file named in the header is missing")
-            size = fp.stat().st_size
-            if size < n_entries * rb:
-                raise IndexCorruptError(
-                    f"{fp}: posting {role} file has {size} bytes, header needs {n_entries * rb} (truncated)")
-            if verify:
-                prev = 0
-                for end, cv, ci in segs:
-                    crc = dio.crc32_range(fp, prev * rb, end * rb)
-                    if crc != (cv if role == "vectors" else ci):
-                        raise IndexCorruptError(f"{fp}: posting {role} checksum mismatch in entries {prev}..{end}")
-                    prev = end
+        names = _posting_names(post)
+        row_bytes = {"vectors": self.dim * 4, "ids": 8, "sketches": self.params.sketch_bits // 8}
+        if any(len(sg) != 1 + len(names) for sg in segs):
+            raise IndexCorruptError(f"{hfile}: posting segments need {1 + len(names)} fields "
+                                    f"(end + one CRC per file of {sorted(names)})")
+        for col, (role, name) in enumerate(names.items(), start=1):
+            self._check_posting_file(path / name, role, row_bytes[role], n_entries, segs, col, verify)
         L = _Lists(
             start=dio.load_npy(paths["list_start"], "list_start", dtype=np.int64, ndim=1),
             length=dio.load_npy(paths["list_len"], "list_len", dtype=np.int64, ndim=1),
@@ -588,6 +667,13 @@ class SpannIndex:
         self._lsh = SimHash(planes) if bits else None
         if bits and planes.shape != (bits, self.dim):
             raise IndexCorruptError(f"{paths['planes']}: LSH planes have shape {planes.shape}, expected ({bits}, {self.dim})")
+        sbits = self.params.sketch_bits
+        if sbits:
+            sp = dio.load_npy(paths["sketch_planes"], "sketch_planes", dtype=np.float32, ndim=2)
+            if sp.shape != (sbits, self.dim):
+                raise IndexCorruptError(f"{paths['sketch_planes']}: sketch planes have shape {sp.shape}, "
+                                        f"expected ({sbits}, {self.dim})")
+            self._sketch = TangentSketch(sp)
         self._live = dio.load_npy(paths["ids"], "ids", dtype=np.int64, ndim=1)
         self._tomb = dio.load_npy(paths["tomb"], "tombstones", dtype=np.int64, ndim=1)
         try:
@@ -601,9 +687,27 @@ class SpannIndex:
         self._update_selector()
         return self
 
+    @staticmethod
+    def _check_posting_file(fp: Path, role: str, row_bytes: int, n_entries: int, segs: list[list[int]],
+                            col: int, verify: bool) -> None:
+        """Size check of one posting file (and, with ``verify``, the CRC of every segment)."""
+        if not fp.exists():
+            raise IndexCorruptError(f"{fp}: posting {role} file named in the header is missing")
+        size = fp.stat().st_size
+        if size < n_entries * row_bytes:
+            raise IndexCorruptError(
+                f"{fp}: posting {role} file has {size} bytes, header needs {n_entries * row_bytes} (truncated)")
+        if verify:
+            prev = 0
+            for sg in segs:
+                end = sg[0]
+                if dio.crc32_range(fp, prev * row_bytes, end * row_bytes) != sg[col]:
+                    raise IndexCorruptError(f"{fp}: posting {role} checksum mismatch in entries {prev}..{end}")
+                prev = end
+
     # ------------------------------------------------------------------ search
     def search(self, queries: Any, k: int, *, max_lists: int | None = None, dist_ratio: float | None = None,
-               lsh_radius: Any = _UNSET) -> tuple[np.ndarray, np.ndarray]:
+               lsh_radius: Any = _UNSET, sketch_frac: Any = _UNSET) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k: (scores, ids) of shape (nq, k), or (k,) for a 1-D query.
 
         max_lists: probe at most this many nearest lists [SearchInternalResultNum].
@@ -611,8 +715,14 @@ class SpannIndex:
             [MaxDistRatio]; dist(q, head_1) is floored at the median vector-to-head
             distance so a query sitting on a head still probes its neighbours.
         lsh_radius: read only buckets within this Hamming radius of the query's code in
-            each list; None reads whole lists. Defaults come from the build parameters.
-        Padding: id -1 with score -inf (ip) / +inf (l2). Work done → ``self.last_stats``.
+            each list; None reads whole lists.
+        sketch_frac: read the sketches of all probed entries (after the bucket filter when
+            lsh_radius is set too) and score exactly only this fraction of them (at least
+            k), the ones nearest in Hamming distance to the query's sketch for their list;
+            None scores every probed entry. An index without sketches (sketch_bits=0 or
+            written before sketches existed) raises ValueError for a non-None value.
+        Defaults come from the build parameters. Padding: id -1 with score -inf (ip) /
+        +inf (l2). Work done → ``self.last_stats``.
         """
         k = check_k(k)
         Q, single = as_queries(queries, self.dim)
@@ -620,7 +730,12 @@ class SpannIndex:
         max_lists = p.max_lists if max_lists is None else max_lists
         dist_ratio = p.dist_ratio if dist_ratio is None else dist_ratio
         radius = p.lsh_radius if lsh_radius is _UNSET else lsh_radius
-        _check_search(max_lists, dist_ratio, radius, p.lsh_bits)
+        frac = p.sketch_frac if sketch_frac is _UNSET else sketch_frac
+        _check_search(max_lists, dist_ratio, radius, p.lsh_bits, frac)
+        if frac is not None and self._sketch is None:
+            raise ValueError(f"{self.path}: sketch_frac={frac!r} needs per-entry sketches, but this index has "
+                             "none (built with sketch_bits=0 or by an older hippograph); rebuild it with "
+                             "sketch_bits > 0 or search with sketch_frac=None")
         nq = Q.shape[0]
         scores = np.full((nq, k), pad_value(self.metric), dtype=np.float32)
         out_ids = np.full((nq, k), -1, dtype=np.int64)
@@ -631,29 +746,42 @@ class SpannIndex:
             masks = probe_masks(p.lsh_bits, min(int(radius), p.lsh_bits)) if use_lsh else None
             qproj = self._lsh.project(Q) if use_lsh else None
             with blas_single_thread():  # per-query products are tiny; threads only add latency
+                sk = None
                 for i in range(nq):
+                    if frac is not None and i % _SKETCH_BLOCK == 0:
+                        sk = self._sketch_context(HI[i:i + _SKETCH_BLOCK], float(frac))
                     s, ids = self._search_one(Q[i], HD[i], HI[i], k, float(dist_ratio),
-                                              None if qproj is None else qproj[i], masks, stats)
+                                              None if qproj is None else qproj[i], masks, stats, sk)
                     scores[i, :s.size] = s
                     out_ids[i, :ids.size] = ids
-        stats.bytes_read = stats.entries_read * (4 * self.dim + 8)
+        code_bytes = self._sketch.code_bytes if self._sketch is not None else 0
+        stats.bytes_read = stats.entries_read * (4 * self.dim + 8) + stats.sketch_entries * code_bytes
         self.last_stats = stats
         return (scores[0], out_ids[0]) if single else (scores, out_ids)
 
+    def _sketch_context(self, HI: np.ndarray, frac: float) -> "_SketchContext":
+        """Head terms of the sketch codes for every head some query of a block may probe
+        (computed per block of queries rather than kept for all heads in RAM)."""
+        slots = np.unique(HI[HI >= 0])
+        heads = self._head_index.reconstruct_batch(slots) if slots.size else np.zeros((0, self.dim), np.float32)
+        hp, hs = self._sketch.head_terms(heads)
+        return _SketchContext(slots=slots, head_proj=hp, head_scaled=hs, frac=frac)
+
     def _probe(self, hd: np.ndarray, hi: np.ndarray, dist_ratio: float, qproj: np.ndarray | None,
-               masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(lists probed, slice starts, slice lengths) in the posting file for one query."""
+               masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(lists probed, slice starts, slice lengths, position in the probed lists of each
+        slice's list) in the posting file for one query."""
         ok = hi >= 0
         hi, hd = hi[ok], hd[ok]
         if hi.size == 0:
             e = np.zeros(0, np.int64)
-            return e, e, e
+            return e, e, e, e
         thr = dist_ratio * max(float(hd[0]), self._floor)
         sel = hi[hd <= thr]
         L = self._lists
         starts = L.start[sel]
         if masks is None:
-            return sel, starts, L.length[sel]
+            return sel, starts, L.length[sel], np.arange(sel.size)
         hp = L.head_proj[sel]
         bitsv = (qproj[None, :] - hp) > 0
         codes = bitsv.astype(np.int64) @ (1 << np.arange(bitsv.shape[1], dtype=np.int64))
@@ -661,17 +789,35 @@ class SpannIndex:
         rowsel = np.repeat(np.arange(sel.size), masks.size).reshape(sel.size, masks.size)
         lo = L.buckets[sel[rowsel], bk]
         hi_ = L.buckets[sel[rowsel], bk + 1]
-        return sel, (starts[:, None] + lo).ravel(), (hi_ - lo).ravel().astype(np.int64)
+        return sel, (starts[:, None] + lo).ravel(), (hi_ - lo).ravel().astype(np.int64), rowsel.ravel()
+
+    def _sketch_select(self, q: np.ndarray, sel: np.ndarray, starts: np.ndarray, lens: np.ndarray,
+                       own: np.ndarray, k: int, sk: "_SketchContext", stats: SearchStats) -> np.ndarray:
+        """Posting rows (ascending) of the probed slices to score exactly: the sk.frac
+        fraction (≥ k) whose sketches are nearest the query's code for their list."""
+        total = int(lens.sum())
+        rows = np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        qc = self._sketch.query_codes(q, *sk.terms(sel))
+        dist = hamming(self._sk[rows], qc[np.repeat(own, lens)])
+        stats.sketch_entries += total
+        keep = min(total, max(k, int(math.ceil(sk.frac * total))))
+        if keep < total:
+            rows = np.sort(rows[np.argpartition(dist, keep - 1)[:keep]])
+        return rows
 
     def _search_one(self, q: np.ndarray, hd: np.ndarray, hi: np.ndarray, k: int, dist_ratio: float,
                     qproj: np.ndarray | None, masks: np.ndarray | None,
-                    stats: SearchStats) -> tuple[np.ndarray, np.ndarray]:
-        sel, starts, lens = self._probe(hd, hi, dist_ratio, qproj, masks)
+                    stats: SearchStats, sk: "_SketchContext | None" = None) -> tuple[np.ndarray, np.ndarray]:
+        sel, starts, lens, own = self._probe(hd, hi, dist_ratio, qproj, masks)
         stats.lists_probed += int(sel.size)
         nz = lens > 0
-        starts, lens = starts[nz], lens[nz]
+        starts, lens, own = starts[nz], lens[nz], own[nz]
         if starts.size == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if sk is not None:
+            o = np.argsort(starts)
+            return self._score_rows(q, self._sketch_select(q, sel, starts[o], lens[o], own[o], k, sk, stats),
+                                    k, stats)
         o = np.argsort(starts)
         ends = (starts + lens)[o].tolist()
         starts = starts[o].tolist()
@@ -694,6 +840,21 @@ class SpannIndex:
                 p0 += b - a
             sign = 1.0
         I = np.concatenate([eid[a:b] for a, b in zip(starts, ends)])
+        return self._finish(s, I, k, sign)
+
+    def _score_rows(self, q: np.ndarray, rows: np.ndarray, k: int, stats: SearchStats) -> tuple[np.ndarray, np.ndarray]:
+        """Score the given posting rows exactly (gathered from the mapped file), then top-k."""
+        stats.entries_read += int(rows.size)
+        V = self._vec[rows]
+        if self.metric == "ip":
+            s, sign = V @ q, -1.0
+        else:
+            diff = V - q
+            s, sign = np.einsum("ij,ij->i", diff, diff), 1.0
+        return self._finish(np.asarray(s, np.float32), self._eid[rows], k, sign)
+
+    def _finish(self, s: np.ndarray, I: np.ndarray, k: int, sign: float) -> tuple[np.ndarray, np.ndarray]:
+        """Drop tombstoned entries, deduplicate replicas, top-k."""
         if self._tomb.size:
             live = ~np.isin(I, self._tomb, assume_unique=False)
             s, I = s[live], I[live]
@@ -788,8 +949,13 @@ class SpannIndex:
             L.buckets[j] = 0
         # one append for all changed lists, then the header switch
         if segments:
-            first_off = self._append_postings(np.concatenate([s.vectors for s in segments]),
-                                              np.concatenate([s.ids for s in segments]))
+            V = np.concatenate([s.vectors for s in segments])
+            sketches = None
+            if self._sketch is not None:
+                all_heads = np.vstack([heads, hv]) if new_heads else heads
+                owner = np.repeat([s.head for s in segments], [s.ids.size for s in segments])
+                sketches = self._sketch.encode(V, owner, all_heads)
+            first_off = self._append_postings(V, np.concatenate([s.ids for s in segments]), sketches)
             off = first_off
             for seg in segments:
                 L.start[seg.head] = off
@@ -870,9 +1036,8 @@ class SpannIndex:
                              buckets=np.vstack([s.buckets for s in segments]).astype(np.int32) if H
                              else np.zeros((0, (1 << self.params.lsh_bits) + 1), np.int32),
                              head_proj=np.ascontiguousarray(hp, np.float32))
-        pv, pi = f"postings.g{gen}.f32", f"postings.g{gen}.i64"
-        segs = self._write_postings_new(self.path, pv, pi, V, Iall, np.arange(Iall.size))
-        self._header["postings"] = {"vectors": pv, "ids": pi, "n_entries": int(Iall.size), "segments": segs}
+        self._header["postings"] = self._write_postings_new(self.path, gen, V, Iall, np.arange(Iall.size),
+                                                            np.repeat(np.arange(H), length), heads_vec)
         self._tomb = np.zeros(0, np.int64)
         self._commit(gen, {"heads", "lists", "tomb"})
         self._open_postings()
@@ -882,7 +1047,8 @@ class SpannIndex:
     # ------------------------------------------------------------------ introspection
     def memory_bytes(self) -> int:
         """Bytes this index keeps resident in RAM: head index (vectors + HNSW links),
-        per-list tables, LSH planes, live ids and tombstones. Posting lists are on disk."""
+        per-list tables, LSH and sketch planes, live ids and tombstones. Posting lists and
+        their sketches are on disk."""
         hi = self._head_index
         total = hi.ntotal * self.dim * 4
         if self._is_hnsw():
@@ -893,6 +1059,8 @@ class SpannIndex:
         total += self._live.nbytes + self._tomb.nbytes
         if self._lsh is not None:
             total += self._lsh.planes.nbytes
+        if self._sketch is not None:  # the per-entry sketches stay on disk with the postings
+            total += self._sketch.planes.nbytes
         return int(total)
 
     def list_entries(self, j: int) -> tuple[np.ndarray, np.ndarray]:
@@ -912,6 +1080,20 @@ class SpannIndex:
 
 
 # ============================================================================ helpers
+_POSTING_ROLES = ("vectors", "ids", "sketches")
+"""Posting files in segment-CRC order: segment = [end entry, crc per file present]."""
+
+
+def _header_version(params: BuildParams) -> int:
+    """Header version for an index: 2 with sketches, else 1 (the layout older releases read)."""
+    return 2 if params.sketch_bits else 1
+
+
+def _posting_names(post: dict[str, Any]) -> dict[str, str]:
+    """{role: file name} of the posting files a header's postings record names."""
+    return {role: str(post[role]) for role in _POSTING_ROLES if role in post}
+
+
 class _RngBuffers:
     """Reused work arrays for :func:`_rng_select` (fresh multi-MB temporaries per batch
     cost more in page faults than the arithmetic)."""

@@ -246,7 +246,7 @@ def test_add_split_remove_compact_roundtrip(data, tmp_path):
     stored = np.concatenate(list(lists_of(re).values()))
     assert not np.isin(stored, gone).any()
     assert (path / re._header["postings"]["vectors"]).stat().st_size < size_before
-    assert len(list(path.glob("postings.*"))) == 2  # old generation deleted
+    assert len(list(path.glob("postings.*"))) == 3  # old generation deleted (vectors, ids, sketches)
     _, i4 = re.search(Q, 10)
     assert np.array_equal(i2, i4)
     # a removed id can come back
@@ -456,3 +456,162 @@ def test_hnsw_heads_hide_retired_after_split(data, tmp_path):
     assert np.array_equal(slots, slots2)
     _, P = faiss.knn(Q, X[:2300], 10, metric=faiss.METRIC_INNER_PRODUCT)
     assert recall(re.search(Q, 10)[1], ids[:2300][P]) >= 0.85
+
+
+# ---------------------------------------------------------------- per-entry sketches
+def sketch_bit_agreement(index: SpannIndex) -> float:
+    """Fraction of stored sketch bits equal to sign(P·(x − (x·h/‖h‖²)h)) recomputed from
+    every live list's entries and head (float rounding may flip a bit lying on a plane)."""
+    tab = index.list_table()
+    P = index._sketch.planes
+    H = index.head_vectors()
+    same = total = 0
+    for j in np.flatnonzero(tab["alive"]):
+        V, _ = index.list_entries(j)
+        if not len(V):
+            continue
+        h = H[j]
+        tang = V - np.outer(V @ h / (h @ h), h)
+        clear = np.linalg.norm(tang, axis=1) > 1e-3  # the head itself: tangent ≈ 0, bits are rounding
+        want = np.unpackbits(np.packbits(tang[clear] @ P.T > 0, axis=1), axis=1)
+        s0 = int(tab["start"][j])
+        got = np.unpackbits(np.asarray(index._sk[s0:s0 + len(V)])[clear], axis=1)
+        same += int((want == got).sum())
+        total += want.size
+    return same / total
+
+
+def test_sketch_recall_and_bytes(built, data):
+    _, Q, _, truth = data
+    s0, i0 = built.search(Q, 10, max_lists=32)
+    whole = built.last_stats
+    _, i1 = built.search(Q, 10, max_lists=32, sketch_frac=0.3)
+    st = built.last_stats
+    # measured 0.897; random codes (a broken sketch) give 0.71 at the same setting
+    assert recall(i1, truth) >= 0.85, recall(i1, truth)
+    assert st.sketch_entries == whole.entries_read  # every probed entry's sketch is read
+    assert 0.29 * whole.entries_read <= st.entries_read <= 0.31 * whole.entries_read + len(Q)
+    assert st.bytes_read == st.entries_read * (4 * DIM + 8) + st.sketch_entries * 32
+    assert st.bytes_read < 0.5 * whole.bytes_read
+    assert built.search(Q, 10, max_lists=32)[1].tolist() == i0.tolist()  # default unchanged: whole lists
+
+
+def test_sketch_frac_one_equals_whole_lists(built, data):
+    _, Q, _, _ = data
+    for m in (4, 32):
+        s0, i0 = built.search(Q, 10, max_lists=m)
+        b0 = built.last_stats.bytes_read
+        s1, i1 = built.search(Q, 10, max_lists=m, sketch_frac=1.0)
+        assert np.array_equal(i0, i1) and np.allclose(s0, s1, rtol=1e-5, atol=1e-6)
+        assert built.last_stats.bytes_read == b0 + built.last_stats.sketch_entries * 32
+
+
+def test_sketch_codes_match_definition(built):
+    assert built.params.sketch_bits == 256
+    assert sketch_bit_agreement(built) >= 0.999
+
+
+def test_sketch_with_lsh_radius_and_validation(built, data):
+    X, Q, _, truth = data
+    built.search(Q, 10, max_lists=32, sketch_frac=0.3)
+    sk_only = built.last_stats
+    _, i = built.search(Q, 10, max_lists=32, sketch_frac=0.3, lsh_radius=1)
+    both = built.last_stats
+    assert both.sketch_entries < sk_only.sketch_entries  # bucket filter first, sketches on what remains
+    assert both.bytes_read < sk_only.bytes_read and recall(i, truth) > 0.6
+    for bad in (0, 0.0, -0.1, 1.5, "0.3", True):
+        with pytest.raises(ValueError, match="sketch_frac"):
+            built.search(Q[:2], 10, sketch_frac=bad)
+    with pytest.raises(ValueError, match="sketch_bits"):
+        SpannIndex.build(X[:100], path=built.path.parent / "badbits", sketch_bits=100)
+    with pytest.raises(ValueError, match="sketch_frac needs sketches"):
+        SpannIndex.build(X[:100], path=built.path.parent / "badfrac", sketch_bits=0, sketch_frac=0.2)
+    # few candidates: at least k entries are scored
+    built.search(Q[:5], 10, max_lists=1, sketch_frac=0.01)
+    assert built.last_stats.entries_read >= 5 * 10
+
+
+def test_sketch_default_frac_stored_with_index(data, tmp_path):
+    X, Q, ids, _ = data
+    idx = SpannIndex.build(X[:2000], ids[:2000], path=tmp_path / "d", sketch_frac=0.25)
+    idx.search(Q, 10)
+    assert idx.last_stats.sketch_entries > 0
+    idx.search(Q, 10, sketch_frac=None)
+    assert idx.last_stats.sketch_entries == 0
+    assert SpannIndex.open(tmp_path / "d").params.sketch_frac == 0.25
+
+
+def test_sketch_after_add_remove_compact_reopen(data, tmp_path):
+    X, Q, ids, _ = data
+    path = tmp_path / "sk"
+    idx = SpannIndex.build(X[:2500], ids[:2500], path=path, list_cap=40)
+    new, new_ids = X[2500:], ids[2500:]
+    idx.add(new, new_ids)
+    assert (~idx.list_table()["alive"]).any(), "no list was split"
+    assert sketch_bit_agreement(idx) >= 0.999
+    _, top1 = idx.search(new[:200], 1, sketch_frac=0.3)
+    assert np.mean(top1[:, 0] == new_ids[:200]) >= 0.95
+    _, P = faiss.knn(Q, X, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    s0, i0 = idx.search(Q, 10, max_lists=32, sketch_frac=0.3)
+    assert recall(i0, ids[P]) >= 0.8
+    re = SpannIndex.open(path, verify=True)
+    s1, i1 = re.search(Q, 10, max_lists=32, sketch_frac=0.3)
+    assert np.array_equal(i0, i1) and np.allclose(s0, s1)
+    gone = np.unique(ids[P[:, 0]][:50])
+    re.remove(gone)
+    _, i2 = re.search(Q, 10, max_lists=32, sketch_frac=0.3)
+    assert not np.isin(i2, gone).any()
+    re.compact()
+    assert len(list(path.glob("postings.*.sk"))) == 1
+    assert sketch_bit_agreement(re) >= 0.999
+    _, i3 = re.search(Q, 10, max_lists=32, sketch_frac=0.3)
+    assert not np.isin(i3, gone).any() and recall(i3, ids[P]) >= 0.75
+    re.add(X[np.isin(ids, gone[:3])], gone[:3])
+    _, back = SpannIndex.open(path, verify=True).search(X[np.isin(ids, gone[:3])], 1, sketch_frac=0.3)
+    assert set(back[:, 0]) == set(gone[:3])
+
+
+def test_truncated_and_corrupt_sketch_file(copy_of):
+    h = json.loads((copy_of / "header.json").read_text())
+    assert h["version"] == 2 and all(len(s) == 4 for s in h["postings"]["segments"])
+    fp = copy_of / h["postings"]["sketches"]
+    assert fp.name.endswith(".sk")
+    data = bytearray(fp.read_bytes())
+    data[100] ^= 0xFF
+    fp.write_bytes(bytes(data))
+    SpannIndex.open(copy_of)  # sizes only: opens
+    with pytest.raises(IndexCorruptError, match=r"postings\.g\d+\.sk.*sketches checksum mismatch"):
+        SpannIndex.open(copy_of, verify=True)
+    fp.write_bytes(bytes(data[:-40]))
+    with pytest.raises(IndexCorruptError, match=r"postings\.g\d+\.sk.*truncated"):
+        SpannIndex.open(copy_of)
+    os.unlink(fp)
+    with pytest.raises(IndexCorruptError, match=r"postings\.g\d+\.sk.*missing"):
+        SpannIndex.open(copy_of)
+
+
+def test_index_without_sketches(data, tmp_path):
+    X, Q, ids, truth = data
+    path = tmp_path / "nosk"
+    idx = SpannIndex.build(X, ids, path=path, sketch_bits=0)
+    assert not list(path.glob("*.sk")) and not list(path.glob("sketch_planes*"))
+    h = json.loads((path / "header.json").read_text())
+    assert h["version"] == 1 and "sketches" not in h["postings"]
+    _, i0 = idx.search(Q, 10)
+    assert recall(i0, truth) >= 0.9
+    with pytest.raises(ValueError, match="no sketches|has none"):
+        idx.search(Q, 10, sketch_frac=0.3)
+    # a header written before sketches existed (no sketch_bits in params) opens the same way
+    del h["params"]["sketch_bits"], h["params"]["sketch_frac"]
+    (path / "header.json").write_text(json.dumps(h))
+    old = SpannIndex.open(path, verify=True)
+    assert old.params.sketch_bits == 0
+    assert np.array_equal(old.search(Q, 10)[1], i0)
+    with pytest.raises(ValueError, match="sketch_frac"):
+        old.search(Q, 10, sketch_frac=0.3)
+    old.add(clustered(50, seed=9), np.arange(50) + 10 ** 6)  # updates keep the version-1 layout
+    assert json.loads((path / "header.json").read_text())["version"] == 1
+    assert not list(path.glob("*.sk"))
+    # sketches stay on disk: RAM grows only by the sketch planes
+    with_sk = SpannIndex.build(X, ids, path=tmp_path / "withsk")
+    assert with_sk.memory_bytes() - idx.memory_bytes() == 256 * DIM * 4
