@@ -139,9 +139,10 @@ class Config:
     all inherit one broad score), and on the eval datasets (candidates 200) it cost MuSiQue R@5 0.693 →
     0.640, HotpotQA R@2 0.705 → 0.675, SciFact nDCG@10 0.690 → 0.661 (LoCoMo unchanged)."""
     query_batch_size: int = 64
-    """Queries of one `retrieve_many` block (vector searches and PPR run per block). Bounds memory:
-    each query of a block holds a few score vectors over all passages and entities (SciFact's
-    128k-node graph: ≈ 6 MB per query in PPR), so 300 queries in one block took ≈ 2 GB."""
+    """Queries of one `retrieve_many` block (embeddings, vector searches and PPR run per block), so
+    memory stays bounded for any number of queries. SciFact's index (128k graph nodes), 300
+    queries, 2 cores: one block of 300 peaked at 5.3 GB RSS, blocks of 64 at 3.8 GB, with the same
+    throughput (24–30 queries/s)."""
     max_query_chars: int = 10_000
     """Longer queries are truncated with a warning."""
 
