@@ -411,3 +411,20 @@ def test_minilm_bfloat16_matches_float32(tmp_path: Path) -> None:
     assert bf16.cache.misses == len(texts)  # nothing served from the float32 namespace
     again = load_embedder(bf16.spec(), tmp_path, precision="float32")
     assert again.precision == "float32" and bf16.spec() == fp32.spec()
+
+
+@pytest.mark.slow
+def test_index_opens_with_this_machines_precision(tmp_path: Path) -> None:
+    """The precision is not part of the index: an index opens in whatever precision is asked for
+    (or 'auto'), and a query embeds to the same stored vector within bf16 rounding either way."""
+    from hippograph import HippoGraph
+
+    docs = [{"id": "a", "title": "Ada Lovelace", "text": "Ada Lovelace wrote the first program for the Analytical Engine."},
+            {"id": "b", "title": "Volcanoes", "text": "Volcanoes erupt when magma rises through the crust."}]
+    HippoGraph.build(docs, tmp_path / "idx", Config(embedder="sentence-transformers", embedding_precision="bfloat16"))
+    f32 = HippoGraph.open(tmp_path / "idx", embedding_precision="float32")
+    bf16 = HippoGraph.open(tmp_path / "idx", embedding_precision="bfloat16")
+    assert f32.embedder.precision == "float32" and bf16.embedder.precision == "bfloat16"
+    q = ["who wrote the first program"]
+    assert float(f32.embedder.encode(q)[0] @ bf16.embedder.encode(q)[0]) > 0.999
+    assert f32.retrieve(q[0], top_k=1)[0].doc_id == bf16.retrieve(q[0], top_k=1)[0].doc_id == "a"
