@@ -644,15 +644,12 @@ class Builder:
             header = json.loads((vdir / "header.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return
-        if header.get("format") != "hippograph-spann":
+        from .indexers.spann import FORMAT as SPANN_FORMAT, posting_files
+
+        if header.get("format") != SPANN_FORMAT:
             return
-        post = header["postings"]
-        n = int(post["n_entries"])
-        rel = f"vectors/{vdir.name}"
-        self.append_only[f"{rel}/{post['vectors']}"] = n * int(header["dim"]) * 4
-        self.append_only[f"{rel}/{post['ids']}"] = n * 8
-        if "sketches" in post:  # per-entry sketch codes, sketch_bits/8 bytes each (format version 2)
-            self.append_only[f"{rel}/{post['sketches']}"] = n * int(header["params"]["sketch_bits"]) // 8
+        for name, used in posting_files(header).items():
+            self.append_only[f"vectors/{vdir.name}/{name}"] = used
 
     def _vector_plan(self, gran: str, n: int) -> tuple[str, str]:
         """("update" | "rebuild", reason shown in the report when a rebuild is maintenance)."""

@@ -643,7 +643,7 @@ class SpannIndex:
             raise IndexCorruptError(f"{hfile}: incomplete or invalid SPANN header ({exc!r})") from exc
         self._header, self._files = header, files
         names = _posting_names(post)
-        row_bytes = {"vectors": self.dim * 4, "ids": 8, "sketches": self.params.sketch_bits // 8}
+        row_bytes = posting_row_bytes({"dim": self.dim, "params": {"sketch_bits": self.params.sketch_bits}})
         if any(len(sg) != 1 + len(names) for sg in segs):
             raise IndexCorruptError(f"{hfile}: posting segments need {1 + len(names)} fields "
                                     f"(end + one CRC per file of {sorted(names)})")
@@ -814,11 +814,10 @@ class SpannIndex:
         starts, lens, own = starts[nz], lens[nz], own[nz]
         if starts.size == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        o = np.argsort(starts)
         if sk is not None:
-            o = np.argsort(starts)
             return self._score_rows(q, self._sketch_select(q, sel, starts[o], lens[o], own[o], k, sk, stats),
                                     k, stats)
-        o = np.argsort(starts)
         ends = (starts + lens)[o].tolist()
         starts = starts[o].tolist()
         total = int(lens.sum())
@@ -1092,6 +1091,21 @@ def _header_version(params: BuildParams) -> int:
 def _posting_names(post: dict[str, Any]) -> dict[str, str]:
     """{role: file name} of the posting files a header's postings record names."""
     return {role: str(post[role]) for role in _POSTING_ROLES if role in post}
+
+
+def posting_row_bytes(header: dict[str, Any]) -> dict[str, int]:
+    """{role: bytes per entry} of a SPANN header's posting files: the one description of the
+    on-disk layout (float32 vector, int64 id, packed sketch code)."""
+    return {"vectors": int(header["dim"]) * 4, "ids": 8,
+            "sketches": int(header["params"].get("sketch_bits", 0)) // 8}
+
+
+def posting_files(header: dict[str, Any]) -> dict[str, int]:
+    """{file name: bytes in use} of every posting file a SPANN header names (append-only files:
+    bytes past this belong to no generation)."""
+    post = header["postings"]
+    n, row = int(post["n_entries"]), posting_row_bytes(header)
+    return {name: n * row[role] for role, name in _posting_names(post).items()}
 
 
 class _RngBuffers:
