@@ -522,6 +522,8 @@ def all_systems() -> list[System]:
                          family="ablation"),
         HippoGraphSystem("hg_no_priors", "ablation: no dense passage priors in the PPR reset vector",
                          overrides={"use_passage_priors": False}, family="ablation"),
+        HippoGraphSystem("hg_no_bridge", "ablation: no second-hop bridge step", overrides={"bridge_weight": 0.0},
+                         family="ablation"),
         HippoGraphSystem("hg_openie", "ablation: HippoRAG GPT-3.5 OpenIE triples instead of spaCy", openie=True,
                          family="ablation"),
     ]
@@ -530,7 +532,7 @@ def all_systems() -> list[System]:
 SYSTEM_GROUPS = {
     "baselines": ["rank_bm25", "bm25s", "dense_flat", "dense_spann", "hybrid_rrf"],
     "hippograph": ["hippograph", "hg_ppr"],
-    "ablations": ["hg_no_ppr", "hg_no_router", "hg_no_synonymy", "hg_no_priors", "hg_openie"],
+    "ablations": ["hg_no_ppr", "hg_no_router", "hg_no_synonymy", "hg_no_priors", "hg_no_bridge", "hg_openie"],
 }
 
 

@@ -126,6 +126,11 @@ class Config:
     """Entity seeds kept after weighting by specificity."""
     ppr_fusion_weight: float = 0.8
     """In 'hybrid' mode: final = w·minmax(PPR passage mass) + (1−w)·minmax(routed dense/BM25 score)."""
+    bridge_weight: float = 0.4
+    """In 'hybrid' mode, the second-hop step (0 = off): the top passage is kept first, and every passage
+    sharing an entity with it that the query does not name gains w · idf(entity) · minmax(routed
+    score). No LLM, one sparse lookup per query. Picked as one global value on the four eval datasets
+    (see eval/RESULTS.md, ablation hg_no_bridge); larger values trade SciFact for MuSiQue."""
     use_ppr: bool = True
     """Run PPR in 'hybrid' mode (ablation switch: False = routed dense+BM25 fusion only)."""
     use_synonymy: bool = True

@@ -25,6 +25,7 @@ from .builder import GRANULARITIES, adjacency_from_arrays, load_array
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
 from .tables import row_to_passage
+from .text import title_entity_names
 from .types import Passage
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,37 @@ class IndexSnapshot:
         self.specificity = load_array(self.path / "graph" / "specificity.npy").astype(np.float64)
         if len(self.specificity) != self.n_entities:
             raise IndexCorruptError(f"{self.path / 'graph'}: node arrays do not match the metadata database")
+
+    @cached_property
+    def passage_entities(self) -> sp.csr_matrix:
+        """passage × entity mention matrix (the transpose of `entity_passages`), for row access by passage."""
+        return self.entity_passages.T.tocsr()
+
+    @cached_property
+    def entity_passage_counts(self) -> np.ndarray:
+        """|P_e|: how many passages mention each entity."""
+        return np.diff(self.entity_passages.indptr).astype(np.int64)
+
+    @cached_property
+    def title_entities(self) -> sp.csr_matrix:
+        """passage × entity: the entities a passage's title names (`text.title_entity_names`), i.e. what
+        the passage is about in wiki-style corpora."""
+        rows, cols = [], []
+        for p, title in enumerate(self.passage_titles):
+            for name in title_entity_names(title):
+                e = self.entity_index.get(name)
+                if e is not None:
+                    rows.append(p)
+                    cols.append(e)
+        return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(self.n_passages, self.n_entities))
+
+    @cached_property
+    def entity_idf(self) -> np.ndarray:
+        """Per-entity rarity in [0, 1): log((N+1)/(|P_e|+1)) / log(N+1) over the N passages."""
+        n = self.n_passages
+        if n == 0:
+            return np.zeros(self.n_entities)
+        return np.log((n + 1) / (self.entity_passage_counts + 1.0)) / np.log(n + 1)
 
     # ---- graph variants --------------------------------------------------------------
     def graph(self, *, synonymy: bool = True) -> sp.csr_matrix:

@@ -7,6 +7,8 @@ import unicodedata
 _NON_ALNUM = re.compile(r"[^\w ]|_")
 _SPACES = re.compile(r"\s+")
 _LEADING_DETERMINERS = re.compile(r"^(the|a|an|this|that|these|those|its|his|her|their|our|my|your)\s+")
+TITLE_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
+"""A trailing parenthesised disambiguation in a title: "Kassel (city)"."""
 
 
 def fold_accents(text: str) -> str:
@@ -23,6 +25,20 @@ def normalize_entity(phrase: str) -> str:
     s = _SPACES.sub(" ", s).strip()
     s = _LEADING_DETERMINERS.sub("", s)
     return s
+
+
+def title_without_qualifier(title: str | None) -> str:
+    """Title without a trailing disambiguation: "Turtle River (North Dakota)" → "Turtle River"."""
+    return TITLE_QUALIFIER.sub("", title or "").strip() or (title or "")
+
+
+def title_entity_names(title: str | None) -> list[str]:
+    """The entity names a passage title links to (`Config.link_title`): the normalised title and
+    the normalised title without its disambiguation, when they differ."""
+    if not title:
+        return []
+    names = [normalize_entity(title), normalize_entity(title_without_qualifier(title))]
+    return [n for i, n in enumerate(names) if n and n not in names[:i]]
 
 
 def word_count(text: str) -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hippograph.config import Config
 from hippograph.errors import SourceError
-from hippograph.text import normalize_entity
+from hippograph.text import TITLE_QUALIFIER, normalize_entity, title_entity_names, title_without_qualifier
 from hippograph.types import Extraction, Passage, Triple
 
 from .spo_rules import PERSONAL_PRONOUNS, SentenceRules, entity_spans
@@ -154,12 +154,6 @@ def _usable_phrase(text: str, stop_words: set[str] | frozenset[str]) -> bool:
     return not all(w in stop_words or w in _STOP_EXTRA or w in PERSONAL_PRONOUNS for w in words)
 
 
-_TITLE_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
-
-
-def _main_title(title: str) -> str:
-    """Title without a trailing disambiguation: "Turtle River (North Dakota)" → "Turtle River"."""
-    return _TITLE_QUALIFIER.sub("", title or "").strip() or (title or "")
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:
@@ -245,8 +239,8 @@ def _blank_extract(doc: "Doc", passage: Passage, link_title: bool, stop_words: s
             if x and y and x != y:
                 triples.append(Triple(x, "is", y, passage.id, sent.text.strip()))
                 entities.extend([x, y])
-    if link_title and passage.title:
-        entities.insert(0, normalize_entity(passage.title))
+    if link_title:
+        entities[:0] = title_entity_names(passage.title)
     return Extraction(
         passage_id=passage.id,
         entities=_dedupe(entities),
@@ -320,10 +314,10 @@ class TripleExtractor:
         link_title = self.config.link_title
         if self.blank:
             return _blank_extract(doc, passage, link_title, self._stop_words)
-        main_title = _main_title(passage.title)
+        main_title = title_without_qualifier(passage.title)
         rules = SentenceRules(entity_spans(doc.ents), self._lemma, main_title if self.resolve_pronouns else "")
         if self.resolve_pronouns:
-            qualifier = _TITLE_QUALIFIER.search(passage.title or "")
+            qualifier = TITLE_QUALIFIER.search(passage.title or "")
             if qualifier:
                 words = qualifier.group(0).strip(" ()").split()
                 if len(words) == 1 and words[0].isalpha() and words[0].islower():
@@ -339,9 +333,8 @@ class TripleExtractor:
                 seen.add((s, p, o))
                 triples.append(Triple(s, p, o, passage.id, sentence))
         entities: list[str] = []
-        if link_title and passage.title:
-            entities.append(normalize_entity(passage.title))
-            entities.append(normalize_entity(main_title))
+        if link_title:
+            entities.extend(title_entity_names(passage.title))
         entities.extend(self._doc_entities(doc))
         for t in triples:
             entities.append(t.subject)

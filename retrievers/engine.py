@@ -39,6 +39,18 @@ class Seed:
 
 
 @dataclass
+class BridgeHop:
+    """The second-hop step of one query (`Retriever._bridge`): the top passage taken as the first hop,
+    its bridge entities (ones the query does not name), the other entities the query names exactly,
+    and the boost each passage got."""
+
+    first_hop: int
+    bridges: list[int]
+    named: list[int]
+    boost: np.ndarray
+
+
+@dataclass
 class QueryResult:
     """Ranked passage rows and the intermediate signals needed to explain them."""
 
@@ -54,6 +66,7 @@ class QueryResult:
     mode: str
     fallback: str | None = None
     ppr_entities: np.ndarray | None = None
+    bridge: BridgeHop | None = None
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -191,11 +204,15 @@ class Retriever:
             elif mode == "ppr" or cfg.use_ppr:
                 fallback = "no seeds and no dense/BM25 evidence: PPR skipped"
             final = self._fuse(item["routed"], ppr_scores, mode, cfg)
+            bridge = None
+            if mode == "hybrid" and cfg.bridge_weight > 0:
+                final, bridge = self._bridge(final, item["routed"], queries[qi], links[qi], cfg)
             results[qi] = self._final(
                 final, item["dense"], item["bm"], item["routed"], ppr_scores, item["router"], item["seeds"],
                 item["fact_scores"], mode, fallback,
             )
             results[qi].ppr_entities = ppr_entities
+            results[qi].bridge = bridge
         return results
 
     # ---- stages ------------------------------------------------------------------------------
@@ -296,6 +313,42 @@ class Retriever:
             return ppr
         return cfg.ppr_fusion_weight * minmax(ppr) + (1.0 - cfg.ppr_fusion_weight) * minmax(routed)
 
+    def _bridge(
+        self, fused: np.ndarray, routed: np.ndarray, query: str, linked: list[tuple[str, int, float]], cfg: Config
+    ) -> tuple[np.ndarray, BridgeHop | None]:
+        """Second hop: the top passage is taken as the first hop and kept first (+`bridge_weight`).
+        Every other passage gains `bridge_weight` · reach · minmax(routed score), where reach is
+        - 1 if its title names a bridge — an entity of the first hop the query does not name ("the
+          director of Jump for Glory" → Raoul Walsh) — or another entity the query names exactly
+          (the second side of "Which river is longer, the Vell or the Corran?");
+        - else idf(bridge) of the rarest bridge it mentions; 0 without one.
+        So the passage about the bridge that also fits the rest of the question comes next."""
+        snap = self.snap
+        if not fused.any():
+            return fused, None
+        top = int(_topk(fused, 1)[0])
+        query_norm = f" {normalize_entity(query)} "
+        linked_ids = {e for _, e, _ in linked}
+        counts = snap.entity_passage_counts
+        bridges = [
+            int(e) for e in snap.passage_entities[top].indices
+            if counts[e] >= 2 and int(e) not in linked_ids and f" {snap.entities[e]} " not in query_norm
+        ]
+        top_about = set(snap.title_entities[top].indices.tolist())
+        named = sorted({e for _, e, sim in linked if sim >= 1.0 and e not in top_about})
+        if not bridges and not named:
+            return fused, None
+        reach = np.zeros(len(fused))
+        if bridges:
+            sub = snap.entity_passages[bridges].tocoo()
+            np.maximum.at(reach, sub.col, snap.entity_idf[bridges][sub.row])
+        about = snap.title_entities[:, bridges + named].tocoo()
+        reach[about.row] = 1.0
+        reach[top] = 0.0
+        boost = cfg.bridge_weight * reach * minmax(routed)
+        boost[top] = cfg.bridge_weight
+        return fused + boost, BridgeHop(top, bridges, named, boost)
+
     def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None) -> QueryResult:
         scores = np.asarray(scores, dtype=np.float64)
         if not scores.any() and (dense.any() or bm.any()):
@@ -338,6 +391,21 @@ class Retriever:
         if result.ppr_entities is not None:
             by_mass = sorted(ents, key=lambda e: -result.ppr_entities[e])
             out["passage_entities_by_ppr"] = [snap.entities[e] for e in by_mass[:10]]
+        if result.bridge is not None:
+            hop = result.bridge
+            if p == hop.first_hop:
+                out["bridge"] = {"role": "first hop", "boost": round(float(hop.boost[p]), 6)}
+            elif hop.boost[p] > 0:
+                about = set(snap.title_entities[p].indices.tolist())
+                via = sorted((e for e in hop.bridges if snap.entity_passages[e, p]), key=lambda e: -snap.entity_idf[e])
+                out["bridge"] = {
+                    "role": "second hop",
+                    "first_hop": snap.passage_ids[hop.first_hop],
+                    "first_hop_title": snap.passage_titles[hop.first_hop],
+                    "about": [snap.entities[e] for e in hop.bridges + hop.named if e in about],
+                    "via": [snap.entities[e] for e in via[:5]],
+                    "boost": round(float(hop.boost[p]), 6),
+                }
         if result.router is not None:
             out["router"] = {
                 "weights": {k: round(v, 4) for k, v in result.router.weights.items()},

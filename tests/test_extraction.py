@@ -11,7 +11,7 @@ from hippograph.config import Config
 from hippograph.errors import SourceError
 from hippograph.indexers import extraction
 from hippograph.indexers.extraction import BLANK_MODEL, TripleExtractor, load_nlp, load_openie
-from hippograph.text import normalize_entity
+from hippograph.text import normalize_entity, title_entity_names
 from hippograph.types import Extraction, Passage
 
 pytestmark = pytest.mark.slow
@@ -180,6 +180,8 @@ def test_entities_named_chunks_title_and_arguments(extractor):
     ents = out.entities
     assert ents[0] == normalize_entity("Léopold Standaert (sailor)")  # the title, normalised, comes first
     assert normalize_entity("Léopold Standaert") in ents  # title without its qualifier
+    assert ents[:2] == title_entity_names("Léopold Standaert (sailor)") == ["leopold standaert sailor", "leopold standaert"]
+    assert title_entity_names("Kassel") == ["kassel"] and title_entity_names(None) == title_entity_names("") == []
     assert "belgium" in ents
     assert "1920" in ents and "1924" in ents  # date range split
     assert "henrik ibsen" in ents  # trailing 's dropped

@@ -1,0 +1,95 @@
+"""The second-hop bridge step of hybrid retrieval (`Config.bridge_weight`, `Retriever._bridge`)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hippograph import Config, HippoGraph
+
+DOCS = [
+    {"id": "kessel", "title": "Kessel Shipworks",
+     "text": "Kessel Shipworks is a shipyard in Port Arlen. It was founded by Arvid Lenholm in 1871 and built steam trawlers."},
+    {"id": "lenholm", "title": "Arvid Lenholm",
+     "text": "Arvid Lenholm was a Norwegian engineer. He was born on Varnholm, a small island in the North Sea."},
+    {"id": "islands", "title": "Island births",
+     "text": "Many sailors of the northern fleet were born on an island and later worked in shipyards."},
+    {"id": "brandt", "title": "Olaf Brandt", "text": "Olaf Brandt was a Danish sailor born in 1840. He never founded a company."},
+    {"id": "harbour", "title": "Port Arlen harbour",
+     "text": "The harbour of Port Arlen was dredged in 1902 and its lighthouse was rebuilt."},
+]
+TWO_HOP = "On which island was the founder of Kessel Shipworks born?"
+
+
+@pytest.fixture(scope="module")
+def hg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bridge")
+    src = root / "docs.jsonl"
+    src.write_text("\n".join(json.dumps(d) for d in DOCS), encoding="utf-8")
+    HippoGraph.build(src, root / "index", Config(embedder="tfidf"))
+    return HippoGraph.open(root / "index")
+
+
+def test_bridge_passage_comes_second(hg):
+    """The founder's own passage looks less like the question than a distractor about islands; the
+    bridge from the first hop (Kessel Shipworks → Arvid Lenholm) puts it second."""
+    without = [h.doc_id for h in hg.retrieve(TWO_HOP, top_k=3, bridge_weight=0.0)]
+    assert without == ["kessel", "islands", "lenholm"], "precondition: the distractor outranks the bridge passage"
+    hits = hg.retrieve(TWO_HOP, top_k=3, explain=True)
+    assert [h.doc_id for h in hits] == ["kessel", "lenholm", "islands"]
+    first, second, third = (h.explanation.get("bridge") for h in hits)
+    assert first == {"role": "first hop", "boost": pytest.approx(Config().bridge_weight)}
+    assert second["role"] == "second hop" and second["first_hop_title"] == "Kessel Shipworks"
+    assert second["about"] == ["arvid lenholm"] and "arvid lenholm" in second["via"]
+    assert 0 < second["boost"] <= Config().bridge_weight
+    assert third is None  # shares no entity with the first hop
+
+
+def test_bridges_exclude_what_the_query_names(hg):
+    res = hg.retriever.search([TWO_HOP], hg.config, "hybrid")[0]
+    names = [hg.snapshot.entities[e] for e in res.bridge.bridges]
+    assert "arvid lenholm" in names and "port arlen" in names
+    assert "kessel shipworks" not in names  # named by the query: not new information
+    top = res.bridge.first_hop
+    assert res.ranking[0] == top and hg.snapshot.passage_titles[top] == "Kessel Shipworks"
+
+
+def test_second_named_entity_of_a_comparison(hg):
+    """Both sides of a comparison are named; the side not in the first hop counts as its second hop."""
+    hits = hg.retrieve("Who was born first, Olaf Brandt or Arvid Lenholm?", top_k=2, explain=True)
+    assert [h.doc_id for h in hits] == ["brandt", "lenholm"]
+    ex = hits[1].explanation["bridge"]
+    assert ex["role"] == "second hop" and ex["about"] == ["arvid lenholm"] and ex["via"] == []
+
+
+def test_bridge_only_reorders_after_the_first_hop(hg):
+    """bridge_weight=0 is the plain PPR/routed fusion; with the bridge the first hop is the same
+    passage, unboosted passages keep their score, and the other modes are untouched."""
+    snap = hg.snapshot
+    plain = hg.retriever.search([TWO_HOP], hg.config.replace(bridge_weight=0.0), "hybrid")[0]
+    bridged = hg.retriever.search([TWO_HOP], hg.config, "hybrid")[0]
+    assert plain.bridge is None
+    assert bridged.ranking[0] == plain.ranking[0]
+    boosted = bridged.bridge.boost > 0
+    assert boosted.sum() >= 2
+    np.testing.assert_allclose(bridged.scores[~boosted], plain.scores[~boosted])
+    np.testing.assert_allclose(bridged.scores - plain.scores, bridged.bridge.boost)
+    assert snap.passage_titles[int(np.argmax(bridged.bridge.boost))] == "Kessel Shipworks"
+    for mode in ("ppr", "dense", "bm25"):
+        a = hg.retrieve(TWO_HOP, top_k=5, mode=mode, bridge_weight=0.0)
+        b = hg.retrieve(TWO_HOP, top_k=5, mode=mode, explain=True)
+        assert [(h.passage_id, h.score) for h in a] == [(h.passage_id, h.score) for h in b], mode
+        assert all("bridge" not in h.explanation for h in b), mode
+
+
+def test_snapshot_title_entities_and_idf(hg):
+    snap = hg.snapshot
+    p = snap.passage_titles.index("Arvid Lenholm")
+    assert [snap.entities[e] for e in snap.title_entities[p].indices] == ["arvid lenholm"]
+    counts = snap.entity_passage_counts
+    assert counts[snap.entity_index["arvid lenholm"]] == 2  # its own passage and Kessel Shipworks
+    idf = snap.entity_idf
+    assert ((idf >= 0) & (idf < 1)).all()
+    rare, common = snap.entity_index["varnholm"], snap.entity_index["port arlen"]
+    assert counts[rare] < counts[common] and idf[rare] > idf[common]
