@@ -1,4 +1,5 @@
-"""The second-hop bridge step of hybrid retrieval (`Config.bridge_weight`, `Retriever._bridge`)."""
+"""Retriever behaviour on a crafted two-hop corpus: the bridge passage found through the graph (the
+second-hop step, `Config.bridge_weight`), seed specificity, and what the other modes leave alone."""
 from __future__ import annotations
 
 import json
@@ -34,6 +35,8 @@ def hg(tmp_path_factory):
 def test_bridge_passage_comes_second(hg):
     """The founder's own passage looks less like the question than a distractor about islands; the
     bridge from the first hop (Kessel Shipworks → Arvid Lenholm) puts it second."""
+    dense = [h.doc_id for h in hg.retrieve(TWO_HOP, top_k=3, mode="dense")]
+    assert "lenholm" not in dense[:2], "precondition: dense retrieval alone misses the bridge passage"
     without = [h.doc_id for h in hg.retrieve(TWO_HOP, top_k=3, bridge_weight=0.0)]
     assert without == ["kessel", "islands", "lenholm"], "precondition: the distractor outranks the bridge passage"
     hits = hg.retrieve(TWO_HOP, top_k=3, explain=True)
@@ -93,3 +96,12 @@ def test_snapshot_title_entities_and_idf(hg):
     assert ((idf >= 0) & (idf < 1)).all()
     rare, common = snap.entity_index["varnholm"], snap.entity_index["port arlen"]
     assert counts[rare] < counts[common] and idf[rare] > idf[common]
+
+
+def test_specificity_lowers_hub_seeds(hg):
+    """Two exactly-linked query mentions: Port Arlen (mentioned by 2 passages) seeds with half the
+    weight of Varnholm (1 passage), weight = similarity × 1/|P_e| × router weight."""
+    res = hg.retriever.search(["What connects Port Arlen and Varnholm?"], hg.config.replace(linking_top_facts=0), "hybrid")[0]
+    weights = {hg.snapshot.entities[s.entity]: s.weight for s in res.seeds}
+    assert set(weights) == {"port arlen", "varnholm"}
+    assert weights["port arlen"] == pytest.approx(weights["varnholm"] / 2)
