@@ -512,7 +512,7 @@ def all_systems() -> list[System]:
     """Every system, in report order."""
     return [
         RankBM25(), BM25s(), DenseFlat(), DenseSpann(), HybridRRF(),
-        HippoGraphSystem("hippograph", "hippograph defaults (mode hybrid: PPR + routed dense/BM25)"),
+        HippoGraphSystem("hippograph", "hippograph defaults (mode hybrid: PPR + routed dense/BM25, then the second-hop bridge step)"),
         HippoGraphSystem("hg_ppr", "hippograph, PPR ranking only (mode ppr)", mode="ppr"),
         HippoGraphSystem("hg_no_ppr", "ablation: no PPR (routed dense+BM25 fusion)", overrides={"use_ppr": False},
                          family="ablation"),
