@@ -190,6 +190,12 @@ def _cmd_query(args: argparse.Namespace) -> int:
             print(f"      seeds: {seeds or '-'}")
             if ex.get("connecting_facts"):
                 print(f"      facts: {'; '.join(ex['connecting_facts'][:3])}")
+            hop = ex.get("bridge")
+            if hop and hop["role"] == "second hop":
+                how = ", ".join([f"about {e}" for e in hop["about"]] + [f"via {e}" for e in hop["via"][:3]])
+                print(f"      second hop from '{hop['first_hop_title']}': {how}")
+            elif hop:
+                print("      first hop")
             if ex.get("router"):
                 w = ", ".join(f"{k}={v:.2f}" for k, v in ex["router"]["weights"].items())
                 print(f"      router: {w}")

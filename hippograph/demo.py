@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
             seeds = ", ".join(s["entity"] for s in h.explanation["seeds"][:4])
             print(f"  {i}. [{h.score:.3f}] {h.title}: {' '.join(h.text.split())[:100]}…")
             print(f"     seeds: {seeds or '-'}; facts: {'; '.join(h.explanation['connecting_facts'][:2]) or '-'}")
+            hop = h.explanation.get("bridge")
+            if hop and hop["role"] == "second hop":
+                how = ", ".join([f"about {e}" for e in hop["about"]] + [f"via {e}" for e in hop["via"][:2]])
+                print(f"     second hop from '{hop['first_hop_title']}': {how}")
     print(f"\nrecall over {len(questions)} sample questions (gold = document titles):")
     print(f"  {'mode':<8} {'R@2':>6} {'R@5':>6}")
     texts = [q["question"] for q in questions]

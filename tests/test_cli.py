@@ -31,6 +31,7 @@ def test_index_query_info_check(tmp_path):
 
     table = run("query", str(idx), "Who built the SS Gannet?", "--explain").stdout
     assert "seeds:" in table and "score" in table
+    assert "first hop" in table  # the second-hop step's role of hit 1
 
     info = json.loads(run("info", str(idx), "--json", "--triples", "3").stdout)
     assert info["documents"] == 37 and len(info["triples_sample"]) == 3
