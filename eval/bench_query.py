@@ -1,7 +1,8 @@
 """Query speed of the engine on one index: one query at a time per mode (p50/p95, including query
 embedding and spaCy), where the time of a hybrid query goes, and `retrieve_many` throughput.
 
-    python eval/bench_query.py [INDEX_DIR] [--dataset musique_train100] [--queries 100] [--out eval/results/query.md]
+    python eval/bench_query.py [INDEX_DIR] [--dataset musique_train100 | --questions Q.jsonl] [--queries 100]
+                               [--out eval/results/query.md]
 
 INDEX_DIR defaults to the newest MuSiQue index the eval harness cached
 (eval/cache/hippograph/musique_train100-spacy-*; `python -m eval run --datasets musique_train100
@@ -87,7 +88,8 @@ def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]
              "_bridge": "second-hop bridge"}
     try:
         for attr, fn in saved.items():
-            setattr(r, attr, timer.wrap(names[attr], fn))
+            if fn is not None:  # no mention extractor without spaCy
+                setattr(r, attr, timer.wrap(names[attr], fn))
         engine_mod.PPR.run = timer.wrap("PPR", ppr_run)
         search = timer.wrap("total", r.search)
         r.search = search
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("index", type=Path, nargs="?")
     ap.add_argument("--dataset", default="musique_train100")
+    ap.add_argument("--questions", type=Path, help="JSONL with a 'question' per line instead of --dataset's questions")
     ap.add_argument("--queries", type=int, default=100, help="questions timed one at a time per mode")
     ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "query.md")
     args = ap.parse_args(argv)
@@ -121,7 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     from hippograph import HippoGraph
 
     index = args.index or default_index(args.dataset)
-    questions = [q.question for q in load_dataset(args.dataset).queries if q.gold]
+    if args.questions:
+        import json
+
+        lines = args.questions.read_text(encoding="utf-8").splitlines()
+        questions = [json.loads(line)["question"] for line in lines if line.strip()]
+        source = str(args.questions)
+    else:
+        questions = [q.question for q in load_dataset(args.dataset).queries if q.gold]
+        source = args.dataset
+    if not questions:
+        raise SystemExit(f"{args.questions or args.dataset}: no questions")
     timed_qs = questions[: args.queries]
     t0 = time.perf_counter()
     hg = HippoGraph.open(index)
@@ -144,22 +157,20 @@ def main(argv: list[str] | None = None) -> int:
         secs = time.perf_counter() - t0
         batched.append((bs, len(questions) / secs))
 
-    import torch
-
     m = machine_info()
     snap = hg.snapshot
     lines = [
         "## Query speed (`eval/bench_query.py`)",
         "",
         f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC · {m['cores']} cores ({m['cpu']}) · "
-        f"load average {os.getloadavg()[0]:.1f} at the end · torch threads {torch.get_num_threads()} · "
+        f"load average {os.getloadavg()[0]:.1f} at the end · "
         f"embedding precision {getattr(hg.embedder, 'precision', 'n/a')}",
         "",
         f"Index `{index.name}`: {snap.n_passages:,} passages, {snap.n_entities:,} entities, {snap.n_facts:,} facts, "
-        f"{snap.adjacency.nnz:,} graph edges (opened in {open_s:.2f} s). {len(timed_qs)} {args.dataset} questions, "
+        f"{snap.adjacency.nnz:,} graph edges (opened in {open_s:.2f} s). {len(timed_qs)} {source} questions, "
         f"one at a time, `retrieve(q, top_k=10)` including query embedding and spaCy. Command: "
-        f"`python eval/bench_query.py{' ' + str(args.index) if args.index else ''} --dataset {args.dataset} "
-        f"--queries {args.queries}`.",
+        f"`python eval/bench_query.py{' ' + str(args.index) if args.index else ''} "
+        f"{'--questions ' + str(args.questions) if args.questions else '--dataset ' + args.dataset} --queries {args.queries}`.",
         "",
         "| mode | p50 ms | p95 ms | mean ms | max ms |",
         "|---|---|---|---|---|",

@@ -294,3 +294,19 @@ def test_dense_minilm_real_embeddings_and_cache(tmp_path):
     second = run(opts)["datasets"]["musique_train100"]["systems"]["dense_flat"]
     assert second["index"]["cached"] is True
     assert second["metrics"] == pytest.approx(first["metrics"])
+
+
+def test_bench_query_on_the_sample_index(sample_index, tmp_path, capsys):
+    """eval/bench_query.py runs on any index with a questions file and reports every mode and stage."""
+    from eval import bench_query
+
+    out = tmp_path / "query.md"
+    questions = Path(__file__).resolve().parents[1] / "data" / "questions.jsonl"
+    assert bench_query.main([str(sample_index), "--questions", str(questions), "--queries", "4", "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    for row in ("| `hybrid` |", "| `ppr` |", "| `dense` |", "| `bm25` |", "| PPR |", "| second-hop bridge |",
+                "| spaCy query mentions |", "| 64 |"):
+        assert row in text, row
+    shares = [float(line.rsplit("|", 2)[-2].strip().rstrip("%")) for line in text.splitlines()
+              if line.startswith("| ") and line.rstrip().endswith("% |")]
+    assert 95 <= sum(shares) <= 105  # exclusive stage times add up to the whole query
