@@ -619,7 +619,7 @@ class Builder:
                     min_spann=self.config.spann_min_vectors,
                     # the engine scores whole probed lists; per-entry sketches only pay off when a
                     # search reads posting lists from disk with sketch_frac, so engine indexes skip them
-                    sketch_bits=0,
+                    sketch_bits=0, replica_count=self.config.spann_replica,
                 )
                 kind = "spann" if isinstance(index, SpannIndex) else "flat"
                 self.vector_state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}

@@ -249,9 +249,11 @@ def test_spann_granularities_probe_the_configured_number_of_lists(tmp_path, monk
     """Granularities big enough for SPANN are searched with Config.spann_max_lists (per call)."""
     from hippograph.indexers.spann import SpannIndex
 
-    hg = HippoGraph.build(DATA / "corpus", tmp_path / "idx", Config(embedder="tfidf", spann_min_vectors=200))
-    assert any(isinstance(getattr(hg.snapshot.vector_index(g), "index", hg.snapshot.vector_index(g)), SpannIndex)
-               for g in ("sentences", "facts", "entities"))
+    hg = HippoGraph.build(DATA / "corpus", tmp_path / "idx",
+                          Config(embedder="tfidf", spann_min_vectors=200, spann_replica=3))
+    spann = [ix for g in ("sentences", "facts", "entities")
+             if isinstance(ix := getattr(hg.snapshot.vector_index(g), "index", hg.snapshot.vector_index(g)), SpannIndex)]
+    assert spann and all(ix.params.replica_count == 3 for ix in spann)  # Config.spann_replica reaches the build
     seen: list[int | None] = []
     original = SpannIndex.search
 
