@@ -137,8 +137,8 @@ class Config:
     a passage about an entity it adds that the query does not name (its title names it), or about the
     query's other named entity, gains w · minmax(routed score); one that only mentions such an entity
     gains w · idf(entity) · minmax(routed). No LLM; one sparse lookup per query (0.4 ms). Eval harness,
-    MiniLM, spann_replica 8, off → 0.4: MuSiQue R@2/R@5 0.513/0.688 → 0.573/0.738, HotpotQA 0.700/0.855 → 0.765/0.910,
-    SciFact nDCG@10 0.688 → 0.688, LoCoMo R@5 0.489 → 0.513. One global value, not a knife edge: every w
+    MiniLM, spann_replica 8, off → 0.4: MuSiQue R@2/R@5 0.513/0.688 → 0.573/0.738, HotpotQA
+    0.700/0.855 → 0.765/0.910, SciFact nDCG@10 0.688 → 0.688, LoCoMo R@5 0.489 → 0.513. One global value, not a knife edge: every w
     in 0.2–0.6 raises MuSiQue and HotpotQA R@2 in both halves (odd/even) of their questions; above 0.5
     SciFact loses (0.684 at 0.5, 0.680 at 0.6)."""
     use_ppr: bool = True

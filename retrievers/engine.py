@@ -1,4 +1,5 @@
-"""Online retrieval: candidates per granularity → entropy router → seeds → PPR → fused passage ranking → second hop.
+"""Online retrieval: candidates per granularity → entropy router → seeds → PPR → fused passage
+ranking → second hop.
 
 One `Retriever` wraps an `IndexSnapshot` plus the query-side models (embedder, entity
 mention extractor). `search` works on a batch of queries: embeddings, vector searches
