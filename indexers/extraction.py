@@ -154,8 +154,6 @@ def _usable_phrase(text: str, stop_words: set[str] | frozenset[str]) -> bool:
     return not all(w in stop_words or w in _STOP_EXTRA or w in PERSONAL_PRONOUNS for w in words)
 
 
-
-
 def _dedupe(items: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
