@@ -310,3 +310,17 @@ def test_bench_query_on_the_sample_index(sample_index, tmp_path, capsys):
     shares = [float(line.rsplit("|", 2)[-2].strip().rstrip("%")) for line in text.splitlines()
               if line.startswith("| ") and line.rstrip().endswith("% |")]
     assert 95 <= sum(shares) <= 105  # exclusive stage times add up to the whole query
+
+
+def test_bench_query_stage_split_restores_the_retriever(sample_index):
+    from eval.bench_query import stage_split
+    from hippograph import HippoGraph
+
+    hg = HippoGraph.open(sample_index)
+    before = hg.retrieve("Who founded Kessel Shipworks?", top_k=3)
+    split, total = stage_split(hg, ["Who founded Kessel Shipworks?", "Where is Kesselby?"])
+    assert total > 0 and split["PPR"] > 0 and split["second-hop bridge"] > 0
+    assert not {"search", "_bridge", "_vector_search", "_seeds"} & set(vars(hg.retriever))
+    assert hg.retriever.embed.__name__ != "timed"
+    after = hg.retrieve("Who founded Kessel Shipworks?", top_k=3)
+    assert [(h.passage_id, h.score) for h in after] == [(h.passage_id, h.score) for h in before]
