@@ -397,13 +397,15 @@ class Retriever:
             if p == hop.first_hop:
                 out["bridge"] = {"role": "first hop", "boost": round(float(hop.boost[p]), 6)}
             elif hop.boost[p] > 0:
-                about = set(snap.title_entities[p].indices.tolist())
-                via = sorted((e for e in hop.bridges if snap.entity_passages[e, p]), key=lambda e: -snap.entity_idf[e])
+                titled = set(snap.title_entities[p].indices.tolist())
+                about = [e for e in hop.bridges + hop.named if e in titled]  # what this passage is about
+                via = sorted((e for e in hop.bridges if e not in titled and snap.entity_passages[e, p]),
+                             key=lambda e: -snap.entity_idf[e])  # other bridges it mentions, rarest first
                 out["bridge"] = {
                     "role": "second hop",
                     "first_hop": snap.passage_ids[hop.first_hop],
                     "first_hop_title": snap.passage_titles[hop.first_hop],
-                    "about": [snap.entities[e] for e in hop.bridges + hop.named if e in about],
+                    "about": [snap.entities[e] for e in about],
                     "via": [snap.entities[e] for e in via[:5]],
                     "boost": round(float(hop.boost[p]), 6),
                 }
