@@ -541,15 +541,15 @@ class SpannIndex:
         import zlib
         post = self._header["postings"]
         n0 = int(post["n_entries"])
-        parts = [(post["vectors"], np.ascontiguousarray(vecs, np.float32), self.dim * 4),
-                 (post["ids"], np.ascontiguousarray(ids, np.int64), 8)]
+        data = {"vectors": np.ascontiguousarray(vecs, np.float32), "ids": np.ascontiguousarray(ids, np.int64)}
         if "sketches" in post:
             if sketches is None or sketches.shape != (ids.size, self._sketch.code_bytes):
                 raise ValueError("_append_postings: the index has sketches; pass one code row per entry")
-            parts.append((post["sketches"], np.ascontiguousarray(sketches, np.uint8), self._sketch.code_bytes))
+            data["sketches"] = np.ascontiguousarray(sketches, np.uint8)
+        row_bytes = posting_row_bytes(self._header)
         seg = [n0 + int(ids.size)]
-        for name, data, rb in parts:
-            buf = data.tobytes()
+        for role, name in _posting_names(post).items():
+            buf, rb = data[role].tobytes(), row_bytes[role]
             with open(self.path / name, "r+b") as f:
                 f.truncate(n0 * rb)  # drop any tail left by a crashed append
                 f.seek(n0 * rb)
@@ -754,8 +754,8 @@ class SpannIndex:
                                               None if qproj is None else qproj[i], masks, stats, sk)
                     scores[i, :s.size] = s
                     out_ids[i, :ids.size] = ids
-        code_bytes = self._sketch.code_bytes if self._sketch is not None else 0
-        stats.bytes_read = stats.entries_read * (4 * self.dim + 8) + stats.sketch_entries * code_bytes
+        row = posting_row_bytes(self._header)
+        stats.bytes_read = stats.entries_read * (row["vectors"] + row["ids"]) + stats.sketch_entries * row["sketches"]
         self.last_stats = stats
         return (scores[0], out_ids[0]) if single else (scores, out_ids)
 
