@@ -366,7 +366,7 @@ class Retriever:
         snap = self.snap
         p = int(passage_idx)
         seed_set = {s.entity for s in result.seeds}
-        ents = snap.entity_passages[:, p].nonzero()[0]
+        ents = np.sort(snap.passage_entities[p].indices)
         facts = snap.fact_passages[:, p].nonzero()[0]
         connecting_facts = [
             snap.fact_text(int(f))
