@@ -174,6 +174,7 @@ def _cmd_compact(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from .api import HippoGraph
+    from .retrievers.engine import hop_summary
 
     hg = HippoGraph.open(args.index)
     hits = hg.retrieve(args.question, top_k=args.top_k, mode=args.mode, explain=args.explain)
@@ -190,12 +191,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
             print(f"      seeds: {seeds or '-'}")
             if ex.get("connecting_facts"):
                 print(f"      facts: {'; '.join(ex['connecting_facts'][:3])}")
-            hop = ex.get("bridge")
-            if hop and hop["role"] == "second hop":
-                how = ", ".join([f"about {e}" for e in hop["about"]] + [f"via {e}" for e in hop["via"][:3]])
-                print(f"      second hop from '{hop['first_hop_title']}': {how}")
-            elif hop:
-                print("      first hop")
+            if ex.get("bridge"):
+                print(f"      {hop_summary(ex['bridge'], max_via=3)}")
             if ex.get("router"):
                 w = ", ".join(f"{k}={v:.2f}" for k, v in ex["router"]["weights"].items())
                 print(f"      router: {w}")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .api import HippoGraph
+from .retrievers.engine import hop_summary
 
 
 def _recall(hits_titles: list[str], gold: list[str], k: int) -> float:
@@ -38,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"     seeds: {seeds or '-'}; facts: {'; '.join(h.explanation['connecting_facts'][:2]) or '-'}")
             hop = h.explanation.get("bridge")
             if hop and hop["role"] == "second hop":
-                how = ", ".join([f"about {e}" for e in hop["about"]] + [f"via {e}" for e in hop["via"][:2]])
-                print(f"     second hop from '{hop['first_hop_title']}': {how}")
+                print(f"     {hop_summary(hop, max_via=2)}")
     print(f"\nrecall over {len(questions)} sample questions (gold = document titles):")
     print(f"  {'mode':<8} {'R@2':>6} {'R@5':>6}")
     texts = [q["question"] for q in questions]

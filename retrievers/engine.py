@@ -70,6 +70,15 @@ class QueryResult:
     bridge: BridgeHop | None = None
 
 
+def hop_summary(bridge: dict[str, Any], max_via: int = 3) -> str:
+    """One line for an explanation's `bridge` record: "first hop", or "second hop from 'T':
+    about X, via Y" (at most `max_via` via entities)."""
+    if bridge["role"] != "second hop":
+        return bridge["role"]
+    how = ", ".join([f"about {e}" for e in bridge["about"]] + [f"via {e}" for e in bridge["via"][:max_via]])
+    return f"second hop from '{bridge['first_hop_title']}': {how}"
+
+
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores, best first (stable for ties)."""
     k = min(k, len(scores))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hippograph import Config, HippoGraph
+from hippograph.retrievers.engine import hop_summary
 
 DOCS = [
     {"id": "kessel", "title": "Kessel Shipworks",
@@ -47,6 +48,8 @@ def test_bridge_passage_comes_second(hg):
     assert second["about"] == ["arvid lenholm"] and second["via"] == []  # about the bridge; shares nothing else
     assert 0 < second["boost"] <= Config().bridge_weight
     assert third is None  # shares no entity with the first hop
+    assert hop_summary(first) == "first hop"
+    assert hop_summary(second) == "second hop from 'Kessel Shipworks': about arvid lenholm"
 
 
 def test_bridges_exclude_what_the_query_names(hg):
