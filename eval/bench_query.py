@@ -80,14 +80,13 @@ def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]
 
     r = hg.retriever
     timer = StageTimer()
-    saved = {name: getattr(r, name) for name in ("embed", "mentions", "_vector_search", "_bm25_scores",
-                                                 "_link_mentions", "_route", "_seeds", "_bridge")}
-    own = set(vars(r))  # instance attributes (embed, mentions); the rest are methods of the class
-    ppr_run = engine_mod.PPR.run
     names = {"embed": "embedding (query + unmatched mentions)", "mentions": "spaCy query mentions",
              "_vector_search": "vector search (4 granularities + linking)", "_bm25_scores": "BM25",
              "_link_mentions": "entity linking (lookup)", "_route": "entropy router", "_seeds": "seeds",
              "_bridge": "second-hop bridge"}
+    saved = {attr: getattr(r, attr) for attr in names}
+    own = set(vars(r))  # instance attributes (embed, mentions); the rest are methods of the class
+    ppr_run = engine_mod.PPR.run
     try:
         for attr, fn in saved.items():
             if fn is not None:  # no mention extractor without spaCy

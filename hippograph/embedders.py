@@ -341,15 +341,13 @@ class SentenceTransformerEmbedder:
                 return self._model
             _set_offline_env()
             try:
-                import torch
+                import torch  # noqa: F401  (both must be installed)
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
                 raise ConfigError(
                     f"the sentence-transformers embedder needs torch and sentence-transformers "
                     f"({exc}); install them with: {DENSE_INSTALL_HINT} — or use embedder='tfidf'"
                 ) from exc
-            if torch.get_num_threads() != _cpu_count():
-                torch.set_num_threads(_cpu_count())
             logger.info("loading sentence-transformers model %s from %s", self.name, self.path)
             try:
                 with _quiet_transformers(show_progress):
