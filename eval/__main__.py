@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def split_dataset_specs(value: str) -> list[str]:
+    """Comma-separated dataset specs; `custom:CORPUS,QUESTIONS` keeps its own comma."""
+    specs: list[str] = []
+    for part in value.split(","):
+        if specs and specs[-1].startswith("custom:") and "," not in specs[-1]:
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .runner import DEFAULT_DATASETS, QUICK_DATASETS, RunOptions, run
 
-    datasets = args.datasets.split(",") if args.datasets else list(QUICK_DATASETS if args.quick else DEFAULT_DATASETS)
+    datasets = split_dataset_specs(args.datasets) if args.datasets else list(QUICK_DATASETS if args.quick else DEFAULT_DATASETS)
     try:
         systems = select_systems(args.systems)
     except ValueError as exc:

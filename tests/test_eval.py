@@ -324,3 +324,11 @@ def test_bench_query_stage_split_restores_the_retriever(sample_index):
     assert hg.retriever.embed.__name__ != "timed"
     after = hg.retrieve("Who founded Kessel Shipworks?", top_k=3)
     assert [(h.passage_id, h.score) for h in after] == [(h.passage_id, h.score) for h in before]
+
+
+def test_dataset_specs_keep_the_comma_of_a_custom_spec():
+    from eval.__main__ import split_dataset_specs
+
+    assert split_dataset_specs("musique_train100,custom:c.json,q.jsonl,scifact") == [
+        "musique_train100", "custom:c.json,q.jsonl", "scifact"]
+    assert split_dataset_specs("a,b") == ["a", "b"]
