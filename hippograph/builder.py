@@ -770,12 +770,9 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 def load_array(path: Path) -> np.ndarray:
     """np.load without pickle; a missing, garbled or pickled file raises IndexCorruptError naming it."""
-    from .errors import IndexCorruptError
+    from .validate import load_npy
 
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise IndexCorruptError(f"{path}: unreadable array ({exc})") from exc
+    return load_npy(path)  # header checked against the file size before anything is allocated
 
 
 def adjacency_from_arrays(graph_dir: Path, n: int) -> tuple[sp.csr_matrix, np.ndarray]:

@@ -154,6 +154,9 @@ def check_file(dirpath: Path, rec: Any, role: str, *, crc: bool = True) -> Path:
 
 def load_npy(path: Path, role: str, *, dtype: Any = None, ndim: int | None = None) -> np.ndarray:
     """np.load with allow_pickle=False, turning any failure into IndexCorruptError."""
+    from hippograph.validate import npy_layout
+
+    npy_layout(path)  # header against the file size before anything is allocated
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # ValueError for pickled/garbled data, OSError, EOFError ...

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hippograph import validate
 from hippograph.errors import IndexCorruptError, IndexNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ FORMAT_VERSION = 1
 TOKENIZER_NAME = "hippograph-simple-v1"  # bump when `tokenize` changes: old indexes must be rebuilt
 
 META_FILE = "bm25_meta.json"
+META_SCHEMA = {"num_docs": (int, 0, 2**31 - 1), "k1": ((int, float), 0, 100), "b": ((int, float), 0, 1)}
+"""Fields of bm25_meta.json and their ranges (document ids are int32, so at most 2^31 - 1 documents)."""
 VOCAB_FILE = "bm25_vocab.json"
 DATA_FILE = "bm25_data.npy"
 INDICES_FILE = "bm25_indices.npy"
@@ -226,29 +229,21 @@ class BM25Index:
             )
         if meta.get("tokenizer") != TOKENIZER_NAME:
             raise IndexCorruptError(f"{meta_path}: unknown tokenizer {meta.get('tokenizer')!r}; rebuild the index")
+        validate.check_fields(meta_path, meta, META_SCHEMA, "BM25 metadata")
         vocab = _read_json(directory / VOCAB_FILE)
         if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
             raise IndexCorruptError(f"{directory / VOCAB_FILE}: expected a JSON list of terms")
-        mode = "r" if mmap else None
-        data = _read_npy(directory / DATA_FILE, mode)
-        indices = _read_npy(directory / INDICES_FILE, mode)
-        indptr = _read_npy(directory / INDPTR_FILE, mode)
-        try:
-            num_docs = int(meta["num_docs"])
-            k1, b = float(meta["k1"]), float(meta["b"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IndexCorruptError(f"{meta_path}: missing or invalid field ({exc})") from exc
-        problems = []
-        if data.ndim != 1 or indices.ndim != 1 or indptr.ndim != 1:
-            problems.append("arrays must be one-dimensional")
-        elif len(indptr) != len(vocab) + 1:
-            problems.append(f"{INDPTR_FILE} has {len(indptr)} entries for {len(vocab)} terms")
-        elif len(data) != len(indices) or int(indptr[-1]) != len(data) or int(indptr[0]) != 0:
-            problems.append(f"{DATA_FILE}/{INDICES_FILE}/{INDPTR_FILE} lengths disagree")
-        elif len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= num_docs):
-            problems.append(f"{INDICES_FILE} points outside 0..{num_docs - 1}")
-        if problems:
-            raise IndexCorruptError(f"{directory}: corrupt BM25 index: {'; '.join(problems)}")
+        num_docs, k1, b = meta["num_docs"], float(meta["k1"]), float(meta["b"])
+        data = validate.load_npy(directory / DATA_FILE, kind="f", ndim=1, mmap=mmap)
+        indices = validate.load_npy(directory / INDICES_FILE, kind="iu", ndim=1, mmap=mmap)
+        indptr = validate.load_npy(directory / INDPTR_FILE, kind="iu", ndim=1, mmap=mmap)
+        validate.check_csr(directory / INDICES_FILE, indptr, indices, len(vocab), num_docs, "BM25 term × document",
+                           directory / INDPTR_FILE)
+        validate.check_length(directory / DATA_FILE, data, len(indices), "BM25 scores")
+        validate.check_finite(directory / DATA_FILE, data, "BM25 scores")
+        for key, n in (("num_terms", len(vocab)), ("num_postings", len(indices))):
+            if key in meta and meta[key] != n:
+                raise IndexCorruptError(f"{meta_path}: {key} is {meta[key]}, the files hold {n}")
         return cls(vocab, data, indices, indptr, num_docs, k1=k1, b=b)
 
 
@@ -262,10 +257,3 @@ def _read_json(path: Path) -> Any:
         raise IndexCorruptError(f"{path}: unreadable BM25 index file ({exc})") from exc
 
 
-def _read_npy(path: Path, mmap_mode: str | None) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
-    except FileNotFoundError as exc:
-        raise IndexCorruptError(f"{path}: missing BM25 index file") from exc
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{path}: unreadable BM25 index file ({exc})") from exc
