@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +26,9 @@ from .types import Document, Hit
 logger = logging.getLogger(__name__)
 
 Sources = Any  # str | Path | Iterable[str | Path | dict]
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Code points that cannot be encoded as UTF-8 (half of a UTF-16 pair); a query's become U+FFFD."""
 
 OPEN_RETRIES = 3
 """Times `open`/`refresh` re-read the manifest when a writer removed the generation it named meanwhile."""
@@ -58,6 +62,25 @@ def _under(source: str, roots: Sequence[str]) -> bool:
             if c == root or c.startswith(root.rstrip(os.sep) + os.sep):
                 return True
     return False
+
+
+def _index_config(manifest: Manifest, path: Path, overrides: dict[str, Any]) -> Config:
+    """The config an index was built with, validated (IndexCorruptError naming the option and its
+    default). A spaCy model the manifest names by path is not loaded (models come from installed
+    packages or from a path the caller passes, never from a path stored in an index): the
+    default model is used instead, with a warning."""
+    config = Config.from_manifest(manifest.config, path)
+    if "spacy_model" not in overrides and not _package_name(config.spacy_model):
+        default = Config().spacy_model
+        logger.warning("%s: index names spaCy model %r, which is not a package name; using %r "
+                       "(pass spacy_model= to open it with a model of your choice)", path, config.spacy_model, default)
+        config = config.replace(spacy_model=default)
+    return config
+
+
+def _package_name(name: str) -> bool:
+    """A Python package name (what an installed spaCy model is), as opposed to a path."""
+    return name.replace("-", "_").isidentifier()
 
 
 def _extract_fn(config: Config, openie: str | Path | None, show_progress: bool):
@@ -172,7 +195,7 @@ class HippoGraph:
                 if not moved or attempt == OPEN_RETRIES - 1:
                     raise
                 logger.info("%s: generation %s was replaced while opening; retrying", self.dir.root, manifest.generation)
-        base = Config.from_dict(manifest.config)
+        base = _index_config(manifest, self.dir.manifest_path, self._overrides)
         self.config = base.replace(**self._overrides) if self._overrides else base
         self.manifest = manifest
         self.snapshot = snapshot
@@ -204,7 +227,8 @@ class HippoGraph:
             gen = self.dir.generation_path(self.manifest)
             try:
                 self._embedder = load_embedder(self.manifest.embedder, gen / "embedder",
-                                               precision=self.config.embedding_precision)
+                                               precision=self.config.embedding_precision,
+                                               model_path=self._overrides.get("embedding_model"))
             except (OSError, ValueError, KeyError) as exc:
                 raise IndexCorruptError(f"{gen / 'embedder'}: cannot load the index's embedder ({exc})") from exc
         return self._embedder
@@ -241,9 +265,10 @@ class HippoGraph:
         with self.dir.writer_lock():
             manifest = self.dir.read_manifest()
             gen = self.dir.generation_path(manifest)
-            config = Config.from_dict(manifest.config)
+            config = _index_config(manifest, self.dir.manifest_path, self._overrides)
             embedder = self._reusable_embedder(manifest) or load_embedder(
-                manifest.embedder, gen / "embedder", precision=config.embedding_precision)
+                manifest.embedder, gen / "embedder", precision=config.embedding_precision,
+                model_path=self._overrides.get("embedding_model"))
             builder = Builder.from_generation(
                 gen, manifest.lifecycle, config, embedder,
                 extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
@@ -513,7 +538,7 @@ class HippoGraph:
     def _clean_query(query: str, cfg: Config) -> str:
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}")
-        q = query.replace("\x00", " ").strip()
+        q = _LONE_SURROGATE.sub("\ufffd", query.replace("\x00", " ")).strip()  # not encodable: spaCy, SQLite
         if not q:
             raise ValueError("query is empty")
         if len(q) > cfg.max_query_chars:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -162,12 +163,20 @@ class Config:
     """Longer queries are truncated with a warning."""
 
     # ---- helpers -------------------------------------------------------------
+    def __post_init__(self) -> None:
+        """Check every field's type and range (ConfigError naming the option), wherever the
+        values came from: Python, a config file, the CLI, HTTP or an index manifest."""
+        for f in fields(self):
+            setattr(self, f.name, check_option(f.name, getattr(self, f.name)))
+
     def replace(self, **overrides: Any) -> "Config":
         """A copy with some fields changed; unknown names raise ValueError."""
         known = {f.name for f in fields(self)}
         unknown = set(overrides) - known
         if unknown:
-            raise ValueError(f"unknown config option(s): {', '.join(sorted(unknown))}")
+            from .errors import ConfigError
+
+            raise ConfigError(f"unknown config option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +198,21 @@ class Config:
         """Build from a dict, ignoring keys this version does not know (forward compatible)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_manifest(cls, data: Any, path: str | Path) -> "Config":
+        """The config stored in an index manifest; a value this version rejects raises
+        IndexCorruptError naming the option and its default (older or edited manifests)."""
+        from .errors import ConfigError, IndexCorruptError
+
+        if not isinstance(data, dict):
+            raise IndexCorruptError(f"{path}: manifest config must be an object, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            name = getattr(exc, "option", None)
+            default = f"; the default is {_DEFAULTS[name]!r}: set it or remove it" if name in _DEFAULTS else ""
+            raise IndexCorruptError(f"{path}: {exc}{default}") from exc
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Config":
@@ -214,7 +238,7 @@ class Config:
         try:
             return cls().replace(**data)
         except ValueError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
+            raise ConfigError(f"{path}: {exc}", option=getattr(exc, "option", None)) from exc
 
 
 def _query_time_fields() -> frozenset[str]:
@@ -224,3 +248,118 @@ def _query_time_fields() -> frozenset[str]:
 
 QUERY_TIME_FIELDS: frozenset[str] = _query_time_fields()
 """Fields that only affect retrieval (everything from `top_k` on); safe to change on an existing index."""
+
+
+# ---- validation ------------------------------------------------------------------------------
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": ("hybrid", "ppr", "dense", "bm25"),
+    "embedder": ("auto", "sentence-transformers", "tfidf"),
+    "embedding_precision": ("auto", "float32", "bfloat16"),
+}
+"""Options whose value is one of a fixed set of names."""
+
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "max_file_bytes": (1, None), "chunk_words": (1, None), "max_passages_per_document": (1, None),
+    "spacy_batch_size": (1, None), "n_process": (1, None), "embedding_batch_size": (1, None),
+    "tfidf_dim": (1, None), "synonymy_threshold": (-1, 1), "minhash_threshold": (0, 1),
+    "minhash_num_perm": (1, None), "spann_replica": (1, None), "top_k": (1, None), "damping": (0, 1),
+    "ppr_tol": (1e-15, None), "ppr_max_iter": (1, None), "candidates_per_granularity": (1, None),
+    "spann_max_lists": (1, None), "router_temperature": (1e-9, None), "linking_min_similarity": (-1, 1),
+    "ppr_fusion_weight": (0, 1), "query_batch_size": (1, None), "max_query_chars": (1, None),
+}
+"""Inclusive bounds of numeric options; numbers not listed here must be ≥ 0."""
+
+
+def _hints() -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(Config)
+
+
+def check_option(name: str, value: Any) -> Any:
+    """`value` if it fits option `name` (ints widen to floats for float options), else
+    ConfigError: "config option NAME must be TYPE, got VALUE". Generic over Config's type
+    hints (bool, int, float, str, None unions, list[str], dict[str, float]), so every new
+    option is covered; `RANGES` and `CHOICES` add bounds and allowed names."""
+    from .errors import ConfigError
+
+    expected = _HINTS.get(name) if _HINTS else None
+    if expected is None:
+        return value
+    ok, value, what = _fits(value, expected)
+    if ok and name in CHOICES and value not in CHOICES[name]:
+        ok, what = False, "one of " + ", ".join(repr(c) for c in CHOICES[name])
+    if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = RANGES.get(name, (0, None))
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            ok = False
+            what += f" in {lo}..{hi}" if hi is not None else f" ≥ {lo}"
+    if ok and name == "fallback_encodings":
+        import codecs
+
+        for enc in value:
+            try:
+                codecs.lookup(enc)
+            except LookupError:
+                ok, what = False, "a list of known text encodings"
+    if not ok:
+        raise ConfigError(f"config option {name} must be {what}, got {value!r:.80}", option=name)
+    return value
+
+
+def _fits(value: Any, hint: Any) -> tuple[bool, Any, str]:
+    """(fits, value — widened int → float —, description of the expected type)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        names = []
+        for arg in args:
+            ok, v, what = _fits(value, arg)
+            if ok:
+                return True, v, what
+            names.append(what)
+        return False, value, " or ".join(names)
+    if hint is type(None):
+        return value is None, value, "null"
+    if hint is bool:
+        return isinstance(value, bool), value, "true or false"
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value, "an integer"
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return True, float(value), "a number"
+        return False, value, "a finite number"
+    if hint is str:
+        return isinstance(value, str) and "\x00" not in value, value, "a string"
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            return False, value, f"a list of {_fits(None, item)[2].removeprefix('a ').removeprefix('an ')}s"
+        out = []
+        for v in value:
+            ok, v2, what = _fits(v, item)
+            if not ok:
+                return False, value, f"a list of {what.removeprefix('a ').removeprefix('an ')}s"
+            out.append(v2)
+        return True, out, "a list"
+    if origin is dict:
+        kt, vt = typing.get_args(hint) or (Any, Any)
+        if not isinstance(value, dict):
+            return False, value, "an object"
+        out = {}
+        for k, v in value.items():
+            ok_k, _, _ = _fits(k, kt)
+            ok_v, v2, what = _fits(v, vt)
+            if not (ok_k and ok_v):
+                return False, value, f"an object of {what.removeprefix('a ').removeprefix('an ')}s"
+            out[k] = v2
+        return True, out, "an object"
+    return True, value, str(hint)  # a type this checker does not know: accepted as is
+
+
+_HINTS: dict[str, Any] = {}
+_HINTS.update(_hints())
+_DEFAULTS: dict[str, Any] = Config().to_dict()

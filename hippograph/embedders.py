@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError, HippoGraphError, IndexCorruptError
+from .validate import path_like
 
 logger = logging.getLogger(__name__)
 
@@ -723,9 +724,14 @@ def make_embedder(config: Config) -> Embedder:
     raise ConfigError(f"unknown embedder {choice!r}; choose 'auto', 'sentence-transformers' or 'tfidf'")
 
 
-def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64, precision: str = "auto") -> Embedder:
+def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64, precision: str = "auto",
+                  model_path: str | None = None) -> Embedder:
     """Re-create the embedder described by `spec` (from `spec()`) with files from `save(directory)`;
-    `precision` is this machine's choice for sentence-transformers (see `resolve_precision`)."""
+    `precision` is this machine's choice for sentence-transformers (see `resolve_precision`).
+
+    `spec` comes from an index, so a model is loaded by name only (installed package or the
+    Hugging Face cache), never from a directory the spec names: an index built from a local
+    model directory is opened by passing that directory as `model_path`."""
     if not isinstance(spec, dict):
         raise IndexCorruptError(f"{directory}: embedder spec must be an object, got {type(spec).__name__}")
     backend = spec.get("backend")
@@ -735,13 +741,14 @@ def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64
         model = spec.get("model")
         if not isinstance(model, str):
             raise IndexCorruptError(f"{directory}: embedder spec has no model name")
-        try:
+        if model_path is not None:
+            emb = SentenceTransformerEmbedder(model_path, batch_size=batch_size, precision=precision)
+        elif path_like(model) or Path(model).expanduser().exists():
+            raise ConfigError(
+                f"{directory}: the index names its embedding model by path ({model!r}); models are loaded only "
+                "from installed packages or from a path you pass: open it with embedding_model=PATH")
+        else:
             emb = SentenceTransformerEmbedder(model, batch_size=batch_size, precision=precision)
-        except ConfigError:
-            path = spec.get("path")  # the name may not resolve here, but the original directory might
-            if not isinstance(path, str) or not Path(path).is_dir():
-                raise
-            emb = SentenceTransformerEmbedder(path, batch_size=batch_size, precision=precision)
     else:
         raise IndexCorruptError(f"{directory}: unknown embedder backend {backend!r}")
     expected = spec.get("dim")

@@ -1,0 +1,316 @@
+"""Hostile and damaged inputs (issue #15): every case ends in one clear error naming the file or
+option, never a traceback, a crash, a read outside the index, or a model loaded from a path an
+index names.
+
+Damaged-index cases tamper with a copy of a small TF-IDF index and (where the issue says "with
+the manifest checksum updated") re-record the checksums, so only structural validation can
+catch them; `hippograph check` must then report the file too.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hippograph import Config, HippoGraph
+from hippograph.cli import main as cli
+from hippograph.errors import ConfigError, IndexCorruptError
+from hippograph.storage import sha256_file
+
+from .conftest import DATA
+
+
+@pytest.fixture(scope="module")
+def base_index(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("hostile") / "idx"
+    HippoGraph.build(DATA / "corpus" / "people", path, Config(embedder="tfidf"))
+    return path
+
+
+@pytest.fixture()
+def index(base_index, tmp_path) -> Path:
+    copy = tmp_path / "idx"
+    shutil.copytree(base_index, copy)
+    return copy
+
+
+def _manifest(index: Path) -> dict:
+    return json.loads((index / "manifest.json").read_text())
+
+
+def _gen(index: Path) -> Path:
+    return index / _manifest(index)["generation"]
+
+
+def _write_manifest(index: Path, data: dict) -> None:
+    (index / "manifest.json").write_text(json.dumps(data))
+
+
+def _rechecksum(index: Path) -> None:
+    """Record the tampered files' checksums, as an attacker (or a buggy tool) would."""
+    m = _manifest(index)
+    gen = index / m["generation"]
+    m["checksums"] = {k: sha256_file(gen / k) for k in m["checksums"]}
+    _write_manifest(index, m)
+
+
+def _check(index: Path, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli(["check", str(index)])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def _query_all_modes(index: Path) -> None:
+    hg = HippoGraph.open(index)
+    for mode in ("hybrid", "ppr", "dense", "bm25"):
+        hg.retrieve("Who founded Kessel Shipworks?", top_k=3, mode=mode)
+
+
+# ---- 1. out-of-range graph indices: a segfault before ---------------------------------------------
+@pytest.mark.parametrize("value", [10**6, -5])
+def test_out_of_range_graph_indices_are_refused(index, capsys, value):
+    path = _gen(index) / "graph" / "indices.npy"
+    arr = np.load(path)
+    arr[len(arr) // 2] = value
+    np.save(path, arr)
+    _rechecksum(index)
+    # run in a subprocess: before the fix this was a segmentation fault (exit 139)
+    code = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from hippograph import HippoGraph
+            from hippograph.errors import IndexCorruptError
+            try:
+                hg = HippoGraph.open({str(index)!r})
+                for mode in ("hybrid", "ppr"):
+                    hg.retrieve("Who founded Kessel Shipworks?", mode=mode)
+            except IndexCorruptError as exc:
+                assert "indices.npy" in str(exc), exc
+                raise SystemExit(3)
+        """)], capture_output=True, text=True, timeout=300)
+    assert code.returncode == 3, code.stderr
+    status, out = _check(index, capsys)
+    assert status == 1 and "indices.npy" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("non_monotone", "indptr.npy: graph adjacency indptr is not monotone"),
+    ("indptr_end", "indptr.npy"),
+    ("weights_nan", "weights.npy: edge weights holds NaN"),
+    ("kinds_short", "kinds.npy: edge kinds has"),
+    ("specificity_len", "specificity.npy"),
+])
+def test_graph_array_damage_names_the_file(index, damage, match):
+    g = _gen(index) / "graph"
+    if damage == "non_monotone":
+        a = np.load(g / "indptr.npy")
+        a[1], a[2] = a[2] + 1, a[1]
+        np.save(g / "indptr.npy", a)
+    elif damage == "indptr_end":
+        a = np.load(g / "indptr.npy")
+        a[-1] += 7
+        np.save(g / "indptr.npy", a)
+    elif damage == "weights_nan":
+        a = np.load(g / "weights.npy")
+        a[0] = np.nan
+        np.save(g / "weights.npy", a)
+    elif damage == "kinds_short":
+        np.save(g / "kinds.npy", np.load(g / "kinds.npy")[:-1])
+    else:
+        np.save(g / "specificity.npy", np.load(g / "specificity.npy")[:-2])
+    with pytest.raises(IndexCorruptError, match=match):
+        HippoGraph.open(index)
+
+
+# ---- 3. tracebacks from damaged files ----------------------------------------------------------------
+def test_zero_byte_npy(index, capsys):
+    (_gen(index) / "graph" / "weights.npy").write_bytes(b"")
+    with pytest.raises(IndexCorruptError, match="weights.npy"):
+        HippoGraph.open(index)
+    status, out = _check(index, capsys)
+    assert status == 1 and "weights.npy" in out
+
+
+def test_npy_header_claiming_a_trillion_rows_is_refused_before_allocation(index, capsys):
+    path = _gen(index) / "graph" / "specificity.npy"
+    arr = np.load(path)
+    with open(path, "wb") as fh:  # a valid header claiming 10^12 rows, then the real (small) data
+        np.lib.format.write_array_header_1_0(fh, {"descr": arr.dtype.str, "fortran_order": False,
+                                                  "shape": (10**12,)})
+        fh.write(arr.tobytes())
+    _rechecksum(index)
+    with pytest.raises(IndexCorruptError, match=r"specificity.npy: header says \(1000000000000,\)"):
+        HippoGraph.open(index)
+    status, out = _check(index, capsys)
+    assert status == 1 and "specificity.npy" in out
+
+
+def test_bm25_meta_with_absurd_num_docs(index, capsys):
+    path = _gen(index) / "lexical" / "passages" / "bm25_meta.json"
+    meta = json.loads(path.read_text())
+    meta["num_docs"] = 10**15
+    path.write_text(json.dumps(meta))
+    _rechecksum(index)
+    with pytest.raises(IndexCorruptError, match="bm25_meta.json: BM25 metadata field 'num_docs'"):
+        HippoGraph.open(index)
+    status, out = _check(index, capsys)
+    assert status == 1 and "bm25_meta.json" in out  # `check` said "ok" before
+
+
+@pytest.mark.parametrize("field, value", [
+    ("generation", 3), ("checksums", ["a"]), ("config", ["top_k"]), ("embedder", ["tfidf"]),
+    ("counts", {"passages": "many"}), ("timings", []), ("format_version", "1"),
+])
+def test_manifest_with_wrong_types(index, capsys, field, value):
+    m = _manifest(index)
+    m[field] = value
+    _write_manifest(index, m)
+    with pytest.raises(IndexCorruptError, match=f"manifest.json: .*{field}"):
+        HippoGraph.open(index)
+    status, out = _check(index, capsys)
+    assert status == 1 and "manifest.json" in out and "Traceback" not in out
+
+
+def test_passage_metadata_that_is_not_json(index):
+    import sqlite3
+
+    db = _gen(index) / "meta.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE passages SET metadata = '{not json'")
+        conn.execute("UPDATE documents SET metadata = '{not json'")
+    conn.close()
+    hg = HippoGraph.open(index)
+    with pytest.raises(IndexCorruptError, match="meta.sqlite: passage row .* damaged"):
+        hg.retrieve("Who founded Kessel Shipworks?")
+    with pytest.raises(IndexCorruptError, match="meta.sqlite: metadata of document"):
+        hg.documents()
+
+
+def test_table_row_numbers_out_of_range(index):
+    import sqlite3
+
+    with sqlite3.connect(_gen(index) / "meta.sqlite") as conn:
+        conn.execute("UPDATE facts SET subject_idx = 999999 WHERE idx = 0")
+    conn.close()
+    with pytest.raises(IndexCorruptError, match="meta.sqlite: facts.subject_idx holds values outside"):
+        HippoGraph.open(index)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "ppr", "dense", "bm25"])
+def test_lone_surrogate_query(base_index, mode):
+    hits = HippoGraph.open(base_index).retrieve("Who founded \ud800 Kessel Shipworks?", top_k=3, mode=mode)
+    assert len(hits) <= 3
+
+
+# ---- config --------------------------------------------------------------------------------------------
+def test_config_file_with_wrong_types_is_refused_in_one_line(tmp_path, capsys):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"top_k": "5", "damping": "high"}))
+    code = cli(["index", str(DATA / "corpus" / "people"), "--index", str(tmp_path / "idx"), "--config", str(cfg),
+                "--embedder", "tfidf", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0
+    assert "cfg.json: config option top_k must be an integer, got '5'" in err
+    assert not (tmp_path / "idx" / "manifest.json").exists()  # nothing written
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"top_k": "5"}, "config option top_k must be an integer, got '5'"),
+    ({"damping": "high"}, "config option damping must be a finite number, got 'high'"),
+    ({"damping": 1.5}, "config option damping must be a number in 0..1"),
+    ({"mode": "magic"}, "config option mode must be one of"),
+    ({"include": "*.md"}, "config option include must be a list of strings"),
+    ({"chunk_words": 0}, "config option chunk_words must be an integer ≥ 1"),
+    ({"use_ppr": "yes"}, "config option use_ppr must be true or false"),
+    ({"fixed_weights": {"passages": "x"}}, "config option fixed_weights must be an object of finite numbers"),
+    ({"fallback_encodings": ["no-such-codec"]}, "fallback_encodings must be a list of known text encodings"),
+])
+def test_config_is_validated_from_python(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(**kwargs)
+    with pytest.raises(ConfigError, match=message):
+        Config().replace(**kwargs)
+
+
+def test_every_config_option_is_type_checked():
+    """Generic over Config's fields: a value of the wrong JSON type is refused for every option."""
+    from dataclasses import fields
+
+    for f in fields(Config):
+        default = getattr(Config(), f.name)
+        wrong = {"a": 1} if not isinstance(default, dict) else ["a"]
+        with pytest.raises(ConfigError, match=f"config option {f.name} must be"):
+            Config(**{f.name: wrong})
+
+
+def test_query_overrides_are_validated(base_index):
+    hg = HippoGraph.open(base_index)
+    with pytest.raises(ConfigError, match="damping"):
+        hg.retrieve("Kessel", damping="high")
+    with pytest.raises(ConfigError, match="damping"):
+        HippoGraph.open(base_index, damping="high")
+
+
+def test_old_manifest_with_bad_config_value_names_the_default(index, capsys):
+    m = _manifest(index)
+    m["config"]["top_k"] = "5"
+    _write_manifest(index, m)
+    with pytest.raises(IndexCorruptError, match=r"manifest.json: config option top_k must be an integer, got '5'; "
+                                                r"the default is 10"):
+        HippoGraph.open(index)
+    status, out = _check(index, capsys)
+    assert status == 1 and "the default is 10" in out
+
+
+# ---- 4. confinement ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", ["/etc/passwd", "../../x", "graph/../../../etc/passwd"])
+def test_checksum_keys_outside_the_generation_are_never_opened(index, capsys, key):
+    m = _manifest(index)
+    m["checksums"][key] = "0" * 64
+    _write_manifest(index, m)
+    with pytest.raises(IndexCorruptError, match="outside the index directory"):
+        HippoGraph.open(index)
+    status, out = _check(index, capsys)
+    assert status == 1 and "outside the index directory" in out
+
+
+def test_generation_or_file_symlinked_outside_is_refused(index, tmp_path):
+    outside = tmp_path / "elsewhere"
+    gen = _gen(index)
+    shutil.copytree(gen, outside)
+    weights = gen / "graph" / "weights.npy"
+    weights.unlink()
+    weights.symlink_to(outside / "graph" / "weights.npy")
+    with pytest.raises(IndexCorruptError, match="weights.npy: symlink leads outside the index directory"):
+        HippoGraph.open(index)
+    shutil.rmtree(gen)
+    gen.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(IndexCorruptError, match="generation directory resolves outside the index directory"):
+        HippoGraph.open(index)
+
+
+def test_models_named_by_path_in_an_index_are_never_loaded(index, tmp_path, caplog):
+    trap = tmp_path / "trap_model"
+    trap.mkdir()
+    (trap / "modules.json").write_text("this would be read if the model were loaded")
+    (trap / "config.json").write_text("{}")
+    (trap / "pytorch_model.bin").write_bytes(b"\x80\x04 pickled payload")
+    m = _manifest(index)
+    m["config"]["spacy_model"] = str(trap)
+    m["embedder"] = {"backend": "sentence-transformers", "model": str(trap), "path": str(trap), "dim": 384}
+    _write_manifest(index, m)
+    before = {p.name: p.stat().st_atime_ns for p in trap.iterdir()}
+    with caplog.at_level(logging.WARNING):
+        hg = HippoGraph.open(index)
+    assert hg.config.spacy_model == Config().spacy_model and "not a package name" in caplog.text
+    with pytest.raises(IndexCorruptError, match="names its embedding model by path"):
+        hg.retrieve("Who founded Kessel Shipworks?", mode="dense")
+    assert {p.name: p.stat().st_atime_ns for p in trap.iterdir()} == before
