@@ -40,7 +40,8 @@ def npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=MAX_NPY_HEADER)
                 else:
                     raise ValueError(f"unknown .npy version {major}")
-            except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - numpy parses the header with Python's tokenizer:
+                # ValueError, EOFError, SyntaxError, tokenize.TokenError, … all mean a damaged header
                 raise IndexCorruptError(f"{path}: not a readable .npy array ({exc})") from exc
             offset = fh.tell()
     except FileNotFoundError as exc:
@@ -285,6 +286,8 @@ def load_graph(graph_dir: Path, n_entities: int, n_passages: int, counts: dict[s
     weights = load_npy(graph_dir / "weights.npy", kind="f", ndim=1)
     check_length(graph_dir / "weights.npy", weights, nnz, "edge weights")
     check_finite(graph_dir / "weights.npy", weights, "edge weights")
+    if nnz and float(weights.min()) < 0:
+        raise IndexCorruptError(f"{graph_dir / 'weights.npy'}: edge weights must be ≥ 0 (found {float(weights.min()):g})")
     kinds = load_npy(graph_dir / "kinds.npy", kind="iu", ndim=1)
     check_length(graph_dir / "kinds.npy", kinds, nnz, "edge kinds")
     specificity = load_npy(graph_dir / "specificity.npy", kind="f", ndim=1)
