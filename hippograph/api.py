@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 from .builder import Builder, BuildReport, document_hash
 from .config import Config
 from .embedders import Embedder, load_embedder, make_embedder
-from .errors import HippoGraphError, IndexCorruptError, SourceError
+from .errors import HippoGraphError, IndexCorruptError, IndexWriteError, SourceError
 from .storage import IndexDir, Manifest
 from .snapshot import IndexSnapshot
 from .types import Document, Hit
@@ -62,6 +63,13 @@ def _under(source: str, roots: Sequence[str]) -> bool:
             if c == root or c.startswith(root.rstrip(os.sep) + os.sep):
                 return True
     return False
+
+
+def write_error(exc: BaseException, default_path: Path) -> IndexWriteError:
+    """One line for a failed write: the path (the OS's, else the file being written) and the cause."""
+    path = getattr(exc, "filename", None) or default_path
+    cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return IndexWriteError(f"{path}: {cause}; nothing was committed, the index is unchanged")
 
 
 def _index_config(manifest: Manifest, path: Path, overrides: dict[str, Any]) -> Config:
@@ -155,11 +163,16 @@ class HippoGraph:
     ) -> Manifest:
         """Write the builder's content as a new generation and commit it. `previous` is the
         generation the builder started from: files hard-linked from it keep their checksums."""
-        gen = idx.new_generation()
+        try:
+            gen = idx.new_generation()
+        except OSError as exc:
+            raise write_error(exc, idx.root) from exc
         try:
             counts = builder.write(gen)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(gen, ignore_errors=True)
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise write_error(exc, gen / "meta.sqlite") from exc
             raise
         manifest.counts = counts
         manifest.embedder = builder.embedder.spec()
@@ -168,7 +181,11 @@ class HippoGraph:
         timings["total"] = time.perf_counter() - t0
         builder.report.timings["total"] = timings["total"]
         manifest.timings = {k: round(v, 3) for k, v in timings.items()}
-        committed = idx.commit(gen, manifest, previous=previous, append_only=builder.append_only)
+        try:
+            committed = idx.commit(gen, manifest, previous=previous, append_only=builder.append_only)
+        except OSError as exc:  # the manifest switch is atomic: failing before it changes nothing
+            shutil.rmtree(gen, ignore_errors=True)
+            raise write_error(exc, idx.manifest_path) from exc
         builder.report.generation = committed.generation
         return committed
 

@@ -265,7 +265,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "minhash_num_perm": (1, None), "spann_replica": (1, None), "top_k": (1, None), "damping": (0, 1),
     "ppr_tol": (1e-15, None), "ppr_max_iter": (1, None), "candidates_per_granularity": (1, None),
     "spann_max_lists": (1, None), "router_temperature": (1e-9, None), "linking_min_similarity": (-1, 1),
-    "ppr_fusion_weight": (0, 1), "query_batch_size": (1, None), "max_query_chars": (1, None),
+    "ppr_fusion_weight": (0, 1), "query_batch_size": (1, None), "max_query_chars": (1, 1_000_000),
 }
 """Inclusive bounds of numeric options; numbers not listed here must be ≥ 0."""
 

@@ -28,3 +28,7 @@ class IndexCorruptError(HippoGraphError):
 
 class IndexLockedError(HippoGraphError):
     """Another process is writing to this index."""
+
+
+class IndexWriteError(HippoGraphError):
+    """A write could not finish (disk full, file-size limit, I/O error); the index is unchanged."""

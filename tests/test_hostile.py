@@ -332,3 +332,62 @@ def test_random_byte_damage_ends_in_success_or_index_corrupt_error():
     assert sum(summary["counts"].values()) == n and summary["counts"].get("corrupt", 0) > n // 4
     # `check` hashes every file: it finds every damage except edits of the manifest that keep it valid
     assert set(summary["check_said_ok_files"]) <= {"manifest.json"}
+
+
+# ---- 2. extraction: one overlong token must not abort a write ---------------------------------------------
+def test_overlong_token_is_left_out_of_extraction_and_named(tmp_path, capsys, caplog):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.txt").write_text("Aldous Brannock founded Kessel Shipworks. " + "x" * 1_100_000 + " The end.")
+    (src / "fine.txt").write_text("Orvik is an island near Kesselby. Mara Quell was born in Orvik.")
+    with caplog.at_level(logging.WARNING):
+        code = cli(["index", str(src), "--index", str(tmp_path / "idx"), "--embedder", "tfidf", "-q"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "blob.txt" in caplog.text and "longer than" in caplog.text
+    hg = HippoGraph.open(tmp_path / "idx")
+    assert {d["id"] for d in hg.documents()} == {"blob.txt", "fine.txt"}
+    assert "Kessel Shipworks" in " ".join(hg.snapshot.entities).title() or hg.stats()["facts"] > 0
+    assert hg.retrieve("Where was Mara Quell born?", top_k=1)[0].doc_id == "fine.txt"
+
+
+# ---- write path: a full disk ends in one line, the old state kept ------------------------------------------
+_LIMITED_CLI = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing us
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from hippograph.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _limited_cli(limit: int, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _LIMITED_CLI, str(limit), *args], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
+
+
+def test_file_size_limit_during_a_build_is_one_line_and_leaves_nothing(tmp_path):
+    idx = tmp_path / "idx"
+    proc = _limited_cli(20_000, "index", str(DATA / "corpus" / "people"), "--index", str(idx),
+                        "--embedder", "tfidf", "-q")
+    err = proc.stderr.strip()
+    assert proc.returncode == 1 and err.count("\n") == 0, err
+    assert "Traceback" not in err and str(idx) in err and "nothing was committed" in err
+    assert not (idx / "manifest.json").exists() and not [p for p in idx.iterdir() if "gen-" in p.name]
+
+
+@pytest.mark.parametrize("headroom", [0, 40_000])
+def test_file_size_limit_during_an_update_keeps_the_old_generation(index, tmp_path, headroom):
+    before = _manifest(index)
+    biggest = max(p.stat().st_size for p in index.rglob("*") if p.is_file())
+    more = tmp_path / "more"
+    shutil.copytree(DATA / "corpus" / "places", more)
+    proc = _limited_cli(biggest + headroom, "index", str(DATA / "corpus" / "people"), str(more), "--index", str(index),
+                        "-q")
+    err = proc.stderr.strip()
+    assert proc.returncode == 1 and err.count("\n") == 0, err
+    assert "Traceback" not in err and str(index) in err and "the index is unchanged" in err
+    assert _manifest(index) == before
+    hg = HippoGraph.open(index)
+    assert hg.dir.verify() == [] and hg.retrieve("Who founded Kessel Shipworks?", top_k=1)
