@@ -263,7 +263,7 @@ class _Loader:
                 docs = self._jsonl(path, rel, source)
             else:
                 data = path.read_bytes()
-                text = self._decode(data)
+                text = self._decode(data, str(path))
                 if suffix in JSON_SUFFIXES:
                     docs = self._json(text, path, rel, source)
                 elif suffix in MARKDOWN_SUFFIXES:
@@ -299,8 +299,11 @@ class _Loader:
             raise _SkipFile("empty or whitespace-only (no text)")
         return Document(id=rel, title=title.strip(), text=text, source=source, metadata=dict(meta or {}))
 
-    def _decode(self, data: bytes) -> str:
-        """Strict UTF-8 (BOM allowed), then the configured fallbacks; NUL bytes mean binary."""
+    def _decode(self, data: bytes, where: str = "") -> str:
+        """The decoding policy: UTF-16 when the data starts with its byte-order mark, else strict
+        UTF-8 (a UTF-8 BOM is dropped), else the first of `fallback_encodings` that decodes it —
+        with a warning naming the file (`where`), since a guessed encoding may garble text. NUL
+        bytes mean binary. `fallback_encodings=[]` skips every file that is not UTF-8/UTF-16."""
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             try:
                 return _normalize_newlines(data.decode("utf-16"))
@@ -318,9 +321,11 @@ class _Loader:
             except (UnicodeDecodeError, LookupError):
                 continue
             if enc != "utf-8-sig":
-                logger.info("decoded as %s (not valid UTF-8)", enc)
+                logger.warning("%s: not valid UTF-8; decoded as %s (check the text, or convert the file to UTF-8)",
+                               where or "input", enc)
             return _normalize_newlines(text)
-        raise _SkipFile(f"binary or undecodable file (tried utf-8, {', '.join(self.config.fallback_encodings)})")
+        tried = ", ".join(["utf-8", *self.config.fallback_encodings])
+        raise _SkipFile(f"binary or undecodable file (tried {tried})")
 
     # -- structured formats ----------------------------------------------------------------
     def _json(self, text: str, path: Path, rel: str, source: str) -> list[Document | None]:
@@ -357,7 +362,7 @@ class _Loader:
                 if not raw.strip():
                     continue
                 try:
-                    line = self._decode(raw)
+                    line = self._decode(raw, f"{path} (line {lineno + 1})")
                     rec = json.loads(line)
                 except _SkipFile as exc:
                     problems.add(f"line {lineno + 1}", str(exc))

@@ -391,3 +391,28 @@ def test_file_size_limit_during_an_update_keeps_the_old_generation(index, tmp_pa
     assert _manifest(index) == before
     hg = HippoGraph.open(index)
     assert hg.dir.verify() == [] and hg.retrieve("Who founded Kessel Shipworks?", top_k=1)
+
+
+# ---- 6. decoding policy ----------------------------------------------------------------------------------------
+def test_decoding_policy_warns_for_every_fallback(tmp_path, caplog):
+    from hippograph.indexers.loaders import load_documents
+
+    (tmp_path / "utf8.txt").write_text("Caf\u00e9 Orvik.", encoding="utf-8")
+    (tmp_path / "bom8.txt").write_bytes("\ufeffCaf\u00e9 Kesselby.".encode("utf-8"))
+    (tmp_path / "bom16.txt").write_text("Caf\u00e9 Drumlow.", encoding="utf-16")
+    (tmp_path / "cp1252.txt").write_bytes("Caf\u00e9 \u201cquoted\u201d.".encode("cp1252"))
+    (tmp_path / "lines.jsonl").write_bytes(b'{"id": "a", "text": "fine"}\n' + '{"id": "b", "text": "Caf\u00e9"}'.encode("latin-1") + b"\n")
+    with caplog.at_level(logging.WARNING):
+        docs, report = load_documents(tmp_path, Config())
+    texts = {d.id: d.text for d in docs}
+    assert texts["utf8.txt"] == "Caf\u00e9 Orvik." and texts["bom8.txt"] == "Caf\u00e9 Kesselby."
+    assert texts["bom16.txt"] == "Caf\u00e9 Drumlow." and texts["cp1252.txt"] == "Caf\u00e9 \u201cquoted\u201d."
+    assert texts["b"] == "Caf\u00e9"
+    warned = [r.getMessage() for r in caplog.records if "not valid UTF-8" in r.getMessage()]
+    assert len(warned) == 2
+    assert any("cp1252.txt: not valid UTF-8; decoded as cp1252" in w for w in warned)
+    assert any("lines.jsonl (line 2): not valid UTF-8" in w for w in warned)
+    # with no fallbacks, the non-UTF-8 files are skipped, named
+    docs, report = load_documents(tmp_path, Config(fallback_encodings=[]))
+    assert "cp1252.txt" not in {d.id for d in docs}
+    assert any(w.endswith("cp1252.txt") and "undecodable" in r for w, r in report.skipped)
