@@ -469,9 +469,13 @@ class HippoGraph:
 
     def refresh(self) -> None:
         """Re-read the manifest and switch to the newest committed generation."""
-        old = self.snapshot
+        old, old_embedder = self.snapshot, self._embedder
         self._embedder = None
-        self._load()
+        try:
+            self._load()
+        except BaseException:
+            self._embedder = old_embedder  # still serving the old snapshot: keep its embedder
+            raise
         old.close()
 
     # ---- reading --------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,12 +38,11 @@ class IndexSnapshot:
         self.path = gen
         self.manifest = manifest
         try:
-            self.conn = connect_sqlite(gen / "meta.sqlite", readonly=True)
-            self.conn.execute("SELECT count(*) FROM documents").fetchone()  # opens the file now
-            self._load_tables()
+            with validate.reading_db(gen / "meta.sqlite"):
+                self.conn = connect_sqlite(gen / "meta.sqlite", readonly=True)
+                self.conn.execute("SELECT count(*) FROM documents").fetchone()  # opens the file now
+                self._load_tables()
             self._load_graph()
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(f"{gen / 'meta.sqlite'}: damaged metadata database ({exc})") from exc
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
         self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
@@ -227,25 +225,28 @@ class IndexSnapshot:
             return []
         ids = [int(i) for i in idxs]
         q = f"SELECT * FROM passages WHERE idx IN ({','.join('?' * len(ids))})"
-        rows = {r["idx"]: validate.passage_row(row_to_passage, r, self.path / "meta.sqlite")
-                for r in self.conn.execute(q, ids)}
+        with validate.reading_db(self.path / "meta.sqlite"):
+            rows = {r["idx"]: validate.passage_row(row_to_passage, r, self.path / "meta.sqlite")
+                    for r in self.conn.execute(q, ids)}
         missing = [i for i in ids if i not in rows]
         if missing:
             raise IndexCorruptError(f"{self.path / 'meta.sqlite'}: passage rows {missing[:5]} are missing")
         return [rows[i] for i in ids]
 
     def sentence_text(self, idx: int) -> str:
-        r = self.conn.execute(
-            "SELECT p.text, s.start, s.end FROM sentences s JOIN passages p ON p.idx = s.passage_idx WHERE s.idx = ?",
-            (int(idx),),
-        ).fetchone()
-        return r[0][r[1] : r[2]] if r else ""
+        with validate.reading_db(self.path / "meta.sqlite"):
+            r = self.conn.execute(
+                "SELECT p.text, s.start, s.end FROM sentences s JOIN passages p ON p.idx = s.passage_idx WHERE s.idx = ?",
+                (int(idx),),
+            ).fetchone()
+            return r[0][r[1] : r[2]] if r else ""
 
     def fact_text(self, idx: int) -> str:
         return f"{self.entities[self.fact_subject[idx]]} {self.fact_predicate[idx]} {self.entities[self.fact_object[idx]]}"
 
     def documents(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
+        with validate.reading_db(self.path / "meta.sqlite"):
+            rows = self.conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
         return [
             {"id": r["id"], "title": r["title"], "source": r["source"], "content_hash": r["content_hash"],
              "metadata": validate.json_column(r["metadata"], self.path / "meta.sqlite", f"document {r['id']!r}")}

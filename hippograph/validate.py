@@ -11,10 +11,12 @@ same code through an open.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -238,6 +240,19 @@ def _hub_name(name: str) -> bool:
 
 
 # ---- a generation's parts, as the snapshot opens them -------------------------------------------
+@contextlib.contextmanager
+def reading_db(db: Path) -> Iterator[None]:
+    """Reads of meta.sqlite: a damaged file (SQLite errors, NULLs or text where numbers belong,
+    undecodable text) becomes IndexCorruptError naming it, at open and at query time alike."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise IndexCorruptError(f"{db}: damaged metadata database ({exc})") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise IndexCorruptError(f"{db}: damaged metadata database ({type(exc).__name__}: {exc})") from exc
+
+
+
 def check_count(path: Any, found: int, expected: int, what: str) -> None:
     if found != expected:
         raise IndexCorruptError(f"{path}: {what} is {found}, the metadata database holds {expected}")

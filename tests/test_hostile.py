@@ -416,3 +416,143 @@ def test_decoding_policy_warns_for_every_fallback(tmp_path, caplog):
     docs, report = load_documents(tmp_path, Config(fallback_encodings=[]))
     assert "cp1252.txt" not in {d.id for d in docs}
     assert any(w.endswith("cp1252.txt") and "undecodable" in r for w, r in report.skipped)
+
+
+# ---- 5. server ---------------------------------------------------------------------------------------------------
+def _client(index: Path, **kw):
+    from fastapi.testclient import TestClient
+
+    from hippograph.server import create_app
+
+    return TestClient(create_app(index, warm_up=False, **kw))
+
+
+def test_server_serves_the_last_good_generation_and_says_degraded(index):
+    with _client(index, allow_writes=True) as client:
+        first = client.post("/retrieve", json={"query": "Who founded Kessel Shipworks?"}).json()
+        writer = HippoGraph.open(index)  # another process's write: a new generation …
+        writer.add([{"id": "new", "title": "New", "text": "Mara Quell sailed from Orvik to Drumlow."}])
+        writer.close()
+        path = _gen(index) / "graph" / "indices.npy"  # … that is damaged before the server opens it
+        arr = np.load(path)
+        arr[0] = 10**6
+        np.save(path, arr)
+        r = client.post("/retrieve", json={"query": "Who founded Kessel Shipworks?"})
+        assert r.status_code == 200 and r.json()["generation"] == first["generation"]
+        assert [h["passage_id"] for h in r.json()["hits"]] == [h["passage_id"] for h in first["hits"]]
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and health["generation"] == first["generation"]
+        assert "indices.npy" in health["reason"] and str(index) not in json.dumps(health)
+        assert "/" + _gen(index).name + "/graph/indices.npy" not in health["reason"]  # relative, not absolute
+
+
+def test_health_reads_the_live_manifest(index):
+    with _client(index) as client:
+        before = client.get("/health").json()["generation"]
+        writer = HippoGraph.open(index)
+        writer.add([{"id": "new", "title": "New", "text": "Mara Quell sailed from Orvik to Drumlow."}])
+        live = writer.manifest.generation
+        writer.close()
+        health = client.get("/health").json()
+        assert health["generation"] == live != before and health["status"] == "ok" and health["reason"] is None
+
+
+def test_no_absolute_paths_in_responses(index):
+    from hippograph.storage import IndexDir
+
+    with _client(index, allow_writes=True) as client:
+        stats = client.get("/stats").text
+        assert str(index) not in stats and str(index.resolve()) not in stats
+        with IndexDir(index).writer_lock():  # another writer holds the index: 409 naming no server path
+            r = client.post("/documents", json={"documents": [{"id": "x", "text": "Orvik is an island."}]})
+        assert r.status_code == 409 and str(index) not in r.text and "another process" in r.text
+
+
+def test_authentication_happens_before_the_body_is_read(index):
+    import asyncio
+
+    from hippograph.server import create_app
+
+    app = create_app(index, warm_up=False, allow_writes=True, token="s3cret")
+    reads, sent = [], []
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": b"x" * (1 << 20), "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/documents", "raw_path": b"/documents", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
+                         (b"content-length", str(30 << 20).encode())],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 401 and reads == []  # 30 MB announced, not one byte read
+
+
+def test_unexpected_host_header_is_refused(index):
+    from hippograph.server import LOOPBACK_HOSTS
+
+    with _client(index, allowed_hosts=[*LOOPBACK_HOSTS, "search.internal"]) as client:
+        assert client.get("/health", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+        assert client.get("/health", headers={"Host": "[::1]:8000"}).status_code == 200
+        assert client.get("/health", headers={"Host": "search.internal"}).status_code == 200
+        r = client.post("/retrieve", json={"query": "Kessel"}, headers={"Host": "evil.example"})
+        assert r.status_code == 400 and "unexpected Host header" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("document, where", [
+    ({"id": "a\x00b", "text": "Orvik is an island."}, "id"),
+    ({"id": "a\x1bb", "text": "Orvik is an island."}, "id"),
+    ({"id": "deep", "text": "Orvik is an island.", "metadata": json.loads('{"a": ' * 33 + "1" + "}" * 33)}, "metadata"),
+    ({"id": "blob", "text": "Orvik. " + "x" * 100_001}, "text"),
+])
+def test_changed_or_dropped_inputs_are_refused_with_422(index, document, where):
+    with _client(index, allow_writes=True) as client:
+        r = client.post("/documents", json={"documents": [document]})
+        assert r.status_code == 422, r.text
+        assert f"documents.0.{where}" in r.json()["message"]
+        ok = {"a": {"b": [1, 2, {"c": 3}]}}
+        r = client.post("/documents", json={"documents": [{"id": "fine", "text": "Orvik is an island.", "metadata": ok}]})
+        assert r.status_code == 200 and r.json()["skipped_documents"] == []
+
+
+def test_duplicate_ids_in_one_request_are_listed(index):
+    with _client(index, allow_writes=True) as client:
+        docs = [{"id": "dup", "text": "Orvik is an island."}, {"id": "dup", "text": "Kesselby is a town."},
+                {"id": "other", "text": "Drumlow has a university."}]
+        body = client.post("/documents", json={"documents": docs}).json()
+        assert body["skipped_documents"] == ["dup"] and body["added"]["documents"] == 2
+
+
+def test_real_server_on_loopback_refuses_foreign_host_by_default(index, tmp_path):
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "hippograph.cli", "serve", str(index), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.3)
+        assert r.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/health", headers={"Host": "localhost:1"}).status_code == 200
+        evil = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Host": "evil.example"})
+        assert evil.status_code == 400 and "unexpected Host header" in evil.text
+    finally:
+        proc.send_signal(2)
+        proc.wait(timeout=30)
+        log.close()
