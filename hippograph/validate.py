@@ -65,13 +65,19 @@ def npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
 def load_npy(path: Path, *, kind: str | None = None, ndim: int | None = None, mmap: bool = False) -> np.ndarray:
     """A checked .npy array: header against file size first, then dtype kind ('i' integer, 'f'
     float, 'b' bool, 'u' unsigned) and number of dimensions; `mmap` maps it read-only."""
-    shape, dtype, _, _ = npy_layout(path)
+    shape, dtype, fortran, offset = npy_layout(path)
     if kind is not None and dtype.kind not in kind:
         raise IndexCorruptError(f"{path}: array has dtype {dtype}, expected {_KIND_NAMES.get(kind, kind)}")
     if ndim is not None and len(shape) != ndim:
         raise IndexCorruptError(f"{path}: array has {len(shape)} dimensions, expected {ndim}")
-    try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    order = "F" if fortran else "C"
+    try:  # the header was parsed once, above: read the data at its offset (what np.load does)
+        if mmap and math.prod(shape):
+            return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = np.fromfile(fh, dtype=dtype, count=math.prod(shape))
+        return data.reshape(shape, order=order)
     except (OSError, ValueError, EOFError, MemoryError) as exc:
         raise IndexCorruptError(f"{path}: unreadable array ({exc})") from exc
 
