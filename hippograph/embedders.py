@@ -664,6 +664,10 @@ class TfidfEmbedder:
                 f"{directory}: TF-IDF embedder arrays disagree (terms {len(terms)}, idf {idf.shape}, "
                 f"components {comps.shape})"
             )
+        from .validate import check_finite
+
+        check_finite(directory / _TFIDF_IDF, idf, "idf weights")
+        check_finite(directory / _TFIDF_COMPONENTS, comps, "SVD components")
         emb.vocabulary = {t: i for i, t in enumerate(terms)}
         emb.idf = idf.astype(np.float32)
         emb.components = comps.astype(np.float32)
@@ -684,12 +688,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise IndexCorruptError(f"{path}: missing embedder file") from exc
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{path}: unreadable embedder file ({exc})") from exc
+    from .validate import load_npy
+
+    return load_npy(path)  # header checked against the file size; errors name the file
 
 
 # ---- factories ---------------------------------------------------------------------------
