@@ -71,9 +71,18 @@ def main() -> int:
         driver.get(f"{args.url.rstrip('/')}/?{query}")
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".explain-graph[data-ready='1']"))
-        chip = driver.find_element(By.CSS_SELECTOR, ".hit .chips .chip")
+        # show a second-hop hit's explanation (first hop, bridge entities) instead of the first hit's
+        second = driver.find_elements(By.XPATH, "//li[contains(@class,'hit')][.//span[text()='second hop']]")
+        if second:
+            driver.execute_script("document.querySelector('#hits details.why').open = false")
+            second[0].find_element(By.CSS_SELECTOR, "details.why > summary").click()
+            wait.until(lambda d: second[0].find_elements(By.CSS_SELECTOR, ".explain-graph[data-ready='1']"))
+        chips = driver.find_elements(By.CSS_SELECTOR, ".hit details[open] .chips .chip")
+        # the entity of the question's bridge when shown (a richer neighbourhood than a date or a noun)
+        chip = next((c for c in chips if c.text == "kessel shipworks"), chips[0])
         chip.click()
         wait.until(lambda d: int(d.find_element(By.ID, "explorer-graph").get_attribute("data-nodes") or 0) > 1)
+        driver.execute_script("window.scrollTo(0, 0)")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(args.out))
     finally:

@@ -7,7 +7,7 @@
   const TOKEN_KEY = "hippograph.token";
   const MODES = ["hybrid", "ppr", "dense", "bm25"];
   const MAX_K = 100;
-  const MAX_SEEDS_DRAWN = 8;
+  const MAX_SEEDS_DRAWN = 6;
   const EXPLAIN_NEIGHBOURS = 60;
   const EXPLORE_NEIGHBOURS = 25;
   const $ = (id) => document.getElementById(id);
@@ -268,7 +268,7 @@
     const eid = (name) => "entity:" + name;
     const nodes = new Map();
     const edges = new Map();
-    const column = new Map(); // node id → column (0 query, 1 seeds, 2 linked, 3 passage)
+    const column = new Map(); // node id → column: 0 query, 1 seeds, 2 first hop, 3 linked entities, 4 the hit
     const addNode = (id, data, classes, col) => {
       if (!nodes.has(id)) nodes.set(id, { data: { id, ...data }, classes: classes || "" });
       else if (classes) nodes.get(id).classes += " " + classes;
@@ -288,7 +288,7 @@
         label: fmt(seed.weight, 3) }, "seedlink");
     }
     const hitLabel = (hit.title || hit.doc_id) + (ex.bridge ? ` (${ex.bridge.role === "first hop" ? "1st" : "2nd"} hop)` : "");
-    addNode(hitId, { kind: "passage", label: hitLabel, passage_id: hit.passage_id }, "hit", 3);
+    addNode(hitId, { kind: "passage", label: hitLabel, passage_id: hit.passage_id }, "hit", 4);
 
     // facts of this passage that the explanation names as connecting, with their entities
     const connecting = new Set(ex.connecting_facts || []);
@@ -299,7 +299,7 @@
       for (const end of [edge.source, edge.target]) {
         const n = byId.get(end);
         if (n) {
-          addNode(end, entityData(n.name), seedNames.has(n.name) ? "seed" : "", seedNames.has(n.name) ? 1 : 2);
+          addNode(end, entityData(n.name), seedNames.has(n.name) ? "seed" : "", seedNames.has(n.name) ? 1 : 3);
           linked.add(n.name);
         }
       }
@@ -315,9 +315,9 @@
     if (ex.bridge && ex.bridge.role === "second hop") {
       const firstId = "passage:" + ex.bridge.first_hop;
       addNode(firstId, { kind: "passage", label: (ex.bridge.first_hop_title || ex.bridge.first_hop) + " (1st hop)",
-        passage_id: ex.bridge.first_hop }, "firsthop", 1);
+        passage_id: ex.bridge.first_hop }, "firsthop", 2);
       for (const name of [...(ex.bridge.about || []), ...(ex.bridge.via || [])]) {
-        addNode(eid(name), entityData(name), "bridge", 2);
+        addNode(eid(name), entityData(name), "bridge", 3);
         addEdge({ id: "hop:" + firstId + "|" + name, source: firstId, target: eid(name), kind: "hop", label: "bridge" }, "hop");
         addEdge({ id: "hopto:" + name, source: eid(name), target: hitId, kind: "hop",
           label: (ex.bridge.about || []).includes(name) ? "about" : "via" }, "hop");
@@ -338,13 +338,13 @@
   }
 
   function layeredPositions(column) {
-    const cols = [[], [], [], []];
+    const cols = [[], [], [], [], []];
     for (const [id, c] of column) cols[c].push(id);
     const positions = new Map();
     const tallest = Math.max(...cols.map((c) => c.length), 1);
     cols.forEach((ids, c) => {
       ids.forEach((id, i) => {
-        positions.set(id, { x: c * 190, y: (i - (ids.length - 1) / 2) * (tallest > 6 ? 34 : 46) });
+        positions.set(id, { x: c * 170, y: (i - (ids.length - 1) / 2) * (tallest > 6 ? 36 : 48) });
       });
     });
     return positions;
@@ -419,8 +419,12 @@
       cy.nodes().removeClass("centre");
       cy.getElementById(hood.centre).addClass("centre expanded");
       this.expanded.add(key);
-      cy.layout({ name: "cose", animate: false, randomize: false, fit: true, padding: 20, nodeRepulsion: () => 9000,
-        idealEdgeLength: () => 70 }).run();
+      const first = this.expanded.size === 1;
+      cy.layout(first // a ring around the first centre, then force-directed as the graph grows
+        ? { name: "concentric", fit: true, padding: 24, minNodeSpacing: 18, animate: false,
+            concentric: (n) => (n.id() === hood.centre ? 2 : 1), levelWidth: () => 1 }
+        : { name: "cose", animate: false, randomize: false, fit: true, padding: 20, nodeRepulsion: () => 20000,
+            idealEdgeLength: () => 90, nodeOverlap: 20 }).run();
       $("explorer-count").textContent = `(${cy.nodes().length} nodes, ${cy.edges().length} edges)`;
       publishCounts(container, cy);
       this.details(hood);
