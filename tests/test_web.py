@@ -29,12 +29,10 @@ WAIT = 45
 
 
 # ---------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def html_index(tmp_path_factory):
+def _build_html_index(path):
     """A tiny index (zero-model embedder, real spaCy) with markup in a title and a passage."""
     from hippograph import Config, HippoGraph
 
-    path = tmp_path_factory.mktemp("web") / "html-index"
     docs = [
         {"id": "log", "title": HTML_TITLE, "text": HTML_TEXT},
         {"id": "gull", "title": "Gull", "text": "Gull is a ferry. Gull was built in Orm by the Orm Yard in 1899."},
@@ -44,16 +42,18 @@ def html_index(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def servers(sample_index, html_index, tmp_path_factory):
+def servers(sample_index, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web-servers")
-    plain = _start(sample_index, tmp / "plain.log")
-    guarded = _start(html_index, tmp / "guarded.log", env={"HIPPOGRAPH_TOKEN": TOKEN})
+    plain = _start(sample_index, tmp / "plain.log")  # starts while the second index is built
+    started = [plain]
     try:
+        guarded = _start(_build_html_index(tmp / "html-index"), tmp / "guarded.log", env={"HIPPOGRAPH_TOKEN": TOKEN})
+        started.append(guarded)
         _wait_ready(plain)
         _wait_ready(guarded)
         yield {"plain": plain, "guarded": guarded}
     finally:
-        for s in (plain, guarded):
+        for s in started:
             if s.proc.poll() is None:
                 s.proc.kill()
                 s.proc.wait(10)
