@@ -18,11 +18,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 
 from hippograph.config import Config
+from hippograph.errors import HippoGraphError
 from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_or_copy, load_array
 from hippograph.storage import connect_sqlite
 from hippograph.tables import OWNERS_SCHEMA, CorpusTables
@@ -106,6 +105,15 @@ class Merge:
                                      (row, doc)).fetchone() is not None
         return False
 
+    def known(self, gran: str, t: CorpusTables) -> np.ndarray:
+        """Which of a shard's entities / facts (by name) this merge already holds (`shards.Known`)."""
+        if gran == "entities":
+            return np.fromiter((self._entity(n) >= 0 for n in t.entities), dtype=bool, count=len(t.entities))
+        ids = [self._entity(n) for n in t.entities]
+        return np.fromiter(
+            (ids[s] >= 0 and ids[o] >= 0 and self._fact((ids[s], p, ids[o])) >= 0 for s, p, o in t.facts),
+            dtype=bool, count=len(t.facts))
+
     # ---- shards ------------------------------------------------------------------------
     def add_shard(self, path: Path) -> None:
         """Give one finished shard's rows global ids and insert them."""
@@ -162,6 +170,12 @@ class Merge:
                 new_fact_rows.append(i)
             f_map[i] = idx
         sel.rows["facts"] = np.asarray(new_fact_rows, dtype=np.int64)
+        for gran in ("entities", "facts"):  # rows the shard did not embed must already be indexed
+            skipped = Path(path) / "embeddings" / f"{gran}.known.npy"
+            if skipped.is_file() and np.intersect1d(load_array(skipped), sel.rows[gran]).size:
+                raise HippoGraphError(
+                    f"{path}: shard was made against another state of the index ({gran} it took as known are "
+                    f"new here); remove {Path(path).parent} and run the write again")
 
         # rows that hang off the new passages
         sent_rows = [i for i, (p, _, _) in enumerate(t.sentences) if kept[p]]
@@ -272,8 +286,3 @@ def _json(value: object) -> str:
     import json
 
     return json.dumps(value, default=str)
-
-
-def merge_order(paths: Sequence[Path]) -> list[Path]:
-    """Shards merge in the order they were cut from the document stream (their names sort so)."""
-    return sorted(paths, key=lambda p: p.name)

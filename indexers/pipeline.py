@@ -216,7 +216,7 @@ class IndexWriter:
                 self.report.shards["reused"] = self.report.shards.get("reused", 0) + 1
             else:
                 shards.build_shard(group, self.config, path, embedder=self.embedder, extract=self.extract, key=key,
-                                   progress=self.progress)
+                                   progress=self.progress, known=self._merge.known)
                 self.report.shards["built"] = self.report.shards.get("built", 0) + 1
             with self.progress.stage("merge"):
                 self._merge.add_shard(path)

@@ -46,6 +46,9 @@ NON_CONTENT_FIELDS = frozenset({"n_process", "spacy_batch_size", "embedding_batc
 """Index-time fields that change how fast a shard is made, not what it holds (excluded from keys)."""
 
 Extract = Callable[[Sequence[Passage]], "list[Extraction]"]
+Known = Callable[[str, CorpusTables], np.ndarray]
+"""(granularity, shard tables) → bool mask of the shard's entities / facts that the index being
+written already holds: their vectors exist, so the shard does not embed them again."""
 
 
 def config_key(config: Config, embedder_spec: dict) -> str:
@@ -181,12 +184,15 @@ def build_shard(
     extract: Extract | None = None,
     key: str = "",
     progress: Progress | None = None,
+    known: Known | None = None,
 ) -> Path:
     """Chunk, extract and embed `documents` into the shard directory `out_dir` (replaced if present).
 
     `extract` maps passages to extractions (default: spaCy `TripleExtractor` of `config`);
-    `embedder` must be ready to encode (fitted, for TF-IDF). ``done.json`` is written last,
-    atomically: a directory without it is an unfinished shard.
+    `embedder` must be ready to encode (fitted, for TF-IDF). With `known`, entities and facts
+    the index already holds are not embedded (their rows stay zero and are listed in
+    ``embeddings/<gran>.known.npy``; the merge never takes them). ``done.json`` is written
+    last, atomically: a directory without it is an unfinished shard.
     """
     out = Path(out_dir)
     if out.exists():
@@ -196,9 +202,16 @@ def build_shard(
     (out / "embeddings").mkdir()
     for gran in GRANULARITIES:
         texts = unit_texts(t, gran)
+        skip = known(gran, t) if known is not None and gran in ("entities", "facts") else None
         with _stage(progress, f"embed {gran}"):
-            vecs = encode_units(embedder, texts, batch_size=config.embedding_batch_size, progress=progress,
+            todo = texts if skip is None else [x for x, k in zip(texts, skip) if not k]
+            vecs = encode_units(embedder, todo, batch_size=config.embedding_batch_size, progress=progress,
                                 stage=f"embed {gran}")
+        if skip is not None and skip.any():
+            full = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+            full[~skip] = vecs
+            vecs = full
+            save_array(out / "embeddings" / f"{gran}.known.npy", np.flatnonzero(skip))
         save_array(out / "embeddings" / f"{gran}.npy", vecs)
     t.save(out / TABLES)
     counts = t.counts()
