@@ -7,8 +7,8 @@
 
 A fresh build starts from an empty generation; an add, update or sync starts from a copy
 of the live generation's ``meta.sqlite`` and appends, so it touches the new rows (plus a
-block copy of each embedding file that grew). Deleting documents renumbers rows: that
-path still rewrites the tables from `CorpusTables` (see `remove_documents`).
+block copy of each embedding file that grew). Deleting documents renumbers rows inside
+SQLite (`indexers.delete`); no table is ever loaded into Python objects.
 
 Finished shards survive a crash: the next write with the same config and starting point
 skips every shard whose inputs are unchanged (`shards.ShardDir`), so a killed build
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -35,12 +36,13 @@ from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_D
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_or_copy, load_array,
                                load_embeddings, save_array)
 from hippograph.storage import checkpoint_and_close, connect_sqlite
-from hippograph.tables import CorpusTables, DocumentRow
+from hippograph.tables import CorpusTables
 from hippograph.text import passage_embedding_text
 from hippograph.types import Document
 
 from . import generation, shards
 from .chunking import chunk_document
+from .delete import delete_documents
 from .merge import Merge, table_counts
 from .report import BuildReport, Progress
 from .vectors import VectorIndexes
@@ -151,26 +153,27 @@ class IndexWriter:
     def remove_documents(self, doc_ids: Iterable[str]) -> None:
         """Delete documents and everything only they contributed; renumber rows and embeddings.
 
-        Ids not in the index are recorded in `report.missing_documents`. Renumbering touches
-        every row after the first removed one: the tables are rewritten through `CorpusTables`
-        (loaded whole) and each embedding file is copied without the removed rows (memory-mapped).
+        Ids not in the index are recorded in `report.missing_documents`. Rows after the first
+        removed one are renumbered inside SQLite (`indexers.delete`); each embedding file is
+        copied without the removed rows through a memory map.
         """
         self._close_merge()
         with self.progress.stage("delete"):
             db = self.gen / META_DB
-            tables = CorpusTables.load(db)
-            known = {d.id for d in tables.documents}
             ids = list(dict.fromkeys(str(i) for i in doc_ids))
+            conn = self._reader()
+            try:
+                known = {i for i in ids if conn.execute("SELECT 1 FROM documents WHERE id = ?", (i,)).fetchone()}
+            finally:
+                conn.close()
             self.report.missing_documents.extend(i for i in ids if i not in known)
             doomed = [i for i in ids if i in known]
             if not doomed:
                 return
-            before = tables.counts()
-            tables, maps = tables.without_documents(doomed)
-            after = tables.counts()
-            db.unlink()
-            tables.save(db)
-            del tables
+            fresh = db.with_name(f".{db.name}.new")
+            fresh.unlink(missing_ok=True)
+            maps, before, after = delete_documents(db, fresh, doomed)
+            os.replace(fresh, db)
             (self.gen / "embeddings").mkdir(exist_ok=True)
             for gran in GRANULARITIES:
                 src = self._emb_src.get(gran)
