@@ -154,3 +154,16 @@ def test_build_shard_is_a_plain_function_of_documents_and_config(tmp_path):
     for gran, rows in (("passages", len(shard.tables.passages)), ("entities", len(shard.tables.entities)),
                        ("facts", len(shard.tables.facts)), ("sentences", len(shard.tables.sentences))):
         assert shard.embeddings[gran].shape == (rows, embedder.dim), gran
+
+
+def test_progress_names_every_stage(tmp_path, capsys):
+    HippoGraph.build(DOCS, tmp_path / "quiet", ONE_SHARD)
+    assert capsys.readouterr().err == "", "quiet by default in the API"
+    hg = HippoGraph.build(DOCS, tmp_path / "idx", ONE_SHARD.replace(shard_passages=2), show_progress=True)
+    err = capsys.readouterr().err
+    for stage in ("extract", "embed passages", "embed sentences", "embed facts", "embed entities", "merge",
+                  "synonymy", "graph", "vectors", "BM25"):
+        assert f"{stage}:" in err, stage
+    assert "passage/s" in err or "passage/s]" in err or "s/passage" in err  # tqdm shows a rate
+    timings = hg.stats()["timings"]
+    assert {"extract", "embed passages", "merge", "synonymy", "graph", "vectors", "BM25", "total"} <= set(timings)
