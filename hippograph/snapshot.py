@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import validate
-from .builder import GRANULARITIES
+from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, VECTORS_DIR,
+                     EDGE_SYNONYM, embedding_path, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
 from .tables import row_to_passage
@@ -38,8 +39,8 @@ class IndexSnapshot:
         self.path = gen
         self.manifest = manifest
         try:
-            with validate.reading_db(gen / "meta.sqlite"):
-                self.conn = connect_sqlite(gen / "meta.sqlite", readonly=True)
+            with validate.reading_db(gen / META_DB):
+                self.conn = connect_sqlite(gen / META_DB, readonly=True)
                 self.conn.execute("SELECT count(*) FROM documents").fetchone()  # opens the file now
                 self._load_tables()
             self._load_graph()
@@ -70,7 +71,7 @@ class IndexSnapshot:
         self.n_facts = len(facts)
         fp = np.array(c.execute("SELECT DISTINCT fact_idx, passage_idx FROM fact_passages").fetchall(), dtype=np.int64)
         fp = fp.reshape(-1, 2)
-        gen_db = self.path / "meta.sqlite"
+        gen_db = self.path / META_DB
         validate.check_table_rows(gen_db, self, fp, self.manifest.counts)
         self.fact_passages = sp.csr_matrix(
             (np.ones(len(fp)), (fp[:, 0], fp[:, 1])), shape=(self.n_facts, self.n_passages)
@@ -87,7 +88,7 @@ class IndexSnapshot:
 
     def _load_graph(self) -> None:
         self.adjacency, self.edge_kinds, self.specificity = validate.load_graph(
-            self.path / "graph", self.n_entities, self.n_passages, self.manifest.counts)
+            self.path / GRAPH_DIR, self.n_entities, self.n_passages, self.manifest.counts)
 
     @cached_property
     def passage_entities(self) -> sp.csr_matrix:
@@ -127,8 +128,6 @@ class IndexSnapshot:
         """The PPR adjacency, optionally without synonymy edges (ablation)."""
         if synonymy:
             return self.adjacency
-        from .indexers.graph_builder import EDGE_SYNONYM
-
         return self._without_synonymy(EDGE_SYNONYM)
 
     @cached_property
@@ -152,15 +151,14 @@ class IndexSnapshot:
         return self._vector_indexes[gran]
 
     def _open_vector_index(self, gran: str) -> Any | None:
-        path = self.path / "vectors" / gran
+        path = self.path / VECTORS_DIR / gran
         if not path.exists():
             return None
-        from .builder import VID_MAP
         from .indexers.spann import open_vector_index
 
         index = open_vector_index(path)
         n_rows = self._unit_count(gran)
-        vmap = self.path / "vectors" / VID_MAP.format(gran=gran)
+        vmap = vid_map_path(self.path, gran)
         vid2row = None
         if vmap.is_file():
             vid2row = validate.load_npy(vmap, kind="i", ndim=1).astype(np.int64)
@@ -175,7 +173,7 @@ class IndexSnapshot:
     def _open_passage_vectors(self) -> np.ndarray | None:
         """Memory-map the passage embeddings (they feed the documents view). Mapped now, read
         only when `document_view` is first used; None when the generation has none."""
-        path = self.path / "embeddings" / "passages.npy"
+        path = embedding_path(self.path, "passages")
         if not path.is_file():
             return None
         vecs = validate.load_npy(path, kind="f", ndim=2, mmap=True)
@@ -205,7 +203,7 @@ class IndexSnapshot:
         return vecs, members
 
     def _open_bm25(self) -> Any | None:
-        path = self.path / "lexical" / "passages"
+        path = self.path / LEXICAL_DIR / LEXICAL_PASSAGES
         if not path.exists():
             return None
         from .retrievers.lexical import BM25Index
@@ -225,8 +223,8 @@ class IndexSnapshot:
             return []
         ids = [int(i) for i in idxs]
         q = f"SELECT * FROM passages WHERE idx IN ({','.join('?' * len(ids))})"
-        with validate.reading_db(self.path / "meta.sqlite"):
-            rows = {r["idx"]: validate.passage_row(row_to_passage, r, self.path / "meta.sqlite")
+        with validate.reading_db(self.path / META_DB):
+            rows = {r["idx"]: validate.passage_row(row_to_passage, r, self.path / META_DB)
                     for r in self.conn.execute(q, ids)}
         missing = [i for i in ids if i not in rows]
         if missing:
@@ -234,7 +232,7 @@ class IndexSnapshot:
         return [rows[i] for i in ids]
 
     def sentence_text(self, idx: int) -> str:
-        with validate.reading_db(self.path / "meta.sqlite"):
+        with validate.reading_db(self.path / META_DB):
             r = self.conn.execute(
                 "SELECT p.text, s.start, s.end FROM sentences s JOIN passages p ON p.idx = s.passage_idx WHERE s.idx = ?",
                 (int(idx),),
@@ -245,11 +243,11 @@ class IndexSnapshot:
         return f"{self.entities[self.fact_subject[idx]]} {self.fact_predicate[idx]} {self.entities[self.fact_object[idx]]}"
 
     def documents(self) -> list[dict[str, Any]]:
-        with validate.reading_db(self.path / "meta.sqlite"):
+        with validate.reading_db(self.path / META_DB):
             rows = self.conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
         return [
             {"id": r["id"], "title": r["title"], "source": r["source"], "content_hash": r["content_hash"],
-             "metadata": validate.json_column(r["metadata"], self.path / "meta.sqlite", f"document {r['id']!r}")}
+             "metadata": validate.json_column(r["metadata"], self.path / META_DB, f"document {r['id']!r}")}
             for r in rows
         ]
 
