@@ -128,10 +128,13 @@ class HippoGraph:
         t0 = time.perf_counter()
         with idx.writer_lock():
             embedder = make_embedder(config)
-            gen = idx.new_generation()
-            writer = IndexWriter(idx.root, gen, config, embedder, extract=_extract_fn(config, openie, show_progress),
-                                 show_progress=show_progress, lexical=_bm25_writer, shard_dir="build")
             try:
+                gen = idx.new_generation()
+            except OSError as exc:
+                raise write_error(exc, idx.root) from exc
+            try:
+                writer = IndexWriter(idx.root, gen, config, embedder, extract=_extract_fn(config, openie, show_progress),
+                                     show_progress=show_progress, lexical=_bm25_writer, shard_dir="build")
                 writer.add_documents(_stream(sources, config))
                 if not writer.report.added_documents:
                     raise SourceError(f"no readable documents found in {sources!r}")
@@ -264,7 +267,10 @@ class HippoGraph:
             embedder = self._reusable_embedder(manifest) or load_embedder(
                 manifest.embedder, gen / "embedder", precision=config.embedding_precision,
                 model_path=self._overrides.get("embedding_model"))
-            tmp = self.dir.new_generation()
+            try:
+                tmp = self.dir.new_generation()
+            except OSError as exc:
+                raise write_error(exc, self.dir.root) from exc
             try:
                 writer = IndexWriter(
                     self.dir.root, tmp, config, embedder, base=gen, lifecycle=manifest.lifecycle,
