@@ -289,9 +289,6 @@ def check_table_rows(db: Path, snap: Any, fact_passages: np.ndarray, counts: dic
     check_pairs(db, fact_passages, snap.n_facts, snap.n_passages, "fact_passages")
 
 
-GRAPH_FILES = ("indptr.npy", "indices.npy", "weights.npy", "kinds.npy", "specificity.npy")
-
-
 def load_graph(graph_dir: Path, n_entities: int, n_passages: int, counts: dict[str, int]) -> tuple[Any, np.ndarray, np.ndarray]:
     """(CSR adjacency over entity + passage nodes, edge kinds, entity specificity), every array
     checked: no out-of-range index can reach scipy or a PPR kernel."""
