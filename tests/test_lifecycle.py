@@ -269,8 +269,8 @@ def test_incremental_graph_equals_scratch_build(tmp_path, sample_questions):
     final = [d for d in a + b if d.id not in c_ids]
     # float32, not the bf16 autocast 'auto' picks on a CPU with native bf16: bf16 matrix products
     # round differently with the batch size (measured: 4e-4 per component, 8e-8 in float32), and the same passage is
-    # encoded in batches of different sizes by an incremental and a scratch build — its vector
-    # moves by ~5e-4 in cosine, which is noise, not an index inconsistency.
+    # encoded in batches of different sizes by an incremental and a scratch build — one passage's
+    # dense score for a query moved by 5.6e-4: noise, not an index inconsistency.
     cfg = Config(embedder="sentence-transformers", embedding_precision="float32")
 
     inc = HippoGraph.build(a, tmp_path / "inc", cfg)
