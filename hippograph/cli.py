@@ -63,9 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--triples", type=int, default=0, metavar="N", help="also show N triples")
     info.add_argument("--json", action="store_true")
 
-    ex = sub.add_parser("export", help="export the knowledge graph")
+    ex = sub.add_parser("export", help="export the knowledge graph (GraphML) and/or its triples (JSONL, CSV, Parquet)")
     ex.add_argument("index", metavar="DIR")
-    ex.add_argument("--graphml", required=True, metavar="FILE")
+    ex.add_argument("--graphml", metavar="FILE", help="the graph with typed nodes and edges (predicates on fact edges)")
+    ex.add_argument("--triples", metavar="FILE",
+                    help="one row per triple with provenance; format by suffix: .jsonl, .csv, .parquet")
 
     ck = sub.add_parser("check", help="verify the index's checksums and report damage")
     ck.add_argument("index", metavar="DIR")
@@ -215,15 +217,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  {key:<10} {stats.get(key, 0):>10,}")
     print(f"  embedder   {stats['embedder'].get('backend', '?')} {stats['embedder'].get('model', '')}")
     for t in triples:
-        print(f"  ({t['subject']}; {t['predicate']}; {t['object']})  [{t['passage']}]")
+        print(f"  ({t['subject']}; {t['predicate']}; {t['object']})  [{t['title']}]")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .api import HippoGraph
+    from .exports import triples_format
 
-    path = HippoGraph.open(args.index).export_graphml(args.graphml)
-    print(f"wrote {path}")
+    if not (args.graphml or args.triples):
+        raise HippoGraphError("export: give --graphml FILE and/or --triples FILE")
+    if args.triples:
+        triples_format(args.triples)  # a bad suffix or missing pyarrow fails before any work
+    hg = HippoGraph.open(args.index)
+    if args.graphml:
+        print(f"wrote {hg.export_graphml(args.graphml)}")
+    if args.triples:
+        n = hg.export_triples(args.triples)
+        print(f"wrote {args.triples} ({n:,} triples)")
     return 0
 
 

@@ -202,9 +202,7 @@ class Config:
             raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
         try:
             if path.suffix == ".toml":
-                import tomllib
-
-                data = tomllib.loads(raw.decode("utf-8"))
+                data = _toml().loads(raw.decode("utf-8"))
             else:
                 data = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -224,3 +222,12 @@ def _query_time_fields() -> frozenset[str]:
 
 QUERY_TIME_FIELDS: frozenset[str] = _query_time_fields()
 """Fields that only affect retrieval (everything from `top_k` on); safe to change on an existing index."""
+
+
+def _toml():
+    """The TOML parser: the standard library's `tomllib` (3.11+), else `tomli` (a dependency on 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    return tomllib
