@@ -50,13 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--json", action="store_true", help="print the summary as JSON")
     ix.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
-    q = sub.add_parser("query", help="retrieve passages for a question")
+    q = sub.add_parser("query", help="retrieve passages for a question, or for a file of questions")
     q.add_argument("index", metavar="DIR")
-    q.add_argument("question")
+    q.add_argument("question", nargs="?")
+    q.add_argument("--questions", metavar="FILE",
+                   help="a .txt (one per line) or .jsonl file of questions: one JSON line of hits per question")
+    q.add_argument("--out", metavar="FILE", help="with --questions: write the JSONL here instead of stdout")
     q.add_argument("--top-k", "-k", type=int, default=None)
     q.add_argument("--mode", choices=["hybrid", "ppr", "dense", "bm25"], default=None)
     q.add_argument("--explain", action="store_true", help="include why each passage was returned")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--quiet", "-q", action="store_true", help="with --questions: no progress bar")
 
     info = sub.add_parser("info", help="index summary")
     info.add_argument("index", metavar="DIR")
@@ -174,14 +178,27 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+BATCH_QUESTIONS = 64
+"""Questions answered per `retrieve_many` call of `query --questions` (one progress step, one write)."""
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     from .api import HippoGraph
     from .retrievers.engine import hop_summary
 
+    if (args.question is None) == (args.questions is None):
+        raise HippoGraphError("query: give either a QUESTION or --questions FILE")
+    if args.out and not args.questions:
+        raise HippoGraphError("query: --out needs --questions FILE")
+    if args.questions:
+        return _query_file(args)
     hg = HippoGraph.open(args.index)
-    hits = hg.retrieve(args.question, top_k=args.top_k, mode=args.mode, explain=args.explain)
+    mode = args.mode or hg.config.mode
+    t0 = time.perf_counter()
+    hits = hg.retrieve(args.question, top_k=args.top_k, mode=mode, explain=args.explain)
+    took_ms = round((time.perf_counter() - t0) * 1000, 1)
     if args.json:
-        _emit({"query": args.question, "hits": [h.to_dict() for h in hits]})
+        _emit({"query": args.question, "mode": mode, "took_ms": took_ms, "hits": [h.to_dict() for h in hits]})
         return 0
     print(f"{'#':>2}  {'score':>7}  {'title':<40}  text")
     for i, h in enumerate(hits, 1):
@@ -200,6 +217,43 @@ def _cmd_query(args: argparse.Namespace) -> int:
                 print(f"      router: {w}")
             sc = ex["scores"]
             print("      scores: " + ", ".join(f"{k}={v:.4f}" for k, v in sc.items() if v is not None))
+    return 0
+
+
+def _query_file(args: argparse.Namespace) -> int:
+    """`query --questions FILE`: every question of the file through one open index (one model
+    load), in blocks of `BATCH_QUESTIONS` through `retrieve_many`; one JSON line per question."""
+    from tqdm import tqdm
+
+    from .api import HippoGraph
+    from .questions import read_questions
+
+    questions = read_questions(args.questions)  # every line checked before the index is opened
+    hg = HippoGraph.open(args.index)
+    mode = args.mode or hg.config.mode
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    bar = tqdm(total=len(questions), desc=f"query {mode}", unit="question", file=sys.stderr,
+               disable=args.quiet or None)  # None: only on a terminal
+    try:
+        for b0 in range(0, len(questions), BATCH_QUESTIONS):
+            block = questions[b0:b0 + BATCH_QUESTIONS]
+            t0 = time.perf_counter()
+            results = hg.retrieve_many([q.text for q in block], top_k=args.top_k, mode=mode, explain=args.explain)
+            took_ms = round((time.perf_counter() - t0) * 1000 / len(block), 1)  # the block's time, shared
+            for q, hits in zip(block, results):
+                answer = {"id": q.id, "query": q.text, "mode": mode, "took_ms": took_ms,
+                          "hits": [h.to_dict() for h in hits]}
+                if q.id is None:
+                    del answer["id"]
+                out.write(json.dumps(answer, ensure_ascii=False, default=str) + "\n")
+            out.flush()
+            bar.update(len(block))
+    finally:
+        bar.close()
+        if out is not sys.stdout:
+            out.close()
+    if args.out:
+        print(f"wrote {args.out} ({len(questions):,} answers)", file=sys.stderr)
     return 0
 
 
