@@ -435,13 +435,17 @@ class HippoGraph:
 
     # ---- reading --------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counts, timings of the last write, vector-index state (kind, tombstones) and identity of the index."""
+        """Counts, per-stage timings of the last write (seconds), the embedder (and `embedder_warning`
+        when 'auto' fell back to TF-IDF), vector-index state (kind, tombstones) and identity of the index."""
+        from .embedders import embedder_fallback
+
         m = self.manifest
         return {
             "path": str(self.dir.root),
             "generation": m.generation,
             **m.counts,
             "embedder": m.embedder,
+            "embedder_warning": embedder_fallback((m.config or {}).get("embedder"), m.embedder),
             "timings": m.timings,
             "vectors": (m.lifecycle or {}).get("vectors", {}),
             "created": m.created,

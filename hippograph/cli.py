@@ -153,9 +153,36 @@ def _cmd_index(args: argparse.Namespace) -> int:
                 print(f"    {label} … {len(ids) - 20} more")
         for note in report.compacted:
             print(f"  maintenance: {note}")
-    for key in ("documents", "passages", "sentences", "entities", "facts", "triples", "synonyms", "nodes", "edges"):
-        print(f"  {key:<10} {stats.get(key, 0):>10,}")
+    _print_summary(stats)
     return 0
+
+
+STAGE_ORDER = ("load", "chunk", "extract", "tables", "embed", "synonymy", "graph", "vectors", "lexical", "write")
+"""Build stages in pipeline order for the summary; stages not named here follow, `total` comes last."""
+
+
+def summary_lines(stats: dict[str, Any]) -> list[str]:
+    """The index summary shared by `index` and `info`: counts, embedder, per-stage times of the
+    last write, and a warning line when the embedder fell back to the zero-model TF-IDF."""
+    lines = [f"  {key:<10} {stats.get(key, 0):>10,}"
+             for key in ("documents", "passages", "sentences", "entities", "facts", "triples", "synonyms", "nodes", "edges")]
+    emb = stats.get("embedder") or {}
+    dim = f" ({emb['dim']}-d)" if emb.get("dim") else ""
+    lines.append(f"  embedder   {emb.get('backend', '?')} {emb.get('model', '')}{dim}".rstrip())
+    timings = dict(stats.get("timings") or {})
+    total = timings.pop("total", None)
+    order = [k for k in STAGE_ORDER if k in timings] + sorted(k for k in timings if k not in STAGE_ORDER)
+    if order or total is not None:
+        parts = [f"{k} {timings[k]:.2f}" for k in order] + ([f"total {total:.2f}"] if total is not None else [])
+        lines.append(f"  stages (s) {', '.join(parts)}")
+    if stats.get("embedder_warning"):
+        lines.append(f"  WARNING    {stats['embedder_warning']}")
+    return lines
+
+
+def _print_summary(stats: dict[str, Any]) -> None:
+    for line in summary_lines(stats):
+        print(line)
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
@@ -267,9 +294,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         _emit({**stats, "triples_sample": triples})
         return 0
     print(f"index {stats['path']} ({stats['generation']}, updated {stats['updated']})")
-    for key in ("documents", "passages", "sentences", "entities", "facts", "triples", "synonyms", "nodes", "edges"):
-        print(f"  {key:<10} {stats.get(key, 0):>10,}")
-    print(f"  embedder   {stats['embedder'].get('backend', '?')} {stats['embedder'].get('model', '')}")
+    _print_summary(stats)
     for t in triples:
         print(f"  ({t['subject']}; {t['predicate']}; {t['object']})  [{t['title']}]")
     return 0
