@@ -46,6 +46,13 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
+def passage_embedding_text(title: str, text: str) -> str:
+    """What a passage is embedded (and BM25-indexed) as: its title then its text (HippoRAG embeds 'title\\ntext')."""
+    if title and not text.startswith(title):
+        return f"{title}\n{text}"
+    return text
+
+
 _MONTHS = frozenset("january february march april may june july august september october november december "
                     "jan feb mar apr jun jul aug sep sept oct nov dec".split())
 _ERAS = frozenset("bc bce ad ce".split())
