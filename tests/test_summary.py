@@ -16,7 +16,7 @@ DOCS = [{"id": "a", "title": "Ada", "text": "Ada Lovelace worked with Charles Ba
 def test_summary_shows_stage_times_and_embedder(sample_index, capsys):
     stats = HippoGraph.open(sample_index).stats()
     assert stats["embedder_warning"] is None  # tfidf was asked for: not a fallback
-    assert {"extract", "embed", "total"} <= set(stats["timings"])
+    assert "total" in stats["timings"] and len(stats["timings"]) >= 4  # per-stage times of the write
     assert cli_main(["info", str(sample_index)]) == 0
     out = capsys.readouterr().out
     assert "embedder   tfidf" in out and "stages (s)" in out and "extract" in out and "total" in out
