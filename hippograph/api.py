@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -442,13 +443,17 @@ class HippoGraph:
 
     # ---- reading --------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counts, timings of the last write, vector-index state (kind, tombstones) and identity of the index."""
+        """Counts, per-stage timings of the last write (seconds), the embedder (and `embedder_warning`
+        when 'auto' fell back to TF-IDF), vector-index state (kind, tombstones) and identity of the index."""
+        from .embedders import embedder_fallback
+
         m = self.manifest
         return {
             "path": str(self.dir.root),
             "generation": m.generation,
             **m.counts,
             "embedder": m.embedder,
+            "embedder_warning": embedder_fallback((m.config or {}).get("embedder"), m.embedder),
             "timings": m.timings,
             "vectors": (m.lifecycle or {}).get("vectors", {}),
             "created": m.created,
@@ -460,16 +465,27 @@ class HippoGraph:
         """Documents in the index: id, title, source, content hash, metadata."""
         return self.snapshot.documents()
 
-    def triples(self, limit: int | None = None) -> list[dict[str, str]]:
-        """(subject, predicate, object, passage title) rows, for inspection."""
-        q = (
-            "SELECT es.name s, f.predicate p, eo.name o, p.title t FROM fact_passages fp "
-            "JOIN facts f ON f.idx = fp.fact_idx JOIN entities es ON es.idx = f.subject_idx "
-            "JOIN entities eo ON eo.idx = f.object_idx JOIN passages p ON p.idx = fp.passage_idx"
-        )
-        if limit is not None:
-            q += f" LIMIT {int(limit)}"
-        return [dict(subject=r[0], predicate=r[1], object=r[2], passage=r[3]) for r in self.snapshot.conn.execute(q)]
+    def triples(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """(subject, predicate, object) statements with their provenance (passage id and title,
+        document id, sentence span in the document): the rows of `export_triples`, first `limit`."""
+        from .exports import iter_triples
+
+        return list(itertools.islice(iter_triples(self.snapshot), limit))
+
+    def export_triples(self, path: str | Path) -> int:
+        """Stream every triple with its provenance to `path` (.jsonl, .csv or .parquet by suffix;
+        Parquet needs pyarrow). Returns the number of rows written."""
+        from .exports import write_triples
+
+        return write_triples(self.snapshot, path)
+
+    def to_networkx(self):
+        """The knowledge graph as a `networkx.MultiDiGraph`: typed entity and passage nodes, one
+        `fact` edge per fact (subject → object, with predicate, fact id and passages), `mention`
+        and `synonym` edges; the same ids and attributes as `export_graphml` (see hippograph/exports.py)."""
+        from .exports import to_networkx
+
+        return to_networkx(self.snapshot)
 
     def retrieve(
         self, query: str, top_k: int | None = None, *, mode: str | None = None, explain: bool = False, **overrides: Any
@@ -530,26 +546,11 @@ class HippoGraph:
         return q
 
     def export_graphml(self, path: str | Path) -> Path:
-        """Write the knowledge graph (entity + passage nodes, typed weighted edges) as GraphML."""
-        import igraph as ig
+        """Write the knowledge graph as GraphML (streamed): the nodes and edges of `to_networkx`,
+        with the predicate as each fact edge's label (shown by Gephi)."""
+        from .exports import write_graphml
 
-        from .indexers.graph_builder import EDGE_KIND_NAMES
-
-        snap = self.snapshot
-        a = snap.adjacency.tocoo()
-        kinds = snap.edge_kinds
-        keep = a.row < a.col
-        g = ig.Graph(n=a.shape[0], edges=list(zip(a.row[keep].tolist(), a.col[keep].tolist())), directed=False)
-        g.es["weight"] = a.data[keep].tolist()
-        g.es["kind"] = [EDGE_KIND_NAMES[int(k)] for k in kinds[keep]]  # tocoo keeps CSR entry order
-        g.vs["kind"] = ["entity"] * snap.n_entities + ["passage"] * snap.n_passages
-        g.vs["label"] = snap.entities + snap.passage_titles
-        g.vs["passage_id"] = [""] * snap.n_entities + snap.passage_ids
-        spec = snap.specificity.tolist()
-        g.vs["specificity"] = spec + [0.0] * snap.n_passages
-        path = Path(path)
-        g.write_graphml(str(path))
-        return path
+        return write_graphml(self.snapshot, path)
 
     def close(self) -> None:
         self.snapshot.close()

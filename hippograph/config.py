@@ -233,9 +233,7 @@ class Config:
             raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
         try:
             if path.suffix == ".toml":
-                import tomllib
-
-                data = tomllib.loads(raw.decode("utf-8"))
+                data = _toml().loads(raw.decode("utf-8"))
             else:
                 data = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -370,3 +368,11 @@ def _fits(value: Any, hint: Any) -> tuple[bool, Any, str]:
 _HINTS: dict[str, Any] = {}
 _HINTS.update(_hints())
 _DEFAULTS: dict[str, Any] = Config().to_dict()
+
+def _toml():
+    """The TOML parser: the standard library's `tomllib` (3.11+), else `tomli` (a dependency on 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    return tomllib

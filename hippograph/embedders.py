@@ -207,9 +207,11 @@ def _set_offline_env() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_transformers(show_progress: bool) -> Iterator[None]:
-    """Hide transformers' "Loading weights" bar (restored afterwards) unless asked for."""
-    if show_progress:
+def _quiet_transformers() -> Iterator[None]:
+    """Hide third-party loader noise while a model loads (transformers' "Loading weights" bar and
+    its warnings, sentence-transformers' INFO lines), restored afterwards, unless hippograph's own
+    logging is verbose (INFO or finer: `hippograph -v`, or an application that asked for it)."""
+    if logging.getLogger("hippograph").isEnabledFor(logging.INFO):
         yield
         return
     try:
@@ -217,11 +219,16 @@ def _quiet_transformers(show_progress: bool) -> Iterator[None]:
     except Exception:  # transformers missing or very old: nothing to silence
         yield
         return
-    was_enabled = hf_logging.is_progress_bar_enabled()
+    st_logger = logging.getLogger("sentence_transformers")
+    was_enabled, verbosity, st_level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity(), st_logger.level
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    st_logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
+        st_logger.setLevel(st_level)
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
 
@@ -334,7 +341,7 @@ class SentenceTransformerEmbedder:
         except (OSError, ValueError, KeyError, StopIteration, TypeError, AttributeError):
             return None
 
-    def _load(self, show_progress: bool = False) -> Any:
+    def _load(self) -> Any:
         if self._model is not None:
             return self._model
         with self._lock:
@@ -351,7 +358,7 @@ class SentenceTransformerEmbedder:
                 ) from exc
             logger.info("loading sentence-transformers model %s from %s", self.name, self.path)
             try:
-                with _quiet_transformers(show_progress):
+                with _quiet_transformers():
                     model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
             except Exception as exc:
                 raise ConfigError(f"{self.path}: cannot load sentence-transformers model ({exc})") from exc
@@ -388,7 +395,7 @@ class SentenceTransformerEmbedder:
         """
         import torch
 
-        model = self._load(show_progress)
+        model = self._load()
         dim = self.dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
         if not texts:
@@ -698,7 +705,8 @@ def make_embedder(config: Config) -> Embedder:
     """Embedder chosen by `config.embedder`: 'auto', 'sentence-transformers' or 'tfidf'.
 
     'auto' uses sentence-transformers when torch + sentence-transformers are installed
-    and the model resolves locally, else falls back to TF-IDF (logged at INFO).
+    and the model resolves locally, else falls back to TF-IDF with a WARNING (the index
+    summary repeats it: see `embedder_fallback`).
     """
     choice = config.embedder
     if choice == "tfidf":
@@ -713,16 +721,27 @@ def make_embedder(config: Config) -> Embedder:
                                            cache_dir=config.embedding_cache_dir, precision=config.embedding_precision)
     if choice == "auto":
         if not _dense_libs_installed():
-            logger.info("embedder 'auto': torch/sentence-transformers not installed, using TF-IDF (%s)", DENSE_INSTALL_HINT)
+            logger.warning("embedder 'auto': torch/sentence-transformers not installed, using the zero-model "
+                           "TF-IDF embedder (for dense embeddings: %s)", DENSE_INSTALL_HINT)
             return TfidfEmbedder(config.tfidf_dim)
         try:
             return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size,
                                                cache_dir=config.embedding_cache_dir,
                                                precision=config.embedding_precision)
         except ConfigError as exc:
-            logger.info("embedder 'auto': %s; using TF-IDF", exc)
+            logger.warning("embedder 'auto': %s; using the zero-model TF-IDF embedder", exc)
             return TfidfEmbedder(config.tfidf_dim)
     raise ConfigError(f"unknown embedder {choice!r}; choose 'auto', 'sentence-transformers' or 'tfidf'")
+
+
+def embedder_fallback(configured: str | None, spec: dict[str, Any] | None) -> str | None:
+    """The warning an index summary shows when `embedder='auto'` fell back to TF-IDF (no dense
+    model was available at build time), else None."""
+    if configured != "auto" or (spec or {}).get("backend") != TfidfEmbedder.backend:
+        return None
+    return (f"embedder 'auto' fell back to the zero-model TF-IDF embedder (no sentence-transformers model was "
+            f"available when the index was built); for dense embeddings: {DENSE_INSTALL_HINT}, then rebuild "
+            f"with --overwrite")
 
 
 def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64, precision: str = "auto",

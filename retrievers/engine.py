@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from hippograph.config import Config
 from hippograph.snapshot import IndexSnapshot
-from hippograph.text import normalize_entity
+from hippograph.text import is_bare_date_or_number, normalize_entity
 
 from .fusion import minmax
 from .ppr import PPR
@@ -332,6 +332,7 @@ class Retriever:
           director of Jump for Glory" → Raoul Walsh) — or another entity the query names exactly
           (the second side of "Which river is longer, the Vell or the Corran?");
         - else idf(bridge) of the rarest bridge it mentions; 0 without one.
+        Bare dates and numbers ("1873") never bridge: they tie unrelated passages together.
         So the passage about the bridge that also fits the rest of the question comes next."""
         snap = self.snap
         if not fused.any():
@@ -343,6 +344,7 @@ class Retriever:
         bridges = [
             int(e) for e in snap.passage_entities[top].indices
             if counts[e] >= 2 and int(e) not in linked_ids and f" {snap.entities[e]} " not in query_norm
+            and not is_bare_date_or_number(snap.entities[e])
         ]
         top_about = set(snap.title_entities[top].indices.tolist())
         named = sorted({e for _, e, sim in linked if sim >= 1.0 and e not in top_about})

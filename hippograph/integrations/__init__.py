@@ -46,14 +46,22 @@ def open_index(index: "HippoGraph | str | Path") -> "HippoGraph":
     raise TypeError(f"index must be a HippoGraph or an index directory path, got {type(index).__name__}")
 
 
-def check_overrides(hg: "HippoGraph", top_k: int | None, mode: str | None, overrides: Mapping[str, Any] | None) -> dict:
-    """Validate adapter settings up front so a typo fails at construction, not at the first query."""
+def check_overrides(
+    hg: "HippoGraph | None", top_k: int | None, mode: str | None, overrides: Mapping[str, Any] | None
+) -> dict:
+    """Validate adapter settings up front so a typo fails at construction, not at the first query
+    (`hg=None`: against the default config, for adapters that open the index later)."""
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     overrides = dict(overrides or {})
-    hg.config.replace(**overrides)  # raises ValueError naming unknown options
+    if hg is None:
+        from ..config import Config
+
+        Config().replace(**overrides)  # raises ValueError naming unknown options
+    else:
+        hg.config.replace(**overrides)
     return overrides
 
 
