@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--top-k", "-k", type=int, default=None)
     q.add_argument("--mode", choices=["hybrid", "ppr", "dense", "bm25"], default=None)
     q.add_argument("--explain", action="store_true", help="include why each passage was returned")
+    q.add_argument(
+        "--filter", action="append", metavar="FILTER", dest="filters",
+        help="metadata filter, repeatable (all must hold): FIELD=VALUE, FIELD!=, >, >=, <, <=, ^= (prefix), "
+             "~= (glob), or a JSON object (docs/filters.md); e.g. --filter 'year>=2020' --filter 'source~=papers/*'",
+    )
     q.add_argument("--json", action="store_true")
 
     info = sub.add_parser("info", help="index summary")
@@ -176,8 +181,15 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from .api import HippoGraph
     from .retrievers.engine import hop_summary
 
+    from .retrievers.filters import FilterError, merge_filters, parse_cli_filter
+
+    try:
+        filters = merge_filters([parse_cli_filter(f) for f in args.filters or []])
+    except FilterError as exc:
+        print(f"hippograph: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     hg = HippoGraph.open(args.index)
-    hits = hg.retrieve(args.question, top_k=args.top_k, mode=args.mode, explain=args.explain)
+    hits = hg.retrieve(args.question, top_k=args.top_k, mode=args.mode, explain=args.explain, filters=filters)
     if args.json:
         _emit({"query": args.question, "hits": [h.to_dict() for h in hits]})
         return 0

@@ -120,6 +120,10 @@ def _check_field(field: str, where: str) -> str:
         if field in BUILTIN_FIELDS:
             return field
     parts = name.split(".")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FilterError(f"{where}: field name is not valid Unicode") from None
     if not name or any(not p for p in parts) or '"' in name:
         raise FilterError(f"{where}: bad field name {field!r}")
     return "meta." + name
@@ -206,6 +210,8 @@ def parse_cli_filter(text: str) -> dict[str, Any]:
     if not m:
         raise FilterError(f"--filter {text!r}: expected FIELD=VALUE (or != > >= < <= ^= ~=) or a JSON object")
     field, op, raw = m.group(1), _CLI_OPS[m.group(2)], m.group(3)
+    if raw[:1] in ("=", "<", ">", "!", "~", "^"):
+        raise FilterError(f"--filter {text!r}: unknown operator {m.group(2) + raw[:1]!r}; use = != > >= < <= ^= ~=")
     value: Any = raw
     if field not in BUILTIN_FIELDS and op not in ("$prefix", "$glob"):
         try:

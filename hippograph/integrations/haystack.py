@@ -6,7 +6,10 @@
     pipe.add_component("retriever", HippoGraphRetriever("my-index", top_k=5))
     pipe.run({"retriever": {"query": "Where was the founder of Kessel Shipworks born?"}})
 
-`run(query, top_k=None) -> {"documents": [Document, ...]}`; each `Document` has the
+`run(query, top_k=None, filters=None) -> {"documents": [Document, ...]}`; `filters` is a Haystack
+filter dict (``{"field": "meta.year", "operator": ">=", "value": 2020}``, AND/OR/NOT with
+"conditions") or hippograph's own form (docs/filters.md); given to `run` it replaces the
+component's `filters` for that call (Haystack's default filter policy). Each `Document` has the
 passage id as `id`, the passage text as `content`, the fused score as `score`, and meta
 passage_id, doc_id, title, source, span, score (plus `explanation` with `explain=True`).
 Needs `pip install 'hippograph[haystack]'`.
@@ -34,7 +37,8 @@ class HippoGraphRetriever:
 
     `index`: an open `HippoGraph` or an index directory. `top_k` / `mode` / `explain`
     default to the index config; `config_overrides` are query-time `Config` fields
-    applied to every query. Serialises (`to_dict`) with the index path.
+    applied to every query; `filters` is the default metadata filter. Serialises (`to_dict`) with the
+    index path.
     """
 
     def __init__(
@@ -44,8 +48,9 @@ class HippoGraphRetriever:
         mode: Optional[str] = None,
         explain: bool = False,
         config_overrides: Optional[Mapping[str, Any]] = None,
+        filters: Optional[dict[str, Any]] = None,
     ) -> None:
-        self._opts = RetrieveOptions(index, top_k, mode, explain, config_overrides)
+        self._opts = RetrieveOptions(index, top_k, mode, explain, config_overrides, filters)
 
     @property
     def hippograph(self) -> "HippoGraph":
@@ -56,26 +61,30 @@ class HippoGraphRetriever:
         o = self._opts
         return default_to_dict(
             self, index=str(o.hg.dir.root), top_k=o.top_k, mode=o.mode, explain=o.explain,
-            config_overrides=dict(o.overrides),
+            config_overrides=dict(o.overrides), filters=o.filters,
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HippoGraphRetriever":
         return default_from_dict(cls, data)
 
-    def _documents(self, query: str, top_k: Optional[int]) -> list[Document]:
-        hits = self._opts.retrieve(query, top_k)
+    def _documents(self, query: str, top_k: Optional[int], filters: Optional[dict[str, Any]] = None) -> list[Document]:
+        hits = self._opts.retrieve(query, top_k, filters)
         return [
             Document(id=h.passage_id, content=h.text, meta=hit_metadata(h, explain=self._opts.explain), score=h.score)
             for h in hits
         ]
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, top_k: Optional[int] = None) -> dict[str, list[Document]]:
-        """Top passages for `query` (`top_k` overrides the component's default for this call)."""
-        return {"documents": self._documents(query, top_k)}
+    def run(
+        self, query: str, top_k: Optional[int] = None, filters: Optional[dict[str, Any]] = None
+    ) -> dict[str, list[Document]]:
+        """Top passages for `query` (`top_k` / `filters` replace the component's defaults for this call)."""
+        return {"documents": self._documents(query, top_k, filters)}
 
     @component.output_types(documents=list[Document])
-    async def run_async(self, query: str, top_k: Optional[int] = None) -> dict[str, list[Document]]:
+    async def run_async(
+        self, query: str, top_k: Optional[int] = None, filters: Optional[dict[str, Any]] = None
+    ) -> dict[str, list[Document]]:
         """Async variant for `AsyncPipeline`: retrieval runs in a worker thread."""
-        return {"documents": await asyncio.to_thread(self._documents, query, top_k)}
+        return {"documents": await asyncio.to_thread(self._documents, query, top_k, filters)}
