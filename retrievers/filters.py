@@ -204,7 +204,10 @@ def parse_cli_filter(text: str) -> dict[str, Any]:
             obj = json.loads(s)
         except ValueError as exc:
             raise FilterError(f"--filter {text!r}: invalid JSON ({exc})") from None
-        parse_filters(obj)
+        try:
+            parse_filters(obj)
+        except FilterError as exc:
+            raise FilterError(f"--filter {text!r}: {exc}") from None
         return obj
     m = _CLI_RE.match(s)
     if not m:
