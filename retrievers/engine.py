@@ -120,8 +120,8 @@ class Retriever:
         view = self._views.get(flt.key)
         if view is None:
             view = self._views[flt.key] = FilterView.of(self.snap, flt.mask)
-            while len(self._views) > 16:
-                self._views.pop(next(iter(self._views)))
+            for old in list(self._views)[:-16]:  # keep the 16 newest
+                self._views.pop(old, None)
         return view
 
     # ---- building blocks -----------------------------------------------------------------

@@ -316,7 +316,8 @@ class FilterIndex:
 
     def __init__(self, snapshot: Any):
         self.snap = snapshot
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # column building
+        self._cache_lock = threading.Lock()  # the mask LRU (server threads share one index)
         self._columns: dict[str, _Column] = {}
         self._masks: OrderedDict[str, PassageFilter] = OrderedDict()
         n = snapshot.n_passages
@@ -380,17 +381,19 @@ class FilterIndex:
         if tree is None:
             return None
         key = filter_key(tree)
-        hit = self._masks.get(key)
-        if hit is not None:
-            self._masks.move_to_end(key)
-            return hit
+        with self._cache_lock:
+            hit = self._masks.get(key)
+            if hit is not None:
+                self._masks.move_to_end(key)
+                return hit
         rows = self._eval(tree)
         mask = np.zeros(self.snap.n_passages, dtype=bool)
         mask[self.row_passage[rows]] = True
         out = PassageFilter(key, mask)
-        self._masks[key] = out
-        while len(self._masks) > MASK_CACHE_SIZE:
-            self._masks.popitem(last=False)
+        with self._cache_lock:
+            self._masks[key] = out
+            while len(self._masks) > MASK_CACHE_SIZE:
+                self._masks.popitem(last=False)
         return out
 
     def _eval(self, node: tuple) -> np.ndarray:

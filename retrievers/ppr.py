@@ -145,8 +145,8 @@ class PPR:
             m = sp.csr_matrix(m @ sp.diags(inv))
             m.sort_indices()
             hit = (m, np.flatnonzero(keep & (colsum <= 0)))
-            while len(self._restricted) >= 4:
-                self._restricted.pop(next(iter(self._restricted)))
+            for old in list(self._restricted)[:-3]:  # keep the 4 newest masks
+                self._restricted.pop(old, None)
             self._restricted[key] = hit
         return hit
 
