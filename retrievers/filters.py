@@ -13,7 +13,9 @@ Canonical form (Mongo-like, as LangChain vector stores take it):
 Fields: `doc_id`, `source`, `passage_id` and `title` are the passage's own columns; any other name,
 or `meta.NAME` / `metadata.NAME` (needed for a metadata key called e.g. "source"), is a metadata
 key, dotted for nested objects. Haystack's form (``{"operator": "AND", "conditions": [{"field":
-"meta.year", "operator": ">=", "value": 2020}]}``) is accepted as well and translated.
+"meta.year", "operator": ">=", "value": 2020}]}``) is accepted as well and translated; there
+`id` and `meta.doc_id` / `meta.source` / `meta.title` / `meta.passage_id` name the passage's own
+fields, as the Haystack adapter's Documents show them.
 
 A passage held by several documents (identical text) matches when any of its documents does.
 Masks are cached per filter; columns per field, built with SQLite's JSON functions.
@@ -187,6 +189,10 @@ def _haystack(obj: Any, where: str, depth: int) -> tuple:
     field = obj["field"]
     if not isinstance(field, str):
         raise FilterError(f"{where}.field: expected a string")
+    # the Haystack adapter's Document has the passage id as `id` and doc_id/source/title/passage_id in meta
+    field = "passage_id" if field == "id" else field
+    if field.startswith("meta.") and field[len("meta."):] in BUILTIN_FIELDS:
+        field = field[len("meta."):]
     return _comparison(_check_field(field, f"{where}.field"), HAYSTACK_OPS[op], obj["value"], f"{where}.value")
 
 

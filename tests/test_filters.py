@@ -322,11 +322,13 @@ def test_haystack_filters(hg):
     got = comp.run(Q)["documents"]
     assert [d.id for d in got] == [h.passage_id for h in hg.retrieve(Q, 4, filters={"year": {"$gte": 2005}})]
     per_call = {"operator": "OR", "conditions": [{"field": "meta.lang", "operator": "==", "value": "de"},
-                                                 {"field": "doc_id", "operator": "in", "value": ["rec-vantry"]}]}
+                                                 {"field": "meta.doc_id", "operator": "in", "value": ["rec-vantry"]}]}
     got = comp.run(Q, filters=per_call)["documents"]
     assert [d.id for d in got] == [h.passage_id for h in hg.retrieve(
         Q, 4, filters={"$or": [{"lang": "de"}, {"doc_id": {"$in": ["rec-vantry"]}}]})]
     assert comp.to_dict()["init_parameters"]["filters"] == default
+    by_id = {"field": "id", "operator": "==", "value": got[0].id}
+    assert [d.id for d in comp.run(Q, filters=by_id)["documents"]] == [got[0].id]
 
 
 def test_llamaindex_metadata_filters(hg, owners):
