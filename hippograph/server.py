@@ -635,7 +635,8 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
               responses={**common, 400: err}, summary="Top passages for one query")
     def retrieve(req: S.RetrieveRequest) -> dict:
         t0 = time.perf_counter()
-        results, k, mode, gen = _run_query(lambda: svc().retrieve_many([req.query], req.top_k, req.mode, req.explain, req.filters))
+        results, k, mode, gen = _run_query(
+            lambda: svc().retrieve_many([req.query], req.top_k, req.mode, req.explain, req.filters))
         return {"query": req.query, "mode": mode, "top_k": k, "generation": gen,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 3), "hits": [_hit_json(h) for h in results[0]]}
 
