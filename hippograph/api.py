@@ -488,10 +488,19 @@ class HippoGraph:
         return to_networkx(self.snapshot)
 
     def retrieve(
-        self, query: str, top_k: int | None = None, *, mode: str | None = None, explain: bool = False, **overrides: Any
+        self,
+        query: str,
+        top_k: int | None = None,
+        *,
+        mode: str | None = None,
+        explain: bool = False,
+        filters: dict[str, Any] | None = None,
+        **overrides: Any,
     ) -> list[Hit]:
-        """Top passages for one query. `mode`: hybrid (default), ppr, dense, bm25."""
-        return self.retrieve_many([query], top_k, mode=mode, explain=explain, **overrides)[0]
+        """Top passages for one query. `mode`: hybrid (default), ppr, dense, bm25. `filters`: a metadata
+        filter (docs/filters.md), e.g. ``{"year": {"$gte": 2020}, "source": {"$glob": "papers/*"}}``;
+        the top_k are the best passages that match it."""
+        return self.retrieve_many([query], top_k, mode=mode, explain=explain, filters=filters, **overrides)[0]
 
     def retrieve_many(
         self,
@@ -500,10 +509,13 @@ class HippoGraph:
         *,
         mode: str | None = None,
         explain: bool = False,
+        filters: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> list[list[Hit]]:
         """Top passages for each query, computed in blocks of `query_batch_size` queries
-        (embeddings and PPR blocked; one block's score vectors in memory at a time)."""
+        (embeddings and PPR blocked; one block's score vectors in memory at a time). `filters`
+        (one metadata filter for every query) restricts retrieval as in `retrieve`; a malformed
+        filter raises FilterError (a ConfigError and ValueError) naming the bad part."""
         cfg = self.config.replace(**overrides) if overrides else self.config
         top_k = cfg.top_k if top_k is None else int(top_k)
         if top_k < 1:
@@ -512,9 +524,10 @@ class HippoGraph:
             raise ValueError(f"query_batch_size must be ≥ 1, got {cfg.query_batch_size}")
         mode = mode or cfg.mode
         clean = [self._clean_query(q, cfg) for q in queries]
+        flt = None if filters is None else self.retriever.passage_filter(filters)
         out: list[list[Hit]] = []
         for b0 in range(0, len(clean), cfg.query_batch_size):
-            results = self.retriever.search(clean[b0:b0 + cfg.query_batch_size], cfg, mode)
+            results = self.retriever.search(clean[b0:b0 + cfg.query_batch_size], cfg, mode, flt)
             out.extend(self._hits(res, top_k, explain) for res in results)
         return out
 

@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--top-k", "-k", type=int, default=None)
     q.add_argument("--mode", choices=["hybrid", "ppr", "dense", "bm25"], default=None)
     q.add_argument("--explain", action="store_true", help="include why each passage was returned")
+    q.add_argument(
+        "--filter", action="append", metavar="FILTER", dest="filters",
+        help="metadata filter, repeatable (all must hold): FIELD=VALUE, FIELD!=, >, >=, <, <=, ^= (prefix), "
+             "~= (glob), or a JSON object (docs/filters.md); e.g. --filter 'year>=2020' --filter 'source~=papers/*'",
+    )
     q.add_argument("--json", action="store_true")
     q.add_argument("--quiet", "-q", action="store_true", help="with --questions: no progress bar")
 
@@ -213,16 +218,23 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from .api import HippoGraph
     from .retrievers.engine import hop_summary
 
+    from .retrievers.filters import FilterError, merge_filters, parse_cli_filter
+
+    try:
+        filters = merge_filters([parse_cli_filter(f) for f in args.filters or []])
+    except FilterError as exc:
+        print(f"hippograph: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if (args.question is None) == (args.questions is None):
         raise HippoGraphError("query: give either a QUESTION or --questions FILE")
     if args.out and not args.questions:
         raise HippoGraphError("query: --out needs --questions FILE")
     if args.questions:
-        return _query_file(args)
+        return _query_file(args, filters)
     hg = HippoGraph.open(args.index)
     mode = args.mode or hg.config.mode
     t0 = time.perf_counter()
-    hits = hg.retrieve(args.question, top_k=args.top_k, mode=mode, explain=args.explain)
+    hits = hg.retrieve(args.question, top_k=args.top_k, mode=mode, explain=args.explain, filters=filters)
     took_ms = round((time.perf_counter() - t0) * 1000, 1)
     if args.json:
         _emit({"query": args.question, "mode": mode, "took_ms": took_ms, "hits": [h.to_dict() for h in hits]})
@@ -247,7 +259,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _query_file(args: argparse.Namespace) -> int:
+def _query_file(args: argparse.Namespace, filters: dict | None = None) -> int:
     """`query --questions FILE`: every question of the file through one open index (one model
     load), in blocks of `BATCH_QUESTIONS` through `retrieve_many`; one JSON line per question."""
     from tqdm import tqdm
@@ -265,7 +277,8 @@ def _query_file(args: argparse.Namespace) -> int:
         for b0 in range(0, len(questions), BATCH_QUESTIONS):
             block = questions[b0:b0 + BATCH_QUESTIONS]
             t0 = time.perf_counter()
-            results = hg.retrieve_many([q.text for q in block], top_k=args.top_k, mode=mode, explain=args.explain)
+            results = hg.retrieve_many([q.text for q in block], top_k=args.top_k, mode=mode, explain=args.explain,
+                                       filters=filters)
             took_ms = round((time.perf_counter() - t0) * 1000 / len(block), 1)  # the block's time, shared
             for q, hits in zip(block, results):
                 answer = {"id": q.id, "query": q.text, "mode": mode, "took_ms": took_ms,

@@ -177,12 +177,13 @@ class _Service:
             self.degraded = None
             logger.info("switched to %s", self.hg.manifest.generation)
 
-    def retrieve_many(self, queries: list, top_k: Optional[int], mode: Optional[str], explain: bool):
+    def retrieve_many(self, queries: list, top_k: Optional[int], mode: Optional[str], explain: bool,
+                      filters: Optional[dict] = None):
         """Hits per query plus the effective top_k, mode and generation; bad input raises ValueError."""
         self.maybe_refresh()
         with self.lock.read():
             k = self.hg.config.top_k if top_k is None else top_k
-            results = self.hg.retrieve_many(queries, k, mode=mode, explain=explain, **self.overrides)
+            results = self.hg.retrieve_many(queries, k, mode=mode, explain=explain, filters=filters, **self.overrides)
             return results, k, mode or self.hg.config.mode, self.hg.manifest.generation
 
     def read(self, fn):
@@ -293,6 +294,17 @@ def _check_text(value: str, what: str) -> str:
     return value
 
 
+def _check_filters(value: Optional[dict]) -> Optional[dict]:
+    """Reject a malformed filter at validation (422) with the parser's one-line message."""
+    from .retrievers.filters import FilterError, parse_filters
+
+    try:
+        parse_filters(value)
+    except FilterError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 @functools.lru_cache(maxsize=1)
 def _schemas() -> Any:
     """Request/response models (built on first use so that importing this module needs no pydantic)."""
@@ -315,18 +327,28 @@ def _schemas() -> Any:
         Field(description="Retrieval mode; default: index config (hybrid)."),
     ]
     Explain = Annotated[bool, Field(strict=True, description="Include why each passage was returned.")]
+    Filters = Annotated[
+        Optional[dict[str, Any]],
+        Field(description='Metadata filter (docs/filters.md): {"year": {"$gte": 2020}, "source": {"$glob": "papers/*"}}, '
+                          '$in/$nin/$ne/$prefix/$exists, $and/$or/$not; Haystack filter dicts are accepted too. '
+                          "The top_k are the best passages that match."),
+        AfterValidator(_check_filters),
+    ]
 
     class RetrieveRequest(BaseModel):
         """One query."""
 
         model_config = ConfigDict(
             extra="forbid",
-            json_schema_extra={"examples": [{"query": "Where was the founder of Kessel Shipworks born?", "top_k": 5}]},
+            json_schema_extra={"examples": [{"query": "Where was the founder of Kessel Shipworks born?", "top_k": 5},
+                                             {"query": "Who founded the Meriden Courier?", "top_k": 3,
+                                              "filters": {"source": {"$glob": "*people/*"}}}]},
         )
         query: Query
         top_k: TopK = None
         mode: Mode = None
         explain: Explain = False
+        filters: Filters = None
 
     class BatchRetrieveRequest(BaseModel):
         """Several queries answered as one batch (embeddings and PPR computed together)."""
@@ -336,6 +358,7 @@ def _schemas() -> Any:
         top_k: TopK = None
         mode: Mode = None
         explain: Explain = False
+        filters: Filters = None
 
     class HitOut(BaseModel):
         """One retrieved passage with provenance."""
@@ -735,7 +758,8 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
               responses={**common, 400: err}, summary="Top passages for one query")
     def retrieve(req: S.RetrieveRequest) -> dict:
         t0 = time.perf_counter()
-        results, k, mode, gen = _run_query(lambda: svc().retrieve_many([req.query], req.top_k, req.mode, req.explain))
+        results, k, mode, gen = _run_query(
+            lambda: svc().retrieve_many([req.query], req.top_k, req.mode, req.explain, req.filters))
         return {"query": req.query, "mode": mode, "top_k": k, "generation": gen,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 3), "hits": [_hit_json(h) for h in results[0]]}
 
@@ -744,7 +768,7 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
     def retrieve_batch(req: S.BatchRetrieveRequest) -> dict:
         t0 = time.perf_counter()
         results, k, mode, gen = _run_query(
-            lambda: svc().retrieve_many(list(req.queries), req.top_k, req.mode, req.explain))
+            lambda: svc().retrieve_many(list(req.queries), req.top_k, req.mode, req.explain, req.filters))
         return {"mode": mode, "top_k": k, "generation": gen, "took_ms": round((time.perf_counter() - t0) * 1000, 3),
                 "results": [{"query": q, "hits": [_hit_json(h) for h in hits]} for q, hits in zip(req.queries, results)]}
 

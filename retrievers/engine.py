@@ -18,6 +18,7 @@ from hippograph.config import Config
 from hippograph.snapshot import IndexSnapshot
 from hippograph.text import is_bare_date_or_number, normalize_entity
 
+from .filters import FilterIndex, FilterView, PassageFilter
 from .fusion import minmax
 from .ppr import PPR
 from .router import RouterResult, route
@@ -103,6 +104,25 @@ class Retriever:
         self.mentions = mentions
         self.config = config
         self._ppr_cache: dict[tuple[bool, float], PPR] = {}
+        self._filter_index: FilterIndex | None = None
+        self._views: dict[str, FilterView] = {}
+
+    # ---- metadata filters ----------------------------------------------------------------
+    def passage_filter(self, filters: Any) -> PassageFilter | None:
+        """The passage mask of a filter dict (retrievers/filters.py), cached per filter."""
+        if self._filter_index is None:
+            self._filter_index = FilterIndex(self.snap)
+        return self._filter_index.passage_filter(filters)
+
+    def _view(self, flt: PassageFilter | None) -> "FilterView | None":
+        if flt is None:
+            return None
+        view = self._views.get(flt.key)
+        if view is None:
+            view = self._views[flt.key] = FilterView.of(self.snap, flt.mask)
+            for old in list(self._views)[:-16]:  # keep the 16 newest
+                self._views.pop(old, None)
+        return view
 
     # ---- building blocks -----------------------------------------------------------------
     def _ppr(self, cfg: Config) -> PPR:
@@ -115,23 +135,39 @@ class Retriever:
         ppr.tol, ppr.max_iter = cfg.ppr_tol, cfg.ppr_max_iter
         return ppr
 
-    def _vector_search(self, gran: str, q: np.ndarray, k: int, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    def _vector_search(
+        self, gran: str, q: np.ndarray, k: int, cfg: Config, view: "FilterView | None" = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         index = self.snap.vector_index(gran)
         if index is None or len(index) == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
-        return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
+        if view is None:
+            # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
+            return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
+        kk, lists = view.widen(gran, k, len(index), cfg.spann_max_lists)
+        scores, ids = index.search(q, kk, max_lists=lists)
+        return view.keep_units(gran, scores, ids, k)
 
-    def _document_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _document_search(self, q: np.ndarray, k: int, view: "FilterView | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner-product search over the documents view (few vectors: one per multi-passage document)."""
         import faiss
 
         vecs = self.snap.document_view[0]
-        scores, ids = faiss.knn(q, vecs, min(k, vecs.shape[0]), metric=faiss.METRIC_INNER_PRODUCT)
-        return scores, ids.astype(np.int64)
+        kk = k if view is None else view.widen("documents", k, vecs.shape[0], 0)[0]
+        scores, ids = faiss.knn(q, vecs, min(kk, vecs.shape[0]), metric=faiss.METRIC_INNER_PRODUCT)
+        ids = ids.astype(np.int64)
+        return (scores, ids) if view is None else view.keep_units("documents", scores, ids, k)
 
-    def _unit_to_passage_scores(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Max-reduce candidate unit scores onto passages."""
+    def _unit_to_passage_scores(
+        self, gran: str, ids: np.ndarray, scores: np.ndarray, view: "FilterView | None" = None
+    ) -> np.ndarray:
+        """Max-reduce candidate unit scores onto passages (only the passages a filter keeps)."""
+        out = self._unit_scores_unfiltered(gran, ids, scores)
+        if view is not None:
+            out[~view.passages] = 0.0
+        return out
+
+    def _unit_scores_unfiltered(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         n = self.snap.n_passages
         out = np.zeros(n)
         valid = ids >= 0
@@ -155,7 +191,11 @@ class Retriever:
         return out
 
     # ---- main entry -------------------------------------------------------------------------
-    def search(self, queries: Sequence[str], cfg: Config, mode: str) -> list[QueryResult]:
+    def search(
+        self, queries: Sequence[str], cfg: Config, mode: str, flt: PassageFilter | None = None
+    ) -> list[QueryResult]:
+        """Ranked passages per query; with a filter (`passage_filter`) only the passages it keeps are
+        scored, seeded, reached by PPR and ranked."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         snap = self.snap
@@ -164,28 +204,35 @@ class Retriever:
             return [QueryResult(np.zeros(0, np.int64), np.zeros(0), *(np.zeros(0),) * 3, None, None, [], {}, mode)
                     for _ in queries]
         M = cfg.candidates_per_granularity
+        view = self._view(flt)
+        keep = None if view is None else view.passages
         bm25_all = self._bm25_scores(queries) if mode in ("hybrid", "ppr", "bm25") else [np.zeros(n)] * len(queries)
+        if keep is not None:
+            bm25_all = [bm * keep for bm in bm25_all]
         if mode == "bm25":
-            return [self._final(bm, np.zeros(n), np.zeros(n), bm, None, None, [], {}, mode) for bm in bm25_all]
+            return [self._final(bm, np.zeros(n), np.zeros(n), bm, None, None, [], {}, mode, keep=keep) for bm in bm25_all]
 
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
-        cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg) for g in grans}
+        cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg, view)
+                 for g in grans}
         if mode != "dense" and cfg.use_documents and snap.document_view is not None:
-            cands["documents"] = self._document_search(qv, M)
+            cands["documents"] = self._document_search(qv, M, view)
 
         links = self._link_mentions(queries, cfg) if mode != "dense" else []
+        if view is not None:  # a linked entity no kept passage mentions cannot seed
+            links = [[link for link in ql if view.entities[link[1]]] for ql in links]
         results: list[QueryResult] = []
         resets: list[np.ndarray] = []
         pending: list[dict[str, Any]] = []
         for qi, query in enumerate(queries):
-            dense = self._unit_to_passage_scores("passages", cands["passages"][1][qi], cands["passages"][0][qi])
+            dense = self._unit_to_passage_scores("passages", cands["passages"][1][qi], cands["passages"][0][qi], view)
             if mode == "dense":
-                results.append(self._final(dense, dense, np.zeros(n), dense, None, None, [], {}, mode))
+                results.append(self._final(dense, dense, np.zeros(n), dense, None, None, [], {}, mode, keep=keep))
                 continue
             bm = bm25_all[qi]
             router = self._route(cands, qi, bm, cfg)
-            routed = self._routed_passage_scores(cands, qi, bm, router)
+            routed = self._routed_passage_scores(cands, qi, bm, router, view)
             seeds, fact_scores = self._seeds(links[qi], cands, qi, router, cfg)
             use_ppr = mode == "ppr" or cfg.use_ppr
             item = dict(qi=qi, dense=dense, bm=bm, router=router, routed=routed, seeds=seeds, fact_scores=fact_scores)
@@ -196,14 +243,17 @@ class Retriever:
                 if cfg.use_passage_priors or not seeds:
                     prior = minmax(routed) if routed.any() else routed
                     reset[snap.n_entities:] += prior * (cfg.passage_node_weight if seeds else 1.0)
-                item["reset_col"] = len(resets)
-                resets.append(reset)
+                if view is not None:
+                    reset *= view.nodes
+                if reset.any():
+                    item["reset_col"] = len(resets)
+                    resets.append(reset)
             pending.append(item)
             results.append(None)  # type: ignore[arg-type]
 
         ppr_block = None
         if resets:
-            ppr_block = self._ppr(cfg).run(np.stack(resets, axis=1))
+            ppr_block = self._ppr(cfg).run(np.stack(resets, axis=1), mask=None if view is None else view.nodes)
         for item in pending:
             qi = item["qi"]
             ppr_scores = ppr_entities = None
@@ -214,12 +264,14 @@ class Retriever:
             elif mode == "ppr" or cfg.use_ppr:
                 fallback = "no seeds and no dense/BM25 evidence: PPR skipped"
             final = self._fuse(item["routed"], ppr_scores, mode, cfg)
+            if keep is not None:  # the second hop starts from, and boosts, kept passages only
+                final = np.where(keep, final, 0.0)
             bridge = None
             if mode == "hybrid" and cfg.bridge_weight > 0:
                 final, bridge = self._bridge(final, item["routed"], queries[qi], links[qi], cfg)
             results[qi] = self._final(
                 final, item["dense"], item["bm"], item["routed"], ppr_scores, item["router"], item["seeds"],
-                item["fact_scores"], mode, fallback,
+                item["fact_scores"], mode, fallback, keep=keep,
             )
             results[qi].ppr_entities = ppr_entities
             results[qi].bridge = bridge
@@ -243,7 +295,9 @@ class Retriever:
         fixed = (cfg.fixed_weights or {g: 1.0 for g in views}) if not cfg.router else None
         return route(views, temperature=cfg.router_temperature, fixed_weights=fixed)
 
-    def _routed_passage_scores(self, cands: dict, qi: int, bm: np.ndarray, router: RouterResult) -> np.ndarray:
+    def _routed_passage_scores(
+        self, cands: dict, qi: int, bm: np.ndarray, router: RouterResult, view: "FilterView | None" = None
+    ) -> np.ndarray:
         """Σ_g w_g · minmax(passage-mapped scores of g); entities act through seeds, not here."""
         n = self.snap.n_passages
         total = np.zeros(n)
@@ -253,7 +307,7 @@ class Retriever:
             w = router.weights.get(g, 0.0)
             if w <= 0:
                 continue
-            mapped = self._unit_to_passage_scores(g, cands[g][1][qi], cands[g][0][qi])
+            mapped = self._unit_to_passage_scores(g, cands[g][1][qi], cands[g][0][qi], view)
             total += w * minmax(mapped)
         w = router.weights.get("bm25", 0.0)
         if w > 0 and bm.any():
@@ -361,13 +415,20 @@ class Retriever:
         boost[top] = cfg.bridge_weight
         return fused + boost, BridgeHop(top, bridges, named, boost)
 
-    def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None) -> QueryResult:
+    def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None,
+               keep=None) -> QueryResult:
+        """`keep`: a filter's passage mask; only kept passages are ranked."""
         scores = np.asarray(scores, dtype=np.float64)
         if not scores.any() and (dense.any() or bm.any()):
             scores = minmax(dense) + minmax(bm)  # never a uniform ranking when evidence exists
             fallback = fallback or "fused score empty: hybrid dense+BM25"
+        if keep is None:
+            ranking = _topk(scores, len(scores))
+        else:
+            rows = np.flatnonzero(keep)
+            ranking = rows[_topk(scores[rows], len(rows))]
         return QueryResult(
-            ranking=_topk(scores, len(scores)), scores=scores, dense=dense, bm25=bm, routed=routed, ppr=ppr,
+            ranking=ranking, scores=scores, dense=dense, bm25=bm, routed=routed, ppr=ppr,
             router=router, seeds=seeds, fact_scores=fact_scores, mode=mode, fallback=fallback,
         )
 

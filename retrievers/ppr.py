@@ -19,6 +19,7 @@ every call (measured in eval/bench_ppr.py, see eval/results/ppr.md).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -104,6 +105,7 @@ class PPR:
         self.matrix: sp.csr_matrix = _transition(a)
         self.dangling: np.ndarray = _out_degree(a) == 0
         self._dangling_idx = np.flatnonzero(self.dangling)
+        self._restricted: dict[bytes, tuple[sp.csr_matrix, np.ndarray]] = {}
         self.last_iterations: int = 0
         """Iterations of the last `run` (the maximum over the columns of a block)."""
         self.last_converged: bool = True
@@ -125,12 +127,42 @@ class PPR:
             raise ValueError(f"reset vector is all zero{where}: PPR needs at least one seed with positive weight")
         return r / sums
 
-    def run(self, reset: np.ndarray) -> np.ndarray:
+    def restricted(self, mask: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(transition matrix, dangling node ids) of the subgraph induced by the nodes where `mask` is
+        True: each kept node's out-probabilities renormalised over its kept neighbours (a node left
+        with none is dangling). Cached for the last few masks (a metadata filter reuses its mask)."""
+        keep = np.asarray(mask, dtype=bool)
+        if keep.shape != (self.n,):
+            raise ValueError(f"mask must have shape ({self.n},), got {keep.shape}")
+        key = hashlib.blake2b(np.packbits(keep).tobytes(), digest_size=16).digest()
+        hit = self._restricted.get(key)
+        if hit is None:
+            k = sp.diags(keep.astype(np.float64))
+            m = sp.csr_matrix(k @ self.matrix @ k)  # drop edges into and out of excluded nodes
+            colsum = np.asarray(m.sum(axis=0)).ravel()
+            inv = np.zeros_like(colsum)
+            np.divide(1.0, colsum, out=inv, where=colsum > 0)
+            m = sp.csr_matrix(m @ sp.diags(inv))
+            m.sort_indices()
+            hit = (m, np.flatnonzero(keep & (colsum <= 0)))
+            for old in list(self._restricted)[:-3]:  # keep the 4 newest masks
+                self._restricted.pop(old, None)
+            self._restricted[key] = hit
+        return hit
+
+    def run(self, reset: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """PPR scores for `reset` of shape (n,) → (n,), or (n, B) → (n, B); columns sum to 1.
 
         Iterates x ← (1 − d)·r + d·(M x + (dangling mass of x)·r) from x = r until the
-        L1 change of a column is below `tol` or `max_iter` is reached.
+        L1 change of a column is below `tol` or `max_iter` is reached. With a boolean node
+        `mask`, PPR runs on the subgraph of the kept nodes (`restricted`): excluded nodes get
+        no reset weight, no mass flows into or through them, and they score exactly 0.
         """
+        matrix, dangling = self.matrix, self._dangling_idx
+        if mask is not None:
+            matrix, dangling = self.restricted(mask)
+            reset = np.asarray(reset, dtype=np.float64)
+            reset = reset * (mask[:, None] if reset.ndim == 2 else mask)
         r = self._normalise_reset(reset)
         single = r.ndim == 1
         if single:
@@ -149,11 +181,11 @@ class PPR:
                 out[:, cols] = x
                 break
             iters += 1
-            new = self.matrix @ x
+            new = matrix @ x
             # (1 − d)·r + d·(dangling mass)·r, folded into one coefficient per column
             coef = np.full(x.shape[1], 1.0 - d)
-            if self._dangling_idx.size:
-                coef += d * x[self._dangling_idx].sum(axis=0)
+            if dangling.size:
+                coef += d * x[dangling].sum(axis=0)
             new *= d
             np.multiply(rw, coef, out=tmp)
             new += tmp

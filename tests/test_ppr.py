@@ -186,3 +186,25 @@ def test_max_iter_cap_warns(caplog: pytest.LogCaptureFixture) -> None:
     assert ppr.last_iterations == 3 and not ppr.last_converged
     assert "did not converge" in caplog.text
     assert abs(x.sum() - 1) < 1e-9
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mask_runs_on_the_induced_subgraph(seed: int) -> None:
+    """Excluded nodes score exactly 0 (no reset weight, no mass flows into or through them); kept
+    nodes score what igraph gives on the graph with the excluded nodes removed."""
+    a = random_graph(seed)
+    n = a.shape[0]
+    rng = np.random.default_rng(200 + seed)
+    keep = rng.random(n) > 0.3
+    r = seeds(rng, n, k=12)
+    r[np.flatnonzero(keep)[:3]] = 0.5  # at least some kept seeds; some seeds are on excluded nodes
+    ppr = PPR(a, damping=0.5, tol=1e-11, max_iter=500)
+    x = ppr.run(r, mask=keep)
+    assert np.all(x[~keep] == 0)
+    ref = igraph_reference(a[keep][:, keep], r[keep], 0.5)
+    assert np.abs(x[keep] - ref).sum() < 1e-8
+    block = ppr.run(np.stack([r, r[::-1]], axis=1), mask=keep)
+    assert np.allclose(block[:, 0], x, atol=1e-12) and np.all(block[~keep] == 0)
+    assert np.abs(ppr.run(r) - igraph_reference(a, r, 0.5)).sum() < 1e-8  # the unmasked matrix is untouched
+    with pytest.raises(ValueError, match="all zero"):
+        ppr.run(np.where(keep, 0.0, 1.0), mask=keep)  # every seed excluded

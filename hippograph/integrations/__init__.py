@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..api import HippoGraph
     from ..types import Hit
 
-__all__ = ["require", "open_index", "check_overrides", "hit_metadata", "RetrieveOptions"]
+__all__ = ["require", "open_index", "check_overrides", "check_filters", "hit_metadata", "RetrieveOptions"]
 
 MODES = ("hybrid", "ppr", "dense", "bm25")
 
@@ -65,6 +65,17 @@ def check_overrides(
     return overrides
 
 
+def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A metadata filter dict (hippograph's or Haystack's form, docs/filters.md), checked up front:
+    a malformed one raises FilterError (a ValueError) at construction, not at the first query."""
+    if filters is None:
+        return None
+    from ..retrievers.filters import parse_filters
+
+    parse_filters(filters)
+    return dict(filters)
+
+
 class RetrieveOptions:
     """What every adapter stores: the open index, default top_k / mode / explain and config overrides."""
 
@@ -75,17 +86,20 @@ class RetrieveOptions:
         mode: str | None = None,
         explain: bool = False,
         config_overrides: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
     ) -> None:
         self.hg = open_index(index)
         self.overrides = check_overrides(self.hg, top_k, mode, config_overrides)
         self.top_k = top_k
         self.mode = mode
         self.explain = bool(explain)
+        self.filters = check_filters(filters)
 
-    def retrieve(self, query: str, top_k: int | None = None) -> list["Hit"]:
-        """Run one query with the stored defaults (`top_k` here overrides the stored one)."""
+    def retrieve(self, query: str, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> list["Hit"]:
+        """Run one query with the stored defaults (`top_k` / `filters` here replace the stored ones)."""
         k = self.top_k if top_k is None else top_k
-        return self.hg.retrieve(query, k, mode=self.mode, explain=self.explain, **self.overrides)
+        flt = self.filters if filters is None else dict(filters)
+        return self.hg.retrieve(query, k, mode=self.mode, explain=self.explain, filters=flt, **self.overrides)
 
 
 def hit_metadata(hit: "Hit", *, explain: bool = False) -> dict[str, Any]:

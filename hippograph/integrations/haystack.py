@@ -8,7 +8,10 @@
 
 The index is opened in `warm_up()` (which `Pipeline` calls before the first run; a bare `run`
 warms up itself), so building or deserialising a pipeline loads nothing.
-`run(query, top_k=None) -> {"documents": [Document, ...]}`; each `Document` has the
+`run(query, top_k=None, filters=None) -> {"documents": [Document, ...]}`; `filters` is a Haystack
+filter dict (``{"field": "meta.year", "operator": ">=", "value": 2020}``, AND/OR/NOT with
+"conditions") or hippograph's own form (docs/filters.md); given to `run` it replaces the
+component's `filters` for that call (Haystack's default filter policy). Each `Document` has the
 passage id as `id`, the passage text as `content`, the fused score as `score`, and meta
 passage_id, doc_id, title, source, span, score (plus `explanation` with `explain=True`).
 Needs `pip install 'hippograph[haystack]'`.
@@ -20,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from . import RetrieveOptions, check_overrides, hit_metadata, require
+from . import RetrieveOptions, check_filters, check_overrides, hit_metadata, require
 
 require("haystack", "haystack", "Haystack")
 
@@ -38,8 +41,8 @@ class HippoGraphRetriever:
 
     `index`: an open `HippoGraph` or an index directory (opened by `warm_up`). `top_k` / `mode` /
     `explain` default to the index config; `config_overrides` are query-time `Config` fields
-    applied to every query (checked here). Serialises (`to_dict`) with the index's absolute path,
-    so a pipeline saved here loads from any working directory.
+    applied to every query (checked here); `filters` is the default metadata filter. Serialises
+    (`to_dict`) with the index's absolute path, so a pipeline saved here loads from any working directory.
     """
 
     def __init__(
@@ -49,12 +52,14 @@ class HippoGraphRetriever:
         mode: Optional[str] = None,
         explain: bool = False,
         config_overrides: Optional[Mapping[str, Any]] = None,
+        filters: Optional[dict[str, Any]] = None,
     ) -> None:
         from ..api import HippoGraph
 
         if not isinstance(index, (HippoGraph, str, Path)):
             raise TypeError(f"index must be a HippoGraph or an index directory path, got {type(index).__name__}")
-        self._settings = (top_k, mode, explain, dict(check_overrides(None, top_k, mode, config_overrides)))
+        self._settings = (top_k, mode, explain, dict(check_overrides(None, top_k, mode, config_overrides)),
+                          check_filters(filters))
         self._index = index if isinstance(index, HippoGraph) else os.path.abspath(os.fspath(index))
         self._opts: Optional[RetrieveOptions] = None
         self._lock = threading.Lock()
@@ -74,29 +79,33 @@ class HippoGraphRetriever:
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for `Pipeline.to_dict` / YAML (the index is stored by absolute path)."""
-        top_k, mode, explain, overrides = self._settings
+        top_k, mode, explain, overrides, filters = self._settings
         index = self._index if isinstance(self._index, str) else os.path.abspath(self._index.dir.root)
         return default_to_dict(self, index=index, top_k=top_k, mode=mode, explain=explain,
-                               config_overrides=dict(overrides))
+                               config_overrides=dict(overrides), filters=filters)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HippoGraphRetriever":
         return default_from_dict(cls, data)
 
-    def _documents(self, query: str, top_k: Optional[int]) -> list[Document]:
+    def _documents(self, query: str, top_k: Optional[int], filters: Optional[dict[str, Any]] = None) -> list[Document]:
         self.warm_up()
-        hits = self._opts.retrieve(query, top_k)
+        hits = self._opts.retrieve(query, top_k, filters)
         return [
             Document(id=h.passage_id, content=h.text, meta=hit_metadata(h, explain=self._opts.explain), score=h.score)
             for h in hits
         ]
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, top_k: Optional[int] = None) -> dict[str, list[Document]]:
-        """Top passages for `query` (`top_k` overrides the component's default for this call)."""
-        return {"documents": self._documents(query, top_k)}
+    def run(
+        self, query: str, top_k: Optional[int] = None, filters: Optional[dict[str, Any]] = None
+    ) -> dict[str, list[Document]]:
+        """Top passages for `query` (`top_k` / `filters` replace the component's defaults for this call)."""
+        return {"documents": self._documents(query, top_k, filters)}
 
     @component.output_types(documents=list[Document])
-    async def run_async(self, query: str, top_k: Optional[int] = None) -> dict[str, list[Document]]:
+    async def run_async(
+        self, query: str, top_k: Optional[int] = None, filters: Optional[dict[str, Any]] = None
+    ) -> dict[str, list[Document]]:
         """Async variant for `AsyncPipeline`: retrieval runs in a worker thread."""
-        return {"documents": await asyncio.to_thread(self._documents, query, top_k)}
+        return {"documents": await asyncio.to_thread(self._documents, query, top_k, filters)}
