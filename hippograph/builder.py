@@ -63,6 +63,7 @@ from .indexers.graph_builder import (
     synonymy_eligible,
 )
 from .tables import CorpusTables, DocumentRow, RowMaps
+from . import threads
 from .text import normalize_entity
 from .types import Document, Extraction, Passage
 
@@ -173,6 +174,7 @@ class Builder:
         vector_state: dict[str, dict[str, Any]] | None = None,
     ):
         self.config = config
+        threads.set_limit(config.threads)  # h13b: thread policy (hippograph/threads.py)
         self.embedder = embedder
         self.tables = tables or CorpusTables()
         self.embeddings = embeddings or {}

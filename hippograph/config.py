@@ -49,6 +49,11 @@ class Config:
     """Texts per `nlp.pipe` batch."""
     n_process: int = 1
     """spaCy worker processes (`--jobs` on the CLI). 2 on a 2-core laptop is ≈1.7× faster for big corpora."""
+    threads: int = 0
+    """CPU threads the build may use (torch, faiss, spaCy processes): 0 = auto, i.e. the CPUs this
+    process may run on (affinity), capped by the cgroup CPU quota and `OMP_NUM_THREADS`; a positive
+    value caps that further. The embedder also uses fewer threads while the load average says other
+    work holds cores (hippograph/threads.py). Does not change index content."""
     link_title: bool = True
     """Link every passage's title as an entity of the passage (and of its triples' subjects)."""
 
