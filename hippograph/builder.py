@@ -56,12 +56,12 @@ from .indexers.chunking import chunk_document, split_sentences
 from .indexers.graph_builder import (
     SynonymEdge,
     build_adjacency_arrays,
-    embedding_synonyms,
     lsh_synonyms,
     minhash_signatures,
     specificity,
     synonymy_eligible,
 )
+from .indexers.synonymy import synonym_edges
 from .tables import CorpusTables, DocumentRow, RowMaps
 from . import threads
 from .text import normalize_entity
@@ -498,7 +498,7 @@ class Builder:
 
     def _link_synonyms(self, new_ids: np.ndarray) -> None:
         t, c = self.tables, self.config
-        edges = embedding_synonyms(
+        edges = synonym_edges(  # h13b: exact below a size, IVF above (indexers/synonymy.py)
             self.embeddings["entities"],
             t.entities,
             new_ids,
