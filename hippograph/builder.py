@@ -622,6 +622,7 @@ class Builder:
                     # the engine scores whole probed lists; per-entry sketches only pay off when a
                     # search reads posting lists from disk with sketch_frac, so engine indexes skip them
                     sketch_bits=0, replica_count=self.config.spann_replica,
+                    shared_vectors=f"../../embeddings/{gran}.npy",  # h13b: flat reads the embeddings file (no copy)
                 )
                 kind = "spann" if isinstance(index, SpannIndex) else "flat"
                 self.vector_state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}
