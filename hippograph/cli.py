@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         "index",
         help="build an index from files/folders, or sync an existing one (add new, re-index changed, delete removed files)",
     )
-    ix.add_argument("sources", nargs="+", help="folders or files (.txt .md .html .json .jsonl .pdf)")
+    ix.add_argument("sources", nargs="+", help="folders or files (.txt .md .rst .html .json .jsonl .pdf; .gz of them)")
     ix.add_argument("--index", "-o", required=True, metavar="DIR", help="index directory")
     ix.add_argument("--config", metavar="FILE", help="JSON/TOML file of Config options")
     ix.add_argument("--jobs", "-j", type=int, metavar="N", help="spaCy processes (default 1)")
