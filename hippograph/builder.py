@@ -174,7 +174,7 @@ class Builder:
         vector_state: dict[str, dict[str, Any]] | None = None,
     ):
         self.config = config
-        threads.set_limit(config.threads)  # h13b: thread policy (hippograph/threads.py)
+        threads.set_limit(config.threads, config.adaptive_threads)  # h13b: thread policy (hippograph/threads.py)
         self.embedder = embedder
         self.tables = tables or CorpusTables()
         self.embeddings = embeddings or {}

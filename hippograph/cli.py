@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--jobs", "-j", type=int, metavar="N", help="spaCy processes (default 1)")
     ix.add_argument("--threads", type=int, metavar="N",
                     help="CPU threads the build may use (default: auto = affinity, cgroup quota, OMP_NUM_THREADS)")
+    ix.add_argument("--adaptive-threads", action="store_true",
+                    help="use fewer embedding threads while other work keeps the cores busy (vectors then depend on the load)")
     ix.add_argument("--embedder", choices=["auto", "sentence-transformers", "tfidf"], help="embedding backend")
     ix.add_argument("--openie", metavar="FILE", help="use triples from a HippoRAG OpenIE JSON instead of spaCy")
     ix.add_argument("--include", action="append", metavar="GLOB", help="only files matching (repeatable)")
@@ -102,6 +104,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if args.threads < 0:
             raise ConfigError(f"--threads: {args.threads} is negative (0 = auto)")
         overrides["threads"] = args.threads
+    if getattr(args, "adaptive_threads", False):
+        overrides["adaptive_threads"] = True
     if args.embedder:
         overrides["embedder"] = args.embedder
     if args.include:

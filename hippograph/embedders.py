@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError, HippoGraphError, IndexCorruptError
-from .threads import busy_threads
+from .threads import embedding_threads
 
 logger = logging.getLogger(__name__)
 
@@ -402,9 +402,9 @@ class SentenceTransformerEmbedder:
                 feats = tok.pad({key: [enc[key][i] for i in rows] for key in enc.keys()}, padding="max_length",
                                 max_length=int(padded[rows[0]]), return_tensors="pt")
                 feats = {k: v.to(self.device) for k, v in feats.items()}
-                # thread policy (hippograph/threads.py): available CPUs, fewer on a busy machine
+                # thread policy (hippograph/threads.py): available CPUs (fewer on a busy machine if adaptive)
                 threads = 1 if len(rows) * int(padded[rows[0]]) <= SMALL_FORWARD_TOKENS \
-                    else busy_threads(torch.get_num_threads())
+                    else embedding_threads(torch.get_num_threads())
                 if torch.get_num_threads() != threads:
                     torch.set_num_threads(threads)
                 with torch.inference_mode(), self._autocast():

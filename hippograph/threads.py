@@ -5,11 +5,14 @@ cgroup CPU quota (a container limited to 1.5 CPUs gets 2 threads, not the host's
 `OMP_NUM_THREADS` when the user set it, and `Config.threads` (0 = auto). Thread pools
 (torch intra-op, faiss/OpenMP, spaCy worker processes) are sized from it.
 
-`busy_threads` adapts the embedder's torch pool to a shared machine. A torch pool larger
-than the CPUs it actually gets waits at every parallel region on its descheduled threads:
-on 2 cores with one other busy process, a 2-thread build ran at 41 % of its quiet speed and
-with two at 22 % (issue #13). So when the 1-minute load average, minus the threads we run
-ourselves, says other work occupies cores, the pool shrinks to the cores left (at least 1).
+`busy_threads` adapts the embedder's torch pool to a shared machine (`Config.adaptive_threads`,
+off by default). A torch pool larger than the CPUs it actually gets waits at every parallel
+region on its descheduled threads: on 2 cores with one other busy process, a 2-thread build ran
+at 41 % of its quiet speed and with two at 22 % (issue #13). So when the 1-minute load average,
+minus the threads we run ourselves, says other work occupies cores, the pool shrinks to the cores
+left (at least 1). It is opt-in because the vectors then depend on the machine's load: with
+bfloat16 autocast, MiniLM vectors computed on 1 and on 2 threads differ by up to 5e-4, so an
+index grown by `add` would no longer equal a scratch build of the same documents.
 """
 from __future__ import annotations
 
@@ -25,12 +28,15 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 
 _limit = 0  # Config.threads of the running build / open index (0 = auto)
+_adaptive = False  # Config.adaptive_threads
 
 
-def set_limit(threads: int) -> None:
-    """Record `Config.threads` for this process (0 = auto) and size the faiss/OpenMP pool from it."""
-    global _limit
+def set_limit(threads: int, adaptive: bool = False) -> None:
+    """Record `Config.threads` (0 = auto) and `Config.adaptive_threads` for this process, and
+    size the faiss/OpenMP pool from them."""
+    global _limit, _adaptive
     _limit = max(0, int(threads or 0))
+    _adaptive = bool(adaptive)
     _available_cache.clear()
     n = available_cpus()
     try:
@@ -146,6 +152,12 @@ def busy_threads(own_threads: int, *, cpus: int | None = None, load: float | Non
             return cpus
     others = max(0.0, load - max(0, own_threads))
     return int(max(1, min(cpus, round(cpus - others))))
+
+
+def embedding_threads(own_threads: int) -> int:
+    """Torch threads for one embedding forward pass: the available CPUs, or with
+    `Config.adaptive_threads` what `busy_threads` leaves on a busy machine."""
+    return busy_threads(own_threads) if _adaptive else available_cpus()
 
 
 def spacy_processes(requested: int) -> int:

@@ -73,3 +73,23 @@ def test_updating_a_shared_index_writes_its_own_vectors(tmp_path: Path):
     again = FlatIndex.open(gen / "vectors" / "facts")
     assert len(again) == len(x) - 2
     assert again.search(x[5], 1)[1][0] == 5
+
+
+def test_built_index_has_no_vector_copies_and_reopens(sample_index: Path):
+    """The builder writes flat indexes that refer to the generation's embeddings; the index opens and answers."""
+    from hippograph import HippoGraph
+
+    manifest = json.loads((sample_index / "manifest.json").read_text())
+    gen = sample_index / manifest["generation"]
+    for vdir in (gen / "vectors").iterdir():
+        if not vdir.is_dir():
+            continue
+        header = json.loads((vdir / "header.json").read_text())
+        if header["format"] == "hippograph-flat":
+            assert header["files"]["vectors"]["ref"] == f"../../embeddings/{vdir.name}.npy"
+            assert not list(vdir.glob("vectors.*.npy"))
+    hg = HippoGraph.open(sample_index)
+    try:
+        assert hg.retrieve("Where does the River Corran rise?", top_k=3, mode="dense")
+    finally:
+        hg.close()

@@ -80,8 +80,18 @@ def test_busy_threads_leaves_cores_to_other_work():
     assert threads.busy_threads(2, cpus=8, load=4.0) == 6
 
 
+def test_embedding_threads_adapt_only_when_asked():
+    try:
+        threads.set_limit(0, adaptive=False)
+        assert threads.embedding_threads(2) == threads.available_cpus()  # deterministic: never the load
+        threads.set_limit(0, adaptive=True)
+        assert 1 <= threads.embedding_threads(2) <= threads.available_cpus()
+    finally:
+        threads.set_limit(0)
+
+
 def test_config_threads_default_is_auto_and_limits_spacy():
-    assert Config().threads == 0
+    assert Config().threads == 0 and Config().adaptive_threads is False
     try:
         threads.set_limit(1)
         assert threads.available_cpus() == 1
