@@ -330,8 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     todo = [("synthetic", n) for n in sizes] + [("folder", f) for f in args.docs]
     for kind, what in todo:
+        commit = _git_commit()  # before the run: the checkout may move while it builds
         res = synthetic_target(what, args, log) if kind == "synthetic" else docs_target(what, args, log)
-        res.update(commit=_git_commit(), checkout=str(CHECKOUT), date=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", command=command.strip())
+        end_commit = _git_commit()
+        if end_commit != commit:
+            commit = f"{commit} (checkout moved to {end_commit} during the run)"
+        res.update(commit=commit, checkout=str(CHECKOUT), date=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", command=command.strip())
         results[res["target"]] = res
         store.write_text(json.dumps(results, indent=1), encoding="utf-8")
         report(results, args.out)
