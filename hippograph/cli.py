@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .config import Config
-from .errors import HippoGraphError
+from .errors import ConfigError, HippoGraphError
 from .server import add_serve_parser, cmd_serve
 
 logger = logging.getLogger("hippograph")
@@ -34,10 +34,14 @@ def _parser() -> argparse.ArgumentParser:
         "index",
         help="build an index from files/folders, or sync an existing one (add new, re-index changed, delete removed files)",
     )
-    ix.add_argument("sources", nargs="+", help="folders or files (.txt .md .html .json .jsonl .pdf)")
+    ix.add_argument("sources", nargs="+", help="folders or files (.txt .md .rst .html .json .jsonl .pdf; .gz of them)")
     ix.add_argument("--index", "-o", required=True, metavar="DIR", help="index directory")
     ix.add_argument("--config", metavar="FILE", help="JSON/TOML file of Config options")
     ix.add_argument("--jobs", "-j", type=int, metavar="N", help="spaCy processes (default 1)")
+    ix.add_argument("--threads", type=int, metavar="N",
+                    help="CPU threads the build may use (default: auto = affinity, cgroup quota, OMP_NUM_THREADS)")
+    ix.add_argument("--adaptive-threads", action="store_true",
+                    help="use fewer embedding threads while other work keeps the cores busy (vectors then depend on the load)")
     ix.add_argument("--embedder", choices=["auto", "sentence-transformers", "tfidf"], help="embedding backend")
     ix.add_argument("--openie", metavar="FILE", help="use triples from a HippoRAG OpenIE JSON instead of spaCy")
     ix.add_argument("--include", action="append", metavar="GLOB", help="only files matching (repeatable)")
@@ -107,6 +111,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.jobs:
         overrides["n_process"] = args.jobs
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 0:
+            raise ConfigError(f"--threads: {args.threads} is negative (0 = auto)")
+        overrides["threads"] = args.threads
+    if getattr(args, "adaptive_threads", False):
+        overrides["adaptive_threads"] = True
     if args.embedder:
         overrides["embedder"] = args.embedder
     if args.include:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError, HippoGraphError, IndexCorruptError
+from .threads import embedding_threads
 from .validate import path_like
 
 logger = logging.getLogger(__name__)
@@ -125,13 +126,6 @@ def _batched_encode(
             out[start : start + len(part)] = vecs
             bar.update(len(part))
     return l2_normalize(out)
-
-
-def _cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -416,7 +410,9 @@ class SentenceTransformerEmbedder:
                 feats = tok.pad({key: [enc[key][i] for i in rows] for key in enc.keys()}, padding="max_length",
                                 max_length=int(padded[rows[0]]), return_tensors="pt")
                 feats = {k: v.to(self.device) for k, v in feats.items()}
-                threads = 1 if len(rows) * int(padded[rows[0]]) <= SMALL_FORWARD_TOKENS else _cpu_count()
+                # thread policy (hippograph/threads.py): available CPUs (fewer on a busy machine if adaptive)
+                threads = 1 if len(rows) * int(padded[rows[0]]) <= SMALL_FORWARD_TOKENS \
+                    else embedding_threads(torch.get_num_threads())
                 if torch.get_num_threads() != threads:
                     torch.set_num_threads(threads)
                 with torch.inference_mode(), self._autocast():

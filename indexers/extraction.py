@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hippograph.config import Config
 from hippograph.errors import SourceError
+from hippograph.threads import spacy_processes
 from hippograph.text import TITLE_QUALIFIER, normalize_entity, title_entity_names, title_without_qualifier
 from hippograph.types import Extraction, Passage, Triple
 
@@ -310,7 +311,7 @@ class TripleExtractor:
         if not passages:
             return []
         batch = max(1, int(self.config.spacy_batch_size))
-        n_process = max(1, int(self.config.n_process))
+        n_process = spacy_processes(self.config.n_process)  # capped at the available CPUs (threads.py)
         if n_process > 1 and len(passages) < 2 * batch:
             n_process = 1  # worker start-up costs more than it saves on tiny inputs
         if n_process > 1 and mp.current_process().daemon:

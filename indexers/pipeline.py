@@ -35,6 +35,7 @@ from hippograph.embedders import Embedder
 from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_FILE,
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_or_copy, load_array,
                                load_embeddings, save_array)
+from hippograph import threads
 from hippograph.storage import checkpoint_and_close, connect_sqlite
 from hippograph.tables import CorpusTables
 from hippograph.text import passage_embedding_text
@@ -78,6 +79,7 @@ class IndexWriter:
         self.root = Path(root)
         self.gen = Path(gen)
         self.config = config
+        threads.set_limit(config.threads, config.adaptive_threads)  # thread policy (hippograph/threads.py)
         self.embedder = embedder
         self.base = Path(base) if base is not None else None
         self.extract = extract
