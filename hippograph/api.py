@@ -75,12 +75,16 @@ class HippoGraph:
         openie: str | Path | None = None,
         show_progress: bool = False,
         overwrite: bool = False,
+        executor: str | None = None,
     ) -> "HippoGraph":
         """Index `sources` into a new index at `index_dir` (an existing index needs overwrite=True).
 
         `openie`: path of a HippoRAG OpenIE JSON whose triples replace spaCy extraction.
+        `executor`: 'local' or 'ray' (overrides `config.executor`; the index is the same).
         """
         config = config or Config()
+        if executor is not None:
+            config = config.replace(executor=executor)
         idx = IndexDir(index_dir)
         root = Path(index_dir)
         if idx.exists() and not overwrite:
