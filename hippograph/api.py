@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .config import Config
+from .config import EXECUTION_FIELDS, Config
 from .embedders import Embedder, load_embedder, make_embedder
 from .errors import HippoGraphError, IndexCorruptError, SourceError
 from .indexers.pipeline import BUILD_DIR, IndexWriter
@@ -230,7 +230,8 @@ class HippoGraph:
         with self.dir.writer_lock():
             manifest = self.dir.read_manifest()
             gen = self.dir.generation_path(manifest)
-            config = Config.from_dict(manifest.config)
+            config = Config.from_dict(manifest.config).replace(  # where this write runs: as opened
+                **{k: getattr(self.config, k) for k in EXECUTION_FIELDS})
             embedder = self._reusable_embedder(manifest) or load_embedder(
                 manifest.embedder, gen / "embedder", precision=config.embedding_precision)
             tmp = self.dir.new_generation()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -179,5 +180,21 @@ def _default_concurrency(ray: Any, config: Config) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    """The user's error inside a Ray worker error: the innermost cause that is not Ray's own,
+    else the last 'SomeError: message' line of Ray's text (which embeds the worker traceback)."""
+    cause, seen = exc, set()
+    while id(cause) not in seen:
+        seen.add(id(cause))
+        nxt = getattr(cause, "cause", None) or cause.__cause__
+        if not isinstance(nxt, BaseException):
+            break
+        cause = nxt
+    if not type(cause).__module__.startswith("ray"):
+        lines = str(cause).strip().splitlines()
+        return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+    found = [line.strip() for line in str(exc).splitlines()
+             if re.match(r"^\s*[A-Za-z_][\w.]*(Error|Exception): ", line) and not line.strip().startswith("ray.")]
+    if found:
+        return found[-1]
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

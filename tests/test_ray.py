@@ -12,6 +12,8 @@ import pytest
 from hippograph import Config, HippoGraph
 from hippograph.errors import ConfigError
 from hippograph.indexers import shards
+from hippograph.indexers.loaders import iter_documents
+from hippograph.storage import IndexDir
 
 from .conftest import DATA
 from .test_shards import ONE_SHARD, _assert_same_index
@@ -65,6 +67,7 @@ def test_killed_worker_loses_and_duplicates_no_shard(local_ray, local_index, tmp
             except FileExistsError:
                 pass
             else:
+                os.write(fd, str(os.getpid()).encode())
                 os.close(fd)
                 os.kill(os.getpid(), signal.SIGKILL)
         return shards.default_extractor(Config())(passages)  # extraction settings of ONE_SHARD
@@ -74,7 +77,12 @@ def test_killed_worker_loses_and_duplicates_no_shard(local_ray, local_index, tmp
     monkeypatch.setattr(api, "_extract_fn", lambda config, openie, show_progress: extract_then_die_once)
     built = HippoGraph.build(DATA / "corpus", tmp_path / "ray", RAY_SHARDS)
     assert marker.exists(), "no worker was killed: the test did not exercise a retry"
-    assert len(list(pids.iterdir())) >= 2, "the killed actor's shard was redone by a new process"
+    killed = marker.read_text()
+    calls = {p.name: int(p.read_text()) for p in pids.iterdir()}
+    assert calls[killed] == 2, "the killed process did not come back"
+    n_shards = sum(1 for _ in shards.group_documents(iter_documents(DATA / "corpus", RAY_SHARDS), RAY_SHARDS))
+    assert sum(calls.values()) == n_shards + 1, "each shard extracted once, plus the one attempt that was killed"
+    assert built.stats()["passages"] == local_index.stats()["passages"]
     _assert_same_index(local_index, built, _questions(sample_questions))
 
 
@@ -91,9 +99,28 @@ def test_failing_shard_is_a_one_line_error(local_ray, tmp_path, monkeypatch):
     with pytest.raises(HippoGraphError, match=r"^ray executor: building shards failed .*extractor exploded") as err:
         HippoGraph.build(docs, tmp_path / "bad", RAY_SHARDS)
     assert "\n" not in str(err.value)
-    assert not HippoGraph.__dict__ or not (tmp_path / "bad" / "manifest.json").exists()
+    assert not IndexDir(tmp_path / "bad").exists(), "nothing was committed"
 
 
 def test_unknown_executor_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError, match="executor='spark'"):
         HippoGraph.build([{"id": "a", "text": "Ana Ruiz founded Lumen."}], tmp_path / "x", ONE_SHARD, executor="spark")
+
+
+def test_add_to_an_open_index_runs_on_ray(local_ray, tmp_path, monkeypatch):
+    """`HippoGraph.open(dir, executor='ray').add(...)` builds its shard on Ray (the driver's own
+    `build_shard` is disabled here) and writes what a local add writes."""
+    from .test_shards import DOCS
+
+    first, more = DOCS[:3], DOCS[3:]
+    local = HippoGraph.build(first, tmp_path / "local", ONE_SHARD)
+    local.add(more)
+    on_ray = HippoGraph.build(first, tmp_path / "ray", ONE_SHARD)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a shard was built in the driver, not on Ray")
+
+    monkeypatch.setattr(shards, "build_shard", not_here)
+    report = HippoGraph.open(tmp_path / "ray", executor="ray").add(more)
+    assert report.shards == {"built": 1}
+    _assert_same_index(HippoGraph.open(tmp_path / "local"), HippoGraph.open(tmp_path / "ray"), ["Who founded Firm 4?"])
