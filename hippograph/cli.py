@@ -106,6 +106,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         overrides["exclude"] = args.exclude
     executor = {"executor": args.executor} if args.executor else {}
     if args.ray_address:
+        if args.executor != "ray":
+            raise HippoGraphError("--ray-address: only used with --executor ray")
         executor["ray_address"] = args.ray_address
     overrides.update(executor)
     config = config.replace(**overrides)

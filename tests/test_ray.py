@@ -124,3 +124,22 @@ def test_add_to_an_open_index_runs_on_ray(local_ray, tmp_path, monkeypatch):
     report = HippoGraph.open(tmp_path / "ray", executor="ray").add(more)
     assert report.shards == {"built": 1}
     _assert_same_index(HippoGraph.open(tmp_path / "local"), HippoGraph.open(tmp_path / "ray"), ["Who founded Firm 4?"])
+
+
+def test_cli_index_executor_ray(local_ray, tmp_path, capsys):
+    """`hippograph index … --executor ray` (in-process, on the module's Ray instance) builds the index;
+    the local build of the same documents has the same tables."""
+    import json
+
+    from hippograph.cli import main
+
+    from .test_shards import DOCS
+
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
+    assert main(["index", str(src), "--index", str(tmp_path / "ray"), "--embedder", "tfidf",
+                 "--executor", "ray", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["action"] == "built" and summary["documents"] == len(DOCS)
+    local = HippoGraph.build(src, tmp_path / "local", ONE_SHARD)
+    _assert_same_index(local, HippoGraph.open(tmp_path / "ray"), ["Who founded Firm 2?"])
