@@ -153,7 +153,7 @@ def _run_window(ray: Any, todo: list[ShardSpec], config: Config, embedder: Embed
         ShardBuilder,
         fn_constructor_kwargs={"config": config.to_dict(), "embedder_dir": embedder_dir,
                                "embedder_spec": embedder.spec(), "extract": extract},
-        batch_size=1, batch_format="numpy", concurrency=concurrency,
+        batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_cpus=config.ray_num_cpus, num_gpus=config.ray_num_gpus or None,
     )  # Ray Data's actor pools default to max_restarts=-1, max_task_retries=-1: a killed actor is
     # restarted and its shard redone (tests/test_ray.py kills one); build_shard makes that idempotent
