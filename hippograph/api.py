@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .config import Config
+from .config import EXECUTION_FIELDS, Config
 from .embedders import Embedder, load_embedder, make_embedder
 from .errors import HippoGraphError, IndexCorruptError, IndexWriteError, SourceError
 from .indexers.pipeline import BUILD_DIR, IndexWriter
@@ -107,12 +107,16 @@ class HippoGraph:
         openie: str | Path | None = None,
         show_progress: bool = False,
         overwrite: bool = False,
+        executor: str | None = None,
     ) -> "HippoGraph":
         """Index `sources` into a new index at `index_dir` (an existing index needs overwrite=True).
 
         `openie`: path of a HippoRAG OpenIE JSON whose triples replace spaCy extraction.
+        `executor`: 'local' or 'ray' (overrides `config.executor`; the index is the same).
         """
         config = config or Config()
+        if executor is not None:
+            config = config.replace(executor=executor)
         idx = IndexDir(index_dir)
         root = Path(index_dir)
         if idx.exists() and not overwrite:
@@ -264,7 +268,8 @@ class HippoGraph:
         with self.dir.writer_lock():
             manifest = self.dir.read_manifest()
             gen = self.dir.generation_path(manifest)
-            config = _index_config(manifest, self.dir.manifest_path, self._overrides)
+            config = _index_config(manifest, self.dir.manifest_path, self._overrides).replace(
+                **{k: getattr(self.config, k) for k in EXECUTION_FIELDS})  # where this write runs: as opened
             embedder = self._reusable_embedder(manifest) or load_embedder(
                 manifest.embedder, gen / "embedder", precision=config.embedding_precision,
                 model_path=self._overrides.get("embedding_model"))

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-delete", action="store_true",
         help="on an existing index, keep documents whose files are no longer under the given sources",
     )
+    ix.add_argument("--executor", choices=["local", "ray"], help="where shards are built (default local)")
+    ix.add_argument("--ray-address", metavar="ADDR", help="Ray cluster for --executor ray ('auto', 'ray://host:10001')")
     ix.add_argument("--json", action="store_true", help="print the summary as JSON")
     ix.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -123,6 +125,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
         overrides["include"] = args.include
     if args.exclude:
         overrides["exclude"] = args.exclude
+    executor = {"executor": args.executor} if args.executor else {}
+    if args.ray_address:
+        if args.executor != "ray":
+            raise HippoGraphError("--ray-address: only used with --executor ray")
+        executor["ray_address"] = args.ray_address
+    overrides.update(executor)
     config = config.replace(**overrides)
     for s in args.sources:
         if not Path(s).exists():
@@ -131,7 +139,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     report = None
     if IndexDir(args.index).exists() and not args.overwrite:
-        hg = HippoGraph.open(args.index)
+        hg = HippoGraph.open(args.index, **executor)
         given = Config.from_file(args.config).to_dict() if args.config else {}
         given.update({k: v for k, v in overrides.items() if k in LOADER_FIELDS})
         load_config = hg.config.replace(**{k: v for k, v in given.items() if k in LOADER_FIELDS})

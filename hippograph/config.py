@@ -112,6 +112,22 @@ class Config:
     (≈28 embedded units per passage: about 170 MB of MiniLM vectors at 4096) whatever the corpus
     size, and a killed build resumes from its finished shards."""
 
+    # ---- executor (how a write runs; not stored in the index, not part of shard keys) ----
+    executor: str = "local"
+    """Where shards are built: 'local' (this process, no Ray needed) or 'ray' (Ray Data actors,
+    `pip install 'hippograph[ray]'`; `indexers/ray_executor.py`). Both write the same index."""
+    ray_address: str | None = None
+    """Ray cluster to attach to ('auto' = the one `ray start --head` started on this machine, or
+    'ray://host:10001'); None = the Ray instance already initialised in this process, else a new
+    local one (shut down when the write ends)."""
+    ray_concurrency: int | None = None
+    """Shard-building actors (each loads one spaCy model and one embedder); None = one per
+    `ray_num_cpus` CPUs of the cluster."""
+    ray_num_cpus: float = 1.0
+    """CPUs reserved per actor."""
+    ray_num_gpus: float = 0.0
+    """GPUs reserved per actor (set 1 to embed on a GPU where the cluster has them)."""
+
     # ---- retrieval (query time; override per call) --------------------------------
     top_k: int = 10
     """Passages returned by default."""
@@ -203,7 +219,8 @@ class Config:
         differ from the defaults (the rest follow the installed version's defaults)."""
         data = self.to_dict()
         defaults = Config().to_dict()
-        return {k: v for k, v in data.items() if k not in QUERY_TIME_FIELDS or v != defaults[k]}
+        return {k: v for k, v in data.items()
+                if k not in EXECUTION_FIELDS and (k not in QUERY_TIME_FIELDS or v != defaults[k])}
 
     def index_time_dict(self) -> dict[str, Any]:
         """Only the index-time fields (what determines an index's content)."""
@@ -263,6 +280,8 @@ def _query_time_fields() -> frozenset[str]:
 QUERY_TIME_FIELDS: frozenset[str] = _query_time_fields()
 """Fields that only affect retrieval (everything from `top_k` on); safe to change on an existing index."""
 
+EXECUTION_FIELDS: frozenset[str] = frozenset({"executor", "ray_address", "ray_concurrency", "ray_num_cpus", "ray_num_gpus"})
+"""Fields that choose where a write runs, not what it writes: never stored in an index's manifest."""
 
 # ---- validation ------------------------------------------------------------------------------
 CHOICES: dict[str, tuple[str, ...]] = {
