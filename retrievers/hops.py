@@ -54,8 +54,6 @@ class BridgeHop:
     """Side first hop → the named query entity it is about."""
 
 
-PATH = 0.9
-"""A page about a bridge scores up to this share of its first hop's final score (path scoring)."""
 TAU = 0.05
 """Temperature of the relation fit: a bridge whose fact is this much less similar to the query than the
 best bridge's fact of the same first hop weighs 1/e as much."""
@@ -190,7 +188,7 @@ def second_hop(
             fit_of[b] = max(fit_of.get(b, 0.0), fit)
             for p in pages.about(b).tolist():
                 value = max(fused[p] + w * fit * relevance[p],
-                            PATH * head[h] * fit * (1.0 - PAGE_FIT + PAGE_FIT * relevance[p]))
+                            cfg.bridge_path * head[h] * fit * (1.0 - PAGE_FIT + PAGE_FIT * relevance[p]))
                 if value > final[p]:
                     final[p] = value
                     links[p] = Link(h, b, fits[b][1], about=True)
