@@ -219,6 +219,8 @@ def explain_hop(snap: IndexSnapshot, hop: BridgeHop, p: int) -> dict[str, Any] |
         return None
     titled = set(snap.title_entities[p].indices.tolist())
     about = [e for e in hop.bridges + hop.named if e in titled]  # what this passage is about
+    if link.about and link.entity not in about:  # its title is a run of the entity's words
+        about.append(link.entity)
     via = sorted((e for e in hop.bridges if e not in titled and snap.entity_passages[e, p]),
                  key=lambda e: -snap.entity_idf[e])  # other bridges it mentions, rarest first
     out = {
@@ -232,5 +234,5 @@ def explain_hop(snap: IndexSnapshot, hop: BridgeHop, p: int) -> dict[str, Any] |
     }
     if link.fact is not None:
         out["fact"] = snap.fact_text(link.fact)
-        out["relation_fit"] = round(hop.relation_fit.get(link.entity, 0.0), 4)
+        out["relation_fit"] = round(min(1.0, hop.relation_fit.get(link.entity, 0.0)), 4)
     return out
