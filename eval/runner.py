@@ -23,7 +23,7 @@ from .systems import RunContext, System, SystemUnavailable, embedding_precision
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATASETS = ("musique_train100", "hotpotqa_train100", "scifact", "locomo")
+DEFAULT_DATASETS = ("musique_train100", "hotpotqa_train100", "scifact", "locomo", "2wiki_dev300")
 QUICK_DATASETS = ("musique_train100",)
 
 
