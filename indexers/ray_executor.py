@@ -14,9 +14,10 @@ executor. Ray is imported only here, only when `Config.executor` is 'ray'.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
-import pickle
 import re
 from contextlib import contextmanager
 from itertools import islice
@@ -28,6 +29,7 @@ import numpy as np
 from hippograph.config import Config
 from hippograph.embedders import Embedder, TfidfEmbedder, load_embedder, make_embedder
 from hippograph.errors import ConfigError, HippoGraphError
+from hippograph.types import Document
 
 from . import shards
 from .shards import ShardSpec
@@ -94,7 +96,7 @@ class ShardBuilder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {"index": [], "key": [], "path": [], "passages": [], "pid": []}
         for index, key, path, blob in zip(batch["index"], batch["key"], batch["path"], batch["documents"]):
-            documents = pickle.loads(blob)
+            documents = [Document(**d) for d in json.loads(blob)]
             done = shards.build_shard(documents, self.config, Path(str(path)), embedder=self.embedder,
                                       extract=self.extract, key=str(key))
             counts = shards.read_done(done)["counts"]
@@ -145,7 +147,7 @@ def build_shards(
 def _run_window(ray: Any, todo: list[ShardSpec], config: Config, embedder: Embedder, embedder_dir: str | None,
                 extract: shards.Extract | None) -> None:
     """Build `todo` on an actor pool and check each shard came back finished exactly once."""
-    items = [{"index": s.index, "key": s.key, "path": str(s.path), "documents": pickle.dumps(s.documents)}
+    items = [{"index": s.index, "key": s.key, "path": str(s.path), "documents": json.dumps([dataclasses.asdict(d) for d in s.documents])}
              for s in todo]
     concurrency = config.ray_concurrency or _default_concurrency(ray, config)
     concurrency = max(1, min(concurrency, len(todo)))
