@@ -14,8 +14,9 @@ import re
 import shutil
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .config import EXECUTION_FIELDS, Config
 from .embedders import Embedder, load_embedder, make_embedder
@@ -57,6 +58,23 @@ def write_error(exc: BaseException, default_path: Path) -> IndexWriteError:
     path = getattr(exc, "filename", None) or default_path
     cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return IndexWriteError(f"{path}: {cause}; nothing was committed, the index is unchanged")
+
+
+@contextmanager
+def _fresh_generation(idx: IndexDir) -> Iterator[Path]:
+    """A new generation directory for one write; removed again if the write fails, and an OSError
+    or SQLite error (creating it or writing it) ends in one `IndexWriteError` line."""
+    try:
+        gen = idx.new_generation()
+    except OSError as exc:
+        raise write_error(exc, idx.root) from exc
+    try:
+        yield gen
+    except BaseException as exc:
+        shutil.rmtree(gen, ignore_errors=True)
+        if isinstance(exc, (OSError, sqlite3.Error)):
+            raise write_error(exc, gen) from exc
+        raise
 
 
 def _index_config(manifest: Manifest, path: Path, overrides: dict[str, Any]) -> Config:
@@ -133,22 +151,13 @@ class HippoGraph:
         t0 = time.perf_counter()
         with idx.writer_lock():
             embedder = make_embedder(config)
-            try:
-                gen = idx.new_generation()
-            except OSError as exc:
-                raise write_error(exc, idx.root) from exc
-            try:
+            with _fresh_generation(idx) as gen:
                 writer = IndexWriter(idx.root, gen, config, embedder, extract=_extract_fn(config, openie, show_progress),
                                      show_progress=show_progress, lexical=_bm25_writer, shard_dir="build")
                 writer.add_documents(_stream(sources, config))
                 if not writer.report.added_documents:
                     raise SourceError(f"no readable documents found in {sources!r}")
                 cls._write_and_commit(idx, writer, Manifest(generation="", config=config.to_manifest()), t0)
-            except BaseException as exc:
-                shutil.rmtree(gen, ignore_errors=True)
-                if isinstance(exc, (OSError, sqlite3.Error)):
-                    raise write_error(exc, gen) from exc
-                raise
             writer.cleanup()
         return cls(index_dir)
 
@@ -273,11 +282,7 @@ class HippoGraph:
             embedder = self._reusable_embedder(manifest) or load_embedder(
                 manifest.embedder, gen / "embedder", precision=config.embedding_precision,
                 model_path=self._overrides.get("embedding_model"))
-            try:
-                tmp = self.dir.new_generation()
-            except OSError as exc:
-                raise write_error(exc, self.dir.root) from exc
-            try:
+            with _fresh_generation(self.dir) as tmp:
                 writer = IndexWriter(
                     self.dir.root, tmp, config, embedder, base=gen, lifecycle=manifest.lifecycle,
                     extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
@@ -292,11 +297,6 @@ class HippoGraph:
                     self._write_and_commit(self.dir, writer, new, t0, previous=manifest)
                 else:
                     shutil.rmtree(tmp, ignore_errors=True)
-            except BaseException as exc:
-                shutil.rmtree(tmp, ignore_errors=True)
-                if isinstance(exc, (OSError, sqlite3.Error)):
-                    raise write_error(exc, tmp) from exc
-                raise
             writer.cleanup()
         if getattr(writer.embedder, "backend", None) != "tfidf":
             self._embedder = writer.embedder  # keep a loaded model for queries and the next write
