@@ -96,6 +96,11 @@ class IndexSnapshot:
         return self.entity_passages.T.tocsr()
 
     @cached_property
+    def passage_facts(self) -> sp.csr_matrix:
+        """passage × fact matrix (the transpose of `fact_passages`), for the facts of one passage."""
+        return self.fact_passages.T.tocsr()
+
+    @cached_property
     def entity_passage_counts(self) -> np.ndarray:
         """|P_e|: how many passages mention each entity."""
         return np.diff(self.entity_passages.indptr).astype(np.int64)
