@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from hippograph.config import Config
 from hippograph.snapshot import IndexSnapshot
-from hippograph.text import is_bare_date_or_number, normalize_entity
+from hippograph.text import normalize_entity
 
 from .filters import FilterIndex, FilterView, PassageFilter
 from .fusion import minmax
@@ -97,6 +97,7 @@ class Retriever:
         self._ppr_cache: dict[tuple[bool, float], PPR] = {}
         self._filter_index: FilterIndex | None = None
         self._views: dict[str, FilterView] = {}
+        self._pages: Pages | None = None
 
     # ---- metadata filters ----------------------------------------------------------------
     def passage_filter(self, filters: Any) -> PassageFilter | None:
@@ -114,7 +115,6 @@ class Retriever:
             for old in list(self._views)[:-16]:  # keep the 16 newest
                 self._views.pop(old, None)
         return view
-        self._pages: Pages | None = None
 
     # ---- building blocks -----------------------------------------------------------------
     def _ppr(self, cfg: Config) -> PPR:
