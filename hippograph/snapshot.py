@@ -49,6 +49,9 @@ class IndexSnapshot:
         self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
         self._bm25 = self._open_bm25()
         self._passage_vectors = self._open_passage_vectors()
+        self.fact_vectors = self._open_unit_vectors("facts", self.n_facts)
+        """Fact embeddings (memory-mapped, row = fact), or None: the second hop scores a first hop's
+        facts against the query with them (`retrievers/hops.py`)."""
 
     def _load_tables(self) -> None:
         c = self.conn.cursor()
@@ -178,12 +181,16 @@ class IndexSnapshot:
     def _open_passage_vectors(self) -> np.ndarray | None:
         """Memory-map the passage embeddings (they feed the documents view). Mapped now, read
         only when `document_view` is first used; None when the generation has none."""
-        path = embedding_path(self.path, "passages")
+        return self._open_unit_vectors("passages", self.n_passages)
+
+    def _open_unit_vectors(self, gran: str, n_rows: int) -> np.ndarray | None:
+        """Memory-map one granularity's embeddings (row = table row); None when the generation has none."""
+        path = embedding_path(self.path, gran)
         if not path.is_file():
             return None
         vecs = validate.load_npy(path, kind="f", ndim=2, mmap=True)
-        if vecs.ndim != 2 or len(vecs) != self.n_passages:
-            raise IndexCorruptError(f"{path}: passage embeddings do not match the metadata database")
+        if vecs.ndim != 2 or len(vecs) != n_rows:
+            raise IndexCorruptError(f"{path}: {gran} embeddings do not match the metadata database")
         return vecs
 
     @cached_property

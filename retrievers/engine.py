@@ -260,7 +260,8 @@ class Retriever:
                 final = np.where(keep, final, 0.0)
             bridge = None
             if mode == "hybrid" and cfg.bridge_weight > 0:
-                final, bridge = self._bridge(final, item["routed"], queries[qi], links[qi], cands["facts"], qi, cfg)
+                final, bridge = self._bridge(final, item["routed"], queries[qi], qv[qi], links[qi], cands["facts"], qi,
+                                             cfg, keep)
             results[qi] = self._final(
                 final, item["dense"], item["bm"], item["routed"], ppr_scores, item["router"], item["seeds"],
                 item["fact_scores"], mode, fallback, keep=keep,
@@ -370,13 +371,14 @@ class Retriever:
         return cfg.ppr_fusion_weight * minmax(ppr) + (1.0 - cfg.ppr_fusion_weight) * minmax(routed)
 
     def _bridge(
-        self, fused: np.ndarray, routed: np.ndarray, query: str, linked: list[tuple[str, int, float]],
-        fact_cands: tuple[np.ndarray, np.ndarray], qi: int, cfg: Config,
+        self, fused: np.ndarray, routed: np.ndarray, query: str, qvec: np.ndarray, linked: list[tuple[str, int, float]],
+        fact_cands: tuple[np.ndarray, np.ndarray], qi: int, cfg: Config, keep: np.ndarray | None,
     ) -> tuple[np.ndarray, BridgeHop | None]:
         """Second hop (retrievers/hops.py): first hops, bridge entities weighted by relation fit, boosts."""
         if self._pages is None:
             self._pages = Pages(self.snap)
-        return second_hop(self.snap, self._pages, fused, routed, query, linked, fact_cands[1][qi], fact_cands[0][qi], cfg)
+        return second_hop(self.snap, self._pages, fused, routed, query, linked, fact_cands[1][qi], fact_cands[0][qi],
+                          cfg, qvec=qvec, keep=keep)
 
     def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None,
                keep=None) -> QueryResult:

@@ -54,11 +54,16 @@ class BridgeHop:
     """Side first hop → the named query entity it is about."""
 
 
-TAU = 0.05
+import os as _os  # TUNING ONLY: remove before commit
+_K = lambda name, default: float(_os.environ.get("H14_" + name, default))
+TAU = _K("TAU", 0.05)
+MENTION_FIT = _K("MENTION_FIT", 1)
+ABOUT_FIT = _K("ABOUT_FIT", 0)
+SIDE_HEAD = _K("SIDE_HEAD", 1)
 """Temperature of the relation fit: a bridge whose fact is this much less similar to the query than the
 best bridge's fact of the same first hop weighs 1/e as much."""
 MENTION_NOT_ABOUT = True
-PAGE_FIT = 0.5
+PAGE_FIT = _K("PAGE_FIT", 0.25)
 """Share of the path score that depends on the bridge page's own routed fit to the question."""
 
 
@@ -105,14 +110,19 @@ def _bridges_of(snap: IndexSnapshot, pages: Pages, p: int, excluded: set[int], q
             and (counts[e] >= 2 or len(pages.about(int(e))))]
 
 
-def _relation_fit(snap: IndexSnapshot, p: int, bridges: list[int], facts: dict[int, float]) -> dict[int, tuple[float, int | None]]:
-    """Bridge → (similarity of the query to the best candidate fact of passage p that has the bridge
-    as subject or object, that fact); bridges without such a fact get (-inf, None)."""
+def _relation_fit(snap: IndexSnapshot, p: int, bridges: list[int], facts: dict[int, float],
+                  qvec: np.ndarray | None) -> dict[int, tuple[float, int | None]]:
+    """Bridge → (similarity of the query to the best fact of passage p that has the bridge as subject
+    or object, that fact). Every fact of p is scored against the query vector when the index has fact
+    embeddings; otherwise only the query's candidate facts count and bridges without one get (-inf, None)."""
     best: dict[int, tuple[float, int | None]] = {b: (-np.inf, None) for b in bridges}
-    for f in snap.passage_facts[p].indices.tolist():
-        s = facts.get(f)
-        if s is None:
-            continue
+    own = snap.passage_facts[p].indices
+    vecs = snap.fact_vectors
+    if qvec is not None and vecs is not None and len(own):
+        sims = dict(zip(own.tolist(), (np.asarray(vecs[own], dtype=np.float32) @ qvec).tolist()))
+    else:
+        sims = {f: facts[f] for f in own.tolist() if f in facts}
+    for f, s in sims.items():
         for e in (int(snap.fact_subject[f]), int(snap.fact_object[f])):
             if e in best and s > best[e][0]:
                 best[e] = (s, f)
@@ -129,8 +139,12 @@ def second_hop(
     fact_ids: np.ndarray,
     fact_sims: np.ndarray,
     cfg: Config,
+    qvec: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, BridgeHop | None]:
-    """Fused scores plus the second-hop boost (see the module docstring); None when nothing to hop from."""
+    """Fused scores plus the second-hop boost (see the module docstring); None when nothing to hop from.
+    `qvec`: the query embedding (relation fit over every fact of a first hop); `keep`: a filter's
+    passage mask — only kept passages are first hops or gain a boost (`fused` is 0 elsewhere)."""
     if not fused.any():
         return fused, None
     w = cfg.bridge_weight
@@ -145,7 +159,7 @@ def second_hop(
     if cfg.bridge_sides > 0 and named:
         best: dict[int, int] = {}
         for e in named:
-            about_e = [int(p) for p in pages.about(e) if p != top]
+            about_e = [int(p) for p in pages.about(e) if p != top and (keep is None or keep[p])]
             if about_e:
                 best[e] = max(about_e, key=lambda p: fused[p])
         for e, p in sorted(best.items(), key=lambda ep: -fused[ep[1]])[: cfg.bridge_sides]:
@@ -162,20 +176,26 @@ def second_hop(
     floor = min(facts.values()) if facts else 0.0
     idf = snap.entity_idf
     head = {h: fused[h] + w for h in first_hops}  # first hops: +w (the top passage stays first)
+    if SIDE_HEAD:  # sides rank right after the top passage, in their fused order
+        for h in first_hops[1:]:
+            head[h] = fused[top] + w * (1.0 + fused[h] / fused[top]) / 2
     for h in first_hops:
         bridges = _bridges_of(snap, pages, h, linked_ids, query_norm)
         if not bridges:
             continue
         all_bridges += [b for b in bridges if b not in all_bridges]
-        fits = _relation_fit(snap, h, bridges, facts)
+        fits = _relation_fit(snap, h, bridges, facts, qvec)
         with_pages = [fits[b][0] for b in bridges if len(pages.about(b))]
         top_fit = max(with_pages + [floor])  # fit is relative to the best bridge that leads to a page
+        fit_b = {b: min(1.0, float(np.exp((max(fits[b][0], floor) - top_fit) / TAU))) for b in bridges}
         # passages that mention a bridge: w · idf of the rarest · their own fit to the question
         counts = snap.entity_passage_counts
         mentioned = [b for b in bridges if counts[b] >= 2]
         if mentioned:
             mention = snap.entity_passages[mentioned].tocoo()
             gain = w * idf[mentioned][mention.row] * relevance[mention.col]
+            if MENTION_FIT:
+                gain = gain * np.array([fit_b[b] for b in mentioned])[mention.row]
             for i in np.argsort(-gain, kind="stable").tolist():
                 p, b = int(mention.col[i]), mentioned[mention.row[i]]
                 if MENTION_NOT_ABOUT and p in pages.about(b):
@@ -185,10 +205,10 @@ def second_hop(
                     links[p] = Link(h, b, fits[b][1], about=False)
         # passages about a bridge: the path score, first hop × relation fit × (part) own fit
         for b in bridges:
-            fit = float(np.exp((max(fits[b][0], floor) - top_fit) / TAU))
+            fit = fit_b[b]
             fit_of[b] = max(fit_of.get(b, 0.0), fit)
             for p in pages.about(b).tolist():
-                value = max(fused[p] + w * fit * relevance[p],
+                value = max(fused[p] + w * (fit if ABOUT_FIT else 1.0) * relevance[p],
                             cfg.bridge_path * head[h] * fit * (1.0 - PAGE_FIT + PAGE_FIT * relevance[p]))
                 if value > final[p]:
                     final[p] = value
@@ -205,6 +225,9 @@ def second_hop(
     for h in first_hops:
         final[h] = head[h]
         links.pop(h, None)
+    if keep is not None:  # a filtered-out passage is never reached
+        final = np.where(keep, final, fused)
+        links = {p: link for p, link in links.items() if keep[p]}
     boost = final - fused
     return final, BridgeHop(top, all_bridges, named, boost, first_hops, fit_of, links, sides)
 
