@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from . import validate
 from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, VECTORS_DIR,
-                     EDGE_SYNONYM, embedding_path, vid_map_path)
+                     EDGE_SYNONYM, embedding_path, open_embeddings, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
 from .tables import row_to_passage
@@ -176,8 +176,8 @@ class IndexSnapshot:
         path = embedding_path(self.path, "passages")
         if not path.is_file():
             return None
-        vecs = validate.load_npy(path, kind="f", ndim=2, mmap=True)
-        if vecs.ndim != 2 or len(vecs) != self.n_passages:
+        vecs = open_embeddings(path)  # float32 on access, whatever the stored dtype
+        if len(vecs) != self.n_passages:
             raise IndexCorruptError(f"{path}: passage embeddings do not match the metadata database")
         return vecs
 

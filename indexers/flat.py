@@ -8,7 +8,8 @@ mirrors SPANN's: ``header.json`` + ``vectors.gN.npy`` + ``ids.gN.npy``.
 Compact variant: built with ``shared_vectors`` (a path relative to the index folder, inside
 the folder two levels up — the generation), the index stores no vectors of its own and reads
 that file (the generation's ``embeddings/<gran>.npy``, the same rows) through a memory map
-when opened; the header records it as ``files.vectors = {"ref": ..., "bytes": ...}``. Any
+when opened (upcast to float32 from the stored int8 / float16 codes: `hippograph.format.Embeddings`);
+the header records it as ``files.vectors = {"ref": ..., "bytes": ...}``. Any
 `add` / `remove` writes the index's own vectors file again.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import faiss
 import numpy as np
 
 from hippograph.errors import IndexCorruptError
+from hippograph.format import open_embeddings
 
 from . import _diskio as dio
 
@@ -120,8 +122,9 @@ class FlatIndex:
               overwrite: bool = False, shared_vectors: str | None = None) -> "FlatIndex":
         """Store ``vectors`` (n × d) with ``ids`` (default 0..n-1) in directory ``path``.
 
-        `shared_vectors`: a float32 .npy file, relative to `path`, already holding exactly these
-        rows (see the module docstring); the index then stores only its ids and refers to it.
+        `shared_vectors`: an embeddings file (`hippograph.format.open_embeddings`), relative to
+        `path`, whose rows read back as exactly these vectors (see the module docstring); the
+        index then stores only its ids and refers to it.
         """
         metric = check_metric(metric)
         X = as_matrix(vectors)
@@ -133,7 +136,7 @@ class FlatIndex:
         self = cls(path, metric, int(X.shape[1]), X, I, header)
         if shared_vectors is not None:
             ref = _shared_path(path, str(shared_vectors))
-            stored = dio.load_npy(ref, "shared vectors", dtype=np.float32, ndim=2) if ref.is_file() else None
+            stored = _load_shared(ref) if ref.is_file() else None
             if stored is None or stored.shape != X.shape or not np.array_equal(stored, X):
                 raise ValueError(f"shared_vectors {ref}: does not hold exactly the vectors being indexed")
             self._write(X, shared=str(shared_vectors))
@@ -156,7 +159,7 @@ class FlatIndex:
             ipath = dio.check_file(path, files["ids"], "ids")
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{path / dio.HEADER}: incomplete flat-index header ({exc!r})") from exc
-        X = _load_mmap(vpath) if shared else dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
+        X = _load_shared(vpath) if shared else dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
         I = dio.load_npy(ipath, "ids", dtype=np.int64, ndim=1)
         if X.shape != (n, dim) or I.shape != (n,):
             raise IndexCorruptError(f"{path}: arrays have shapes {X.shape}, {I.shape}; header says {n} × {dim}")
@@ -272,13 +275,11 @@ def _check_shared(index_dir: Path, rec: dict[str, Any]) -> Path:
     return path
 
 
-def _load_mmap(path: Path) -> np.ndarray:
-    """A float32 matrix .npy through a read-only memory map (no copy of the file in the index)."""
+def _load_shared(path: Path) -> np.ndarray:
+    """The float32 rows of a shared embeddings file, read through a memory map (no copy of the file in the index)."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.asarray(open_embeddings(path, mmap=True))
+    except IndexCorruptError:
+        raise
     except Exception as exc:  # noqa: BLE001 - garbled header, pickled data, I/O error
         raise IndexCorruptError(f"{path}: cannot read shared vectors ({exc})") from exc
-    if arr.dtype != np.float32 or arr.ndim != 2:
-        raise IndexCorruptError(f"{path}: shared vectors have dtype {arr.dtype} and {arr.ndim} dimensions, "
-                                "expected a float32 matrix")
-    return arr
