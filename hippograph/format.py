@@ -336,7 +336,9 @@ class RowWriter:
 
 def write_embeddings_file(path: Path, vectors: np.ndarray, storage: str) -> None:
     """A whole embeddings file (and its scales) from float rows in one call."""
-    vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"{path}: expected rows (n × dim), got shape {vectors.shape}")
     writer = RowWriter(path, len(vectors), vectors.shape[1], storage)
     try:
         writer.append(vectors)
