@@ -145,6 +145,25 @@ class FlatIndex:
         return self
 
     @classmethod
+    def write_shared(cls, path: str | Path, shared_vectors: str, *, metric: str = "ip", overwrite: bool = False) -> None:
+        """Write a flat index over every row of an embeddings file (ids = row numbers) without
+        reading the vectors: only the ids and the header are written, so a write that rebuilds
+        a small granularity's index costs its row count, not its vectors (`open` reads them)."""
+        metric = check_metric(metric)
+        path = Path(path)
+        gen = dio.prepare_dir(path, INDEX_FORMATS, overwrite)
+        ref = _shared_path(path, str(shared_vectors))
+        if not ref.is_file():
+            raise ValueError(f"shared_vectors {ref}: no such file")
+        n, dim = open_embeddings(ref, mmap=True).shape  # header only
+        header = {"format": FORMAT, "version": VERSION, "metric": metric, "dim": int(dim), "n_vectors": int(n),
+                  "generation": gen - 1, "created": time.time(), "files": {}}
+        self = cls.__new__(cls)
+        self.path, self.metric, self.dim = path, metric, int(dim)
+        self._ids, self._header = np.arange(n, dtype=np.int64), header
+        self._write(np.zeros((0, dim), np.float32), shared=str(shared_vectors))
+
+    @classmethod
     def open(cls, path: str | Path) -> "FlatIndex":
         """Open an index written by :meth:`build`; raises IndexNotFoundError / IndexCorruptError."""
         path = Path(path)

@@ -124,7 +124,8 @@ class VectorIndexes:
     # ---- writing ------------------------------------------------------------------------
     def write(self, out: Path, embeddings: dict[str, np.ndarray]) -> None:
         """Write ``<gen>/vectors/`` from the generation's (memory-mapped) embeddings."""
-        from .spann import SpannIndex, make_vector_index
+        from .flat import FlatIndex
+        from .spann import SpannIndex
 
         out.mkdir()
         for gran in GRANULARITIES:
@@ -144,15 +145,18 @@ class VectorIndexes:
                     shutil.rmtree(out / gran, ignore_errors=True)
                     plan, why = "rebuild", f"update failed: {exc}"
             if plan != "update":
-                index = make_vector_index(
-                    vecs, np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
-                    min_spann=self.config.spann_min_vectors,
-                    # the engine scores whole probed lists; per-entry sketches only pay off when a
-                    # search reads posting lists from disk with sketch_frac, so engine indexes skip them
-                    sketch_bits=0, replica_count=self.config.spann_replica,
-                    shared_vectors=f"../../embeddings/{gran}.npy",  # a flat index reads the embeddings file (no copy)
-                )
-                kind = "spann" if isinstance(index, SpannIndex) else "flat"
+                if n < self.config.spann_min_vectors:
+                    # flat: ids + a header referring to the embeddings file; no vector is read or copied
+                    FlatIndex.write_shared(out / gran, f"../../embeddings/{gran}.npy", metric="ip")
+                    kind = "flat"
+                else:
+                    SpannIndex.build(
+                        np.asarray(vecs, dtype=np.float32), np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
+                        # the engine scores whole probed lists; per-entry sketches only pay off when a
+                        # search reads posting lists from disk with sketch_frac, so engine indexes skip them
+                        sketch_bits=0, replica_count=self.config.spann_replica,
+                    )
+                    kind = "spann"
                 self.state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}
                 if kind == "spann":
                     self._row_vids[gran] = np.arange(n, dtype=np.int64)
