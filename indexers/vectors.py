@@ -155,6 +155,7 @@ class VectorIndexes:
                         # the engine scores whole probed lists; per-entry sketches only pay off when a
                         # search reads posting lists from disk with sketch_frac, so engine indexes skip them
                         sketch_bits=0, replica_count=self.config.spann_replica,
+                        store_vectors=False,  # posting lists hold ids; vectors stay in the embeddings file
                     )
                     kind = "spann"
                 self.state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}
@@ -209,26 +210,31 @@ class VectorIndexes:
 
     def _update_spann(self, gran: str, vecs: np.ndarray, dst: Path) -> None:
         """Clone the previous generation's SPANN index and apply removals and additions to it."""
-        from .spann import SpannIndex
+        from .spann import SpannIndex, VectorsById
 
         assert self.base is not None
         src = self.base / VECTORS_DIR / gran
         n = len(vecs)
+        st = self.state[gran]
         row2vid = np.full(n, -1, dtype=np.int64)
         old = self._row_vids[gran]
         row2vid[: len(old)] = old
         new_rows = np.flatnonzero(row2vid < 0)
         removed = np.concatenate(self._removed_vids[gran]) if self._removed_vids[gran] else np.zeros(0, np.int64)
+        new_vids = int(st["next_vid"]) + np.arange(new_rows.size, dtype=np.int64)
+        vid2row = np.full(int(st["next_vid"]) + new_rows.size, -1, dtype=np.int64)  # this generation's rows
+        known = row2vid >= 0
+        vid2row[row2vid[known]] = np.flatnonzero(known)
+        vid2row[new_vids] = new_rows
         # everything hard-linked: SpannIndex.add appends to the posting files in place, past
         # the end every committed generation uses (they are append-only in the manifest)
         clone_tree(src, dst)
-        index = SpannIndex.open(dst)
-        st = self.state[gran]
+        index = SpannIndex.open(dst, vectors=VectorsById.from_map(vecs, vid2row))
         if removed.size:
             index.remove(removed)
             st["tombstones"] = int(st.get("tombstones", 0)) + int(removed.size)
         if new_rows.size:
-            vids = int(st["next_vid"]) + np.arange(new_rows.size, dtype=np.int64)
+            vids = new_vids
             index.add(np.asarray(vecs[new_rows], dtype=np.float32), vids)
             row2vid[new_rows] = vids
             st["next_vid"] = int(st["next_vid"]) + int(new_rows.size)

@@ -164,3 +164,50 @@ def test_newer_format_is_refused_in_one_line(float32_index: Path, tmp_path: Path
     with pytest.raises(IndexCorruptError, match="newer than this hippograph supports") as exc:
         HippoGraph.open(dst)
     assert "\n" not in str(exc.value)
+
+
+# ---- SPANN posting lists without vector copies ----------------------------------------------------
+def test_spann_posting_lists_of_ids_search_like_stored_vectors(tmp_path: Path):
+    from hippograph.indexers.spann import SpannIndex, VectorsById
+
+    x, new = _unit_rows(3000, 32, seed=3), _unit_rows(300, 32, seed=4)
+    both = np.vstack([x, new])
+    params = dict(sketch_bits=0, replica_count=4, seed=1)
+    a = SpannIndex.build(x, path=tmp_path / "a", **params)
+    SpannIndex.build(x, path=tmp_path / "b", store_vectors=False, **params)
+    disk = lambda p: sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+    assert not list((tmp_path / "b").glob("postings.*.f32"))
+    assert disk(tmp_path / "b") < disk(tmp_path / "a") - 3 * x.nbytes  # ≈ replica_count copies of x saved
+    with pytest.raises(IndexCorruptError, match="keep no vectors"):
+        SpannIndex.open(tmp_path / "b")
+    b = SpannIndex.open(tmp_path / "b", vectors=VectorsById(both))  # ids 0..3299 are rows of `both`
+    q = _unit_rows(40, 32, seed=5)
+
+    def same() -> None:
+        sa, ia = a.search(q, 10, max_lists=8)
+        sb, ib = b.search(q, 10, max_lists=8)
+        assert np.array_equal(ia, ib) and np.allclose(sa, sb, atol=1e-6)
+
+    same()
+    ids = np.arange(3000, 3300)
+    a.add(new, ids)
+    b.add(new, ids)  # rewritten lists (and splits) read their old entries by id
+    same()
+    a.remove(np.arange(0, 900))
+    b.remove(np.arange(0, 900))
+    same()
+    a.compact()
+    b.compact()
+    same()
+    assert not list((tmp_path / "b").glob("postings.*.f32"))
+
+
+def test_engine_spann_indexes_read_the_embeddings_file(tmp_path: Path, sample_questions: list[dict]):
+    hg = HippoGraph.build(DATA / "corpus", tmp_path / "idx", Config(embedder="tfidf", spann_min_vectors=200))
+    gen = hg.dir.generation_path(hg.manifest)
+    kinds = {g: v["kind"] for g, v in hg.manifest.lifecycle["vectors"].items()}
+    assert kinds["facts"] == "spann" and kinds["passages"] == "flat"
+    assert not list((gen / "vectors").rglob("postings.*.f32"))
+    hits = hg.retrieve(sample_questions[0]["question"], top_k=5, mode="dense")
+    assert hits
+    hg.close()
