@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         top = sorted(((v, k) for k, v in timings.items() if k != "total" and isinstance(v, (int, float))), reverse=True)[:6]
         print(f"add {i + 1}: {a['json'].get('added', {}).get('passages')} passages in {a['wall']:.2f} s, "
               f"peak RSS {a['peak_rss'] / 2**20 if a['peak_rss'] else float('nan'):.0f} MiB; "
-              + ", ".join(f"{k} {v:.2f}" for v, k in top))
+              + ", ".join(f"{k} {v:.2f}" for v, k in top)
+              + f"; vectors {timings.get('vectors', 0):.3f}, graph+BM25+synonymy+vectors "
+              f"{sum(timings.get(k, 0) for k in ('graph', 'BM25', 'synonymy', 'vectors')):.2f}")
     print(f"load {os.getloadavg()[0]:.2f}")
     return 0
 
