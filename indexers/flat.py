@@ -15,6 +15,7 @@ the header records it as ``files.vectors = {"ref": ..., "bytes": ...}``. Any
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,16 +106,29 @@ class FlatIndex:
     (ascending) for ``metric="l2"``. Missing results are padded with id -1.
     """
 
-    def __init__(self, path: Path, metric: str, dim: int, vectors: np.ndarray, ids: np.ndarray,
+    def __init__(self, path: Path, metric: str, dim: int, vectors: Any, ids: np.ndarray,
                  header: dict[str, Any]):
         self.path = Path(path)
         self.metric = metric
         self.dim = dim
         self._ids = ids
         self._header = header
-        self._index = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
-        if len(vectors):
-            self._index.add(vectors)
+        self._pending: Any = vectors  # loaded into faiss on first use (a shared file stays memory-mapped till then)
+        self._faiss: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def _index(self) -> Any:
+        """The faiss index, filled from the vectors on first use: opening an index (e.g. by a
+        writer that only reads the manifest's generation) costs no float32 copy of them."""
+        if self._faiss is None:
+            with self._lock:  # concurrent first searches (server threads) load it once
+                if self._faiss is None:
+                    index = faiss.IndexFlatIP(self.dim) if self.metric == "ip" else faiss.IndexFlatL2(self.dim)
+                    if len(self._pending):
+                        index.add(np.ascontiguousarray(np.asarray(self._pending), dtype=np.float32))
+                    self._faiss, self._pending = index, None
+        return self._faiss
 
     # ---- construction -----------------------------------------------------------
     @classmethod
@@ -178,11 +192,11 @@ class FlatIndex:
             ipath = dio.check_file(path, files["ids"], "ids")
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{path / dio.HEADER}: incomplete flat-index header ({exc!r})") from exc
-        X = _load_shared(vpath) if shared else dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
+        X = _open_shared(vpath) if shared else dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
         I = dio.load_npy(ipath, "ids", dtype=np.int64, ndim=1)
         if X.shape != (n, dim) or I.shape != (n,):
             raise IndexCorruptError(f"{path}: arrays have shapes {X.shape}, {I.shape}; header says {n} × {dim}")
-        return cls(path, metric, dim, np.ascontiguousarray(X), I, header)
+        return cls(path, metric, dim, X, I, header)
 
     def _vectors(self) -> np.ndarray:
         if self._index.ntotal == 0:
@@ -267,7 +281,7 @@ class FlatIndex:
 
     def memory_bytes(self) -> int:
         """Bytes held in RAM: all vectors plus the ids."""
-        return int(self._index.ntotal * self.dim * 4 + self._ids.nbytes)
+        return int(self._ids.size * self.dim * 4 + self._ids.nbytes)
 
     def __repr__(self) -> str:
         return f"FlatIndex(path={str(self.path)!r}, metric={self.metric!r}, dim={self.dim}, n={len(self)})"
@@ -294,11 +308,16 @@ def _check_shared(index_dir: Path, rec: dict[str, Any]) -> Path:
     return path
 
 
-def _load_shared(path: Path) -> np.ndarray:
-    """The float32 rows of a shared embeddings file, read through a memory map (no copy of the file in the index)."""
+def _open_shared(path: Path) -> Any:
+    """A shared embeddings file, memory-mapped (`hippograph.format.Embeddings`, float32 on access)."""
     try:
-        return np.asarray(open_embeddings(path, mmap=True))
+        return open_embeddings(path, mmap=True)
     except IndexCorruptError:
         raise
     except Exception as exc:  # noqa: BLE001 - garbled header, pickled data, I/O error
         raise IndexCorruptError(f"{path}: cannot read shared vectors ({exc})") from exc
+
+
+def _load_shared(path: Path) -> np.ndarray:
+    """The float32 rows of a shared embeddings file."""
+    return np.asarray(_open_shared(path))
