@@ -5,7 +5,7 @@
 The index (any format; never modified) is copied once per storage into a temp directory, its
 live generation's embeddings files are rewritten in that storage from their float32 values
 (`hippograph.format.write_embeddings_file`; flat-index headers follow; MinHash signatures
-cut to the 16 bits version 2 stores, the float32 copy included), and the dataset's
+cut to the 8 bits version 2 stores, the float32 copy included), and the dataset's
 questions are retrieved from each copy: recall@2/@5 per mode, the share of questions whose
 top-5 documents changed, and the cosine of stored to float32 vectors. No extraction and no
 passage embedding run (query vectors come from the model), so it costs a few query batches.
@@ -47,7 +47,7 @@ def convert(gen: Path, storage: str) -> dict[str, float]:
                 ref["bytes"] = path.stat().st_size
                 header.write_text(json.dumps(h))
     mh = gen / "graph" / "minhash.npy"
-    if mh.is_file():  # what a version-2 build stores: 16-bit MinHash values
+    if mh.is_file():  # what a version-2 build stores: 8-bit MinHash values
         from hippograph.indexers.graph_builder import stored_signatures
 
         np.save(mh, stored_signatures(np.load(mh)), allow_pickle=False)

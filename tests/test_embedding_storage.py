@@ -150,7 +150,7 @@ def test_version_1_index_opens_and_grows(float32_index: Path, sample_questions: 
         gen = hg.dir.generation_path(hg.manifest)
         grown = open_embeddings(embedding_path(gen, "entities"))  # grew: rewritten in the configured storage
         assert grown.storage == "int8" and len(grown) == hg.stats()["entities"]
-        assert np.load(gen / "graph" / "minhash.npy").dtype == np.uint16
+        assert np.load(gen / "graph" / "minhash.npy").dtype == np.uint8
         assert hg.retrieve(sample_questions[0]["question"], top_k=3)
         assert hg.dir.verify() == []
 
@@ -211,3 +211,27 @@ def test_engine_spann_indexes_read_the_embeddings_file(tmp_path: Path, sample_qu
     hits = hg.retrieve(sample_questions[0]["question"], top_k=5, mode="dense")
     assert hits
     hg.close()
+
+
+def test_stored_minhash_signatures_find_the_pairs_full_ones_find():
+    """8-bit MinHash (what the index stores) proposes the pairs of full signatures, with the
+    chance agreement taken out of the Jaccard estimate."""
+    import random
+
+    from hippograph.indexers.graph_builder import (lsh_synonyms, minhash_signatures, stored_signatures,
+                                                   synonymy_eligible)
+
+    rnd = random.Random(3)
+    stems = ["drumlow", "meriden", "kessel shipworks", "halvenne", "wren relay", "ashcombe", "tarsk", "corran"]
+    names = sorted({f"{rnd.choice(['', 'the ', 'old ', 'new '])}{rnd.choice(stems)}{rnd.choice(['', ' port', 's', ' river'])}"
+                    for _ in range(300)})
+    eligible = np.array([synonymy_eligible(n, 3) for n in names])
+    full = minhash_signatures(names, eligible, 128)
+    new = np.arange(0, len(names), 2)
+    a = {(e.a, e.b): e.score for e in lsh_synonyms(full, eligible, new, threshold=0.7, existing=set())}
+    small = stored_signatures(full)
+    assert small.dtype == np.uint8 and np.array_equal(stored_signatures(small), small)
+    b = {(e.a, e.b): e.score for e in lsh_synonyms(small, eligible, new, threshold=0.7, existing=set())}
+    assert a and len(set(a) ^ set(b)) <= max(1, len(a) // 20)  # near-threshold pairs may differ
+    common = set(a) & set(b)
+    assert max(abs(a[p] - b[p]) for p in common) < 0.08
