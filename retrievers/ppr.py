@@ -16,6 +16,20 @@ Semantics follow igraph's `personalized_pagerank(..., implementation="prpack")`
 The fixed point is x = (1 − d)·r + d·Pᵀx + d·(Σ_{i dangling} x_i)·r.  Serving it from
 a cached CSR matrix is ≈5× faster than prpack, which re-preprocesses the graph on
 every call (measured in eval/bench_ppr.py, see eval/results/ppr.md).
+
+Two solvers share these semantics (docs/ppr_push.md):
+
+* `PPR.run` — power iteration over the whole graph (exact to `tol`; its cost grows with
+  the graph, so it is the checking path).
+* `PPR.push` — forward push (Andersen, Chung & Lang 2006) from the seeds: a node u holding
+  residual res_u ≥ ε·outdeg(u) keeps (1 − d)·res_u and sends d·res_u along its out-edges
+  (a dangling node sends it back to r).  It touches only the part of the graph the seeds
+  reach with enough mass, at most 1 / ((1 − d)·ε) edge visits per query whatever the graph
+  size, and returns a sparse vector; every score is within the residual left behind
+  (Σ res < 1, each res_u < ε·outdeg(u)) of the exact one.
+
+Both accept `excluded`, a boolean node mask (metadata filters): an excluded node gets no
+reset weight and no mass, and passes none on (mass walking into it is dropped).
 """
 from __future__ import annotations
 
@@ -26,7 +40,13 @@ import scipy.sparse as sp
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["transition_matrix", "PPR", "igraph_reference"]
+__all__ = ["transition_matrix", "PPR", "igraph_reference", "METHODS", "PUSH_IMPLS"]
+
+METHODS = ("push", "power")
+"""PPR solvers selectable by `Config.ppr_method`."""
+PUSH_IMPLS = ("frontier", "loop")
+"""Forward-push implementations: numpy-vectorised synchronous frontier rounds, or one node per
+step (ACL's queue). Same guarantee; eval/bench_query_scale.py measures both."""
 
 
 def _check_adjacency(adjacency: sp.spmatrix | sp.sparray | np.ndarray) -> sp.csr_matrix:
@@ -101,14 +121,44 @@ class PPR:
         self.damping = float(damping)
         self.tol = float(tol)
         self.max_iter = int(max_iter)
-        self.matrix: sp.csr_matrix = _transition(a)
-        self.dangling: np.ndarray = _out_degree(a) == 0
+        self.adjacency: sp.csr_matrix = a
+        deg = _out_degree(a)
+        self.dangling: np.ndarray = deg == 0
         self._dangling_idx = np.flatnonzero(self.dangling)
+        # forward push walks rows of P = D⁻¹A: A's CSR arrays with each row's weights over its degree
+        inv = np.zeros_like(deg)
+        np.divide(1.0, deg, out=inv, where=deg > 0)
+        self._indptr = a.indptr.astype(np.int64)
+        self._indices = a.indices.astype(np.int64)
+        self._prob = a.data * np.repeat(inv, np.diff(self._indptr))
+        self._out_edges = np.maximum(np.diff(self._indptr), 1).astype(np.float64)
+        self._matrix: sp.csr_matrix | None = None
         self.last_iterations: int = 0
         """Iterations of the last `run` (the maximum over the columns of a block)."""
         self.last_converged: bool = True
+        self.last_pushes: int = 0
+        """Node pushes of the last `push` call."""
+        self.last_edges: int = 0
+        """Edges visited by the last `push` call (its cost; ≤ 1 / ((1 − d)·ε))."""
+        self.last_residual: float = 0.0
+        """Residual mass left by the last `push`: the L1 distance to the exact scores (without exclusions)."""
 
-    def _normalise_reset(self, reset: np.ndarray) -> np.ndarray:
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        """Column-stochastic transition matrix Pᵀ of power iteration (built on first use: push does not need it)."""
+        if self._matrix is None:
+            self._matrix = _transition(self.adjacency)
+        return self._matrix
+
+    def _check_excluded(self, excluded: np.ndarray | None) -> np.ndarray | None:
+        if excluded is None:
+            return None
+        m = np.asarray(excluded)
+        if m.shape != (self.n,) or m.dtype != np.bool_:
+            raise ValueError(f"excluded must be a boolean mask of shape ({self.n},), got {m.dtype} {m.shape}")
+        return m if m.any() else None
+
+    def _normalise_reset(self, reset: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
         r = np.asarray(reset, dtype=np.float64)
         if r.ndim not in (1, 2) or r.shape[0] != self.n:
             raise ValueError(f"reset must have shape ({self.n},) or ({self.n}, B), got {r.shape}")
@@ -118,6 +168,9 @@ class PPR:
             raise ValueError("reset vector contains NaN or infinite values")
         if r.size and r.min() < 0:
             raise ValueError(f"reset vector contains negative values (min {r.min():g})")
+        if excluded is not None:
+            r = r.copy()
+            r[excluded] = 0.0
         sums = r.sum(axis=0)
         if np.any(sums <= 0):
             bad = np.flatnonzero(np.atleast_1d(sums) <= 0).tolist()
@@ -125,13 +178,15 @@ class PPR:
             raise ValueError(f"reset vector is all zero{where}: PPR needs at least one seed with positive weight")
         return r / sums
 
-    def run(self, reset: np.ndarray) -> np.ndarray:
-        """PPR scores for `reset` of shape (n,) → (n,), or (n, B) → (n, B); columns sum to 1.
+    def run(self, reset: np.ndarray, *, excluded: np.ndarray | None = None) -> np.ndarray:
+        """PPR scores for `reset` of shape (n,) → (n,), or (n, B) → (n, B); columns sum to 1
+        (less the mass dropped at `excluded` nodes).
 
         Iterates x ← (1 − d)·r + d·(M x + (dangling mass of x)·r) from x = r until the
         L1 change of a column is below `tol` or `max_iter` is reached.
         """
-        r = self._normalise_reset(reset)
+        excluded = self._check_excluded(excluded)
+        r = self._normalise_reset(reset, excluded)
         single = r.ndim == 1
         if single:
             r = r[:, None]
@@ -150,6 +205,8 @@ class PPR:
                 break
             iters += 1
             new = self.matrix @ x
+            if excluded is not None:
+                new[excluded] = 0.0  # mass walking into an excluded node is dropped
             # (1 − d)·r + d·(dangling mass)·r, folded into one coefficient per column
             coef = np.full(x.shape[1], 1.0 - d)
             if self._dangling_idx.size:
@@ -177,6 +234,136 @@ class PPR:
                 self.tol, self.max_iter, cols.size, r.shape[1],
             )
         return out[:, 0] if single else out
+
+    # ---- forward push ------------------------------------------------------------------
+    def push(
+        self,
+        nodes: np.ndarray,
+        weights: np.ndarray,
+        *,
+        eps: float = 1e-4,
+        excluded: np.ndarray | None = None,
+        impl: str = "frontier",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate PPR of the sparse reset vector r[nodes] = weights by forward push.
+
+        Returns (node ids ascending, scores) for the nodes given mass. Pushes every node whose
+        residual is ≥ `eps` × its out-edge count, so at most 1 / ((1 − d)·eps) edges are
+        visited; `eps` → 0 approaches `run`'s fixed point from below (scores only grow).
+        """
+        if not float(eps) > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        if impl not in PUSH_IMPLS:
+            raise ValueError(f"unknown push impl {impl!r}; expected one of {', '.join(PUSH_IMPLS)}")
+        excluded = self._check_excluded(excluded)
+        idx = np.asarray(nodes, dtype=np.int64).ravel()
+        val = np.asarray(weights, dtype=np.float64).ravel()
+        if idx.shape != val.shape:
+            raise ValueError(f"nodes and weights differ in length ({idx.size} vs {val.size})")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise ValueError(f"reset node ids must be in [0, {self.n}), got {idx.min()}..{idx.max()}")
+        if not np.all(np.isfinite(val)) or (val.size and val.min() < 0):
+            raise ValueError("reset weights must be finite and ≥ 0")
+        # one entry per node (duplicates summed), excluded and zero-weight nodes dropped
+        idx, inv = np.unique(idx, return_inverse=True)
+        val = np.bincount(inv, weights=val, minlength=idx.size)
+        keep = val > 0
+        if excluded is not None:
+            keep &= ~excluded[idx]
+        idx, val = idx[keep], val[keep]
+        if val.sum() <= 0:
+            raise ValueError("reset vector is all zero: PPR needs at least one seed with positive weight")
+        val = val / val.sum()
+        solve = self._push_frontier if impl == "frontier" else self._push_loop
+        return solve(idx, val, float(eps), excluded)
+
+    def _spread(self, srcs: np.ndarray, mass: np.ndarray, reset_idx: np.ndarray, reset_val: np.ndarray,
+                excluded: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and amounts when each node of `srcs` sends `mass` along its out-edges
+        (a dangling node sends it to the reset vector); excluded targets dropped."""
+        starts = self._indptr[srcs]
+        counts = self._indptr[srcs + 1] - starts
+        total = int(counts.sum())
+        self.last_edges += total
+        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts)
+        pos = offsets + np.arange(total)
+        tgt = self._indices[pos]
+        amt = np.repeat(mass, counts) * self._prob[pos]
+        dangling_mass = float(mass[counts == 0].sum())
+        if dangling_mass > 0:
+            tgt = np.concatenate([tgt, reset_idx])
+            amt = np.concatenate([amt, dangling_mass * reset_val])
+        if excluded is not None:
+            keep = ~excluded[tgt]
+            tgt, amt = tgt[keep], amt[keep]
+        return tgt, amt
+
+    def _push_frontier(self, idx: np.ndarray, val: np.ndarray, eps: float, excluded: np.ndarray | None):
+        """Synchronous rounds: every node over its threshold pushes at once (numpy gathers/scatters)."""
+        d = self.damping
+        p = np.zeros(self.n)
+        res = np.zeros(self.n)
+        res[idx] = val
+        touched = [idx]
+        frontier = idx[res[idx] >= eps * self._out_edges[idx]]
+        self.last_pushes = self.last_edges = 0
+        while frontier.size:
+            self.last_pushes += frontier.size
+            mass = res[frontier]
+            res[frontier] = 0.0
+            p[frontier] += (1.0 - d) * mass
+            tgt, amt = self._spread(frontier, d * mass, idx, val, excluded)
+            if not tgt.size:
+                break
+            uniq, inv = np.unique(tgt, return_inverse=True)
+            res[uniq] += np.bincount(inv, weights=amt, minlength=uniq.size)
+            touched.append(uniq)
+            frontier = uniq[res[uniq] >= eps * self._out_edges[uniq]]
+        nodes = np.unique(np.concatenate(touched))
+        self.last_residual = float(res[nodes].sum())
+        nodes = nodes[p[nodes] > 0]
+        return nodes, p[nodes]
+
+    def _push_loop(self, idx: np.ndarray, val: np.ndarray, eps: float, excluded: np.ndarray | None):
+        """ACL's queue: one node pushed per step (a FIFO of nodes over their threshold)."""
+        from collections import deque
+
+        d = self.damping
+        p = np.zeros(self.n)
+        res = np.zeros(self.n)
+        res[idx] = val
+        thr = eps * self._out_edges
+        touched = [idx]
+        queue = deque(int(u) for u in idx if res[u] >= thr[u])
+        queued = set(queue)
+        self.last_pushes = self.last_edges = 0
+        one = np.zeros(1, dtype=np.int64)
+        while queue:
+            u = queue.popleft()
+            queued.discard(u)
+            mass = res[u]
+            if mass < thr[u]:
+                continue
+            self.last_pushes += 1
+            res[u] = 0.0
+            p[u] += (1.0 - d) * mass
+            one[0] = u
+            tgt, amt = self._spread(one, np.array([d * mass]), idx, val, excluded)
+            if not tgt.size:
+                continue
+            if tgt.size > 1 and np.unique(tgt).size != tgt.size:  # dangling mass may hit a neighbour twice
+                np.add.at(res, tgt, amt)
+            else:
+                res[tgt] += amt
+            touched.append(tgt)
+            for v in tgt[res[tgt] >= thr[tgt]].tolist():
+                if v not in queued:
+                    queued.add(v)
+                    queue.append(v)
+        nodes = np.unique(np.concatenate(touched))
+        self.last_residual = float(res[nodes].sum())
+        nodes = nodes[p[nodes] > 0]
+        return nodes, p[nodes]
 
 
 def igraph_reference(
