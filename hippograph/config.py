@@ -106,6 +106,15 @@ class Config:
     """PPR power-iteration stop: L1 change below this."""
     ppr_max_iter: int = 100
     """PPR power-iteration cap."""
+    ppr_method: str = "push"
+    """'push': forward push from the seeds (touches only what they reach, cost independent of the
+    graph size); 'power': exact power iteration over the whole graph (the checking path)."""
+    ppr_push_eps: float = 1e-4
+    """Forward-push residual bound ε: a node pushes while its residual is ≥ ε × its edge count, so a
+    query visits at most 1/((1 − damping)·ε) edges. Chosen by eval/check_push_ppr.py."""
+    bm25_candidates: int = 1000
+    """BM25 passages per query (top-k list) fed to the router and fusion; passages outside it add no
+    BM25 score. Chosen by eval/check_push_ppr.py."""
     passage_node_weight: float = 0.05
     """Weight of dense passage priors in the PPR reset vector (HippoRAG 2 best: 0.05)."""
     candidates_per_granularity: int = 200
