@@ -25,8 +25,10 @@ Two solvers share these semantics (docs/ppr_push.md):
   residual res_u ≥ ε·outdeg(u) keeps (1 − d)·res_u and sends d·res_u along its out-edges
   (a dangling node sends it back to r).  It touches only the part of the graph the seeds
   reach with enough mass, at most 1 / ((1 − d)·ε) edge visits per query whatever the graph
-  size, and returns a sparse vector; every score is within the residual left behind
-  (Σ res < 1, each res_u < ε·outdeg(u)) of the exact one.
+  size, and returns a sparse vector.  The estimate is p + (1 − d)·res (the share of the
+  residual a walk keeps at once), a lower bound of the exact scores within L1 distance
+  d·Σ res; on MuSiQue's graph it matches the exact top 10 as well as pushing to a 3× smaller
+  ε without it (docs/ppr_push.md).
 
 Both accept `excluded`, a boolean node mask (metadata filters): an excluded node gets no
 reset weight and no mass, and passes none on (mass walking into it is dropped).
@@ -141,7 +143,8 @@ class PPR:
         self.last_edges: int = 0
         """Edges visited by the last `push` call (its cost; ≤ 1 / ((1 − d)·ε))."""
         self.last_residual: float = 0.0
-        """Residual mass left by the last `push`: the L1 distance to the exact scores (without exclusions)."""
+        """Residual mass Σ res left by the last `push`; d × it is the L1 distance to the exact scores
+        (without exclusions)."""
 
     @property
     def matrix(self) -> sp.csr_matrix:
@@ -249,7 +252,8 @@ class PPR:
 
         Returns (node ids ascending, scores) for the nodes given mass. Pushes every node whose
         residual is ≥ `eps` × its out-edge count, so at most 1 / ((1 − d)·eps) edges are
-        visited; `eps` → 0 approaches `run`'s fixed point from below (scores only grow).
+        visited; the scores are p + (1 − d)·res, and `eps` → 0 approaches `run`'s fixed point
+        from below.
         """
         if not float(eps) > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
@@ -315,14 +319,19 @@ class PPR:
             tgt, amt = self._spread(frontier, d * mass, idx, val, excluded)
             if not tgt.size:
                 break
-            uniq, inv = np.unique(tgt, return_inverse=True)
-            res[uniq] += np.bincount(inv, weights=amt, minlength=uniq.size)
-            touched.append(uniq)
-            frontier = uniq[res[uniq] >= eps * self._out_edges[uniq]]
-        nodes = np.unique(np.concatenate(touched))
-        self.last_residual = float(res[nodes].sum())
-        nodes = nodes[p[nodes] > 0]
-        return nodes, p[nodes]
+            np.add.at(res, tgt, amt)
+            touched.append(tgt)
+            over = tgt[res[tgt] >= eps * self._out_edges[tgt]]
+            frontier = np.unique(over) if over.size else over
+        return self._estimate(p, res, np.unique(np.concatenate(touched)))
+
+    def _estimate(self, p: np.ndarray, res: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes with mass, p + (1 − d)·res on them) over the `nodes` a push touched."""
+        r = res[nodes]
+        self.last_residual = float(r.sum())
+        x = p[nodes] + (1.0 - self.damping) * r
+        keep = x > 0
+        return nodes[keep], x[keep]
 
     def _push_loop(self, idx: np.ndarray, val: np.ndarray, eps: float, excluded: np.ndarray | None):
         """ACL's queue: one node pushed per step (a FIFO of nodes over their threshold)."""
@@ -360,10 +369,7 @@ class PPR:
                 if v not in queued:
                     queued.add(v)
                     queue.append(v)
-        nodes = np.unique(np.concatenate(touched))
-        self.last_residual = float(res[nodes].sum())
-        nodes = nodes[p[nodes] > 0]
-        return nodes, p[nodes]
+        return self._estimate(p, res, np.unique(np.concatenate(touched)))
 
 
 def igraph_reference(

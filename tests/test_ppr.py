@@ -213,7 +213,7 @@ def test_push_error_bounded_by_residual_and_monotone_in_eps(seed: int, impl: str
         x = _dense(n, nodes, scores)
         assert np.all(x <= exact + 1e-12)  # push approaches the fixed point from below
         err = np.abs(exact - x).sum()
-        assert err == pytest.approx(ppr.last_residual, abs=1e-9)  # L1 error = residual mass left
+        assert err == pytest.approx(ppr.damping * ppr.last_residual, abs=1e-9)  # L1 error = d × residual left
         assert ppr.last_edges <= 1.0 / ((1 - ppr.damping) * eps) + 1  # ACL work bound
         errors.append(err)
     assert all(b <= a_ + 1e-12 for a_, b in zip(errors, errors[1:])), errors
