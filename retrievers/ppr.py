@@ -131,7 +131,7 @@ class PPR:
         inv = np.zeros_like(deg)
         np.divide(1.0, deg, out=inv, where=deg > 0)
         self._indptr = a.indptr.astype(np.int64)
-        self._indices = a.indices.astype(np.int64)
+        self._indices = a.indices  # int32 in scipy: no copy of the largest array
         self._prob = a.data * np.repeat(inv, np.diff(self._indptr))
         self._out_edges = np.maximum(np.diff(self._indptr), 1).astype(np.float64)
         self._matrix: sp.csr_matrix | None = None
