@@ -230,6 +230,50 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
 
     rows, notes = [], []
+
+    def write_report() -> None:
+        """The table so far (rewritten after every size, so a size that runs out of memory keeps the others)."""
+        lines = ["## Query cost against corpus size (`eval/bench_query_scale.py`)", "",
+                 f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC · commit {commit} · 2 cores shared · "
+                 "**CPU ms** (process CPU time of each stage; the machine was shared, wall time would count waiting) · "
+                 f"load average {load0[0]:.1f} at the start, per size below · command: `python eval/bench_query_scale.py "
+                 f"--sizes {args.sizes} --queries {args.queries} --power-queries {args.power_queries}` · push ε {eps:g}", "",
+                 f"Densities measured on `{prof['name']}` ({prof['n']:,} passages): {prof['ent_per_passage']:.2f} entities, "
+                 f"{prof['ep_per_passage']:.2f} mention edges and {prof['ee_per_passage']:.2f} entity–entity edges per "
+                 f"passage ({prof['nnz_per_passage']:.1f} stored graph entries); query terms cover on average "
+                 f"{np.mean([sum(f) for f in prof['q_term_fracs']]):.2f}× the corpus size in postings; PPR resets of "
+                 f"{prof['reset_size']:.0f} nodes.", "",
+                 f"Stages that do not grow with the corpus, timed on the real index in this run (mean ms per query): "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if k not in scale_stages)
+                 + f", building hits {hits_ms:.2f} — {constant_ms + hits_ms:.1f} ms in all, added to every hybrid "
+                 "number below. Vector search is in it at the real index's size; at 1M vectors a 64-list SPANN search "
+                 "costs ≈0.75 ms more per granularity (eval/results/ann.md: 0.29 ms at 10.8k, 1.04 ms at 1M).", "",
+                 "| passages | graph nodes | graph entries | BM25 top-k p50/p95 | push PPR p50/p95 (edges visited p50) | "
+                 "fusion p50/p95 | **hybrid p50/p95** | power-iteration PPR (n) | hybrid with power p50 | "
+                 "queue push p50 | top-10 push vs power | load |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            t = r["t"]
+            lines.append(
+                f"| {r['n']:,} | {r['ne'] + r['n']:,} | {r['nnz']:,} | {pct(t['bm25'], 50):.1f} / {pct(t['bm25'], 95):.1f} | "
+                f"{pct(t['push'], 50):.1f} / {pct(t['push'], 95):.1f} ({pct(r['edges'], 50):,.0f}) | "
+                f"{pct(t['fusion'], 50):.1f} / {pct(t['fusion'], 95):.1f} | **{pct(r['hybrid'], 50):.1f} / "
+                f"{pct(r['hybrid'], 95):.1f}** | {pct(t['power'], 50):.0f} ({len(t['power'])}) | "
+                f"{pct(r['hybrid_power'], 50):.0f} | {pct(t['loop'], 50):.1f} | "
+                f"{np.mean(r['overlap']) if r['overlap'] else float('nan'):.2f} | {r['load']:.1f} |")
+        if len(rows) >= 2:
+            lo, hi = rows[0], rows[-1]
+            slope = np.log(pct(hi["hybrid"], 50) / pct(lo["hybrid"], 50)) / np.log(hi["n"] / lo["n"])
+            lines += ["", f"Log–log slope of hybrid p50 from {lo['n']:,} to {hi['n']:,} passages: {slope:.2f} "
+                          "(target ≤ 0.2)."]
+        lines += [""] + notes + ["", "Targets (issue 17, 2 cores): hybrid p50 ≤ 50 ms and p95 ≤ 150 ms at 1M passages; "
+                                 "log–log slope ≤ 0.2 from 100k to 3M.", ""]
+        text = "\n".join(lines)
+        print(text)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text, encoding="utf-8")
+
     for n in [int(x) for x in args.sizes.split(",")]:
         rng = np.random.default_rng(n)
         try:
@@ -286,47 +330,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         del a, ppr, bm25, resets
         gc.collect()
+        write_report()
 
-    lines = ["## Query cost against corpus size (`eval/bench_query_scale.py`)", "",
-             f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC · commit {commit} · 2 cores shared · "
-             "**CPU ms** (process CPU time of each stage; the machine was shared, wall time would count waiting) · "
-             f"load average {load0[0]:.1f} at the start, per size below · command: `python eval/bench_query_scale.py "
-             f"--sizes {args.sizes} --queries {args.queries} --power-queries {args.power_queries}` · push ε {eps:g}", "",
-             f"Densities measured on `{prof['name']}` ({prof['n']:,} passages): {prof['ent_per_passage']:.2f} entities, "
-             f"{prof['ep_per_passage']:.2f} mention edges and {prof['ee_per_passage']:.2f} entity–entity edges per "
-             f"passage ({prof['nnz_per_passage']:.1f} stored graph entries); query terms cover on average "
-             f"{np.mean([sum(f) for f in prof['q_term_fracs']]):.2f}× the corpus size in postings; PPR resets of "
-             f"{prof['reset_size']:.0f} nodes.", "",
-             f"Stages that do not grow with the corpus, timed on the real index in this run (mean ms per query): "
-             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if k not in scale_stages)
-             + f", building hits {hits_ms:.2f} — {constant_ms + hits_ms:.1f} ms in all, added to every hybrid "
-             "number below. Vector search is in it at the real index's size; at 1M vectors a 64-list SPANN search "
-             "costs ≈0.75 ms more per granularity (eval/results/ann.md: 0.29 ms at 10.8k, 1.04 ms at 1M).", "",
-             "| passages | graph nodes | graph entries | BM25 top-k p50/p95 | push PPR p50/p95 (edges visited p50) | "
-             "fusion p50/p95 | **hybrid p50/p95** | power-iteration PPR (n) | hybrid with power p50 | "
-             "queue push p50 | top-10 push vs power | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        t = r["t"]
-        lines.append(
-            f"| {r['n']:,} | {r['ne'] + r['n']:,} | {r['nnz']:,} | {pct(t['bm25'], 50):.1f} / {pct(t['bm25'], 95):.1f} | "
-            f"{pct(t['push'], 50):.1f} / {pct(t['push'], 95):.1f} ({pct(r['edges'], 50):,.0f}) | "
-            f"{pct(t['fusion'], 50):.1f} / {pct(t['fusion'], 95):.1f} | **{pct(r['hybrid'], 50):.1f} / "
-            f"{pct(r['hybrid'], 95):.1f}** | {pct(t['power'], 50):.0f} ({len(t['power'])}) | "
-            f"{pct(r['hybrid_power'], 50):.0f} | {pct(t['loop'], 50):.1f} | "
-            f"{np.mean(r['overlap']) if r['overlap'] else float('nan'):.2f} | {r['load']:.1f} |")
-    if len(rows) >= 2:
-        lo, hi = rows[0], rows[-1]
-        slope = np.log(pct(hi["hybrid"], 50) / pct(lo["hybrid"], 50)) / np.log(hi["n"] / lo["n"])
-        lines += ["", f"Log–log slope of hybrid p50 from {lo['n']:,} to {hi['n']:,} passages: {slope:.2f} "
-                      "(target ≤ 0.2)."]
-    lines += [""] + notes + ["", "Targets (issue 17, 2 cores): hybrid p50 ≤ 50 ms and p95 ≤ 150 ms at 1M passages; "
-                             "log–log slope ≤ 0.2 from 100k to 3M.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+    write_report()
     return 0
 
 
