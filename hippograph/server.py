@@ -3,9 +3,11 @@
     hippograph serve my-index [--host 127.0.0.1] [--port 8000] [--workers N] [--allow-writes] [--token T]
 
 Endpoints: ``POST /retrieve``, ``POST /retrieve/batch``, ``GET /health``, ``GET /stats``,
-``GET /documents``, and (only with ``--allow-writes``) ``POST /documents`` and
+``GET /documents``, ``GET /neighbourhood``, and (only with ``--allow-writes``) ``POST /documents`` and
 ``DELETE /documents/{doc_id}``. The OpenAPI spec is served at ``/openapi.json`` and
 checked in as ``docs/openapi.json`` (regenerate: ``python -m hippograph.server --openapi docs/openapi.json``).
+A read-only web page using that API is served at ``/`` and Swagger UI at ``/docs`` (both offline:
+`hippograph.web`).
 
 Safety defaults: binds to loopback, read-only, request bodies capped, every request
 validated (clear 4xx messages). A bearer token (``--token`` or ``$HIPPOGRAPH_TOKEN``)
@@ -345,6 +347,40 @@ def _schemas() -> Any:
         limit: int
         documents: list[DocumentInfo]
 
+    class GraphNode(BaseModel):
+        """An entity (`name`, `passages` = how many mention it) or a passage (`passage_id`, `doc_id`, `title`;
+        `text` for the centre passage only)."""
+
+        id: str = Field(description="`entity:<name>` or `passage:<passage_id>`.")
+        kind: Literal["entity", "passage"]
+        label: str
+        name: Optional[str] = None
+        passages: Optional[int] = None
+        passage_id: Optional[str] = None
+        doc_id: Optional[str] = None
+        title: Optional[str] = None
+        text: Optional[str] = None
+
+    class GraphEdge(BaseModel):
+        """fact: subject → object, `label` = predicate, `text` = the fact; mention: entity → passage;
+        synonym: entity ↔ entity, `weight` = similarity."""
+
+        id: str
+        source: str
+        target: str
+        kind: Literal["fact", "mention", "synonym"]
+        label: str
+        weight: float
+        text: Optional[str] = None
+
+    class Neighbourhood(BaseModel):
+        centre: str = Field(description="Node id of the entity or passage asked for.")
+        nodes: list[GraphNode] = Field(description="The centre first, then at most `limit` neighbours.")
+        edges: list[GraphEdge]
+        truncated: bool = Field(description="True when neighbours or edges were left out by the cap.")
+        limit: int
+        generation: str
+
     class ErrorOut(BaseModel):
         detail: Any = Field(description="What was wrong (a message, or a list of field errors for 422).")
         message: Optional[str] = Field(None, description="One-line summary (validation errors).")
@@ -467,7 +503,8 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
     from fastapi.responses import JSONResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-    from . import __version__
+    from . import __version__, web
+    from . import neighbourhood as nbh
     from .errors import HippoGraphError, IndexLockedError
 
     S = _schemas()
@@ -498,6 +535,7 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
             f"≤ {MAX_DOCUMENTS_PER_REQUEST} documents per POST /documents; oversize bodies get 413."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served by hippograph.web from vendored assets
     )
     app.add_middleware(_BodyLimit, max_bytes=settings.max_request_bytes, max_write_bytes=settings.max_write_bytes)
     bearer = HTTPBearer(auto_error=False, description="Required when the server was started with a token.")
@@ -631,6 +669,24 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
         return {"deleted": doc_id, "removed": removed, "generation": gen,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
 
+    @app.get("/neighbourhood", response_model=S.Neighbourhood, tags=["graph"], dependencies=auth,
+             responses={**common, 404: {**err, "description": "No such entity or passage in the index"}},
+             summary="Nodes and typed edges around one entity or passage (capped)")
+    def get_neighbourhood(
+        entity: Optional[str] = QueryParam(None, min_length=1, max_length=MAX_QUERY_CHARS,
+                                           description="Entity name (as in an explanation, lower-cased)."),
+        passage: Optional[str] = QueryParam(None, min_length=1, max_length=MAX_ID_CHARS, description="Passage id."),
+        limit: int = QueryParam(nbh.DEFAULT_LIMIT, ge=1, le=nbh.MAX_LIMIT,
+                                description=f"At most this many neighbours (edges: {nbh.EDGES_PER_NODE} × limit)."),
+    ) -> dict:
+        if (entity is None) == (passage is None):
+            raise HTTPException(422, "give exactly one of the query parameters entity or passage")
+        try:
+            return svc().read(lambda hg: nbh.neighbourhood(hg.snapshot, entity=entity, passage=passage, limit=limit))
+        except nbh.NotInIndex as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    web.mount(app)
     return app
 
 
