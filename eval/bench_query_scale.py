@@ -89,9 +89,9 @@ def synth_graph(prof: dict[str, Any], n: int, rng: np.random.Generator) -> tuple
     """Symmetric entity+passage adjacency at the profile's densities; returns (A, n_entities, mentions per entity)."""
     ne = int(round(prof["ent_per_passage"] * n))
     counts = rng.choice(prof["passages_per_entity"], ne).astype(np.int64)
-    hub = prof["passages_per_entity"] >= 0.01 * prof["n"]  # hubs keep their share of the corpus
-    n_hubs = int(round(hub.sum() * n / prof["n"]))
-    hub_counts = rng.choice(prof["passages_per_entity"][hub], n_hubs) * (n / prof["n"]) if hub.any() else []
+    hub = prof["passages_per_entity"] >= 0.01 * prof["n"]  # the real hubs keep their share of the corpus
+    n_hubs = int(hub.sum())
+    hub_counts = prof["passages_per_entity"][hub] * (n / prof["n"])
     counts[rng.choice(ne, n_hubs, replace=False)] = np.minimum(np.asarray(hub_counts, dtype=np.int64), n)
     counts = np.maximum(counts, 1)
     ent = np.repeat(np.arange(ne, dtype=np.int32), counts)
