@@ -9,8 +9,8 @@ What is generated (from the real index `--profile`, default the cached MuSiQue e
   passages per entity (entities mentioned by ≥ 1 % of the real passages keep that share, so hubs grow
   with the corpus), entity–entity (fact) edges per passage joining entities of one passage;
 * BM25: the posting lists of query terms only (a query never reads another term's list), each holding
-  the share of the corpus the real query terms have (real questions' Σ df / n), with BM25 scores drawn
-  from the real index's;
+  the share of the corpus its real query term has (df / n), with BM25 scores drawn from that real
+  term's own postings (so a common word keeps its low weight);
 * per query: ~10 entity seeds (picked like specificity-weighted seeds) and passage priors on as many
   passages as real resets hold, half of them in the seeds' passages; dense/sentence/fact candidate
   lists of 200.
@@ -64,7 +64,7 @@ def profile(index: Path, dataset: str, n_questions: int) -> dict[str, Any]:
     term_fracs, q_terms = [], []
     for toks in tokenize(questions):
         ids = [bm.token_to_id[t] for t in toks if t in bm.token_to_id]
-        q_terms.append([df[i] / n for i in ids])
+        q_terms.append([(df[i] / n, np.asarray(bm.data[bm.indptr[i]:bm.indptr[i + 1]])) for i in ids])
     reset_sizes = []
     orig = hg.retriever._run_ppr
 
@@ -127,26 +127,28 @@ def synth_bm25(prof: dict[str, Any], n: int, n_queries: int, rng: np.random.Gene
     """BM25Index over only the query terms' posting lists (real df shares), and the query strings."""
     from hippograph.retrievers.lexical import BM25Index
 
-    vocab, lists, queries = [], [], []
+    vocab, lists, scores, queries = [], [], [], []
     real = [q for q in prof["q_term_fracs"] if q]
     for qi in range(n_queries):
         fracs = real[qi % len(real)]
         words = []
-        for t, f in enumerate(fracs):
+        for t, (f, values) in enumerate(fracs):
             word = f"q{qi}t{t}"
             df = max(1, min(n, int(round(f * n))))
             docs = np.sort(rng.choice(n, df, replace=False)) if df < n // 4 else np.flatnonzero(rng.random(n) < df / n)
             vocab.append(word)
             lists.append(docs.astype(np.int32))
+            scores.append(rng.choice(values, docs.size).astype(np.float32))  # this real term's BM25 values
             words.append(word)
         queries.append(" ".join(words))
     order = np.argsort(vocab)  # the index keeps its vocabulary sorted
     vocab = [vocab[i] for i in order]
     lists = [lists[i] for i in order]
+    scores = [scores[i] for i in order]
     indptr = np.zeros(len(lists) + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([len(x) for x in lists])
     indices = np.concatenate(lists)
-    data = rng.choice(prof["bm25_values"], indices.size).astype(np.float32)
+    data = np.concatenate(scores)
     return BM25Index(vocab, data, indices, indptr, n), queries
 
 
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"Densities measured on `{prof['name']}` ({prof['n']:,} passages): {prof['ent_per_passage']:.2f} entities, "
                  f"{prof['ep_per_passage']:.2f} mention edges and {prof['ee_per_passage']:.2f} entity–entity edges per "
                  f"passage ({prof['nnz_per_passage']:.1f} stored graph entries); query terms cover on average "
-                 f"{np.mean([sum(f) for f in prof['q_term_fracs']]):.2f}× the corpus size in postings; PPR resets of "
+                 f"{np.mean([sum(f for f, _ in q) for q in prof['q_term_fracs']]):.2f}× the corpus size in postings; PPR resets of "
                  f"{prof['reset_size']:.0f} nodes.", "",
                  f"Stages that do not grow with the corpus, timed on the real index in this run (mean ms per query): "
                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if k not in scale_stages)

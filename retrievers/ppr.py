@@ -36,6 +36,7 @@ reset weight and no mass, and passes none on (mass walking into it is dropped).
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import scipy.sparse as sp
@@ -135,6 +136,7 @@ class PPR:
         self._prob = a.data * np.repeat(inv, np.diff(self._indptr))
         self._out_edges = np.maximum(np.diff(self._indptr), 1).astype(np.float64)
         self._matrix: sp.csr_matrix | None = None
+        self._work = threading.local()  # per-thread p/res buffers reused across pushes (see _buffers)
         self.last_iterations: int = 0
         """Iterations of the last `run` (the maximum over the columns of a block)."""
         self.last_converged: bool = True
@@ -302,11 +304,19 @@ class PPR:
             tgt, amt = tgt[keep], amt[keep]
         return tgt, amt
 
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed p and res arrays of n floats, kept per thread: a fresh pair per query would page-fault
+        in every page a push touches (most of a push's time on a 10M-node graph). `_estimate` zeroes
+        the touched entries again."""
+        work = self._work
+        if getattr(work, "p", None) is None:
+            work.p, work.res = np.zeros(self.n), np.zeros(self.n)
+        return work.p, work.res
+
     def _push_frontier(self, idx: np.ndarray, val: np.ndarray, eps: float, excluded: np.ndarray | None):
         """Synchronous rounds: every node over its threshold pushes at once (numpy gathers/scatters)."""
         d = self.damping
-        p = np.zeros(self.n)
-        res = np.zeros(self.n)
+        p, res = self._buffers()
         res[idx] = val
         touched = [idx]
         frontier = idx[res[idx] >= eps * self._out_edges[idx]]
@@ -330,6 +340,8 @@ class PPR:
         r = res[nodes]
         self.last_residual = float(r.sum())
         x = p[nodes] + (1.0 - self.damping) * r
+        p[nodes] = 0.0  # leave the reused buffers zeroed for the next push
+        res[nodes] = 0.0
         keep = x > 0
         return nodes[keep], x[keep]
 
@@ -338,8 +350,7 @@ class PPR:
         from collections import deque
 
         d = self.damping
-        p = np.zeros(self.n)
-        res = np.zeros(self.n)
+        p, res = self._buffers()
         res[idx] = val
         thr = eps * self._out_edges
         touched = [idx]
