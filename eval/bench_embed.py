@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 def unit_texts(index_dir: Path, sample: int, seed: int = 0) -> dict[str, list[str]]:
     """Texts of each embedded granularity of an index, `sample` of each (fixed seed)."""
     from hippograph import HippoGraph
-    from hippograph.builder import passage_embedding_text
+    from hippograph.text import passage_embedding_text
 
     snap = HippoGraph.open(index_dir).snapshot
     rng = np.random.default_rng(seed)
@@ -37,7 +37,7 @@ def unit_texts(index_dir: Path, sample: int, seed: int = 0) -> dict[str, list[st
         return np.sort(rng.choice(n, size=min(sample, n), replace=False))
 
     return {
-        "passages": [passage_embedding_text(p) for p in snap.passages(pick(snap.n_passages).tolist())],
+        "passages": [passage_embedding_text(p.title, p.text) for p in snap.passages(pick(snap.n_passages).tolist())],
         "sentences": [snap.sentence_text(int(i)) for i in pick(snap.sentence_passages.shape[0])],
         "facts": [snap.fact_text(int(i)) for i in pick(len(snap.fact_subject))],
         "entities": [snap.entities[int(i)] for i in pick(len(snap.entities))],

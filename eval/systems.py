@@ -60,7 +60,7 @@ def _hash(*parts: Any) -> str:
 def _index_sources() -> list[Path]:
     from . import REPO_ROOT
 
-    core = ("builder.py", "tables.py", "storage.py", "text.py", "embedders.py", "types.py", "api.py")
+    core = ("format.py", "tables.py", "storage.py", "text.py", "embedders.py", "types.py", "api.py")
     return [REPO_ROOT / "indexers", *(REPO_ROOT / "hippograph" / name for name in core)]
 
 
@@ -298,9 +298,10 @@ class PassageSet:
         if stray:
             raise RuntimeError(f"{bench.name}: chunker produced passages of unknown documents, e.g. {sorted(stray)[:3]}")
         try:  # score exactly what the engine embeds
-            from hippograph.builder import passage_embedding_text as text_of
+            from hippograph.text import passage_embedding_text
         except ImportError:
-            text_of = lambda p: passage_text(p.title, p.text)  # noqa: E731
+            passage_embedding_text = passage_text
+        text_of = lambda p: passage_embedding_text(p.title, p.text)  # noqa: E731
         return cls(key=key, texts=[text_of(p) for p in passages],
                    doc_ids=[p.doc_id for p in passages], n_docs=len(docs), chunk_seconds=secs)
 

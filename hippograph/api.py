@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .builder import Builder, BuildReport, document_hash
 from .config import Config
 from .embedders import Embedder, load_embedder, make_embedder
 from .errors import HippoGraphError, IndexCorruptError, SourceError
+from .indexers.pipeline import BUILD_DIR, IndexWriter
+from .indexers.plan import DocKey, path_sources, plan_sync, replayable
+from .indexers.report import BuildReport
 from .storage import IndexDir, Manifest
 from .snapshot import IndexSnapshot
 from .types import Document, Hit
@@ -30,34 +32,18 @@ OPEN_RETRIES = 3
 """Times `open`/`refresh` re-read the manifest when a writer removed the generation it named meanwhile."""
 
 
-def _load(sources: Sources, config: Config) -> list[Document]:
-    return _load_with_report(sources, config)[0]
+def _stream(sources: Sources, config: Config, report: Any = None) -> Iterable[Document]:
+    """Documents of `sources`, read lazily (a generator over files and records)."""
+    from .indexers.loaders import LoadReport, iter_documents
+
+    return iter_documents(sources, config, report=report if report is not None else LoadReport())
 
 
-def _load_with_report(sources: Sources, config: Config) -> tuple[list[Document], Any]:
-    from .indexers.loaders import load_documents
+def _bm25_writer(texts: Sequence[str], out: Path) -> None:
+    """The write path's lexical stage: BM25 over passage texts (the index type is the retrievers')."""
+    from .retrievers.lexical import BM25Index
 
-    docs, report = load_documents(sources, config)
-    for path, reason in report.skipped:
-        logger.debug("skipped %s: %s", path, reason)
-    return docs, report
-
-
-def _path_sources(sources: Sources) -> list[str]:
-    """Absolute paths named in `sources` (the roots a sync may delete documents under)."""
-    items = [sources] if isinstance(sources, (str, os.PathLike)) else (sources if isinstance(sources, (list, tuple)) else [])
-    return [os.path.abspath(s) for s in items if isinstance(s, (str, os.PathLike))]
-
-
-def _under(source: str, roots: Sequence[str]) -> bool:
-    """Is a document's source (a path, or ``path#record``) inside one of `roots`? String test only:
-    sources are never opened, so a hostile ``source`` field cannot make a sync touch other files."""
-    candidates = {source, source.rsplit("#", 1)[0]}
-    for root in roots:
-        for c in candidates:
-            if c == root or c.startswith(root.rstrip(os.sep) + os.sep):
-                return True
-    return False
+    BM25Index.build(texts).save(out)
 
 
 def _extract_fn(config: Config, openie: str | Path | None, show_progress: bool):
@@ -102,7 +88,7 @@ class HippoGraph:
         if root.exists() and not root.is_dir():
             raise HippoGraphError(f"{root}: exists and is not a directory")
         if root.is_dir() and not idx.exists() and not overwrite:
-            foreign = [p.name for p in root.iterdir() if not p.name.startswith((".lock", ".tmp-gen-", "gen-"))]
+            foreign = [p.name for p in root.iterdir() if not p.name.startswith((".lock", ".tmp-gen-", "gen-", BUILD_DIR))]
             if foreign:
                 raise HippoGraphError(
                     f"{root}: directory is not empty and is not a hippograph index "
@@ -110,15 +96,19 @@ class HippoGraph:
                 )
         t0 = time.perf_counter()
         with idx.writer_lock():
-            docs = _load(sources, config)
-            if not docs:
-                raise SourceError(f"no readable documents found in {sources!r}")
             embedder = make_embedder(config)
-            builder = Builder(
-                config, embedder, extract=_extract_fn(config, openie, show_progress), show_progress=show_progress
-            )
-            builder.add_documents(docs)
-            cls._write_and_commit(idx, builder, Manifest(generation="", config=config.to_manifest()), t0)
+            gen = idx.new_generation()
+            writer = IndexWriter(idx.root, gen, config, embedder, extract=_extract_fn(config, openie, show_progress),
+                                 show_progress=show_progress, lexical=_bm25_writer, shard_dir="build")
+            try:
+                writer.add_documents(_stream(sources, config))
+                if not writer.report.added_documents:
+                    raise SourceError(f"no readable documents found in {sources!r}")
+                cls._write_and_commit(idx, writer, Manifest(generation="", config=config.to_manifest()), t0)
+            except BaseException:
+                shutil.rmtree(gen, ignore_errors=True)
+                raise
+            writer.cleanup()
         return cls(index_dir)
 
     @classmethod
@@ -128,25 +118,20 @@ class HippoGraph:
 
     @staticmethod
     def _write_and_commit(
-        idx: IndexDir, builder: Builder, manifest: Manifest, t0: float, *, previous: Manifest | None = None
+        idx: IndexDir, writer: IndexWriter, manifest: Manifest, t0: float, *, previous: Manifest | None = None
     ) -> Manifest:
-        """Write the builder's content as a new generation and commit it. `previous` is the
-        generation the builder started from: files hard-linked from it keep their checksums."""
-        gen = idx.new_generation()
-        try:
-            counts = builder.write(gen)
-        except BaseException:
-            shutil.rmtree(gen, ignore_errors=True)
-            raise
+        """Finish the writer's generation (graph, vectors, BM25) and commit it. `previous` is the
+        generation the write started from: files hard-linked from it keep their checksums."""
+        counts = writer.finish()
         manifest.counts = counts
-        manifest.embedder = builder.embedder.spec()
-        manifest.lifecycle = builder.lifecycle()
-        timings = dict(builder.report.timings)
+        manifest.embedder = writer.embedder.spec()
+        manifest.lifecycle = writer.lifecycle()
+        timings = dict(writer.report.timings)
         timings["total"] = time.perf_counter() - t0
-        builder.report.timings["total"] = timings["total"]
+        writer.report.timings["total"] = timings["total"]
         manifest.timings = {k: round(v, 3) for k, v in timings.items()}
-        committed = idx.commit(gen, manifest, previous=previous, append_only=builder.append_only)
-        builder.report.generation = committed.generation
+        committed = idx.commit(writer.gen, manifest, previous=previous, append_only=writer.append_only)
+        writer.report.generation = committed.generation
         return committed
 
     def _load(self) -> None:
@@ -227,11 +212,11 @@ class HippoGraph:
         return self._retriever
 
     # ---- writing ---------------------------------------------------------------------------
-    # Every write is one transaction: under the writer lock, load the live generation into a
-    # Builder, apply the change, write a complete new generation, switch the manifest.
+    # Every write is one transaction: under the writer lock, start an IndexWriter from the live
+    # generation, apply the change, finish and commit the new generation, switch the manifest.
     def _transaction(
         self,
-        change: Callable[[Builder, Config], None],
+        change: Callable[[IndexWriter, Config], None],
         *,
         t0: float,
         show_progress: bool = False,
@@ -244,19 +229,28 @@ class HippoGraph:
             config = Config.from_dict(manifest.config)
             embedder = self._reusable_embedder(manifest) or load_embedder(
                 manifest.embedder, gen / "embedder", precision=config.embedding_precision)
-            builder = Builder.from_generation(
-                gen, manifest.lifecycle, config, embedder,
-                extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
-            )
-            builder.maintenance = maintenance
-            change(builder, config)
-            report = builder.report
-            report.generation = manifest.generation
-            if report.changed or report.added.get("documents", 0) or maintenance:
-                new = Manifest.from_dict(manifest.to_dict(), self.dir.manifest_path)
-                self._write_and_commit(self.dir, builder, new, t0, previous=manifest)
-        if getattr(builder.embedder, "backend", None) != "tfidf":
-            self._embedder = builder.embedder  # keep a loaded model for queries and the next write
+            tmp = self.dir.new_generation()
+            try:
+                writer = IndexWriter(
+                    self.dir.root, tmp, config, embedder, base=gen, lifecycle=manifest.lifecycle,
+                    extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
+                    lexical=_bm25_writer, shard_dir="update",
+                )
+                writer.vectors.maintenance = maintenance
+                change(writer, config)
+                report = writer.report
+                report.generation = manifest.generation
+                if report.changed or report.added.get("documents", 0) or maintenance:
+                    new = Manifest.from_dict(manifest.to_dict(), self.dir.manifest_path)
+                    self._write_and_commit(self.dir, writer, new, t0, previous=manifest)
+                else:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            writer.cleanup()
+        if getattr(writer.embedder, "backend", None) != "tfidf":
+            self._embedder = writer.embedder  # keep a loaded model for queries and the next write
         self.refresh()
         return report
 
@@ -272,20 +266,6 @@ class HippoGraph:
         except Exception:  # noqa: BLE001 - a stale embedder is simply not reused
             return None
 
-    @staticmethod
-    def _plan(docs: Sequence[Document], known: dict[str, str]) -> tuple[list[Document], list[Document], int]:
-        """Split loaded documents into (new, changed, number unchanged) given {id: content hash}."""
-        new, changed, same = [], [], 0
-        for doc in docs:
-            h = known.get(doc.id)
-            if h is None:
-                new.append(doc)
-            elif h != document_hash(doc):
-                changed.append(doc)
-            else:
-                same += 1
-        return new, changed, same
-
     def _ensure_current(self) -> None:
         """Refresh if another writer committed since this object last loaded the manifest."""
         try:
@@ -298,8 +278,8 @@ class HippoGraph:
         """Append new documents (ids already present are skipped) without re-extracting old ones."""
         t0 = time.perf_counter()
 
-        def change(builder: Builder, config: Config) -> None:
-            builder.add_documents(_load(sources, config))
+        def change(writer: IndexWriter, config: Config) -> None:
+            writer.add_documents(_stream(sources, config))
 
         return self._transaction(change, t0=t0, show_progress=show_progress, openie=openie)
 
@@ -315,8 +295,8 @@ class HippoGraph:
         ids = [doc_ids] if isinstance(doc_ids, str) else [str(i) for i in doc_ids]
         t0 = time.perf_counter()
 
-        def change(builder: Builder, config: Config) -> None:
-            builder.remove_documents(ids)
+        def change(writer: IndexWriter, config: Config) -> None:
+            writer.remove_documents(ids)
 
         report = self._transaction(change, t0=t0)
         if report.missing_documents:
@@ -342,60 +322,41 @@ class HippoGraph:
         `load_config` overrides the index's loader settings (include/exclude globs, limits).
         """
         t0 = time.perf_counter()
-        docs, load_report = _load_with_report(sources, load_config or self.config)
-        roots = _path_sources(sources) if delete_missing else []
-        unreadable = [os.path.abspath(w) for w, _ in load_report.skipped if os.path.lexists(w)]
-        loaded = {d.id for d in docs}
+        from .indexers.loaders import LoadReport
 
-        def doomed_of(rows: Iterable[tuple[str, str]]) -> list[str]:
-            out = []
-            for doc_id, source in rows:
-                if doc_id in loaded or not _under(source, roots):
-                    continue
-                if _under(source, unreadable):
-                    logger.warning("%s: kept document %s (its file could not be read this time)", source, doc_id)
-                    continue
-                out.append(doc_id)
-            return out
+        sources = replayable(sources)
+        load_config = load_config or self.config
+        load_report = LoadReport()
+        keys = [DocKey.of(d) for d in _stream(sources, load_config, load_report)]  # texts are not kept
+        roots = path_sources(sources) if delete_missing else []
+        unreadable = [os.path.abspath(w) for w, _ in load_report.skipped if os.path.lexists(w)]
 
         self._ensure_current()
-        current = self.snapshot.documents()
-        new, changed, same = self._plan(docs, {d["id"]: d["content_hash"] for d in current})
-        if not new and not changed and not doomed_of((d["id"], d["source"]) for d in current):
-            report = BuildReport(unchanged_documents=same, generation=self.manifest.generation)
+        current = [(d["id"], d["content_hash"], d["source"]) for d in self.snapshot.documents()]
+        if plan_sync(keys, current, roots=roots, unreadable=unreadable).empty:
+            report = BuildReport(unchanged_documents=len(keys), generation=self.manifest.generation)
             report.timings["total"] = time.perf_counter() - t0
             return report
-        plan: dict[str, Any] = {}
+        plan_of: dict[str, Any] = {}
 
-        def change(builder: Builder, config: Config) -> None:
+        def change(writer: IndexWriter, config: Config) -> None:
             # planned again under the writer lock, against the generation actually being changed
-            rows = builder.tables.documents
-            new, changed, same = self._plan(docs, {d.id: d.content_hash for d in rows})
-            doomed = doomed_of((d.id, d.source) for d in rows)
-            # a "new" document with the source and content of a doomed one is the same document
-            # under a new id (e.g. its folder indexed from another root): relabel, do not re-index
-            by_key = {(d.source, d.content_hash): d.id for d in rows if d.id in set(doomed)}
-            renames: dict[str, Document] = {}
-            for doc in new:
-                old = by_key.pop((doc.source, document_hash(doc)), None)
-                if old is not None:
-                    renames[old] = doc
-            if renames:
-                builder.rename_documents(renames)
-                relabelled = {d.id for d in renames.values()}
-                new = [d for d in new if d.id not in relabelled]
-                doomed = [i for i in doomed if i not in renames]
-            plan.update(changed=[d.id for d in changed], same=same)
-            if changed or doomed:
-                builder.remove_documents([d.id for d in changed] + doomed)
-            builder.add_documents(changed + new)
+            plan = plan_sync(keys, writer.indexed_documents(), roots=roots, unreadable=unreadable)
+            plan_of["plan"] = plan
+            writer.rename_documents({old: k.as_document() for old, k in plan.renames.items()})
+            if plan.changed or plan.doomed:
+                writer.remove_documents(plan.changed + plan.doomed)
+            wanted = plan.to_index()
+            if wanted:
+                writer.add_documents(d for d in _stream(sources, load_config) if d.id in wanted)
 
         report = self._transaction(change, t0=t0, show_progress=show_progress, openie=openie)
-        updated = set(plan["changed"])
-        report.updated_documents = [i for i in plan["changed"] if i in set(report.added_documents)]
+        plan = plan_of["plan"]
+        updated = set(plan.changed)
+        report.updated_documents = [i for i in plan.changed if i in set(report.added_documents)]
         report.added_documents = [i for i in report.added_documents if i not in updated]
         report.deleted_documents = [i for i in report.deleted_documents if i not in updated]
-        report.unchanged_documents = plan["same"]
+        report.unchanged_documents = plan.unchanged
         return report
 
     def compact(self, *, rebuild_vectors: bool = False, keep_previous: bool = False) -> BuildReport:
@@ -404,7 +365,7 @@ class HippoGraph:
         temporary generations and every generation but the live one (`keep_previous` keeps the
         one before it too). Readers that already opened an older generation keep working (their
         files stay open); one that is just opening it retries on the new manifest."""
-        from .builder import spann_dead_fraction
+        from .indexers.vectors import spann_dead_fraction
 
         t0 = time.perf_counter()
         self._ensure_current()

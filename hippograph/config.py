@@ -95,6 +95,13 @@ class Config:
     64 lists probed: replica 4 stores 1.39 GB of posting lists instead of 2.77 GB, with nDCG@10 0.690
     vs 0.688, R@10 0.865 vs 0.855 and single-query p50 46 vs 52 ms (shorter lists to read)."""
 
+    # ---- write path ------------------------------------------------------------
+    shard_passages: int = 4096
+    """Passages per shard of the streamed write path: each shard is chunked, extracted, embedded and
+    written to ``<index>/.build/`` before the next one starts, so memory holds one shard's units
+    (≈28 embedded units per passage: about 170 MB of MiniLM vectors at 4096) whatever the corpus
+    size, and a killed build resumes from its finished shards."""
+
     # ---- retrieval (query time; override per call) --------------------------------
     top_k: int = 10
     """Passages returned by default."""

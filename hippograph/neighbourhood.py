@@ -70,7 +70,7 @@ class _View:
     """Collects the nodes and edges of one neighbourhood under the caps."""
 
     def __init__(self, snap: Any, limit: int) -> None:
-        from .indexers.graph_builder import EDGE_FACT, EDGE_MENTION, EDGE_SYNONYM
+        from .format import EDGE_FACT, EDGE_MENTION, EDGE_SYNONYM
 
         self.snap = snap
         self.limit = limit

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .builder import GRANULARITIES, adjacency_from_arrays, load_array
+from .format import (GRANULARITIES, GRAPH_DIR, GRAPH_SPECIFICITY, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, VECTORS_DIR,
+                     EDGE_SYNONYM, adjacency_from_arrays, embedding_path, load_array, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
 from .tables import row_to_passage
@@ -38,12 +39,12 @@ class IndexSnapshot:
         self.path = gen
         self.manifest = manifest
         try:
-            self.conn = connect_sqlite(gen / "meta.sqlite", readonly=True)
+            self.conn = connect_sqlite(gen / META_DB, readonly=True)
             self.conn.execute("SELECT count(*) FROM documents").fetchone()  # opens the file now
             self._load_tables()
             self._load_graph()
         except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(f"{gen / 'meta.sqlite'}: damaged metadata database ({exc})") from exc
+            raise IndexCorruptError(f"{gen / META_DB}: damaged metadata database ({exc})") from exc
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
         self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
@@ -85,10 +86,10 @@ class IndexSnapshot:
 
     def _load_graph(self) -> None:
         n = self.n_entities + self.n_passages
-        self.adjacency, self.edge_kinds = adjacency_from_arrays(self.path / "graph", n)
-        self.specificity = load_array(self.path / "graph" / "specificity.npy").astype(np.float64)
+        self.adjacency, self.edge_kinds = adjacency_from_arrays(self.path / GRAPH_DIR, n)
+        self.specificity = load_array(self.path / GRAPH_DIR / GRAPH_SPECIFICITY).astype(np.float64)
         if len(self.specificity) != self.n_entities:
-            raise IndexCorruptError(f"{self.path / 'graph'}: node arrays do not match the metadata database")
+            raise IndexCorruptError(f"{self.path / GRAPH_DIR}: node arrays do not match the metadata database")
 
     @cached_property
     def passage_entities(self) -> sp.csr_matrix:
@@ -128,8 +129,6 @@ class IndexSnapshot:
         """The PPR adjacency, optionally without synonymy edges (ablation)."""
         if synonymy:
             return self.adjacency
-        from .indexers.graph_builder import EDGE_SYNONYM
-
         return self._without_synonymy(EDGE_SYNONYM)
 
     @cached_property
@@ -153,14 +152,13 @@ class IndexSnapshot:
         return self._vector_indexes[gran]
 
     def _open_vector_index(self, gran: str) -> Any | None:
-        path = self.path / "vectors" / gran
+        path = self.path / VECTORS_DIR / gran
         if not path.exists():
             return None
-        from .builder import VID_MAP
         from .indexers.spann import open_vector_index
 
         index = open_vector_index(path)
-        vmap = self.path / "vectors" / VID_MAP.format(gran=gran)
+        vmap = vid_map_path(self.path, gran)
         if vmap.is_file():
             try:
                 vid2row = np.load(vmap, allow_pickle=False)
@@ -175,7 +173,7 @@ class IndexSnapshot:
     def _open_passage_vectors(self) -> np.ndarray | None:
         """Memory-map the passage embeddings (they feed the documents view). Mapped now, read
         only when `document_view` is first used; None when the generation has none."""
-        path = self.path / "embeddings" / "passages.npy"
+        path = embedding_path(self.path, "passages")
         if not path.is_file():
             return None
         try:
@@ -208,7 +206,7 @@ class IndexSnapshot:
         return vecs, members
 
     def _open_bm25(self) -> Any | None:
-        path = self.path / "lexical" / "passages"
+        path = self.path / LEXICAL_DIR / LEXICAL_PASSAGES
         if not path.exists():
             return None
         from .retrievers.lexical import BM25Index

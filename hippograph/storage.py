@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
-from .indexers._diskio import iter_chunks
+from .format import fsync_dir as _fsync_dir, iter_chunks, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ TMP_PREFIX = ".tmp-gen-"
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -84,17 +76,6 @@ def parse_segments(value: str) -> list[tuple[int, int, str]] | None:
         a, _, b = span.partition("-")
         out.append((int(a), int(b), digest))
     return out
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file, fsync, rename over `path`, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 @dataclass

@@ -6,6 +6,7 @@ are the row ids used by every array on disk (embeddings, graph nodes, vector ids
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .storage import checkpoint_and_close, connect_sqlite
-from .types import Passage
+from .types import Document, Passage
 
 SCHEMA = """
 CREATE TABLE documents (
@@ -32,6 +33,7 @@ CREATE TABLE sentences (idx INTEGER PRIMARY KEY, passage_idx INTEGER NOT NULL, s
 CREATE TABLE entities (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE mentions (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, PRIMARY KEY (entity_idx, passage_idx));
 CREATE TABLE facts (idx INTEGER PRIMARY KEY, subject_idx INTEGER NOT NULL, predicate TEXT NOT NULL, object_idx INTEGER NOT NULL);
+CREATE INDEX facts_key ON facts(subject_idx, object_idx, predicate);
 CREATE TABLE fact_passages (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence TEXT NOT NULL);
 CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);
 CREATE TABLE synonyms (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL);
@@ -47,6 +49,11 @@ CREATE TABLE IF NOT EXISTS passage_owners (
     span_start INTEGER NOT NULL, span_end INTEGER NOT NULL
 );
 """
+
+
+def document_hash(doc: Document) -> str:
+    """Content hash of a document (title + text), stored to detect changed documents."""
+    return hashlib.sha256(f"{doc.title}\x1f{doc.text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass

@@ -44,3 +44,10 @@ def title_entity_names(title: str | None) -> list[str]:
 def word_count(text: str) -> int:
     """Whitespace word count."""
     return len(text.split())
+
+
+def passage_embedding_text(title: str, text: str) -> str:
+    """What a passage is embedded (and BM25-indexed) as: its title then its text (HippoRAG embeds 'title\\ntext')."""
+    if title and not text.startswith(title):
+        return f"{title}\n{text}"
+    return text

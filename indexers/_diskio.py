@@ -19,26 +19,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from hippograph.errors import IndexCorruptError, IndexNotFoundError
+from hippograph.format import iter_chunks
 
 logger = logging.getLogger(__name__)
 
 HEADER = "header.json"
-_CHUNK = 1 << 24
-
-
-def iter_chunks(path: Path, start: int = 0, end: int | None = None, chunk: int = _CHUNK) -> Iterator[bytes]:
-    """Bytes [start, end) of a file (to its end when ``end`` is None), in blocks of ``chunk``;
-    stops early at a short file."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        left = None if end is None else end - start
-        while left is None or left > 0:
-            buf = f.read(chunk if left is None else min(chunk, left))
-            if not buf:
-                return
-            yield buf
-            if left is not None:
-                left -= len(buf)
 
 
 def crc32_file(path: Path, limit: int | None = None) -> int:

@@ -17,10 +17,7 @@ import scipy.sparse as sp
 
 logger = logging.getLogger(__name__)
 
-EDGE_FACT = 0
-EDGE_MENTION = 1
-EDGE_SYNONYM = 2
-EDGE_KIND_NAMES = {EDGE_FACT: "fact", EDGE_MENTION: "mention", EDGE_SYNONYM: "synonym"}
+from hippograph.format import EDGE_FACT, EDGE_KIND_NAMES, EDGE_MENTION, EDGE_SYNONYM  # noqa: F401  (re-exported)
 
 _ALNUM = re.compile(r"[a-z0-9]")
 

@@ -123,12 +123,12 @@ def test_empty_sources(tmp_path):
 
 
 def test_interrupted_build_leaves_no_valid_index(tmp_path, monkeypatch):
-    from hippograph import builder
+    from hippograph.indexers import vectors
 
-    def boom(self, out):
+    def boom(self, out, embeddings):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(builder.Builder, "_write_vectors", boom)
+    monkeypatch.setattr(vectors.VectorIndexes, "write", boom)
     docs = [{"id": "a", "title": "Alpha", "text": "Alpha Corp was founded by Jane Doe in Paris."}]
     with pytest.raises(KeyboardInterrupt):
         HippoGraph.build(docs, tmp_path / "idx", Config(embedder="tfidf"))
@@ -137,16 +137,16 @@ def test_interrupted_build_leaves_no_valid_index(tmp_path, monkeypatch):
 
 
 def test_failed_rebuild_keeps_old_index(sample_index, tmp_path, monkeypatch):
-    from hippograph import builder
+    from hippograph.indexers import generation
 
     copy = tmp_path / "copy"
     shutil.copytree(sample_index, copy)
     before = HippoGraph.open(copy).stats()
 
-    def boom(self, out):
+    def boom(conn, out, lexical):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(builder.Builder, "_write_lexical", boom)
+    monkeypatch.setattr(generation, "write_lexical", boom)
     docs = [{"id": "a", "title": "Alpha", "text": "Alpha Corp was founded by Jane Doe in Paris."}]
     with pytest.raises(RuntimeError):
         HippoGraph.build(docs, copy, Config(embedder="tfidf"), overwrite=True)

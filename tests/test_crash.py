@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hippograph import Config, HippoGraph
-from hippograph.builder import document_hash
+from hippograph.tables import document_hash
 from hippograph.errors import IndexLockedError
 from hippograph.storage import IndexDir
 from hippograph.types import Document

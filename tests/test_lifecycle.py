@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hippograph import Config, HippoGraph
-from hippograph.builder import GRANULARITIES, load_embeddings
+from hippograph.format import GRANULARITIES, load_embeddings
 from hippograph.indexers.graph_builder import EDGE_KIND_NAMES
 from hippograph.tables import CorpusTables
 

@@ -1,0 +1,73 @@
+"""Writing the derived parts of a generation from its tables: graph, BM25, counts.
+
+The tables (``meta.sqlite``) and embeddings are final when these run; everything here is
+re-derived from them in linear passes over integer columns read from SQLite in blocks
+(never as Python row objects), so a write costs arrays of the size of the graph.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hippograph.format import (GRAPH_INDICES, GRAPH_INDPTR, GRAPH_KINDS, GRAPH_SPECIFICITY, GRAPH_WEIGHTS,
+                               LEXICAL_PASSAGES, MINHASH_FILE)
+from hippograph.text import passage_embedding_text
+
+from .graph_builder import build_adjacency_arrays, specificity
+
+LexicalWriter = Callable[[Sequence[str], Path], None]
+"""Builds and saves the BM25 index of passage texts into a directory (given by the caller:
+the index structure lives with the retrievers, which the write path does not import)."""
+
+BLOCK = 1 << 16
+
+
+def read_columns(conn: sqlite3.Connection, sql: str, dtypes: Sequence[type]) -> list[np.ndarray]:
+    """The columns of a query's result as numpy arrays, fetched a block at a time."""
+    cur = conn.execute(sql)
+    parts: list[list[np.ndarray]] = [[] for _ in dtypes]
+    while True:
+        rows = cur.fetchmany(BLOCK)
+        if not rows:
+            break
+        for j, dt in enumerate(dtypes):
+            parts[j].append(np.fromiter((r[j] for r in rows), dtype=dt, count=len(rows)))
+    return [np.concatenate(p) if p else np.zeros(0, dtype=dt) for p, dt in zip(parts, dtypes)]
+
+
+def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages: int,
+                minhash: np.ndarray | None) -> dict[str, int]:
+    """CSR adjacency (fact, mention and synonymy edges), edge kinds, specificity and MinHash
+    signatures into ``<gen>/graph/``; returns node and edge counts."""
+    out.mkdir()
+    # fact edge weight = number of triples: one (subject, object) pair per occurrence
+    subj, obj = read_columns(conn, "SELECT f.subject_idx, f.object_idx FROM fact_passages fp "
+                                   "JOIN facts f ON f.idx = fp.fact_idx", (np.int64, np.int64))
+    m_e, m_p = read_columns(conn, "SELECT entity_idx, passage_idx FROM mentions", (np.int64, np.int64))
+    syn_a, syn_b, syn_w = read_columns(conn, "SELECT a, b, score FROM synonyms ORDER BY rowid",
+                                       (np.int64, np.int64, np.float64))
+    mentions = np.stack([m_e, m_p], axis=1) if len(m_e) else np.zeros((0, 2), dtype=np.int64)
+    adjacency, kind = build_adjacency_arrays(
+        n_entities, n_passages, np.stack([subj, obj], axis=1), mentions, syn_a, syn_b, syn_w)
+    np.save(out / GRAPH_INDPTR, adjacency.indptr.astype(np.int64), allow_pickle=False)
+    np.save(out / GRAPH_INDICES, adjacency.indices.astype(np.int32), allow_pickle=False)
+    np.save(out / GRAPH_WEIGHTS, adjacency.data.astype(np.float32), allow_pickle=False)
+    np.save(out / GRAPH_KINDS, kind.data.astype(np.int8), allow_pickle=False)
+    np.save(out / GRAPH_SPECIFICITY, specificity(mentions, n_entities).astype(np.float32), allow_pickle=False)
+    if minhash is not None and len(minhash) == n_entities:
+        np.save(out / MINHASH_FILE, minhash, allow_pickle=False)
+    return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}
+
+
+def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | None) -> None:
+    """BM25 over every passage's embedding text, into ``<gen>/lexical/passages``."""
+    out.mkdir()
+    if lexical is None:
+        return
+    texts = [passage_embedding_text(title, text)
+             for title, text in conn.execute("SELECT title, text FROM passages ORDER BY idx")]
+    if texts:
+        lexical(texts, out / LEXICAL_PASSAGES)

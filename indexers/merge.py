@@ -1,0 +1,288 @@
+"""The merge step: finished shards → one generation's tables and embeddings, plus synonymy.
+
+Shards number their rows locally; the merge gives them global ids in shard order:
+documents, passages and sentences are appended; entities and facts are interned (an
+entity or fact already in the generation, or in an earlier shard, keeps its id), so the
+result is row for row what one pass over all documents would give. A passage identical to
+one already indexed (same title and text) is not stored again: its document is recorded
+as a further owner.
+
+Rows go straight into the generation's SQLite file (which may already hold a previous
+generation's rows: an add appends to a copy). Lookups of names from that previous
+generation are SQLite queries; only this write's new entities and facts are held in
+dictionaries. Embeddings are copied block by block from memory-mapped shard files into
+one memory-mapped ``.npy`` per granularity.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+import numpy as np
+
+from hippograph.config import Config
+from hippograph.errors import HippoGraphError
+from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_or_copy, load_array
+from hippograph.storage import connect_sqlite
+from hippograph.tables import OWNERS_SCHEMA, CorpusTables
+
+from .graph_builder import embedding_synonyms, lsh_synonyms, minhash_signatures, synonymy_eligible
+from .report import BuildReport, Progress
+from .shards import TABLES
+
+logger = logging.getLogger(__name__)
+
+COUNT_TABLES = {
+    "documents": "documents", "passages": "passages", "sentences": "sentences", "entities": "entities",
+    "facts": "facts", "triples": "fact_passages", "mentions": "mentions", "synonyms": "synonyms",
+    "passage_owners": "passage_owners",
+}
+"""Report/manifest count name → SQLite table."""
+
+
+def table_counts(conn) -> dict[str, int]:
+    """Row count of every table (the manifest's table counts)."""
+    return {name: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for name, table in COUNT_TABLES.items()}
+
+
+@dataclass
+class _Selection:
+    """Which local rows of one shard became new global rows, per granularity."""
+
+    path: Path
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Merge:
+    """Append shards to the tables in ``<gen>/meta.sqlite``; then `write_embeddings`, `link_synonyms`."""
+
+    def __init__(self, gen: Path, config: Config, report: BuildReport, progress: Progress):
+        self.gen = Path(gen)
+        self.config = config
+        self.report = report
+        self.progress = progress
+        self.conn = connect_sqlite(self.gen / "meta.sqlite")
+        self.conn.executescript(OWNERS_SCHEMA)
+        self.conn.row_factory = None
+        self.base = table_counts(self.conn)
+        self.n = dict(self.base)
+        self._entities: dict[str, int] = {}
+        self._facts: dict[tuple[int, str, int], int] = {}
+        self._passages: dict[str, tuple[int, str]] = {}
+        self._owners: set[tuple[int, str]] = set()
+        self.selections: list[_Selection] = []
+
+    # ---- lookups: this merge's new rows in memory, the previous generation's in SQLite ----
+    def _entity(self, name: str) -> int:
+        idx = self._entities.get(name)
+        if idx is None and self.base["entities"]:
+            row = self.conn.execute("SELECT idx FROM entities WHERE name = ?", (name,)).fetchone()
+            idx = None if row is None else int(row[0])
+        return -1 if idx is None else idx
+
+    def _fact(self, key: tuple[int, str, int]) -> int:
+        idx = self._facts.get(key)
+        if idx is None and self.base["facts"] and key[0] < self.base["entities"] and key[2] < self.base["entities"]:
+            row = self.conn.execute(
+                "SELECT idx FROM facts WHERE subject_idx = ? AND object_idx = ? AND predicate = ?",
+                (key[0], key[2], key[1])).fetchone()
+            idx = None if row is None else int(row[0])
+        return -1 if idx is None else idx
+
+    def _passage(self, pid: str) -> tuple[int, str] | None:
+        hit = self._passages.get(pid)
+        if hit is None and self.base["passages"]:
+            row = self.conn.execute("SELECT idx, doc_id FROM passages WHERE id = ?", (pid,)).fetchone()
+            hit = None if row is None else (int(row[0]), str(row[1]))
+        return hit
+
+    def _owned(self, row: int, doc: str) -> bool:
+        if (row, doc) in self._owners:
+            return True
+        if row < self.base["passages"] and self.base["passage_owners"]:
+            return self.conn.execute("SELECT 1 FROM passage_owners WHERE passage_idx = ? AND doc_id = ? LIMIT 1",
+                                     (row, doc)).fetchone() is not None
+        return False
+
+    def known(self, gran: str, t: CorpusTables) -> np.ndarray:
+        """Which of a shard's entities / facts (by name) this merge already holds (`shards.Known`)."""
+        if gran == "entities":
+            return np.fromiter((self._entity(n) >= 0 for n in t.entities), dtype=bool, count=len(t.entities))
+        ids = [self._entity(n) for n in t.entities]
+        return np.fromiter(
+            (ids[s] >= 0 and ids[o] >= 0 and self._fact((ids[s], p, ids[o])) >= 0 for s, p, o in t.facts),
+            dtype=bool, count=len(t.facts))
+
+    # ---- shards ------------------------------------------------------------------------
+    def add_shard(self, path: Path) -> None:
+        """Give one finished shard's rows global ids and insert them."""
+        t = CorpusTables.load(Path(path) / TABLES)
+        sel = _Selection(Path(path))
+        owners: list[tuple[int, str, str, int, int]] = []
+
+        def own(row: int, first_doc: str, doc: str, source: str, a: int, b: int) -> None:
+            if first_doc == doc or self._owned(row, doc):
+                return
+            self._owners.add((row, doc))
+            owners.append((row, doc, source, a, b))
+
+        # passages: new ones appended, repeats of indexed passages become further owners
+        p_map = np.full(len(t.passages), -1, dtype=np.int64)
+        kept = np.zeros(len(t.passages), dtype=bool)
+        new_passages = []
+        for i, p in enumerate(t.passages):
+            hit = self._passage(p.id)
+            if hit is not None:
+                p_map[i] = hit[0]
+                own(hit[0], hit[1], p.doc_id, p.source, p.span[0], p.span[1])
+                continue
+            row = self.n["passages"] + len(new_passages)
+            self._passages[p.id] = (row, p.doc_id)
+            p_map[i], kept[i] = row, True
+            new_passages.append((row, p))
+        for row, doc, source, a, b in t.passage_owners:
+            first = self._passage(t.passages[row].id)
+            own(int(p_map[row]), first[1] if first else "", doc, source, a, b)
+        sel.rows["passages"] = np.flatnonzero(kept)
+
+        # entities and facts: interned in the shard's (first-mention) order
+        e_map = np.empty(len(t.entities), dtype=np.int64)
+        new_entities: list[tuple[int, str]] = []
+        new_entity_rows: list[int] = []
+        for i, name in enumerate(t.entities):
+            idx = self._entity(name)
+            if idx < 0:
+                idx = self._entities[name] = self.n["entities"] + len(new_entities)
+                new_entities.append((idx, name))
+                new_entity_rows.append(i)
+            e_map[i] = idx
+        sel.rows["entities"] = np.asarray(new_entity_rows, dtype=np.int64)
+        f_map = np.empty(len(t.facts), dtype=np.int64)
+        new_facts: list[tuple[int, int, str, int]] = []
+        new_fact_rows: list[int] = []
+        for i, (s, pred, o) in enumerate(t.facts):
+            key = (int(e_map[s]), pred, int(e_map[o]))
+            idx = self._fact(key)
+            if idx < 0:
+                idx = self._facts[key] = self.n["facts"] + len(new_facts)
+                new_facts.append((idx, key[0], pred, key[2]))
+                new_fact_rows.append(i)
+            f_map[i] = idx
+        sel.rows["facts"] = np.asarray(new_fact_rows, dtype=np.int64)
+        for gran in ("entities", "facts"):  # rows the shard did not embed must already be indexed
+            skipped = Path(path) / "embeddings" / f"{gran}.known.npy"
+            if skipped.is_file() and np.intersect1d(load_array(skipped), sel.rows[gran]).size:
+                raise HippoGraphError(
+                    f"{path}: shard was made against another state of the index ({gran} it took as known are "
+                    f"new here); remove {Path(path).parent} and run the write again")
+
+        # rows that hang off the new passages
+        sent_rows = [i for i, (p, _, _) in enumerate(t.sentences) if kept[p]]
+        sel.rows["sentences"] = np.asarray(sent_rows, dtype=np.int64)
+        s0 = self.n["sentences"]
+        sentences = [(s0 + j, int(p_map[t.sentences[i][0]]), t.sentences[i][1], t.sentences[i][2])
+                     for j, i in enumerate(sent_rows)]
+        by_passage: dict[int, list[int]] = {}
+        for e, p in t.mentions:
+            if kept[p]:
+                by_passage.setdefault(int(p_map[p]), []).append(int(e_map[e]))
+        mentions = [(e, p) for p, es in by_passage.items() for e in sorted(es)]
+        occurrences = [(int(f_map[f]), int(p_map[p]), sent) for f, p, sent in t.fact_passages if kept[p]]
+
+        with self.conn:
+            self.conn.executemany("INSERT INTO documents VALUES (?,?,?,?,?)", (
+                (d.id, d.title, d.source, d.content_hash, _json(d.metadata)) for d in t.documents))
+            self.conn.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?)", (
+                (row, p.id, p.doc_id, p.title, p.text, p.source, p.span[0], p.span[1], _json(p.metadata))
+                for row, p in new_passages))
+            self.conn.executemany("INSERT INTO sentences VALUES (?,?,?,?)", sentences)
+            self.conn.executemany("INSERT INTO entities VALUES (?,?)", new_entities)
+            self.conn.executemany("INSERT INTO mentions VALUES (?,?)", mentions)
+            self.conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", new_facts)
+            self.conn.executemany("INSERT INTO fact_passages VALUES (?,?,?)", occurrences)
+            self.conn.executemany("INSERT INTO passage_owners VALUES (?,?,?,?,?)", owners)
+        added = {"documents": len(t.documents), "passages": len(new_passages), "sentences": len(sentences),
+                 "entities": len(new_entities), "facts": len(new_facts), "triples": len(occurrences),
+                 "mentions": len(mentions), "passage_owners": len(owners)}
+        for k, v in added.items():
+            self.n[k] += v
+        self.selections.append(sel)
+        self.progress.advance("merge", len(new_passages), unit="passage")
+
+    # ---- embeddings ----------------------------------------------------------------------
+    def write_embeddings(self, base: dict[str, Path | None], dim: int) -> None:
+        """``<gen>/embeddings/<gran>.npy`` = the base rows (a previous generation's file, or none)
+        followed by every shard's new rows, copied block by block through memory maps."""
+        out_dir = self.gen / "embeddings"
+        out_dir.mkdir(exist_ok=True)
+        for gran in GRANULARITIES:
+            src = base.get(gran)
+            dst = embedding_path(self.gen, gran)
+            n_new = sum(len(s.rows.get(gran, ())) for s in self.selections)
+            old = load_array(src, mmap=True) if src is not None and src.is_file() else None
+            if n_new == 0 and old is not None:
+                if src.resolve() != dst.resolve():
+                    link_or_copy(src, dst)
+                continue
+            n_old = 0 if old is None else len(old)
+            writer = RowWriter(dst, n_old + n_new, dim)
+            try:
+                if old is not None:
+                    writer.append(old)
+                for s in self.selections:
+                    rows = s.rows.get(gran)
+                    if rows is None or not len(rows):
+                        continue
+                    emb = load_array(s.path / "embeddings" / f"{gran}.npy", mmap=True)
+                    for a in range(0, len(rows), 65536):
+                        writer.append(emb[rows[a:a + 65536]])
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+
+    # ---- synonymy --------------------------------------------------------------------------
+    def link_synonyms(self, base_minhash: np.ndarray | None) -> np.ndarray | None:
+        """Synonymy edges from this write's new entities to all entities (embedding kNN and
+        MinHash LSH), inserted as rows; returns the MinHash signatures of every entity (or None)."""
+        c = self.config
+        e0, e1 = self.base["entities"], self.n["entities"]
+        new_ids = np.arange(e0, e1, dtype=np.int64)
+        names = [r[0] for r in self.conn.execute("SELECT name FROM entities ORDER BY idx")]
+        minhash = base_minhash if base_minhash is not None and len(base_minhash) == e0 else None
+        if not len(new_ids):
+            return minhash if c.minhash_threshold > 0 else None
+        ents = load_array(embedding_path(self.gen, "entities"), mmap=True)
+        edges = embedding_synonyms(ents, names, new_ids, threshold=c.synonymy_threshold,
+                                   max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars)
+        self.progress.advance("synonymy", len(new_ids), unit="entity")
+        if c.minhash_threshold > 0:
+            eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in names), dtype=bool,
+                                   count=len(names))
+            have = 0 if minhash is None else len(minhash)
+            fresh = minhash_signatures(names[have:], eligible[have:], c.minhash_num_perm)
+            minhash = fresh if minhash is None or have == 0 else np.vstack([minhash, fresh])
+            # every embedding edge has a new endpoint, so none is already a synonym row
+            edges += lsh_synonyms(minhash, eligible, new_ids, threshold=c.minhash_threshold,
+                                  existing={(e.a, e.b) for e in edges})
+        else:
+            minhash = None
+        with self.conn:
+            self.conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", ((e.a, e.b, e.score, e.kind) for e in edges))
+        self.n["synonyms"] += len(edges)
+        return minhash
+
+    def added(self) -> dict[str, int]:
+        return {k: self.n[k] - self.base[k] for k in ("documents", "passages", "sentences", "entities", "facts")}
+
+    def close(self) -> None:
+        from hippograph.storage import checkpoint_and_close
+
+        checkpoint_and_close(self.conn)
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value, default=str)

@@ -1,0 +1,334 @@
+"""The write path, stage by stage: one `IndexWriter` fills one new generation directory.
+
+    documents (a lazy stream) ─► shards of ≤ `shard_passages` passages, each chunked,
+    extracted, embedded and written to ``<index>/.build/<name>/shard-NNNNN/`` as it finishes
+    ─► merge (tables appended / interned into ``meta.sqlite``, embeddings copied through
+    memory maps) ─► synonymy (new entities vs all) ─► graph ─► vectors ─► BM25
+
+A fresh build starts from an empty generation; an add, update or sync starts from a copy
+of the live generation's ``meta.sqlite`` and appends, so it touches the new rows (plus a
+block copy of each embedding file that grew). Deleting documents renumbers rows inside
+SQLite (`indexers.delete`); no table is ever loaded into Python objects.
+
+Finished shards survive a crash: the next write with the same config and starting point
+skips every shard whose inputs are unchanged (`shards.ShardDir`), so a killed build
+resumes; the shard directory is removed once the generation is committed.
+
+The TF-IDF embedder is fitted once, on the first build's passages (which it needs in
+memory); later adds reuse that fit, so an incrementally grown TF-IDF index is not
+identical to a from-scratch build of the same documents (sentence-transformers has no fit).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from hippograph.config import Config
+from hippograph.embedders import Embedder
+from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_FILE,
+                               VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_or_copy, load_array,
+                               load_embeddings, save_array)
+from hippograph.storage import checkpoint_and_close, connect_sqlite
+from hippograph.tables import CorpusTables
+from hippograph.text import passage_embedding_text
+from hippograph.types import Document
+
+from . import generation, shards
+from .chunking import chunk_document
+from .delete import delete_documents
+from .merge import Merge, table_counts
+from .report import BuildReport, Progress
+from .vectors import VectorIndexes
+
+logger = logging.getLogger(__name__)
+
+BUILD_DIR = ".build"
+"""Under the index root: unfinished writes' shards (one sub-directory per kind of write)."""
+
+
+class IndexWriter:
+    """One write transaction into the empty generation directory `gen`.
+
+    `base` is the live generation the write starts from (None for a fresh build) and
+    `lifecycle` its manifest bookkeeping. Call `rename_documents`, `remove_documents`,
+    `add_documents` as needed, then `finish` to write graph, vectors and BM25.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        gen: Path,
+        config: Config,
+        embedder: Embedder,
+        *,
+        base: Path | None = None,
+        lifecycle: dict[str, Any] | None = None,
+        extract: shards.Extract | None = None,
+        show_progress: bool = False,
+        lexical: generation.LexicalWriter | None = None,
+        shard_dir: str = "build",
+    ):
+        self.root = Path(root)
+        self.gen = Path(gen)
+        self.config = config
+        self.embedder = embedder
+        self.base = Path(base) if base is not None else None
+        self.extract = extract
+        self.lexical = lexical
+        self.report = BuildReport()
+        self.progress = Progress(self.report, show=show_progress)
+        self._shard_dir_name = shard_dir
+        self._shard_dir: shards.ShardDir | None = None
+        self._merge: Merge | None = None
+        self._emb_src: dict[str, Path] = {}
+        self._minhash: np.ndarray | None = None
+        db = self.gen / META_DB
+        base_rows: dict[str, int] = {}
+        if self.base is None:
+            CorpusTables().save(db)
+        else:
+            shutil.copyfile(self.base / META_DB, db)
+            for gran in GRANULARITIES:
+                src = embedding_path(self.base, gran)
+                if src.is_file():
+                    self._emb_src[gran] = src
+            base_rows = self._rows()
+            self._load_minhash(self.base / GRAPH_DIR / MINHASH_FILE, base_rows["entities"])
+        self.vectors = VectorIndexes(config, self.report, self.base, (lifecycle or {}).get("vectors"), base_rows)
+
+    # ---- state ------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        """A read-only connection to the generation's tables while they are being written."""
+        conn = sqlite3.connect(f"file:{self.gen / META_DB}?mode=ro", uri=True)
+        conn.row_factory = None
+        return conn
+
+    def _rows(self) -> dict[str, int]:
+        conn = self._reader()
+        try:
+            return {g: int(conn.execute(f"SELECT count(*) FROM {g}").fetchone()[0]) for g in GRANULARITIES}
+        finally:
+            conn.close()
+
+    def _load_minhash(self, path: Path, n_entities: int) -> None:
+        if self.config.minhash_threshold > 0 and path.is_file():
+            sig = load_array(path)
+            if sig.ndim == 2 and sig.shape == (n_entities, self.config.minhash_num_perm):
+                self._minhash = sig
+
+    def indexed_documents(self) -> list[tuple[str, str, str]]:
+        """(id, content hash, source) of every document the generation holds (one column query)."""
+        conn = self._reader()
+        try:
+            return [(r[0], r[1], r[2]) for r in conn.execute("SELECT id, content_hash, source FROM documents ORDER BY rowid")]
+        finally:
+            conn.close()
+
+    # ---- relabel / delete ----------------------------------------------------------------
+    def rename_documents(self, renames: dict[str, Document]) -> None:
+        """Give indexed documents a new id (and source, metadata) without re-indexing them: row
+        positions do not change, so this is three UPDATEs."""
+        if not renames:
+            return
+        self._close_merge()
+        conn = connect_sqlite(self.gen / META_DB)
+        try:
+            for old, new in renames.items():
+                conn.execute("UPDATE documents SET id = ?, title = ?, source = ?, metadata = ? WHERE id = ?",
+                             (new.id, new.title, new.source, json.dumps(new.metadata, default=str), old))
+                conn.execute("UPDATE passages SET doc_id = ?, source = ? WHERE doc_id = ?", (new.id, new.source, old))
+                conn.execute("UPDATE passage_owners SET doc_id = ?, source = ? WHERE doc_id = ?",
+                             (new.id, new.source, old))
+        finally:
+            checkpoint_and_close(conn)
+        self.report.renamed_documents.extend((old, new.id) for old, new in renames.items())
+
+    def remove_documents(self, doc_ids: Iterable[str]) -> None:
+        """Delete documents and everything only they contributed; renumber rows and embeddings.
+
+        Ids not in the index are recorded in `report.missing_documents`. Rows after the first
+        removed one are renumbered inside SQLite (`indexers.delete`); each embedding file is
+        copied without the removed rows through a memory map.
+        """
+        self._close_merge()
+        with self.progress.stage("delete"):
+            db = self.gen / META_DB
+            ids = list(dict.fromkeys(str(i) for i in doc_ids))
+            conn = self._reader()
+            try:
+                known = {i for i in ids if conn.execute("SELECT 1 FROM documents WHERE id = ?", (i,)).fetchone()}
+            finally:
+                conn.close()
+            self.report.missing_documents.extend(i for i in ids if i not in known)
+            doomed = [i for i in ids if i in known]
+            if not doomed:
+                return
+            fresh = db.with_name(f".{db.name}.new")
+            fresh.unlink(missing_ok=True)
+            maps, before, after = delete_documents(db, fresh, doomed)
+            os.replace(fresh, db)
+            (self.gen / "embeddings").mkdir(exist_ok=True)
+            for gran in GRANULARITIES:
+                src = self._emb_src.get(gran)
+                if src is None:
+                    continue
+                old = load_array(src, mmap=True)
+                if len(old) != maps.old_counts[gran]:
+                    from hippograph.errors import IndexCorruptError
+
+                    raise IndexCorruptError(f"{src}: {len(old)} rows, metadata has {maps.old_counts[gran]} {gran}")
+                keep = maps.keep[gran]
+                dst = embedding_path(self.gen, gran)
+                writer = RowWriter(dst, len(keep), self.embedder.dim)
+                for a in range(0, len(keep), 65536):
+                    writer.append(old[keep[a:a + 65536]])
+                writer.close()
+                self._emb_src[gran] = dst
+            self.vectors.renumber(maps)
+            if self._minhash is not None and len(self._minhash) == maps.old_counts["entities"]:
+                self._minhash = self._minhash[maps.keep["entities"]]
+            self.report.deleted_documents.extend(doomed)
+            for k in ("documents", "passages", "sentences", "entities", "facts", "synonyms"):
+                self.report.count("deleted", k, before[k] - after[k])
+
+    # ---- add -------------------------------------------------------------------------------
+    def add_documents(self, documents: Iterable[Document]) -> None:
+        """Stream documents through shards into this generation (ids already indexed are skipped)."""
+        docs: Iterable[Document] = self._fresh(documents)
+        if getattr(self.embedder, "needs_fit", False):
+            docs = self._fit_embedder(list(docs))
+        if self._merge is None:
+            self._merge = Merge(self.gen, self.config, self.report, self.progress)
+        if self._shard_dir is None:
+            cfg_key = shards.config_key(self.config, self.embedder.spec())
+            base = self.base.name if self.base is not None else ""
+            self._shard_dir = shards.ShardDir(self.root / BUILD_DIR / self._shard_dir_name, cfg_key, base).open()
+        sd = self._shard_dir
+        k = len(self._merge.selections)
+        for group in shards.group_documents(docs, self.config):
+            key = shards.shard_key(group, sd.cfg_key)
+            path = sd.shard_path(k)
+            if shards.shard_done(path, key):
+                self.report.shards["reused"] = self.report.shards.get("reused", 0) + 1
+            else:
+                shards.build_shard(group, self.config, path, embedder=self.embedder, extract=self.extract, key=key,
+                                   progress=self.progress, known=self._merge.known)
+                self.report.shards["built"] = self.report.shards.get("built", 0) + 1
+            with self.progress.stage("merge"):
+                self._merge.add_shard(path)
+            self.report.added_documents.extend(d.id for d in group)
+            k += 1
+        sd.prune(k)
+
+    def _fresh(self, documents: Iterable[Document]) -> Iterator[Document]:
+        """Documents whose id the generation does not hold yet (the others are reported as skipped)."""
+        conn = self._reader()
+        known_any = conn.execute("SELECT 1 FROM documents LIMIT 1").fetchone() is not None
+        seen: set[str] = set()
+        try:
+            for doc in documents:
+                dup = doc.id in seen or (known_any and conn.execute(
+                    "SELECT 1 FROM documents WHERE id = ?", (doc.id,)).fetchone() is not None)
+                if dup:
+                    self.report.skipped_documents.append(doc.id)
+                    logger.warning("document %s (%s) is already in the index; skipped", doc.id, doc.source)
+                    continue
+                seen.add(doc.id)
+                yield doc
+        finally:
+            conn.close()
+
+    def _fit_embedder(self, docs: list[Document]) -> list[Document]:
+        """Fit an embedder that needs it (TF-IDF) on the distinct passages of `docs`."""
+        with self.progress.stage("fit embedder"):
+            texts: dict[str, str] = {}
+            for doc in docs:
+                for p in chunk_document(doc, self.config):
+                    texts.setdefault(p.id, passage_embedding_text(p.title, p.text))
+            if texts:
+                self.embedder.fit(list(texts.values()))  # type: ignore[attr-defined]
+        return docs
+
+    def _close_merge(self) -> None:
+        if self._merge is not None:
+            self._finish_merge()
+
+    def _finish_merge(self) -> None:
+        """Embeddings and synonymy for everything merged so far; then the tables are final."""
+        m = self._merge
+        assert m is not None
+        self._merge = None
+        try:
+            with self.progress.stage("merge"):
+                m.write_embeddings(dict(self._emb_src), self.embedder.dim)
+            for gran in GRANULARITIES:
+                if embedding_path(self.gen, gran).is_file():
+                    self._emb_src[gran] = embedding_path(self.gen, gran)
+            with self.progress.stage("synonymy"):
+                self._minhash = m.link_synonyms(self._minhash)
+            for k, v in m.added().items():
+                self.report.count("added", k, v)
+        finally:
+            m.close()
+
+    # ---- the derived parts --------------------------------------------------------------------
+    def finish(self) -> dict[str, int]:
+        """Write embeddings not yet in the generation, the embedder, graph, vectors and BM25;
+        return the manifest counts."""
+        if self._merge is not None:
+            self._finish_merge()
+        gen = self.gen
+        (gen / "embeddings").mkdir(exist_ok=True)
+        for gran in GRANULARITIES:
+            dst = embedding_path(gen, gran)
+            if dst.is_file():
+                continue
+            src = self._emb_src.get(gran)
+            if src is not None:
+                link_or_copy(src, dst)
+            else:
+                save_array(dst, np.zeros((0, self.embedder.dim), dtype=np.float32))
+        if self.base is not None and (self.base / EMBEDDER_DIR).is_dir():
+            clone_tree(self.base / EMBEDDER_DIR, gen / EMBEDDER_DIR)
+        else:
+            self.embedder.save(gen / EMBEDDER_DIR)
+        conn = connect_sqlite(gen / META_DB)
+        conn.row_factory = None
+        try:
+            counts = table_counts(conn)
+            with self.progress.stage("graph"):
+                counts.update(generation.write_graph(conn, gen / GRAPH_DIR, counts["entities"], counts["passages"],
+                                                     self._minhash if self.config.minhash_threshold > 0 else None))
+                self.progress.advance("graph", counts["nodes"], unit="node")
+            with self.progress.stage("vectors"):
+                self.vectors.write(gen / VECTORS_DIR, load_embeddings(gen, mmap=True))
+                self.progress.advance("vectors", sum(counts[g] for g in GRANULARITIES), unit="vector")
+            with self.progress.stage("BM25"):
+                generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical)
+                self.progress.advance("BM25", counts["passages"], unit="passage")
+        finally:
+            checkpoint_and_close(conn)  # one self-contained file, journal mode DELETE
+            self.progress.close()
+        return counts
+
+    def lifecycle(self) -> dict[str, Any]:
+        return self.vectors.lifecycle()
+
+    @property
+    def append_only(self) -> dict[str, int]:
+        return self.vectors.append_only
+
+    def cleanup(self) -> None:
+        """Drop this write's shards (after its generation was committed or abandoned on purpose)."""
+        if self._shard_dir is not None:
+            self._shard_dir.remove()
+        build = self.root / BUILD_DIR
+        if build.is_dir() and not any(build.iterdir()):
+            build.rmdir()
