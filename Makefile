@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 
 ## Full benchmark run over the shared datasets (see eval/RESULTS.md).
 eval: $(STAMP)
-	$(PY) -m eval run --datasets musique_train100,hotpotqa_train100,scifact,locomo --out eval/results/
+	$(PY) -m eval run --datasets musique_train100,hotpotqa_train100,scifact,locomo,2wiki_dev300 --out eval/results/
 
 eval-quick: $(STAMP)
 	$(PY) -m eval run --quick --out eval/results/quick/

@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run systems on datasets, write results and regenerate the report")
     r.add_argument("--datasets", default=None,
                    help="comma list of names under the data root, paths, or custom:CORPUS,QUESTIONS_JSONL "
-                        "(default: musique_train100,hotpotqa_train100,scifact,locomo; --quick: musique_train100)")
+                        "(default: musique_train100,hotpotqa_train100,scifact,locomo,2wiki_dev300; --quick: musique_train100)")
     r.add_argument("--systems", default="all",
                    help="comma list of systems or groups (baselines, hippograph, ablations, all)")
     r.add_argument("--out", type=Path, default=EVAL_DIR / "results", help="results directory")

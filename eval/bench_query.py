@@ -2,14 +2,16 @@
 embedding and spaCy), where the time of a hybrid query goes, and `retrieve_many` throughput.
 
     python eval/bench_query.py [INDEX_DIR] [--dataset musique_train100 | --questions Q.jsonl] [--queries 100]
-                               [--out eval/results/query.md]
+                               [--filter FILTER ...] [--out eval/results/query.md]
 
 INDEX_DIR defaults to the newest MuSiQue index the eval harness cached
 (eval/cache/hippograph/musique_train100-spacy-*; `python -m eval run --datasets musique_train100
 --systems hippograph` builds one). Questions come from `--dataset`. Every mode runs on the same
 index and questions in the same process, so dense and BM25 are the baselines of the same run.
 The stage split wraps the engine's own calls with timers (exclusive time: a stage's children are
-not counted twice) and adds nothing else. PPR alone on a 1M-edge synthetic graph is measured by
+not counted twice) and adds nothing else. `--filter` (the CLI's syntax, e.g. `--filter 'doc_id~=*7'`)
+adds a filtered run of every mode, timed alternately with the unfiltered one query by query so
+machine load hits both alike. PPR alone on a 1M-edge synthetic graph is measured by
 eval/bench_ppr.py (eval/results/ppr.md).
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import glob
+import json
 import os
 import statistics
 import sys
@@ -73,6 +76,43 @@ def time_single(hg: Any, questions: list[str], mode: str, **kw: Any) -> list[flo
     return out
 
 
+def time_paired(hg: Any, questions: list[str], mode: str, filters: dict) -> tuple[list[float], list[float]]:
+    """Per question: unfiltered then filtered latency (ms), alternating so load drifts hit both alike."""
+    plain, filtered = [], []
+    for q in questions:
+        for out, kw in ((plain, {}), (filtered, {"filters": filters})):
+            t0 = time.perf_counter()
+            hg.retrieve(q, top_k=10, mode=mode, **kw)
+            out.append((time.perf_counter() - t0) * 1000.0)
+    return plain, filtered
+
+
+def memoised_inference(hg: Any) -> Callable[[], None]:
+    """Memoise the retriever's query embeddings and spaCy mentions (so repeated questions time the search
+    alone, where a filter's own cost lies); returns the function that restores the models."""
+    r = hg.retriever
+    embed, mentions = r.embed, r.mentions
+    vectors: dict[str, np.ndarray] = {}
+    found: dict[str, list[str]] = {}
+
+    def cached_embed(texts: Any) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in vectors]
+        if missing:
+            vectors.update(zip(missing, embed(missing)))
+        return np.stack([vectors[t] for t in texts])
+
+    def cached_mentions(q: str) -> list[str]:
+        if q not in found:
+            found[q] = mentions(q)
+        return found[q]
+
+    r.embed, r.mentions = cached_embed, (cached_mentions if mentions is not None else None)
+
+    def restore() -> None:
+        r.embed, r.mentions = embed, mentions
+    return restore
+
+
 def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]:
     """Mean exclusive ms per hybrid query in each stage of `Retriever.search`, and their sum (the
     search itself; building the returned hits from SQLite is outside it)."""
@@ -112,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="musique_train100")
     ap.add_argument("--questions", type=Path, help="JSONL with a 'question' per line instead of --dataset's questions")
     ap.add_argument("--queries", type=int, default=100, help="questions timed one at a time per mode")
+    ap.add_argument("--filter", action="append", dest="filters", metavar="FILTER",
+                    help="also time every mode with this metadata filter (repeatable: all must hold)")
     ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "query.md")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -121,11 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     from eval.datasets import load_dataset
     from eval.runner import machine_info
     from hippograph import HippoGraph
+    from hippograph.retrievers.filters import merge_filters, parse_cli_filter
 
+    filters = merge_filters([parse_cli_filter(f) for f in args.filters or []])
     index = args.index or default_index(args.dataset)
     if args.questions:
-        import json
-
         lines = args.questions.read_text(encoding="utf-8").splitlines()
         questions = [json.loads(line)["question"] for line in lines if line.strip()]
         source = str(args.questions)
@@ -148,6 +190,23 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"`{mode}`", lat))
     rows.append(("`hybrid`, explain=True", time_single(hg, timed_qs, "hybrid", explain=True)))
     split, split_total = stage_split(hg, timed_qs)
+    paired = []
+    if filters:
+        t0 = time.perf_counter()
+        flt = hg.retriever.passage_filter(filters)  # first use: columns + mask (cached afterwards)
+        mask_ms = (time.perf_counter() - t0) * 1000.0
+        for mode in MODES:
+            for q in questions[-3:]:  # warm-up: per-filter views and the restricted PPR matrix
+                hg.retrieve(q, top_k=10, mode=mode, filters=filters)
+            paired.append((f"`{mode}`", *time_paired(hg, timed_qs, mode, filters)))
+        restore = memoised_inference(hg)
+        try:
+            for mode in ("hybrid", "ppr"):
+                for q in timed_qs:  # fills the memo for both runs
+                    hg.retrieve(q, top_k=10, mode=mode, filters=filters)
+                paired.append((f"`{mode}`, search only (models memoised)", *time_paired(hg, timed_qs, mode, filters)))
+        finally:
+            restore()
 
     batched = []
     for bs in (1, 16, 64):
@@ -169,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{snap.adjacency.nnz:,} graph edges (opened in {open_s:.2f} s). {len(timed_qs)} {source} questions, "
         f"one at a time, `retrieve(q, top_k=10)` including query embedding and spaCy. Command: "
         f"`python eval/bench_query.py{' ' + str(args.index) if args.index else ''} "
-        f"{'--questions ' + str(args.questions) if args.questions else '--dataset ' + args.dataset} --queries {args.queries}`.",
+        f"{'--questions ' + str(args.questions) if args.questions else '--dataset ' + args.dataset} --queries {args.queries}"
+        f"{''.join(f' --filter {f!r}' for f in args.filters or [])}`.",
         "",
         "| mode | p50 ms | p95 ms | mean ms | max ms |",
         "|---|---|---|---|---|",
@@ -182,6 +242,17 @@ def main(argv: list[str] | None = None) -> int:
               "| stage | ms | share |", "|---|---|---|"]
     for name, ms in sorted(split.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {ms:.2f} | {ms / split_total:.0%} |")
+    if paired:
+        kept = flt.count
+        lines += ["", f"With the metadata filter `{json.dumps(filters)}` (keeps {kept:,} of {snap.n_passages:,} passages, "
+                  f"{kept / max(snap.n_passages, 1):.1%}; its mask took {mask_ms:.1f} ms on first use, then cached), "
+                  "timed alternately with the unfiltered query, question by question:", "",
+                  "| mode | unfiltered p50 ms | filtered p50 ms | ratio p50 | unfiltered p95 ms | filtered p95 ms |",
+                  "|---|---|---|---|---|---|"]
+        for label, plain, filt in paired:
+            p50, f50 = np.percentile(plain, 50), np.percentile(filt, 50)
+            lines.append(f"| {label} | {p50:.1f} | {f50:.1f} | {f50 / p50:.2f}× | {np.percentile(plain, 95):.1f} | "
+                         f"{np.percentile(filt, 95):.1f} |")
     lines += ["", f"`retrieve_many` over all {len(questions)} questions (`hybrid`):", "",
               "| query_batch_size | queries/s |", "|---|---|"]
     lines += [f"| {bs} | {qps:.1f} |" for bs, qps in batched]

@@ -1,7 +1,8 @@
 """Benchmark loaders: every supported format becomes one `Benchmark` (corpus + queries + gold).
 
 Formats (any size): HippoRAG / MuSiQue (`paragraphs[].is_supporting`), HotpotQA and
-2WikiMultiHopQA (`supporting_facts` titles, `context`), BEIR (corpus.jsonl, queries.jsonl,
+2WikiMultiHopQA (`supporting_facts` titles, `context`), records with resolved corpus indices
+(`gold_passage_idx`, the 2wiki_dev300 split), BEIR (corpus.jsonl, queries.jsonl,
 qrels/<split>.tsv), LoCoMo (one corpus record per dialogue turn) and a user's own
 corpus file plus a JSONL of `{question, gold: [titles or ids]}`.
 
@@ -165,7 +166,8 @@ def load_hipporag(corpus_path: str | Path, questions_path: str | Path, name: str
 
     Gold: MuSiQue records (`paragraphs`) → supporting paragraphs matched by title + text;
     HotpotQA / 2Wiki records (`supporting_facts`) → distinct supporting titles (ties between
-    same-title passages broken by the record's `context` text).
+    same-title passages broken by the record's `context` text); records with `gold_passage_idx`
+    (2wiki_dev300) → those corpus list positions. Category = `type` where the record has one.
     """
     corpus_path, questions_path = Path(corpus_path), Path(questions_path)
     corpus = load_corpus_file(corpus_path)
@@ -198,6 +200,13 @@ def load_hipporag(corpus_path: str | Path, questions_path: str | Path, name: str
                 elif doc not in gold:
                     gold.append(doc)
             category = f"{len(rec['question_decomposition'])}hop" if rec.get("question_decomposition") else None
+        elif "gold_passage_idx" in rec:
+            idxs = rec["gold_passage_idx"]
+            if not isinstance(idxs, list) or not all(isinstance(x, int) and 0 <= x < len(corpus) for x in idxs):
+                raise DatasetError(f"{questions_path}: record {i} 'gold_passage_idx' must be a list of corpus "
+                                   f"positions in 0..{len(corpus) - 1}")
+            gold = list(dict.fromkeys(corpus[x]["id"] for x in idxs))
+            category = rec.get("type")
         elif "supporting_facts" in rec:
             context = {}
             for item in rec.get("context") or []:
@@ -217,8 +226,8 @@ def load_hipporag(corpus_path: str | Path, questions_path: str | Path, name: str
                     gold.append(doc)
             category = rec.get("type")
         else:
-            raise DatasetError(f"{questions_path}: record {i} has neither 'paragraphs' (MuSiQue) "
-                               "nor 'supporting_facts' (HotpotQA/2Wiki)")
+            raise DatasetError(f"{questions_path}: record {i} has none of 'paragraphs' (MuSiQue), "
+                               "'gold_passage_idx' (2wiki_dev300) or 'supporting_facts' (HotpotQA/2Wiki)")
         queries.append(Query(id=qid, question=question, gold=gold, category=category,
                              metadata={"answer": rec.get("answer")}))
     if missing:

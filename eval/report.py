@@ -11,16 +11,43 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 PUBLISHED_LABEL = "published, 1,000-question sets, different models"
-# DESIGN.md §5: HippoRAG (NeurIPS 2024) Table 2, recall@2 / recall@5, 1,000 questions each.
-PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
+# DESIGN.md §5: HippoRAG (NeurIPS 2024) Table 2, recall@2 / recall@5, 1,000 questions each; 2Wiki as
+# listed in ../shared/datasets/README.md (its dev300 split's anchors, full 1,000 questions).
+PUBLISHED: dict[str, dict[str, tuple[float | None, float]]] = {
     "MuSiQue": {"BM25": (32.3, 41.2), "Contriever": (34.8, 46.6), "ColBERTv2": (37.9, 49.2),
-                "HippoRAG (ColBERTv2)": (40.9, 51.9)},
-    "2Wiki": {"BM25": (51.8, 61.9), "Contriever": (46.6, 57.5), "ColBERTv2": (59.2, 68.2),
-              "HippoRAG (ColBERTv2)": (70.7, 89.1)},
+                "HippoRAG (ColBERTv2)": (40.9, 51.9),
+                "HippoRAG 2 (NV-Embed-v2 7B + Llama-3.3-70B)": (None, 74.7)},
+    "2Wiki": {"BM25": (55.3, 65.3), "Contriever": (46.6, 57.5), "ColBERTv2": (59.2, 68.2),
+              "NV-Embed-v2 (7B)": (67.1, 76.5), "HippoRAG (GPT-3.5 triples, Contriever)": (71.5, 89.5),
+              "HippoRAG 2 (NV-Embed-v2 7B + Llama-3.3-70B)": (76.2, 90.4)},
     "HotpotQA": {"BM25": (55.4, 72.2), "Contriever": (57.2, 75.5), "ColBERTv2": (64.7, 79.3),
-                 "HippoRAG (ColBERTv2)": (60.5, 77.7)},
+                 "HippoRAG (ColBERTv2)": (60.5, 77.7),
+                 "HippoRAG 2 (NV-Embed-v2 7B + Llama-3.3-70B)": (None, 96.3)},
 }
-PUBLISHED_HIPPORAG2_R5 = {"MuSiQue": 74.7, "2Wiki": 90.4, "HotpotQA": 96.3}
+
+
+PROJECT = Path(__file__).resolve().parent.parent
+_ABSOLUTE = re.compile(r"(?<![\w.~])/(?!/)[^\s,`'\"]+")
+
+
+def project_relative(text: str) -> str:
+    """Absolute paths in `text` (dataset files, a command line) as paths relative to the project:
+    `/work/shared/datasets/x.json` → `../shared/datasets/x.json`; a report never names a machine's layout."""
+    return _ABSOLUTE.sub(lambda m: os.path.relpath(m.group(0), PROJECT), text)
+
+
+SERIES_COLOURS = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#000000", "#aec7e8", "#98df8a", "#ffbb78", "#c5b0d5", "#f7b6d2",
+]
+SERIES_MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H", "1"]
+
+
+def series_styles(names: list[str]) -> dict[str, dict[str, str]]:
+    """One colour and one marker per system, the same in every plot of a run (12-16 series stay
+    distinguishable: no colour or marker repeats within the first 16)."""
+    return {n: {"color": SERIES_COLOURS[i % len(SERIES_COLOURS)], "marker": SERIES_MARKERS[i % len(SERIES_MARKERS)]}
+            for i, n in enumerate(names)}
 
 
 def published_key(dataset: str) -> str | None:
@@ -93,6 +120,10 @@ def make_plots(results: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]
     for old in plots_dir.glob("*.png"):  # the directory holds one run's plots: no stale images from older runs
         old.unlink()
     made: dict[str, list[Path]] = {"recall": [], "latency": [], "ablation": []}
+    names: list[str] = []
+    for ds in results["datasets"].values():
+        names += [s for s in _ok(ds) if s not in names]
+    style = series_styles(names)
     for name, ds in results["datasets"].items():
         ok = _ok(ds)
         if not ok:
@@ -100,7 +131,7 @@ def make_plots(results: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]
         fig, ax = plt.subplots(figsize=(6, 4))
         for sname, s in ok.items():
             ks = [k for k in ds["ks"] if f"recall@{k}" in s["metrics"]]
-            ax.plot(ks, [s["metrics"][f"recall@{k}"] for k in ks], marker="o",
+            ax.plot(ks, [s["metrics"][f"recall@{k}"] for k in ks], **style[sname],
                     linestyle="-" if s["family"] != "baseline" else "--", label=sname)
         ax.set_xscale("log")
         ax.set_xticks(ds["ks"], [str(k) for k in ds["ks"]])
@@ -119,7 +150,8 @@ def make_plots(results: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]
         for sname, s in ok.items():
             lat = sorted(s["query"].get("latencies_ms") or [])
             if lat:
-                ax.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], label=sname)
+                ax.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], color=style[sname]["color"],
+                        marker=style[sname]["marker"], markevery=max(1, len(lat) // 8), label=sname)
         ax.set_xscale("log")
         ax.set_xlabel("single-query latency (ms, log)")
         ax.set_ylabel("fraction of queries")
@@ -143,12 +175,11 @@ def make_plots(results: dict[str, Any], plots_dir: Path) -> dict[str, list[Path]
     if rows:
         fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 4), squeeze=False)
         for ax, (name, metric, bars) in zip(axes[0], rows):
-            drawn = ax.bar(range(len(bars)), [v for _, v in bars], color=["C0"] + ["C1"] * (len(bars) - 1))
-            ax.bar_label(drawn, fmt="%.3f", fontsize=7)  # the y axis is cut: print the values
+            drawn = ax.bar(range(len(bars)), [v for _, v in bars], color=[style[b]["color"] for b, _ in bars])
+            ax.bar_label(drawn, fmt="%.3f", fontsize=7)
             ax.set_xticks(range(len(bars)), [b for b, _ in bars], rotation=45, ha="right", fontsize=8)
             ax.set_title(f"{name}: {metric}")
-            lo = min(v for _, v in bars)
-            ax.set_ylim(max(0.0, lo - 0.1), min(1.0, max(v for _, v in bars) + 0.05))
+            ax.set_ylim(0.0, max(1.0, max(v for _, v in bars) * 1.08))  # zero-based: bar heights compare honestly
         fig.tight_layout()
         p = plots_dir / "ablations.png"
         fig.savefig(p, dpi=100)
@@ -164,7 +195,7 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
     m = results["machine"]
     L: list[str] = ["# hippograph — evaluation results", ""]
     L += ["Generated by the eval harness (`eval/`); do not edit by hand — re-run the command below.", ""]
-    L += [f"- Command: `{results.get('command') or 'python -m eval run'}`",
+    L += [f"- Command: `{project_relative(results.get('command') or 'python -m eval run')}`",
           f"- Date: {results['started']} (run took {results['seconds'] / 60:.1f} min, "
           f"process peak RSS {results.get('peak_rss_mb', '–')} MB)",
           f"- Git commit: `{results['git']['commit']}`" + (" (with uncommitted changes)" if results["git"].get("dirty") else ""),
@@ -222,7 +253,7 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
               f"{ds['n_docs']} documents" + (f" → {ds['n_passages']} passages" if ds.get("n_passages") else "")
               + f", {ds['n_scored']} scored questions"
               + (f" (categories {', '.join(ds['exclude_categories'])} excluded)" if ds["exclude_categories"] else "")
-              + f". Source: `{ds['source']}`.", ""]
+              + f". Source: `{project_relative(ds['source'])}`.", ""]
         if not ok:
             L += ["No system completed on this dataset.", ""]
             continue
@@ -233,9 +264,7 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
         if pk:
             L += [f"Published anchors beside ours — HippoRAG NeurIPS 2024 Table 2 and HippoRAG 2, {pk}, "
                   f"recall@2 / recall@5 (%). Published rows: **{PUBLISHED_LABEL}**; not directly comparable.", ""]
-            pub = [[meth, PUBLISHED_LABEL, f"{r2:.1f}", f"{r5:.1f}"] for meth, (r2, r5) in PUBLISHED[pk].items()]
-            pub.append(["HippoRAG 2 (NV-Embed-v2 7B + Llama-3.3-70B)", PUBLISHED_LABEL, "–",
-                        f"{PUBLISHED_HIPPORAG2_R5[pk]:.1f}"])
+            pub = [[meth, PUBLISHED_LABEL, _f(r2, 1), _f(r5, 1)] for meth, (r2, r5) in PUBLISHED[pk].items()]
             ours = [[s, f"this run, {ds['n_scored']} questions", _f(100 * st['metrics']['recall@2'], 1),
                      _f(100 * st['metrics']['recall@5'], 1)] for s, st in ok.items()
                     if "recall@2" in st["metrics"] and "recall@5" in st["metrics"]]
@@ -249,7 +278,8 @@ def render(results: dict[str, Any], plots: dict[str, list[Path]] | None, report_
         if cats:
             cn = ds.get("category_names") or {}
             label = {c: f"{c} {cn[c]}" if c in cn else str(c) for c in cats}
-            per = ["recall@5", "recall@10"] + [f"{lv}/recall@5" for lv in ds["levels"]]
+            per = (["recall@2"] if "recall@2" in ds["headline"] else []) + ["recall@5", "recall@10"] \
+                + [f"{lv}/recall@5" for lv in ds["levels"]]
             for metric in per:
                 if not any(metric in st["by_category"].get(c, {}) for st in ok.values() for c in cats):
                     continue

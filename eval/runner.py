@@ -19,11 +19,12 @@ import numpy as np
 
 from .datasets import Benchmark, load_dataset, slice_benchmark
 from .metrics import evaluate
+from .report import project_relative
 from .systems import RunContext, System, SystemUnavailable, embedding_precision
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATASETS = ("musique_train100", "hotpotqa_train100", "scifact", "locomo")
+DEFAULT_DATASETS = ("musique_train100", "hotpotqa_train100", "scifact", "locomo", "2wiki_dev300")
 QUICK_DATASETS = ("musique_train100",)
 
 
@@ -220,7 +221,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
             benches.append(b)
 
     results: dict[str, Any] = {
-        "run_id": run_id, "started": started.isoformat(timespec="seconds"), "command": opts.command,
+        "run_id": run_id, "started": started.isoformat(timespec="seconds"), "command": project_relative(opts.command),
         "quick": opts.quick, "embedder": opts.embedder, "latency_queries": opts.latency_queries,
         "embedding_precision": embedding_precision(ctx.config),
         "machine": machine_info(), "git": git_info(REPO_ROOT),
@@ -230,7 +231,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
     for bench in benches:
         t_ds = time.perf_counter()
         ds: dict[str, Any] = {
-            "source": bench.source, "n_docs": len(bench.corpus), "n_queries": len(bench.queries),
+            "source": project_relative(bench.source), "n_docs": len(bench.corpus), "n_queries": len(bench.queries),
             "n_scored": len(bench.scored_queries()), "ks": list(bench.metrics.ks), "ndcg_k": bench.metrics.ndcg_k,
             "headline": list(bench.metrics.headline), "levels": list(bench.metrics.levels),
             "exclude_categories": list(bench.metrics.exclude_categories),

@@ -7,16 +7,20 @@
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import re
 import shutil
+import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .config import Config
+from .config import EXECUTION_FIELDS, Config
 from .embedders import Embedder, load_embedder, make_embedder
-from .errors import HippoGraphError, IndexCorruptError, SourceError
+from .errors import HippoGraphError, IndexCorruptError, IndexWriteError, SourceError
 from .indexers.pipeline import BUILD_DIR, IndexWriter
 from .indexers.plan import DocKey, path_sources, plan_sync, replayable
 from .indexers.report import BuildReport
@@ -27,6 +31,9 @@ from .types import Document, Hit
 logger = logging.getLogger(__name__)
 
 Sources = Any  # str | Path | Iterable[str | Path | dict]
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Code points that cannot be encoded as UTF-8 (half of a UTF-16 pair); a query's become U+FFFD."""
 
 OPEN_RETRIES = 3
 """Times `open`/`refresh` re-read the manifest when a writer removed the generation it named meanwhile."""
@@ -44,6 +51,49 @@ def _bm25_writer(texts: Sequence[str], out: Path) -> None:
     from .retrievers.lexical import BM25Index
 
     BM25Index.build(texts).save(out)
+
+
+def write_error(exc: BaseException, default_path: Path) -> IndexWriteError:
+    """One line for a failed write: the path (the OS's, else the file being written) and the cause."""
+    path = getattr(exc, "filename", None) or default_path
+    cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return IndexWriteError(f"{path}: {cause}; nothing was committed, the index is unchanged")
+
+
+@contextmanager
+def _fresh_generation(idx: IndexDir) -> Iterator[Path]:
+    """A new generation directory for one write; removed again if the write fails, and an OSError
+    or SQLite error (creating it or writing it) ends in one `IndexWriteError` line."""
+    try:
+        gen = idx.new_generation()
+    except OSError as exc:
+        raise write_error(exc, idx.root) from exc
+    try:
+        yield gen
+    except BaseException as exc:
+        shutil.rmtree(gen, ignore_errors=True)
+        if isinstance(exc, (OSError, sqlite3.Error)):
+            raise write_error(exc, gen) from exc
+        raise
+
+
+def _index_config(manifest: Manifest, path: Path, overrides: dict[str, Any]) -> Config:
+    """The config an index was built with, validated (IndexCorruptError naming the option and its
+    default). A spaCy model the manifest names by path is not loaded (models come from installed
+    packages or from a path the caller passes, never from a path stored in an index): the
+    default model is used instead, with a warning."""
+    config = Config.from_manifest(manifest.config, path)
+    if "spacy_model" not in overrides and not _package_name(config.spacy_model):
+        default = Config().spacy_model
+        logger.warning("%s: index names spaCy model %r, which is not a package name; using %r "
+                       "(pass spacy_model= to open it with a model of your choice)", path, config.spacy_model, default)
+        config = config.replace(spacy_model=default)
+    return config
+
+
+def _package_name(name: str) -> bool:
+    """A Python package name (what an installed spaCy model is), as opposed to a path."""
+    return name.replace("-", "_").isidentifier()
 
 
 def _extract_fn(config: Config, openie: str | Path | None, show_progress: bool):
@@ -75,12 +125,16 @@ class HippoGraph:
         openie: str | Path | None = None,
         show_progress: bool = False,
         overwrite: bool = False,
+        executor: str | None = None,
     ) -> "HippoGraph":
         """Index `sources` into a new index at `index_dir` (an existing index needs overwrite=True).
 
         `openie`: path of a HippoRAG OpenIE JSON whose triples replace spaCy extraction.
+        `executor`: 'local' or 'ray' (overrides `config.executor`; the index is the same).
         """
         config = config or Config()
+        if executor is not None:
+            config = config.replace(executor=executor)
         idx = IndexDir(index_dir)
         root = Path(index_dir)
         if idx.exists() and not overwrite:
@@ -97,17 +151,13 @@ class HippoGraph:
         t0 = time.perf_counter()
         with idx.writer_lock():
             embedder = make_embedder(config)
-            gen = idx.new_generation()
-            writer = IndexWriter(idx.root, gen, config, embedder, extract=_extract_fn(config, openie, show_progress),
-                                 show_progress=show_progress, lexical=_bm25_writer, shard_dir="build")
-            try:
+            with _fresh_generation(idx) as gen:
+                writer = IndexWriter(idx.root, gen, config, embedder, extract=_extract_fn(config, openie, show_progress),
+                                     show_progress=show_progress, lexical=_bm25_writer, shard_dir="build")
                 writer.add_documents(_stream(sources, config))
                 if not writer.report.added_documents:
                     raise SourceError(f"no readable documents found in {sources!r}")
                 cls._write_and_commit(idx, writer, Manifest(generation="", config=config.to_manifest()), t0)
-            except BaseException:
-                shutil.rmtree(gen, ignore_errors=True)
-                raise
             writer.cleanup()
         return cls(index_dir)
 
@@ -157,7 +207,7 @@ class HippoGraph:
                 if not moved or attempt == OPEN_RETRIES - 1:
                     raise
                 logger.info("%s: generation %s was replaced while opening; retrying", self.dir.root, manifest.generation)
-        base = Config.from_dict(manifest.config)
+        base = _index_config(manifest, self.dir.manifest_path, self._overrides)
         self.config = base.replace(**self._overrides) if self._overrides else base
         self.manifest = manifest
         self.snapshot = snapshot
@@ -189,7 +239,8 @@ class HippoGraph:
             gen = self.dir.generation_path(self.manifest)
             try:
                 self._embedder = load_embedder(self.manifest.embedder, gen / "embedder",
-                                               precision=self.config.embedding_precision)
+                                               precision=self.config.embedding_precision,
+                                               model_path=self._overrides.get("embedding_model"))
             except (OSError, ValueError, KeyError) as exc:
                 raise IndexCorruptError(f"{gen / 'embedder'}: cannot load the index's embedder ({exc})") from exc
         return self._embedder
@@ -226,11 +277,12 @@ class HippoGraph:
         with self.dir.writer_lock():
             manifest = self.dir.read_manifest()
             gen = self.dir.generation_path(manifest)
-            config = Config.from_dict(manifest.config)
+            config = _index_config(manifest, self.dir.manifest_path, self._overrides).replace(
+                **{k: getattr(self.config, k) for k in EXECUTION_FIELDS})  # where this write runs: as opened
             embedder = self._reusable_embedder(manifest) or load_embedder(
-                manifest.embedder, gen / "embedder", precision=config.embedding_precision)
-            tmp = self.dir.new_generation()
-            try:
+                manifest.embedder, gen / "embedder", precision=config.embedding_precision,
+                model_path=self._overrides.get("embedding_model"))
+            with _fresh_generation(self.dir) as tmp:
                 writer = IndexWriter(
                     self.dir.root, tmp, config, embedder, base=gen, lifecycle=manifest.lifecycle,
                     extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
@@ -245,9 +297,6 @@ class HippoGraph:
                     self._write_and_commit(self.dir, writer, new, t0, previous=manifest)
                 else:
                     shutil.rmtree(tmp, ignore_errors=True)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
             writer.cleanup()
         if getattr(writer.embedder, "backend", None) != "tfidf":
             self._embedder = writer.embedder  # keep a loaded model for queries and the next write
@@ -388,20 +437,28 @@ class HippoGraph:
 
     def refresh(self) -> None:
         """Re-read the manifest and switch to the newest committed generation."""
-        old = self.snapshot
+        old, old_embedder = self.snapshot, self._embedder
         self._embedder = None
-        self._load()
+        try:
+            self._load()
+        except BaseException:
+            self._embedder = old_embedder  # still serving the old snapshot: keep its embedder
+            raise
         old.close()
 
     # ---- reading --------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Counts, timings of the last write, vector-index state (kind, tombstones) and identity of the index."""
+        """Counts, per-stage timings of the last write (seconds), the embedder (and `embedder_warning`
+        when 'auto' fell back to TF-IDF), vector-index state (kind, tombstones) and identity of the index."""
+        from .embedders import embedder_fallback
+
         m = self.manifest
         return {
             "path": str(self.dir.root),
             "generation": m.generation,
             **m.counts,
             "embedder": m.embedder,
+            "embedder_warning": embedder_fallback((m.config or {}).get("embedder"), m.embedder),
             "timings": m.timings,
             "vectors": (m.lifecycle or {}).get("vectors", {}),
             "created": m.created,
@@ -413,22 +470,42 @@ class HippoGraph:
         """Documents in the index: id, title, source, content hash, metadata."""
         return self.snapshot.documents()
 
-    def triples(self, limit: int | None = None) -> list[dict[str, str]]:
-        """(subject, predicate, object, passage title) rows, for inspection."""
-        q = (
-            "SELECT es.name s, f.predicate p, eo.name o, p.title t FROM fact_passages fp "
-            "JOIN facts f ON f.idx = fp.fact_idx JOIN entities es ON es.idx = f.subject_idx "
-            "JOIN entities eo ON eo.idx = f.object_idx JOIN passages p ON p.idx = fp.passage_idx"
-        )
-        if limit is not None:
-            q += f" LIMIT {int(limit)}"
-        return [dict(subject=r[0], predicate=r[1], object=r[2], passage=r[3]) for r in self.snapshot.conn.execute(q)]
+    def triples(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """(subject, predicate, object) statements with their provenance (passage id and title,
+        document id, sentence span in the document): the rows of `export_triples`, first `limit`."""
+        from .exports import iter_triples
+
+        return list(itertools.islice(iter_triples(self.snapshot), limit))
+
+    def export_triples(self, path: str | Path) -> int:
+        """Stream every triple with its provenance to `path` (.jsonl, .csv or .parquet by suffix;
+        Parquet needs pyarrow). Returns the number of rows written."""
+        from .exports import write_triples
+
+        return write_triples(self.snapshot, path)
+
+    def to_networkx(self):
+        """The knowledge graph as a `networkx.MultiDiGraph`: typed entity and passage nodes, one
+        `fact` edge per fact (subject → object, with predicate, fact id and passages), `mention`
+        and `synonym` edges; the same ids and attributes as `export_graphml` (see hippograph/exports.py)."""
+        from .exports import to_networkx
+
+        return to_networkx(self.snapshot)
 
     def retrieve(
-        self, query: str, top_k: int | None = None, *, mode: str | None = None, explain: bool = False, **overrides: Any
+        self,
+        query: str,
+        top_k: int | None = None,
+        *,
+        mode: str | None = None,
+        explain: bool = False,
+        filters: dict[str, Any] | None = None,
+        **overrides: Any,
     ) -> list[Hit]:
-        """Top passages for one query. `mode`: hybrid (default), ppr, dense, bm25."""
-        return self.retrieve_many([query], top_k, mode=mode, explain=explain, **overrides)[0]
+        """Top passages for one query. `mode`: hybrid (default), ppr, dense, bm25. `filters`: a metadata
+        filter (docs/filters.md), e.g. ``{"year": {"$gte": 2020}, "source": {"$glob": "papers/*"}}``;
+        the top_k are the best passages that match it."""
+        return self.retrieve_many([query], top_k, mode=mode, explain=explain, filters=filters, **overrides)[0]
 
     def retrieve_many(
         self,
@@ -437,10 +514,13 @@ class HippoGraph:
         *,
         mode: str | None = None,
         explain: bool = False,
+        filters: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> list[list[Hit]]:
         """Top passages for each query, computed in blocks of `query_batch_size` queries
-        (embeddings and PPR blocked; one block's score vectors in memory at a time)."""
+        (embeddings and PPR blocked; one block's score vectors in memory at a time). `filters`
+        (one metadata filter for every query) restricts retrieval as in `retrieve`; a malformed
+        filter raises FilterError (a ConfigError and ValueError) naming the bad part."""
         cfg = self.config.replace(**overrides) if overrides else self.config
         top_k = cfg.top_k if top_k is None else int(top_k)
         if top_k < 1:
@@ -449,9 +529,10 @@ class HippoGraph:
             raise ValueError(f"query_batch_size must be ≥ 1, got {cfg.query_batch_size}")
         mode = mode or cfg.mode
         clean = [self._clean_query(q, cfg) for q in queries]
+        flt = None if filters is None else self.retriever.passage_filter(filters)
         out: list[list[Hit]] = []
         for b0 in range(0, len(clean), cfg.query_batch_size):
-            results = self.retriever.search(clean[b0:b0 + cfg.query_batch_size], cfg, mode, depth=top_k)
+            results = self.retriever.search(clean[b0:b0 + cfg.query_batch_size], cfg, mode, flt, depth=top_k)
             out.extend(self._hits(res, top_k, explain) for res in results)
         return out
 
@@ -474,7 +555,7 @@ class HippoGraph:
     def _clean_query(query: str, cfg: Config) -> str:
         if not isinstance(query, str):
             raise TypeError(f"query must be a string, got {type(query).__name__}")
-        q = query.replace("\x00", " ").strip()
+        q = _LONE_SURROGATE.sub("\ufffd", query.replace("\x00", " ")).strip()  # not encodable: spaCy, SQLite
         if not q:
             raise ValueError("query is empty")
         if len(q) > cfg.max_query_chars:
@@ -483,26 +564,11 @@ class HippoGraph:
         return q
 
     def export_graphml(self, path: str | Path) -> Path:
-        """Write the knowledge graph (entity + passage nodes, typed weighted edges) as GraphML."""
-        import igraph as ig
+        """Write the knowledge graph as GraphML (streamed): the nodes and edges of `to_networkx`,
+        with the predicate as each fact edge's label (shown by Gephi)."""
+        from .exports import write_graphml
 
-        from .indexers.graph_builder import EDGE_KIND_NAMES
-
-        snap = self.snapshot
-        a = snap.adjacency.tocoo()
-        kinds = snap.edge_kinds
-        keep = a.row < a.col
-        g = ig.Graph(n=a.shape[0], edges=list(zip(a.row[keep].tolist(), a.col[keep].tolist())), directed=False)
-        g.es["weight"] = a.data[keep].tolist()
-        g.es["kind"] = [EDGE_KIND_NAMES[int(k)] for k in kinds[keep]]  # tocoo keeps CSR entry order
-        g.vs["kind"] = ["entity"] * snap.n_entities + ["passage"] * snap.n_passages
-        g.vs["label"] = snap.entities + snap.passage_titles
-        g.vs["passage_id"] = [""] * snap.n_entities + snap.passage_ids
-        spec = snap.specificity.tolist()
-        g.vs["specificity"] = spec + [0.0] * snap.n_passages
-        path = Path(path)
-        g.write_graphml(str(path))
-        return path
+        return write_graphml(self.snapshot, path)
 
     def close(self) -> None:
         self.snapshot.close()

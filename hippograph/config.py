@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,15 @@ class Config:
     """Texts per `nlp.pipe` batch."""
     n_process: int = 1
     """spaCy worker processes (`--jobs` on the CLI). 2 on a 2-core laptop is ≈1.7× faster for big corpora."""
+    threads: int = 0
+    """CPU threads the build may use (torch, faiss, spaCy processes): 0 = auto, i.e. the CPUs this
+    process may run on (affinity), capped by the cgroup CPU quota and `OMP_NUM_THREADS`; a positive
+    value caps that further. Does not change index content."""
+    adaptive_threads: bool = False
+    """Shrink the embedder's torch pool while the load average shows other work on the cores
+    (hippograph/threads.py): a build keeps more of its speed on a busy machine, but its vectors then
+    depend on the load (bfloat16 results differ by up to 5e-4 between 1 and 2 threads), so an index
+    grown by `add` no longer equals a scratch build exactly. Off by default."""
     link_title: bool = True
     """Link every passage's title as an entity of the passage (and of its triples' subjects)."""
 
@@ -101,6 +111,22 @@ class Config:
     written to ``<index>/.build/`` before the next one starts, so memory holds one shard's units
     (≈28 embedded units per passage: about 170 MB of MiniLM vectors at 4096) whatever the corpus
     size, and a killed build resumes from its finished shards."""
+
+    # ---- executor (how a write runs; not stored in the index, not part of shard keys) ----
+    executor: str = "local"
+    """Where shards are built: 'local' (this process, no Ray needed) or 'ray' (Ray Data actors,
+    `pip install 'hippograph[ray]'`; `indexers/ray_executor.py`). Both write the same index."""
+    ray_address: str | None = None
+    """Ray cluster to attach to ('auto' = the one `ray start --head` started on this machine, or
+    'ray://host:10001'); None = the Ray instance already initialised in this process, else a new
+    local one (shut down when the write ends)."""
+    ray_concurrency: int | None = None
+    """Shard-building actors (each loads one spaCy model and one embedder); None = one per
+    `ray_num_cpus` CPUs of the cluster."""
+    ray_num_cpus: float = 1.0
+    """CPUs reserved per actor."""
+    ray_num_gpus: float = 0.0
+    """GPUs reserved per actor (set 1 to embed on a GPU where the cluster has them)."""
 
     # ---- retrieval (query time; override per call) --------------------------------
     top_k: int = 10
@@ -182,12 +208,20 @@ class Config:
     """Longer queries are truncated with a warning."""
 
     # ---- helpers -------------------------------------------------------------
+    def __post_init__(self) -> None:
+        """Check every field's type and range (ConfigError naming the option), wherever the
+        values came from: Python, a config file, the CLI, HTTP or an index manifest."""
+        for f in fields(self):
+            setattr(self, f.name, check_option(f.name, getattr(self, f.name)))
+
     def replace(self, **overrides: Any) -> "Config":
         """A copy with some fields changed; unknown names raise ValueError."""
         known = {f.name for f in fields(self)}
         unknown = set(overrides) - known
         if unknown:
-            raise ValueError(f"unknown config option(s): {', '.join(sorted(unknown))}")
+            from .errors import ConfigError
+
+            raise ConfigError(f"unknown config option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,7 +232,8 @@ class Config:
         differ from the defaults (the rest follow the installed version's defaults)."""
         data = self.to_dict()
         defaults = Config().to_dict()
-        return {k: v for k, v in data.items() if k not in QUERY_TIME_FIELDS or v != defaults[k]}
+        return {k: v for k, v in data.items()
+                if k not in EXECUTION_FIELDS and (k not in QUERY_TIME_FIELDS or v != defaults[k])}
 
     def index_time_dict(self) -> dict[str, Any]:
         """Only the index-time fields (what determines an index's content)."""
@@ -209,6 +244,21 @@ class Config:
         """Build from a dict, ignoring keys this version does not know (forward compatible)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_manifest(cls, data: Any, path: str | Path) -> "Config":
+        """The config stored in an index manifest; a value this version rejects raises
+        IndexCorruptError naming the option and its default (older or edited manifests)."""
+        from .errors import ConfigError, IndexCorruptError
+
+        if not isinstance(data, dict):
+            raise IndexCorruptError(f"{path}: manifest config must be an object, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            name = getattr(exc, "option", None)
+            default = f"; the default is {_DEFAULTS[name]!r}: set it or remove it" if name in _DEFAULTS else ""
+            raise IndexCorruptError(f"{path}: {exc}{default}") from exc
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Config":
@@ -222,9 +272,7 @@ class Config:
             raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
         try:
             if path.suffix == ".toml":
-                import tomllib
-
-                data = tomllib.loads(raw.decode("utf-8"))
+                data = _toml().loads(raw.decode("utf-8"))
             else:
                 data = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -234,7 +282,7 @@ class Config:
         try:
             return cls().replace(**data)
         except ValueError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
+            raise ConfigError(f"{path}: {exc}", option=getattr(exc, "option", None)) from exc
 
 
 def _query_time_fields() -> frozenset[str]:
@@ -244,3 +292,128 @@ def _query_time_fields() -> frozenset[str]:
 
 QUERY_TIME_FIELDS: frozenset[str] = _query_time_fields()
 """Fields that only affect retrieval (everything from `top_k` on); safe to change on an existing index."""
+
+EXECUTION_FIELDS: frozenset[str] = frozenset({"executor", "ray_address", "ray_concurrency", "ray_num_cpus", "ray_num_gpus"})
+"""Fields that choose where a write runs, not what it writes: never stored in an index's manifest."""
+
+# ---- validation ------------------------------------------------------------------------------
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": ("hybrid", "ppr", "dense", "bm25"),
+    "embedder": ("auto", "sentence-transformers", "tfidf"),
+    "embedding_precision": ("auto", "float32", "bfloat16"),
+}
+"""Options whose value is one of a fixed set of names."""
+
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "max_file_bytes": (1, None), "chunk_words": (1, None), "max_passages_per_document": (1, None),
+    "spacy_batch_size": (1, None), "n_process": (1, None), "embedding_batch_size": (1, None),
+    "tfidf_dim": (1, None), "synonymy_threshold": (-1, 1), "minhash_threshold": (0, 1),
+    "minhash_num_perm": (1, None), "spann_replica": (1, None), "top_k": (1, None), "damping": (0, 1),
+    "ppr_tol": (1e-15, None), "ppr_max_iter": (1, None), "candidates_per_granularity": (1, None),
+    "spann_max_lists": (1, None), "router_temperature": (1e-9, None), "linking_min_similarity": (-1, 1),
+    "ppr_fusion_weight": (0, 1), "query_batch_size": (1, None), "max_query_chars": (1, 1_000_000),
+}
+"""Inclusive bounds of numeric options; numbers not listed here must be ≥ 0."""
+
+
+def _hints() -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(Config)
+
+
+def check_option(name: str, value: Any) -> Any:
+    """`value` if it fits option `name` (ints widen to floats for float options), else
+    ConfigError: "config option NAME must be TYPE, got VALUE". Generic over Config's type
+    hints (bool, int, float, str, None unions, list[str], dict[str, float]), so every new
+    option is covered; `RANGES` and `CHOICES` add bounds and allowed names."""
+    from .errors import ConfigError
+
+    expected = _HINTS.get(name) if _HINTS else None
+    if expected is None:
+        return value
+    ok, value, what = _fits(value, expected)
+    if ok and name in CHOICES and value not in CHOICES[name]:
+        ok, what = False, "one of " + ", ".join(repr(c) for c in CHOICES[name])
+    if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = RANGES.get(name, (0, None))
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            ok = False
+            what += f" in {lo}..{hi}" if hi is not None else f" ≥ {lo}"
+    if ok and name == "fallback_encodings":
+        import codecs
+
+        for enc in value:
+            try:
+                codecs.lookup(enc)
+            except LookupError:
+                ok, what = False, "a list of known text encodings"
+    if not ok:
+        raise ConfigError(f"config option {name} must be {what}, got {value!r:.80}", option=name)
+    return value
+
+
+def _fits(value: Any, hint: Any) -> tuple[bool, Any, str]:
+    """(fits, value — widened int → float —, description of the expected type)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        names = []
+        for arg in args:
+            ok, v, what = _fits(value, arg)
+            if ok:
+                return True, v, what
+            names.append(what)
+        return False, value, " or ".join(names)
+    if hint is type(None):
+        return value is None, value, "null"
+    if hint is bool:
+        return isinstance(value, bool), value, "true or false"
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value, "an integer"
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return True, float(value), "a number"
+        return False, value, "a finite number"
+    if hint is str:
+        return isinstance(value, str) and "\x00" not in value, value, "a string"
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            return False, value, f"a list of {_fits(None, item)[2].removeprefix('a ').removeprefix('an ')}s"
+        out = []
+        for v in value:
+            ok, v2, what = _fits(v, item)
+            if not ok:
+                return False, value, f"a list of {what.removeprefix('a ').removeprefix('an ')}s"
+            out.append(v2)
+        return True, out, "a list"
+    if origin is dict:
+        kt, vt = typing.get_args(hint) or (Any, Any)
+        if not isinstance(value, dict):
+            return False, value, "an object"
+        out = {}
+        for k, v in value.items():
+            ok_k, _, _ = _fits(k, kt)
+            ok_v, v2, what = _fits(v, vt)
+            if not (ok_k and ok_v):
+                return False, value, f"an object of {what.removeprefix('a ').removeprefix('an ')}s"
+            out[k] = v2
+        return True, out, "an object"
+    return True, value, str(hint)  # a type this checker does not know: accepted as is
+
+
+_HINTS: dict[str, Any] = {}
+_HINTS.update(_hints())
+_DEFAULTS: dict[str, Any] = Config().to_dict()
+
+def _toml():
+    """The TOML parser: the standard library's `tomllib` (3.11+), else `tomli` (a dependency on 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+    return tomllib

@@ -25,6 +25,8 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError, HippoGraphError, IndexCorruptError
+from .threads import embedding_threads
+from .validate import path_like
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +128,6 @@ def _batched_encode(
     return l2_normalize(out)
 
 
-def _cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 PRECISIONS = ("auto", "float32", "bfloat16")
 SMALL_FORWARD_TOKENS = 32
 """A forward pass over at most this many (padded) tokens — one short query or mention — runs on one
@@ -206,9 +201,11 @@ def _set_offline_env() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_transformers(show_progress: bool) -> Iterator[None]:
-    """Hide transformers' "Loading weights" bar (restored afterwards) unless asked for."""
-    if show_progress:
+def _quiet_transformers() -> Iterator[None]:
+    """Hide third-party loader noise while a model loads (transformers' "Loading weights" bar and
+    its warnings, sentence-transformers' INFO lines), restored afterwards, unless hippograph's own
+    logging is verbose (INFO or finer: `hippograph -v`, or an application that asked for it)."""
+    if logging.getLogger("hippograph").isEnabledFor(logging.INFO):
         yield
         return
     try:
@@ -216,11 +213,16 @@ def _quiet_transformers(show_progress: bool) -> Iterator[None]:
     except Exception:  # transformers missing or very old: nothing to silence
         yield
         return
-    was_enabled = hf_logging.is_progress_bar_enabled()
+    st_logger = logging.getLogger("sentence_transformers")
+    was_enabled, verbosity, st_level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity(), st_logger.level
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    st_logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
+        st_logger.setLevel(st_level)
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
 
@@ -333,7 +335,7 @@ class SentenceTransformerEmbedder:
         except (OSError, ValueError, KeyError, StopIteration, TypeError, AttributeError):
             return None
 
-    def _load(self, show_progress: bool = False) -> Any:
+    def _load(self) -> Any:
         if self._model is not None:
             return self._model
         with self._lock:
@@ -350,7 +352,7 @@ class SentenceTransformerEmbedder:
                 ) from exc
             logger.info("loading sentence-transformers model %s from %s", self.name, self.path)
             try:
-                with _quiet_transformers(show_progress):
+                with _quiet_transformers():
                     model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
             except Exception as exc:
                 raise ConfigError(f"{self.path}: cannot load sentence-transformers model ({exc})") from exc
@@ -387,7 +389,7 @@ class SentenceTransformerEmbedder:
         """
         import torch
 
-        model = self._load(show_progress)
+        model = self._load()
         dim = self.dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
         if not texts:
@@ -408,7 +410,9 @@ class SentenceTransformerEmbedder:
                 feats = tok.pad({key: [enc[key][i] for i in rows] for key in enc.keys()}, padding="max_length",
                                 max_length=int(padded[rows[0]]), return_tensors="pt")
                 feats = {k: v.to(self.device) for k, v in feats.items()}
-                threads = 1 if len(rows) * int(padded[rows[0]]) <= SMALL_FORWARD_TOKENS else _cpu_count()
+                # thread policy (hippograph/threads.py): available CPUs (fewer on a busy machine if adaptive)
+                threads = 1 if len(rows) * int(padded[rows[0]]) <= SMALL_FORWARD_TOKENS \
+                    else embedding_threads(torch.get_num_threads())
                 if torch.get_num_threads() != threads:
                     torch.set_num_threads(threads)
                 with torch.inference_mode(), self._autocast():
@@ -663,6 +667,10 @@ class TfidfEmbedder:
                 f"{directory}: TF-IDF embedder arrays disagree (terms {len(terms)}, idf {idf.shape}, "
                 f"components {comps.shape})"
             )
+        from .validate import check_finite
+
+        check_finite(directory / _TFIDF_IDF, idf, "idf weights")
+        check_finite(directory / _TFIDF_COMPONENTS, comps, "SVD components")
         emb.vocabulary = {t: i for i, t in enumerate(terms)}
         emb.idf = idf.astype(np.float32)
         emb.components = comps.astype(np.float32)
@@ -683,12 +691,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise IndexCorruptError(f"{path}: missing embedder file") from exc
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{path}: unreadable embedder file ({exc})") from exc
+    from .validate import load_npy
+
+    return load_npy(path)  # header checked against the file size; errors name the file
 
 
 # ---- factories ---------------------------------------------------------------------------
@@ -696,7 +701,8 @@ def make_embedder(config: Config) -> Embedder:
     """Embedder chosen by `config.embedder`: 'auto', 'sentence-transformers' or 'tfidf'.
 
     'auto' uses sentence-transformers when torch + sentence-transformers are installed
-    and the model resolves locally, else falls back to TF-IDF (logged at INFO).
+    and the model resolves locally, else falls back to TF-IDF with a WARNING (the index
+    summary repeats it: see `embedder_fallback`).
     """
     choice = config.embedder
     if choice == "tfidf":
@@ -711,21 +717,37 @@ def make_embedder(config: Config) -> Embedder:
                                            cache_dir=config.embedding_cache_dir, precision=config.embedding_precision)
     if choice == "auto":
         if not _dense_libs_installed():
-            logger.info("embedder 'auto': torch/sentence-transformers not installed, using TF-IDF (%s)", DENSE_INSTALL_HINT)
+            logger.warning("embedder 'auto': torch/sentence-transformers not installed, using the zero-model "
+                           "TF-IDF embedder (for dense embeddings: %s)", DENSE_INSTALL_HINT)
             return TfidfEmbedder(config.tfidf_dim)
         try:
             return SentenceTransformerEmbedder(config.embedding_model, batch_size=config.embedding_batch_size,
                                                cache_dir=config.embedding_cache_dir,
                                                precision=config.embedding_precision)
         except ConfigError as exc:
-            logger.info("embedder 'auto': %s; using TF-IDF", exc)
+            logger.warning("embedder 'auto': %s; using the zero-model TF-IDF embedder", exc)
             return TfidfEmbedder(config.tfidf_dim)
     raise ConfigError(f"unknown embedder {choice!r}; choose 'auto', 'sentence-transformers' or 'tfidf'")
 
 
-def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64, precision: str = "auto") -> Embedder:
+def embedder_fallback(configured: str | None, spec: dict[str, Any] | None) -> str | None:
+    """The warning an index summary shows when `embedder='auto'` fell back to TF-IDF (no dense
+    model was available at build time), else None."""
+    if configured != "auto" or (spec or {}).get("backend") != TfidfEmbedder.backend:
+        return None
+    return (f"embedder 'auto' fell back to the zero-model TF-IDF embedder (no sentence-transformers model was "
+            f"available when the index was built); for dense embeddings: {DENSE_INSTALL_HINT}, then rebuild "
+            f"with --overwrite")
+
+
+def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64, precision: str = "auto",
+                  model_path: str | None = None) -> Embedder:
     """Re-create the embedder described by `spec` (from `spec()`) with files from `save(directory)`;
-    `precision` is this machine's choice for sentence-transformers (see `resolve_precision`)."""
+    `precision` is this machine's choice for sentence-transformers (see `resolve_precision`).
+
+    `spec` comes from an index, so a model is loaded by name only (installed package or the
+    Hugging Face cache), never from a directory the spec names: an index built from a local
+    model directory is opened by passing that directory as `model_path`."""
     if not isinstance(spec, dict):
         raise IndexCorruptError(f"{directory}: embedder spec must be an object, got {type(spec).__name__}")
     backend = spec.get("backend")
@@ -735,13 +757,14 @@ def load_embedder(spec: dict[str, Any], directory: Path, *, batch_size: int = 64
         model = spec.get("model")
         if not isinstance(model, str):
             raise IndexCorruptError(f"{directory}: embedder spec has no model name")
-        try:
+        if model_path is not None:
+            emb = SentenceTransformerEmbedder(model_path, batch_size=batch_size, precision=precision)
+        elif path_like(model) or Path(model).expanduser().exists():
+            raise ConfigError(
+                f"{directory}: the index names its embedding model by path ({model!r}); models are loaded only "
+                "from installed packages or from a path you pass: open it with embedding_model=PATH")
+        else:
             emb = SentenceTransformerEmbedder(model, batch_size=batch_size, precision=precision)
-        except ConfigError:
-            path = spec.get("path")  # the name may not resolve here, but the original directory might
-            if not isinstance(path, str) or not Path(path).is_dir():
-                raise
-            emb = SentenceTransformerEmbedder(path, batch_size=batch_size, precision=precision)
     else:
         raise IndexCorruptError(f"{directory}: unknown embedder backend {backend!r}")
     expected = spec.get("dim")

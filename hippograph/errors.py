@@ -6,8 +6,12 @@ class HippoGraphError(Exception):
     """Base class of all hippograph errors."""
 
 
-class ConfigError(HippoGraphError):
-    """A config file or option is invalid."""
+class ConfigError(HippoGraphError, ValueError):
+    """A config file or option is invalid; `option` names the option when there is one."""
+
+    def __init__(self, message: str, *, option: str | None = None):
+        super().__init__(message)
+        self.option = option
 
 
 class SourceError(HippoGraphError):
@@ -24,3 +28,7 @@ class IndexCorruptError(HippoGraphError):
 
 class IndexLockedError(HippoGraphError):
     """Another process is writing to this index."""
+
+
+class IndexWriteError(HippoGraphError):
+    """A write could not finish (disk full, file-size limit, I/O error); the index is unchanged."""

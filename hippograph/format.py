@@ -67,10 +67,9 @@ def vid_map_path(gen: Path, gran: str) -> Path:
 def load_array(path: Path, *, mmap: bool = False) -> np.ndarray:
     """np.load without pickle (memory-mapped with `mmap`); a missing, garbled or pickled file
     raises IndexCorruptError naming it."""
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise IndexCorruptError(f"{path}: unreadable array ({exc})") from exc
+    from .validate import load_npy
+
+    return load_npy(path, mmap=mmap)  # header checked against the file size before anything is allocated
 
 
 def load_embeddings(gen: Path, *, mmap: bool = True) -> dict[str, np.ndarray]:

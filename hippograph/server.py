@@ -38,6 +38,7 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -61,6 +62,13 @@ MAX_BATCH = 64
 MAX_DOCUMENTS_PER_REQUEST = 1000
 MAX_DOCUMENT_CHARS = 10_000_000
 MAX_ID_CHARS = 512
+MAX_METADATA_DEPTH = 32
+MAX_WORD_CHARS = 100_000
+"""A document whose text has a run of more characters than this without whitespace is refused
+(422): no natural-language text has one (the library would index it with the word left out of
+triple extraction; over HTTP the client is told instead)."""
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""Host header names a loopback-bound server accepts by default (DNS-rebinding protection)."""
 
 MODES = ("hybrid", "ppr", "dense", "bm25")
 _EXTRA_HINT = "the HTTP server needs FastAPI and uvicorn: pip install 'hippograph[server]'"
@@ -81,6 +89,10 @@ class ServerSettings:
     """Query-time Config fields applied to every query (e.g. {"damping": 0.3})."""
     warm_up: bool = True
     """Run one query at startup so the spaCy model and embedder load before the first request."""
+    allowed_hosts: Optional[list] = None
+    """Host header names accepted (port ignored); None accepts any. `serve` on a loopback address
+    defaults to LOOPBACK_HOSTS plus `--allowed-host` names, so a web page on another domain
+    that resolves to 127.0.0.1 (DNS rebinding) cannot talk to the server."""
 
 
 # ---------------------------------------------------------------------------- service
@@ -135,6 +147,8 @@ class _Service:
         self.lock = _RWLock()
         self.write_mutex = threading.Lock()
         self._manifest_key = self._manifest_stat()
+        self.degraded: Optional[str] = None
+        """Why the live generation could not be opened (the last good one is being served), or None."""
 
     def _manifest_stat(self) -> Optional[tuple]:
         try:
@@ -151,16 +165,25 @@ class _Service:
         with self.lock.write():
             if self._manifest_stat() == self._manifest_key:
                 return
-            self.hg.refresh()
+            try:
+                self.hg.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep serving the generation that works
+                self._manifest_key = key  # retried when the manifest changes again
+                self.degraded = _redact(f"cannot open the live generation ({exc}); serving "
+                                        f"{self.hg.manifest.generation}", self.hg.dir.root)
+                logger.error("%s", self.degraded)
+                return
             self._manifest_key = key
+            self.degraded = None
             logger.info("switched to %s", self.hg.manifest.generation)
 
-    def retrieve_many(self, queries: list, top_k: Optional[int], mode: Optional[str], explain: bool):
+    def retrieve_many(self, queries: list, top_k: Optional[int], mode: Optional[str], explain: bool,
+                      filters: Optional[dict] = None):
         """Hits per query plus the effective top_k, mode and generation; bad input raises ValueError."""
         self.maybe_refresh()
         with self.lock.read():
             k = self.hg.config.top_k if top_k is None else top_k
-            results = self.hg.retrieve_many(queries, k, mode=mode, explain=explain, **self.overrides)
+            results = self.hg.retrieve_many(queries, k, mode=mode, explain=explain, filters=filters, **self.overrides)
             return results, k, mode or self.hg.config.mode, self.hg.manifest.generation
 
     def read(self, fn):
@@ -189,6 +212,56 @@ class _Service:
             logger.warning("warm-up query failed (%s); models will load on the first request", exc)
             return
         logger.info("warm-up took %.2f s", time.perf_counter() - t0)
+
+
+def _redact(text: str, root: Any) -> str:
+    """`text` without absolute paths: the index's own become relative to it, any other is hidden."""
+    import re
+
+    for base in {os.path.realpath(str(root)), os.path.abspath(str(root))}:
+        text = text.replace(base + os.sep, "").replace(base, ".")
+    return re.sub(r"(?<![\w.~])/[^\s:'\",)]+", "<path>", text)
+
+
+def _redact_all(obj: Any, root: Any) -> Any:
+    """`_redact` applied to every string in a JSON-able value."""
+    if isinstance(obj, str):
+        return _redact(obj, root)
+    if isinstance(obj, dict):
+        return {k: _redact_all(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact_all(v, root) for v in obj]
+    return obj
+
+
+def _check_id(value: Optional[str]) -> Optional[str]:
+    if value is not None and any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError("id contains NUL, control or surrogate characters; send ids of printable characters")
+    return value
+
+
+def _check_depth(value: dict) -> dict:
+    """Refuse metadata nested deeper than MAX_METADATA_DEPTH (it would be dropped, not stored)."""
+    stack = [(value, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        children = obj.values() if isinstance(obj, dict) else obj
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return value
+
+
+def _check_words(value: str) -> str:
+    import re
+
+    m = re.search(r"\S{%d,}" % (MAX_WORD_CHARS + 1), value)
+    if m:
+        end = re.compile(r"\s").search(value, m.start())
+        n = (end.start() if end else len(value)) - m.start()
+        raise ValueError(f"text has a run of {n} characters without whitespace at offset {m.start()} "
+                         f"(the limit is {MAX_WORD_CHARS}); split it or leave it out")
+    return value
 
 
 def _finite(obj: Any) -> Any:
@@ -221,6 +294,17 @@ def _check_text(value: str, what: str) -> str:
     return value
 
 
+def _check_filters(value: Optional[dict]) -> Optional[dict]:
+    """Reject a malformed filter at validation (422) with the parser's one-line message."""
+    from .retrievers.filters import FilterError, parse_filters
+
+    try:
+        parse_filters(value)
+    except FilterError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 @functools.lru_cache(maxsize=1)
 def _schemas() -> Any:
     """Request/response models (built on first use so that importing this module needs no pydantic)."""
@@ -243,18 +327,28 @@ def _schemas() -> Any:
         Field(description="Retrieval mode; default: index config (hybrid)."),
     ]
     Explain = Annotated[bool, Field(strict=True, description="Include why each passage was returned.")]
+    Filters = Annotated[
+        Optional[dict[str, Any]],
+        Field(description='Metadata filter (docs/filters.md): {"year": {"$gte": 2020}, "source": {"$glob": "papers/*"}}, '
+                          '$in/$nin/$ne/$prefix/$exists, $and/$or/$not; Haystack filter dicts are accepted too. '
+                          "The top_k are the best passages that match."),
+        AfterValidator(_check_filters),
+    ]
 
     class RetrieveRequest(BaseModel):
         """One query."""
 
         model_config = ConfigDict(
             extra="forbid",
-            json_schema_extra={"examples": [{"query": "Where was the founder of Kessel Shipworks born?", "top_k": 5}]},
+            json_schema_extra={"examples": [{"query": "Where was the founder of Kessel Shipworks born?", "top_k": 5},
+                                             {"query": "Who founded the Meriden Courier?", "top_k": 3,
+                                              "filters": {"source": {"$glob": "*people/*"}}}]},
         )
         query: Query
         top_k: TopK = None
         mode: Mode = None
         explain: Explain = False
+        filters: Filters = None
 
     class BatchRetrieveRequest(BaseModel):
         """Several queries answered as one batch (embeddings and PPR computed together)."""
@@ -264,6 +358,7 @@ def _schemas() -> Any:
         top_k: TopK = None
         mode: Mode = None
         explain: Explain = False
+        filters: Filters = None
 
     class HitOut(BaseModel):
         """One retrieved passage with provenance."""
@@ -298,9 +393,11 @@ def _schemas() -> Any:
         results: list[QueryHits] = Field(description="One entry per query, in request order.")
 
     class Health(BaseModel):
-        status: Literal["ok"]
+        status: Literal["ok", "degraded"] = Field(
+            description="'degraded': the live generation cannot be opened; the last good one is served.")
+        reason: Optional[str] = Field(None, description="Why the server is degraded (paths relative to the index).")
         version: str
-        generation: str
+        generation: str = Field(description="Generation being served.")
         passages: int
         writes_enabled: bool
 
@@ -308,11 +405,15 @@ def _schemas() -> Any:
         """A document to index; `id` defaults to a content hash, extra info goes in `metadata`."""
 
         model_config = ConfigDict(extra="forbid")
-        id: Optional[str] = Field(None, min_length=1, max_length=MAX_ID_CHARS)
+        id: Annotated[Optional[str], Field(None, min_length=1, max_length=MAX_ID_CHARS, description=(
+            "Document id (printable characters; no NUL or control characters)")), AfterValidator(_check_id)] = None
         title: str = Field("", max_length=2000)
-        text: Annotated[str, Field(min_length=1, max_length=MAX_DOCUMENT_CHARS), AfterValidator(
-            lambda v: _check_text(v, "text"))]
-        metadata: dict[str, Any] = Field(default_factory=dict)
+        text: Annotated[str, Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description=(
+            f"1–{MAX_DOCUMENT_CHARS} characters, no run of more than {MAX_WORD_CHARS} without whitespace.")),
+            AfterValidator(lambda v: _check_words(_check_text(v, "text")))]
+        metadata: Annotated[dict[str, Any], Field(
+            default_factory=dict, description=f"JSON object, nested at most {MAX_METADATA_DEPTH} levels."),
+            AfterValidator(_check_depth)]
 
     class AddDocumentsRequest(BaseModel):
         model_config = ConfigDict(
@@ -324,7 +425,8 @@ def _schemas() -> Any:
 
     class AddDocumentsResponse(BaseModel):
         added: dict[str, int] = Field(description="Rows added per table (documents, passages, entities, …).")
-        skipped_documents: list[str] = Field(description="Ids already in the index (not re-indexed).")
+        skipped_documents: list[str] = Field(
+            description="Ids not indexed: already in the index, or repeated within this request (the first is used).")
         generation: str
         took_ms: float
 
@@ -429,6 +531,44 @@ class _BodyLimit:
         return await self.app(scope, _replay([body], receive), send)
 
 
+class _Guard:
+    """Pure ASGI middleware, outermost: refuses a Host header outside `allowed_hosts` (400) and,
+    when the server has a token, a request with a body (POST/PUT/PATCH/DELETE) that lacks it
+    (401) — before a single byte of the body is read. GET routes check the token as before."""
+
+    BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+    def __init__(self, app: Any, token: Optional[str], allowed_hosts: Optional[Sequence[str]]) -> None:
+        self.app = app
+        self.token = token.encode("utf-8") if token else None
+        self.allowed = {h.lower().strip("[]") for h in allowed_hosts} if allowed_hosts is not None else None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        if self.allowed is not None:
+            host = _host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                return await _send_json(send, 400, {"detail": f"unexpected Host header {host!r:.100}; this server "
+                                                              "answers only for its allowed host names (--allowed-host)"})
+        if self.token is not None and scope.get("method") in self.BODY_METHODS:
+            given = headers.get(b"authorization", b"")
+            scheme, _, cred = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(cred.strip(), self.token):
+                return await _send_json(send, 401, {"detail": "missing or wrong bearer token"},
+                                        [(b"www-authenticate", b"Bearer")])
+        return await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header ('[::1]:8000' → '::1', 'Example.org:80' → 'example.org')."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _too_large(size: int, limit: int) -> dict:
     return {"detail": f"request body too large ({size} bytes; the limit is {limit} bytes)"}
 
@@ -446,12 +586,13 @@ def _replay(messages: list, then: Any = None) -> Any:
     return receive
 
 
-async def _send_json(send: Any, status: int, payload: dict) -> None:
+async def _send_json(send: Any, status: int, payload: dict, extra_headers: Sequence = ()) -> None:
     body = json.dumps(payload).encode("utf-8")
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    *extra_headers],
     })
     await send({"type": "http.response.body", "body": body})
 
@@ -466,12 +607,13 @@ def create_app(
     max_write_bytes: int = 32 << 20,
     config_overrides: Optional[dict] = None,
     warm_up: bool = True,
+    allowed_hosts: Optional[Sequence[str]] = None,
 ) -> Any:
     """A FastAPI app serving the index at `index` (a directory, or an open `HippoGraph`).
 
     Read-only unless `allow_writes`; with `token`, every endpoint except /health and the
     spec needs ``Authorization: Bearer <token>``. `config_overrides` are query-time Config
-    fields applied to every query.
+    fields applied to every query. `allowed_hosts`: Host header names accepted (None: any).
     """
     from .integrations import open_index
 
@@ -486,6 +628,7 @@ def create_app(
         index_dir=str(hg.dir.root), allow_writes=allow_writes, token=token or None,
         max_request_bytes=max_request_bytes, max_write_bytes=max_write_bytes,
         config_overrides=dict(config_overrides or {}), warm_up=warm_up,
+        allowed_hosts=list(allowed_hosts) if allowed_hosts is not None else None,
     )
     return _build_app(_Service(hg, settings, owns_index=not isinstance(index, HippoGraph)), settings)
 
@@ -538,6 +681,7 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
         docs_url=None,  # served by hippograph.web from vendored assets
     )
     app.add_middleware(_BodyLimit, max_bytes=settings.max_request_bytes, max_write_bytes=settings.max_write_bytes)
+    app.add_middleware(_Guard, token=settings.token, allowed_hosts=settings.allowed_hosts)  # outermost: runs first
     bearer = HTTPBearer(auto_error=False, description="Required when the server was started with a token.")
 
     def authorize(credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> None:
@@ -583,7 +727,7 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
     async def _hippograph_error(request: Request, exc: HippoGraphError) -> JSONResponse:
         status = 409 if isinstance(exc, IndexLockedError) else 503
         logger.warning("%s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+        return JSONResponse(status_code=status, content={"detail": _redact(str(exc), settings.index_dir)})
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -599,20 +743,23 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
     @app.get("/health", response_model=S.Health, tags=["service"], summary="Liveness and index generation")
     def health() -> dict:
         s = svc()
+        s.maybe_refresh()  # reads the live manifest: a write by another process shows at once
         m = s.hg.manifest
-        return {"status": "ok", "version": __version__, "generation": m.generation,
-                "passages": int(m.counts.get("passages", 0)), "writes_enabled": settings.allow_writes}
+        return {"status": "degraded" if s.degraded else "ok", "reason": s.degraded, "version": __version__,
+                "generation": m.generation, "passages": int(m.counts.get("passages", 0)),
+                "writes_enabled": settings.allow_writes}
 
     @app.get("/stats", response_model=dict[str, Any], tags=["service"], dependencies=auth, responses=common,
              summary="Index counts, timings and identity")
     def stats() -> dict:
-        return _finite(svc().read(lambda hg: hg.stats()))
+        return _redact_all(_finite(svc().read(lambda hg: hg.stats())), settings.index_dir)
 
     @app.post("/retrieve", response_model=S.RetrieveResponse, tags=["retrieval"], dependencies=auth,
               responses={**common, 400: err}, summary="Top passages for one query")
     def retrieve(req: S.RetrieveRequest) -> dict:
         t0 = time.perf_counter()
-        results, k, mode, gen = _run_query(lambda: svc().retrieve_many([req.query], req.top_k, req.mode, req.explain))
+        results, k, mode, gen = _run_query(
+            lambda: svc().retrieve_many([req.query], req.top_k, req.mode, req.explain, req.filters))
         return {"query": req.query, "mode": mode, "top_k": k, "generation": gen,
                 "took_ms": round((time.perf_counter() - t0) * 1000, 3), "hits": [_hit_json(h) for h in results[0]]}
 
@@ -621,7 +768,7 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
     def retrieve_batch(req: S.BatchRetrieveRequest) -> dict:
         t0 = time.perf_counter()
         results, k, mode, gen = _run_query(
-            lambda: svc().retrieve_many(list(req.queries), req.top_k, req.mode, req.explain))
+            lambda: svc().retrieve_many(list(req.queries), req.top_k, req.mode, req.explain, req.filters))
         return {"mode": mode, "top_k": k, "generation": gen, "took_ms": round((time.perf_counter() - t0) * 1000, 3),
                 "results": [{"query": q, "hits": [_hit_json(h) for h in hits]} for q, hits in zip(req.queries, results)]}
 
@@ -640,11 +787,20 @@ def _build_app(service: Optional[_Service], settings: ServerSettings) -> Any:
               summary="Add documents (needs --allow-writes); ids already present are skipped")
     def add_documents(req: S.AddDocumentsRequest) -> dict:
         t0 = time.perf_counter()
-        docs = [{"id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata} if d.id is not None
-                else {"title": d.title, "text": d.text, "metadata": d.metadata} for d in req.documents]
+        seen: set = set()
+        repeated: list = []
+        docs = []
+        for d in req.documents:
+            if d.id is not None and d.id in seen:
+                repeated.append(d.id)  # reported, not silently dropped
+                continue
+            seen.add(d.id)
+            docs.append({"id": d.id, "title": d.title, "text": d.text, "metadata": d.metadata} if d.id is not None
+                        else {"title": d.title, "text": d.text, "metadata": d.metadata})
         report = svc().write(lambda writer: writer.add(docs))
         gen = svc().read(lambda hg: hg.manifest.generation)
-        return {"added": {k: int(v) for k, v in report.added.items()}, "skipped_documents": list(report.skipped_documents),
+        return {"added": {k: int(v) for k, v in report.added.items()},
+                "skipped_documents": list(report.skipped_documents) + repeated,
                 "generation": gen, "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
 
     @app.delete("/documents/{doc_id:path}", response_model=S.DeleteResponse, tags=["documents"],
@@ -699,6 +855,7 @@ def _app_from_env() -> Any:
     return create_app(
         s.index_dir, allow_writes=s.allow_writes, token=s.token, max_request_bytes=s.max_request_bytes,
         max_write_bytes=s.max_write_bytes, config_overrides=s.config_overrides, warm_up=s.warm_up,
+        allowed_hosts=s.allowed_hosts,
     )
 
 
@@ -725,11 +882,14 @@ def serve(
     config_overrides: Optional[dict] = None,
     max_request_bytes: int = 1 << 20,
     max_write_bytes: int = 32 << 20,
+    allowed_hosts: Optional[Sequence[str]] = None,
 ) -> int:
     """Run the server until SIGINT/SIGTERM, then finish in-flight requests and return 0.
 
     `token` falls back to $HIPPOGRAPH_TOKEN. Refuses to expose writes beyond loopback
-    without a token (ValueError); warns when exposing reads without one.
+    without a token (ValueError); warns when exposing reads without one. Bound to loopback,
+    it answers only Host headers in LOOPBACK_HOSTS + `allowed_hosts` (DNS-rebinding
+    protection); bound elsewhere, only `allowed_hosts` when given, else any.
     """
     try:
         import uvicorn
@@ -748,9 +908,12 @@ def serve(
             )
         logger.warning("serving on %s without a token: anyone who can reach it can query the index", host)
 
+    if _is_loopback(host):
+        allowed_hosts = [*LOOPBACK_HOSTS, *(allowed_hosts or [])]
     settings = ServerSettings(
         index_dir=str(index_dir), allow_writes=allow_writes, token=token, max_request_bytes=max_request_bytes,
         max_write_bytes=max_write_bytes, config_overrides=dict(config_overrides or {}),
+        allowed_hosts=list(allowed_hosts) if allowed_hosts is not None else None,
     )
     common = dict(host=host, port=port, log_level="info", access_log=access_log,
                   timeout_graceful_shutdown=timeout_graceful_shutdown, lifespan="on")
@@ -763,7 +926,7 @@ def serve(
     if workers == 1:
         app = create_app(
             index_dir, allow_writes=allow_writes, token=token, max_request_bytes=max_request_bytes,
-            max_write_bytes=max_write_bytes, config_overrides=config_overrides,
+            max_write_bytes=max_write_bytes, config_overrides=config_overrides, allowed_hosts=settings.allowed_hosts,
         )
         server = uvicorn.Server(uvicorn.Config(app, **common))
         server.run()
@@ -789,6 +952,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--allow-writes", action="store_true", help="enable POST /documents and DELETE /documents/{id}")
     p.add_argument("--token", default=None, help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--allowed-host", action="append", metavar="NAME", dest="allowed_hosts",
+                   help="also answer requests whose Host header is NAME (repeatable; on loopback only "
+                        "localhost, 127.0.0.1 and ::1 are answered by default)")
     return p
 
 
@@ -803,7 +969,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise HippoGraphError(f"{_EXTRA_HINT} ({exc})") from exc
     return serve(
         args.index, host=args.host, port=args.port, workers=args.workers, allow_writes=args.allow_writes,
-        token=args.token, access_log=args.access_log,
+        token=args.token, access_log=args.access_log, allowed_hosts=getattr(args, "allowed_hosts", None),
     )
 
 

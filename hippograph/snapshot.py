@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,8 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .format import (GRANULARITIES, GRAPH_DIR, GRAPH_SPECIFICITY, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, VECTORS_DIR,
-                     EDGE_SYNONYM, adjacency_from_arrays, embedding_path, load_array, vid_map_path)
+from . import validate
+from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, VECTORS_DIR,
+                     EDGE_SYNONYM, embedding_path, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
 from .tables import row_to_passage
@@ -39,12 +39,11 @@ class IndexSnapshot:
         self.path = gen
         self.manifest = manifest
         try:
-            self.conn = connect_sqlite(gen / META_DB, readonly=True)
-            self.conn.execute("SELECT count(*) FROM documents").fetchone()  # opens the file now
-            self._load_tables()
+            with validate.reading_db(gen / META_DB):
+                self.conn = connect_sqlite(gen / META_DB, readonly=True)
+                self.conn.execute("SELECT count(*) FROM documents").fetchone()  # opens the file now
+                self._load_tables()
             self._load_graph()
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(f"{gen / META_DB}: damaged metadata database ({exc})") from exc
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
         self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
@@ -72,10 +71,13 @@ class IndexSnapshot:
         self.n_facts = len(facts)
         fp = np.array(c.execute("SELECT DISTINCT fact_idx, passage_idx FROM fact_passages").fetchall(), dtype=np.int64)
         fp = fp.reshape(-1, 2)
+        gen_db = self.path / META_DB
+        validate.check_table_rows(gen_db, self, fp, self.manifest.counts)
         self.fact_passages = sp.csr_matrix(
             (np.ones(len(fp)), (fp[:, 0], fp[:, 1])), shape=(self.n_facts, self.n_passages)
         )
         m = np.array(c.execute("SELECT entity_idx, passage_idx FROM mentions").fetchall(), dtype=np.int64).reshape(-1, 2)
+        validate.check_pairs(gen_db, m, self.n_entities, self.n_passages, "mentions")
         self.entity_passages = sp.csr_matrix(
             (np.ones(len(m)), (m[:, 0], m[:, 1])), shape=(self.n_entities, self.n_passages)
         )
@@ -85,11 +87,8 @@ class IndexSnapshot:
         )
 
     def _load_graph(self) -> None:
-        n = self.n_entities + self.n_passages
-        self.adjacency, self.edge_kinds = adjacency_from_arrays(self.path / GRAPH_DIR, n)
-        self.specificity = load_array(self.path / GRAPH_DIR / GRAPH_SPECIFICITY).astype(np.float64)
-        if len(self.specificity) != self.n_entities:
-            raise IndexCorruptError(f"{self.path / GRAPH_DIR}: node arrays do not match the metadata database")
+        self.adjacency, self.edge_kinds, self.specificity = validate.load_graph(
+            self.path / GRAPH_DIR, self.n_entities, self.n_passages, self.manifest.counts)
 
     @cached_property
     def passage_entities(self) -> sp.csr_matrix:
@@ -158,16 +157,17 @@ class IndexSnapshot:
         from .indexers.spann import open_vector_index
 
         index = open_vector_index(path)
+        n_rows = self._unit_count(gran)
         vmap = vid_map_path(self.path, gran)
+        vid2row = None
         if vmap.is_file():
-            try:
-                vid2row = np.load(vmap, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise IndexCorruptError(f"{vmap}: unreadable vector id map ({exc})") from exc
-            if vid2row.ndim != 1 or vid2row.dtype.kind != "i":
-                raise IndexCorruptError(f"{vmap}: vector id map must be a 1-d integer array")
-            index = RowIdIndex(index, vid2row.astype(np.int64))
-        return index
+            vid2row = validate.load_npy(vmap, kind="i", ndim=1).astype(np.int64)
+            validate.check_range(vmap, vid2row, -1, n_rows, "vector id map")
+        return RowIdIndex(index, vid2row, n_rows)  # rows outside the tables never leave a search
+
+    def _unit_count(self, gran: str) -> int:
+        return {"passages": self.n_passages, "sentences": len(self.sentence_passage), "facts": self.n_facts,
+                "entities": self.n_entities}[gran]
 
     # ---- documents view ----------------------------------------------------------------------
     def _open_passage_vectors(self) -> np.ndarray | None:
@@ -176,10 +176,7 @@ class IndexSnapshot:
         path = embedding_path(self.path, "passages")
         if not path.is_file():
             return None
-        try:
-            vecs = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise IndexCorruptError(f"{path}: unreadable passage embeddings ({exc})") from exc
+        vecs = validate.load_npy(path, kind="f", ndim=2, mmap=True)
         if vecs.ndim != 2 or len(vecs) != self.n_passages:
             raise IndexCorruptError(f"{path}: passage embeddings do not match the metadata database")
         return vecs
@@ -211,7 +208,9 @@ class IndexSnapshot:
             return None
         from .retrievers.lexical import BM25Index
 
-        return BM25Index.load(path)
+        index = BM25Index.load(path)
+        validate.check_count(path, index.num_docs, self.n_passages, "BM25 num_docs")
+        return index
 
     @property
     def bm25(self) -> Any | None:
@@ -224,24 +223,31 @@ class IndexSnapshot:
             return []
         ids = [int(i) for i in idxs]
         q = f"SELECT * FROM passages WHERE idx IN ({','.join('?' * len(ids))})"
-        rows = {r["idx"]: row_to_passage(r) for r in self.conn.execute(q, ids)}
+        with validate.reading_db(self.path / META_DB):
+            rows = {r["idx"]: validate.passage_row(row_to_passage, r, self.path / META_DB)
+                    for r in self.conn.execute(q, ids)}
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise IndexCorruptError(f"{self.path / 'meta.sqlite'}: passage rows {missing[:5]} are missing")
         return [rows[i] for i in ids]
 
     def sentence_text(self, idx: int) -> str:
-        r = self.conn.execute(
-            "SELECT p.text, s.start, s.end FROM sentences s JOIN passages p ON p.idx = s.passage_idx WHERE s.idx = ?",
-            (int(idx),),
-        ).fetchone()
-        return r[0][r[1] : r[2]] if r else ""
+        with validate.reading_db(self.path / META_DB):
+            r = self.conn.execute(
+                "SELECT p.text, s.start, s.end FROM sentences s JOIN passages p ON p.idx = s.passage_idx WHERE s.idx = ?",
+                (int(idx),),
+            ).fetchone()
+            return r[0][r[1] : r[2]] if r else ""
 
     def fact_text(self, idx: int) -> str:
         return f"{self.entities[self.fact_subject[idx]]} {self.fact_predicate[idx]} {self.entities[self.fact_object[idx]]}"
 
     def documents(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
+        with validate.reading_db(self.path / META_DB):
+            rows = self.conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
         return [
             {"id": r["id"], "title": r["title"], "source": r["source"], "content_hash": r["content_hash"],
-             "metadata": json.loads(r["metadata"])}
+             "metadata": validate.json_column(r["metadata"], self.path / META_DB, f"document {r['id']!r}")}
             for r in rows
         ]
 
@@ -250,19 +256,24 @@ class IndexSnapshot:
 
 
 class RowIdIndex:
-    """A vector index whose stored ids are stable vector ids, searched as table rows.
+    """A vector index searched as table rows: every id it returns is a row in 0..n_rows-1 or -1.
 
     After a delete, a SPANN index keeps its vectors' ids (removed ones are tombstoned)
     while the tables are renumbered; `vid2row` maps each id to its current row (-1 =
-    deleted) so callers always get row numbers, like from a freshly built index.
+    deleted) so callers always get row numbers, like from a freshly built index. Without a
+    map ids are rows; either way an id outside the tables (a damaged posting file) becomes -1
+    instead of reaching array indexing.
     """
 
-    def __init__(self, index: Any, vid2row: np.ndarray):
+    def __init__(self, index: Any, vid2row: np.ndarray | None, n_rows: int | None = None):
         self.index = index
         self.vid2row = vid2row
+        self.n_rows = len(vid2row) if n_rows is None and vid2row is not None else n_rows
 
     def search(self, queries: Any, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         scores, ids = self.index.search(queries, k, **kw)
+        if self.vid2row is None:
+            return scores, np.where((ids >= 0) & (ids < self.n_rows), ids, -1)
         ok = (ids >= 0) & (ids < len(self.vid2row))
         rows = np.where(ok, self.vid2row[np.where(ok, ids, 0)], -1)
         return scores, rows
@@ -274,4 +285,4 @@ class RowIdIndex:
         return getattr(self.index, name)
 
     def __repr__(self) -> str:
-        return f"RowIdIndex({self.index!r}, ids={len(self.vid2row)})"
+        return f"RowIdIndex({self.index!r}, rows={self.n_rows})"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import validate
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
 from .format import fsync_dir as _fsync_dir, iter_chunks, write_json_atomic
 
@@ -115,6 +116,7 @@ class Manifest:
         missing = {"generation", "config"} - set(data)
         if missing:
             raise IndexCorruptError(f"{path}: manifest lacks {', '.join(sorted(missing))}")
+        validate.check_manifest(path, data)
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -153,6 +155,7 @@ class IndexDir:
         gen = self.root / manifest.generation
         if "/" in manifest.generation or not manifest.generation.startswith(GEN_PREFIX) or not gen.is_dir():
             raise IndexCorruptError(f"{self.root}: manifest points at missing generation {manifest.generation!r}")
+        validate.check_tree_confined(self.root, gen)
         return manifest
 
     def generation_path(self, manifest: Manifest) -> Path:
@@ -164,7 +167,11 @@ class IndexDir:
         gen = self.generation_path(manifest)
         problems: list[str] = []
         for rel, expected in sorted(manifest.checksums.items()):
-            path = gen / rel
+            try:
+                path = validate.confined(self.root, f"{manifest.generation}/{validate.check_relative(gen, rel, 'checksum entry')}")
+            except IndexCorruptError as exc:
+                problems.append(str(exc))
+                continue
             if not path.is_file():
                 problems.append(f"{path}: missing")
                 continue

@@ -51,3 +51,28 @@ def passage_embedding_text(title: str, text: str) -> str:
     if title and not text.startswith(title):
         return f"{title}\n{text}"
     return text
+
+
+_MONTHS = frozenset("january february march april may june july august september october november december "
+                    "jan feb mar apr jun jul aug sep sept oct nov dec".split())
+_ERAS = frozenset("bc bce ad ce".split())
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
+    "billion first second third fourth fifth sixth seventh eighth ninth tenth".split())
+_NUMERAL = re.compile(r"\d+(st|nd|rd|th|s)?")
+
+
+def is_bare_date_or_number(name: str) -> bool:
+    """Is a normalised entity name only a date or a number ("1873", "12 march 1873", "1870s",
+    "24 000", "three")? Such names link unrelated passages, so they make poor second-hop bridges."""
+    tokens = name.split()
+    if not tokens:
+        return False
+    numeral = False
+    for t in tokens:
+        if _NUMERAL.fullmatch(t) or t in _NUMBER_WORDS:
+            numeral = True
+        elif t not in _MONTHS and t not in _ERAS:
+            return False
+    return numeral

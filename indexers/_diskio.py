@@ -139,10 +139,9 @@ def check_file(dirpath: Path, rec: Any, role: str, *, crc: bool = True) -> Path:
 
 def load_npy(path: Path, role: str, *, dtype: Any = None, ndim: int | None = None) -> np.ndarray:
     """np.load with allow_pickle=False, turning any failure into IndexCorruptError."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # ValueError for pickled/garbled data, OSError, EOFError ...
-        raise IndexCorruptError(f"{path}: cannot read {role} array ({exc})") from exc
+    from hippograph.validate import load_npy as checked_load
+
+    arr = checked_load(path)  # header checked against the file size before anything is allocated
     if dtype is not None and arr.dtype != np.dtype(dtype):
         raise IndexCorruptError(f"{path}: {role} array has dtype {arr.dtype}, expected {np.dtype(dtype)}")
     if ndim is not None and arr.ndim != ndim:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hippograph.config import Config
 from hippograph.errors import SourceError
+from hippograph.threads import spacy_processes
 from hippograph.text import TITLE_QUALIFIER, normalize_entity, title_entity_names, title_without_qualifier
 from hippograph.types import Extraction, Passage, Triple
 
@@ -41,6 +42,32 @@ _STOP_EXTRA = frozenset({"s", "who", "which", "whom", "whose", "what", "there", 
 _NUMBER = re.compile(r"^[0-9 ]+$")
 _HYPHENS = frozenset({"-", "–"})
 _QUESTION_WORDS = re.compile(r"^(?:what|which|whose|how many|how much)\s+")
+
+
+MAX_WORD_CHARS = 1000
+"""Runs of non-space characters longer than this (base64 blobs, minified code, DNA…) are blanked
+before parsing: they hold no entities, and spaCy refuses texts over `nlp.max_length` (E088)
+and slows down on huge tokens. Offsets are kept (same-length blanks), the text stays searchable."""
+_LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD_CHARS + 1))
+
+
+def parse_input(nlp: "Language", passage: Passage) -> "str | Doc":
+    """What `nlp.pipe` gets for a passage: its text, or — when it holds words longer than
+    MAX_WORD_CHARS or exceeds `nlp.max_length` — a tokenized Doc of the text with those words
+    blanked (a Doc skips spaCy's length check; its tokens are bounded by the chunk size).
+    Logs a warning naming the passage's source and the reason."""
+    text = passage.text
+    if len(text) <= MAX_WORD_CHARS or (len(text) <= nlp.max_length and not _LONG_WORD.search(text)):
+        return text
+    blanked, n = _LONG_WORD.subn(lambda m: " " * len(m.group(0)), text)
+    if n:
+        log.warning("%s: %d word(s) longer than %d characters left out of triple extraction (the text is "
+                    "still indexed for search)", passage.source or passage.doc_id, n, MAX_WORD_CHARS)
+    if len(blanked) <= nlp.max_length:
+        return blanked
+    log.warning("%s: passage of %d characters is longer than spaCy's max_length %d; parsed as one tokenized text",
+                passage.source or passage.doc_id, len(blanked), nlp.max_length)
+    return nlp.tokenizer(blanked)
 
 
 # --------------------------------------------------------------------------- models
@@ -284,7 +311,7 @@ class TripleExtractor:
         if not passages:
             return []
         batch = max(1, int(self.config.spacy_batch_size))
-        n_process = max(1, int(self.config.n_process))
+        n_process = spacy_processes(self.config.n_process)  # capped at the available CPUs (threads.py)
         if n_process > 1 and len(passages) < 2 * batch:
             n_process = 1  # worker start-up costs more than it saves on tiny inputs
         if n_process > 1 and mp.current_process().daemon:
@@ -293,7 +320,7 @@ class TripleExtractor:
         out: list[Extraction] = []
         with tqdm(total=len(passages), desc="extracting", unit="passage", disable=not show_progress) as bar:
             if n_process == 1:
-                docs = self.nlp.pipe((p.text for p in passages), batch_size=batch)
+                docs = self.nlp.pipe((parse_input(self.nlp, p) for p in passages), batch_size=batch)
                 for passage, doc in zip(passages, docs):
                     out.append(self.extract_doc(doc, passage))
                     bar.update(1)
@@ -398,7 +425,7 @@ def _worker_init(config: dict[str, Any], resolve_pronouns: bool, common_noun_chu
 def _worker_extract(passages: list[Passage]) -> list[Extraction]:
     assert _WORKER is not None, "worker not initialised"
     nlp = _WORKER.nlp
-    docs = nlp.pipe((p.text for p in passages), batch_size=_WORKER.config.spacy_batch_size)
+    docs = nlp.pipe((parse_input(nlp, p) for p in passages), batch_size=_WORKER.config.spacy_batch_size)
     return [_WORKER.extract_doc(doc, p) for doc, p in zip(docs, passages)]
 
 

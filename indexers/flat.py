@@ -4,6 +4,12 @@ same contract as :class:`hippograph.indexers.spann.SpannIndex`.
 Small granularities (below a few thousand vectors) are searched exactly: brute force
 is then faster than any ANN structure and has perfect recall. The directory format
 mirrors SPANN's: ``header.json`` + ``vectors.gN.npy`` + ``ids.gN.npy``.
+
+Compact variant: built with ``shared_vectors`` (a path relative to the index folder, inside
+the folder two levels up — the generation), the index stores no vectors of its own and reads
+that file (the generation's ``embeddings/<gran>.npy``, the same rows) through a memory map
+when opened; the header records it as ``files.vectors = {"ref": ..., "bytes": ...}``. Any
+`add` / `remove` writes the index's own vectors file again.
 """
 from __future__ import annotations
 
@@ -111,8 +117,12 @@ class FlatIndex:
     # ---- construction -----------------------------------------------------------
     @classmethod
     def build(cls, vectors: Any, ids: Any = None, *, path: str | Path, metric: str = "ip",
-              overwrite: bool = False) -> "FlatIndex":
-        """Store ``vectors`` (n × d) with ``ids`` (default 0..n-1) in directory ``path``."""
+              overwrite: bool = False, shared_vectors: str | None = None) -> "FlatIndex":
+        """Store ``vectors`` (n × d) with ``ids`` (default 0..n-1) in directory ``path``.
+
+        `shared_vectors`: a float32 .npy file, relative to `path`, already holding exactly these
+        rows (see the module docstring); the index then stores only its ids and refers to it.
+        """
         metric = check_metric(metric)
         X = as_matrix(vectors)
         I = as_ids(ids, X.shape[0])
@@ -121,7 +131,14 @@ class FlatIndex:
         header = {"format": FORMAT, "version": VERSION, "metric": metric, "dim": int(X.shape[1]),
                   "n_vectors": int(X.shape[0]), "generation": gen - 1, "created": time.time(), "files": {}}
         self = cls(path, metric, int(X.shape[1]), X, I, header)
-        self._write(X)
+        if shared_vectors is not None:
+            ref = _shared_path(path, str(shared_vectors))
+            stored = dio.load_npy(ref, "shared vectors", dtype=np.float32, ndim=2) if ref.is_file() else None
+            if stored is None or stored.shape != X.shape or not np.array_equal(stored, X):
+                raise ValueError(f"shared_vectors {ref}: does not hold exactly the vectors being indexed")
+            self._write(X, shared=str(shared_vectors))
+        else:
+            self._write(X)
         return self
 
     @classmethod
@@ -134,11 +151,12 @@ class FlatIndex:
             dim = int(header["dim"])
             n = int(header["n_vectors"])
             files = header["files"]
-            vpath = dio.check_file(path, files["vectors"], "vectors")
+            shared = isinstance(files["vectors"], dict) and "ref" in files["vectors"]
+            vpath = _check_shared(path, files["vectors"]) if shared else dio.check_file(path, files["vectors"], "vectors")
             ipath = dio.check_file(path, files["ids"], "ids")
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{path / dio.HEADER}: incomplete flat-index header ({exc!r})") from exc
-        X = dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
+        X = _load_mmap(vpath) if shared else dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
         I = dio.load_npy(ipath, "ids", dtype=np.int64, ndim=1)
         if X.shape != (n, dim) or I.shape != (n,):
             raise IndexCorruptError(f"{path}: arrays have shapes {X.shape}, {I.shape}; header says {n} × {dim}")
@@ -149,14 +167,17 @@ class FlatIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._index.reconstruct_n(0, self._index.ntotal)
 
-    def _write(self, X: np.ndarray | None = None) -> None:
+    def _write(self, X: np.ndarray | None = None, shared: str | None = None) -> None:
         X = self._vectors() if X is None else X
         g = int(self._header["generation"]) + 1  # fresh names: the live files stay untouched
-        files = {"vectors": dio.write_npy(self.path, f"vectors.g{g}.npy", X),
-                 "ids": dio.write_npy(self.path, f"ids.g{g}.npy", self._ids)}
+        if shared is not None:
+            vectors = {"ref": shared, "bytes": _shared_path(self.path, shared).stat().st_size}
+        else:
+            vectors = dio.write_npy(self.path, f"vectors.g{g}.npy", X)
+        files = {"vectors": vectors, "ids": dio.write_npy(self.path, f"ids.g{g}.npy", self._ids)}
         self._header.update(files=files, n_vectors=int(self._ids.size), generation=g, updated=time.time())
         dio.write_header(self.path, self._header)
-        dio.remove_unreferenced(self.path, {r["name"] for r in files.values()})
+        dio.remove_unreferenced(self.path, {r["name"] for r in files.values() if "name" in r})
 
     # ---- search -----------------------------------------------------------------
     def search(self, queries: Any, k: int, **_ignored: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -228,3 +249,36 @@ class FlatIndex:
 
     def __repr__(self) -> str:
         return f"FlatIndex(path={str(self.path)!r}, metric={self.metric!r}, dim={self.dim}, n={len(self)})"
+
+
+# ------------------------------------------------------------------- shared vectors (compact files)
+def _shared_path(index_dir: Path, ref: str) -> Path:
+    """Resolve a shared-vectors reference; it must stay inside the generation (two levels up)."""
+    base = Path(index_dir).resolve()
+    target = (base / ref).resolve()
+    generation = base.parent.parent
+    if not ref or Path(ref).is_absolute() or generation not in target.parents:
+        raise IndexCorruptError(f"{index_dir / dio.HEADER}: shared vectors {ref!r} point outside the index generation")
+    return target
+
+
+def _check_shared(index_dir: Path, rec: dict[str, Any]) -> Path:
+    path = _shared_path(index_dir, str(rec["ref"]))
+    if not path.is_file():
+        raise IndexCorruptError(f"{path}: shared vectors file named in {index_dir / dio.HEADER} is missing")
+    size = path.stat().st_size
+    if size != int(rec["bytes"]):
+        raise IndexCorruptError(f"{path}: shared vectors file has {size} bytes, {index_dir / dio.HEADER} says {rec['bytes']}")
+    return path
+
+
+def _load_mmap(path: Path) -> np.ndarray:
+    """A float32 matrix .npy through a read-only memory map (no copy of the file in the index)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - garbled header, pickled data, I/O error
+        raise IndexCorruptError(f"{path}: cannot read shared vectors ({exc})") from exc
+    if arr.dtype != np.float32 or arr.ndim != 2:
+        raise IndexCorruptError(f"{path}: shared vectors have dtype {arr.dtype} and {arr.ndim} dimensions, "
+                                "expected a float32 matrix")
+    return arr

@@ -10,7 +10,7 @@ import functools
 import logging
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,11 +45,14 @@ def embedding_synonyms(
     threshold: float,
     max_neighbors: int,
     min_chars: int,
+    make_index: Callable[[np.ndarray], Any] | None = None,
 ) -> list[SynonymEdge]:
     """Synonymy edges from the new entities to all entities (new-vs-all, never all-pairs again).
 
     For each new entity, its nearest entities by cosine (inner product of normalised
-    embeddings), kept while score ≥ threshold, at most `max_neighbors`.
+    embeddings), kept while score ≥ threshold, at most `max_neighbors`. `make_index` builds
+    the faiss index searched over the eligible entities' vectors (default: exact
+    IndexFlatIP; indexers/synonymy.py passes an approximate one for large sets).
     """
     import faiss
 
@@ -61,8 +64,11 @@ def embedding_synonyms(
     if len(base_ids) < 2 or len(query_ids) == 0:
         return []
     base = np.ascontiguousarray(embeddings[base_ids], dtype=np.float32)
-    index = faiss.IndexFlatIP(base.shape[1])
-    index.add(base)
+    if make_index is None:
+        index = faiss.IndexFlatIP(base.shape[1])
+        index.add(base)
+    else:
+        index = make_index(base)
     k = min(max_neighbors + 1, len(base_ids))
     edges: dict[tuple[int, int], float] = {}
     batch = 4096

@@ -6,9 +6,11 @@ Such files are skipped with a `logging` WARNING that names the file and the reas
 are recorded in a `LoadReport` the CLI can summarise. Only a source path that the user
 named explicitly and that does not exist raises (`SourceError`).
 
-Formats (by suffix): .txt, .md/.markdown (markup stripped), .html/.htm (visible text),
+Formats (by suffix): .txt, .md/.markdown (markup stripped), .rst/.rst.txt (reStructuredText,
+markup stripped), .html/.htm (visible text),
 .json (array of records, or an object holding one), .jsonl (one record per line, e.g.
-BEIR `corpus.jsonl`), .pdf (needs the optional `pypdf`, ``pip install hippograph[pdf]``).
+BEIR `corpus.jsonl`), .pdf (needs the optional `pypdf`, ``pip install hippograph[pdf]``); any
+of them but .pdf also gzip-compressed (``notes.md.gz``, at most `max_file_bytes` decompressed).
 
 Document ids are stable across runs: a record's own id field when present, else derived
 from the file's path relative to the folder given (``notes/a.md``; ``corpus.json#3`` for
@@ -18,6 +20,7 @@ the 4th record of a JSON file, ``corpus.jsonl#<0-based line number>`` for JSONL)
 from __future__ import annotations
 
 import html as html_lib
+import io
 import json
 import logging
 import os
@@ -40,7 +43,11 @@ HTML_SUFFIXES = {".html", ".htm"}
 JSON_SUFFIXES = {".json"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFIXES | PDF_SUFFIXES
+RST_SUFFIXES = {".rst", ".rest"}
+"""reStructuredText; ``.rst.txt`` (Sphinx's copies of sources in ``_sources/``) counts too."""
+SUPPORTED_SUFFIXES = (TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFIXES | PDF_SUFFIXES
+                      | RST_SUFFIXES)
+"""Also read: any of these followed by ``.gz`` (decompressed, see `read_gzip`)."""
 
 RECORD_LIST_KEYS = ("docs", "documents", "data", "corpus", "records", "passages", "items", "rows")
 """Keys searched (in order) for the list of records when a .json file holds an object."""
@@ -247,7 +254,9 @@ class _Loader:
     def _read_file(
         self, path: Path, rel: str, *, explicit: bool, real_root: Path | None = None
     ) -> Iterator[Document]:
-        suffix = path.suffix.lower()
+        named = Path(file_format_name(path.name))  # h13b: "x.rst.txt" → x.rst, "x.md.gz" → x.md
+        suffix = named.suffix.lower()
+        compressed = path.name.lower().endswith(GZIP_SUFFIX)
         if suffix not in SUPPORTED_SUFFIXES and not explicit:
             logger.debug("%s: unsupported file type %r, ignored", path, suffix or "(none)")
             self.report.ignored.append(str(path))
@@ -258,22 +267,27 @@ class _Loader:
             if size > self.config.max_file_bytes:
                 raise _SkipFile(f"file is {size} bytes, over max_file_bytes={self.config.max_file_bytes}")
             if suffix in PDF_SUFFIXES:
+                if compressed:
+                    raise _SkipFile("compressed PDF files are not read (decompress it first)")
                 docs = self._pdf(path, rel, source)
             elif suffix in JSONL_SUFFIXES:
-                docs = self._jsonl(path, rel, source)
+                docs = self._jsonl(path, rel, source, raw=read_gzip(path, self.config.max_file_bytes) if compressed else None)
             else:
-                data = path.read_bytes()
-                text = self._decode(data)
+                data = read_gzip(path, self.config.max_file_bytes) if compressed else path.read_bytes()
+                text = self._decode(data, str(path))
                 if suffix in JSON_SUFFIXES:
                     docs = self._json(text, path, rel, source)
                 elif suffix in MARKDOWN_SUFFIXES:
                     title, body, meta = markdown_to_text(text)
-                    docs = [self._file_doc(rel, title or title_from_stem(path), body, source, meta)]
+                    docs = [self._file_doc(rel, title or title_from_stem(named), body, source, meta)]
                 elif suffix in HTML_SUFFIXES:
                     title, body = html_to_text(text)
-                    docs = [self._file_doc(rel, title or title_from_stem(path), body, source)]
+                    docs = [self._file_doc(rel, title or title_from_stem(named), body, source)]
+                elif suffix in RST_SUFFIXES:
+                    title, body = rst_to_text(text)
+                    docs = [self._file_doc(rel, title or title_from_stem(named), body, source)]
                 else:
-                    docs = [self._file_doc(rel, title_from_stem(path), text, source)]
+                    docs = [self._file_doc(rel, title_from_stem(named), text, source)]
         except _SkipFile as exc:
             self._skip(str(path), str(exc))
             return
@@ -299,8 +313,11 @@ class _Loader:
             raise _SkipFile("empty or whitespace-only (no text)")
         return Document(id=rel, title=title.strip(), text=text, source=source, metadata=dict(meta or {}))
 
-    def _decode(self, data: bytes) -> str:
-        """Strict UTF-8 (BOM allowed), then the configured fallbacks; NUL bytes mean binary."""
+    def _decode(self, data: bytes, where: str = "") -> str:
+        """The decoding policy: UTF-16 when the data starts with its byte-order mark, else strict
+        UTF-8 (a UTF-8 BOM is dropped), else the first of `fallback_encodings` that decodes it —
+        with a warning naming the file (`where`), since a guessed encoding may garble text. NUL
+        bytes mean binary. `fallback_encodings=[]` skips every file that is not UTF-8/UTF-16."""
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             try:
                 return _normalize_newlines(data.decode("utf-16"))
@@ -318,9 +335,11 @@ class _Loader:
             except (UnicodeDecodeError, LookupError):
                 continue
             if enc != "utf-8-sig":
-                logger.info("decoded as %s (not valid UTF-8)", enc)
+                logger.warning("%s: not valid UTF-8; decoded as %s (check the text, or convert the file to UTF-8)",
+                               where or "input", enc)
             return _normalize_newlines(text)
-        raise _SkipFile(f"binary or undecodable file (tried utf-8, {', '.join(self.config.fallback_encodings)})")
+        tried = ", ".join(["utf-8", *self.config.fallback_encodings])
+        raise _SkipFile(f"binary or undecodable file (tried {tried})")
 
     # -- structured formats ----------------------------------------------------------------
     def _json(self, text: str, path: Path, rel: str, source: str) -> list[Document | None]:
@@ -345,10 +364,11 @@ class _Loader:
         problems.finish()
         return docs
 
-    def _jsonl(self, path: Path, rel: str, source: str) -> list[Document | None]:
+    def _jsonl(self, path: Path, rel: str, source: str, raw: bytes | None = None) -> list[Document | None]:
+        """Records of a JSONL file (`raw`: its already decompressed bytes, for ``.jsonl.gz``)."""
         docs: list[Document | None] = []
         problems = _ProblemLog(self, str(path))
-        with path.open("rb") as fh:
+        with (io.BytesIO(raw) if raw is not None else path.open("rb")) as fh:
             head = fh.read(BINARY_SNIFF_BYTES)
             if b"\x00" in head:
                 raise _SkipFile("binary file (NUL bytes in the first 8 KB)")
@@ -357,7 +377,7 @@ class _Loader:
                 if not raw.strip():
                     continue
                 try:
-                    line = self._decode(raw)
+                    line = self._decode(raw, f"{path} (line {lineno + 1})")
                     rec = json.loads(line)
                 except _SkipFile as exc:
                     problems.add(f"line {lineno + 1}", str(exc))
@@ -877,3 +897,223 @@ def _defuse_html(markup: str) -> str:
     if "<" not in tail:
         return markup
     return markup[: last + 1] + tail.replace("<", "&lt;")
+
+
+# ---- reStructuredText and gzip (h13b) -------------------------------------------------------
+GZIP_SUFFIX = ".gz"
+"""``name.<format>.gz`` is decompressed (at most `Config.max_file_bytes`) and read as ``<format>``."""
+
+_RST_EXPLICIT = re.compile(r"^(\s*)\.\.(?:\s+(.*))?$")
+_RST_DIRECTIVE = re.compile(r"^([\w:.+-]+)::(?:\s+(.*))?$")
+_RST_FOOTNOTE = re.compile(r"^\[(?:#?[\w-]*|\*)\]\s*(.*)$")
+_RST_OPTION = re.compile(r"^\s*:[\w][\w .-]*:(?:\s.*)?$")
+_RST_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}\s*$")
+_RST_SIMPLE_TABLE = re.compile(r"^\s*=+(?:\s+=+)+\s*$|^\s*-+(?:\s+-+)+\s*$")
+_RST_GRID_BORDER = re.compile(r"^\s*\+(?:[-=:]+\+)+\s*$")
+_RST_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+\u2022]|#\.|\d{1,9}[.)]|\(\d{1,9}\)|[a-zA-Z][.)])\s+")
+_RST_FIELD = re.compile(r"^(\s*):([^:`\s][^:`]*):(?=\s|$)")
+_RST_ROLE = re.compile(r"(?::[\w.+-]+(?::[\w.+-]+)*:)?`([^`]+)`(?::[\w.+-]+:)?(?:__?)?")
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+_RST_EM = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
+_RST_SUBST = re.compile(r"\|([^|\s][^|]*?)\|(?:__?)?")
+_RST_FOOTNOTE_REF = re.compile(r"\s?\[(?:#?[\w-]*|\*)\]_")
+_RST_NAMED_REF = re.compile(r"\b([A-Za-z][\w-]*)__?(?=[\s.,;:!?)\]]|$)")
+_RST_ESCAPE = re.compile(r"\\(.)")
+
+RST_SKIP_DIRECTIVES = frozenset({
+    "toctree", "include", "literalinclude", "raw", "tabularcolumns", "cssclass", "class", "contents",
+    "sectnum", "highlight", "image", "index", "meta", "math", "default-role", "role", "c:namespace",
+    "kernel-doc", "kernel-include", "kernel-abi", "kernel-feat", "kernel-render", "graphviz",
+})
+"""Directives whose argument and body are not prose (file paths, markup for other renderers)."""
+RST_RAW_DIRECTIVES = frozenset({"code-block", "code", "sourcecode", "parsed-literal", "literal"})
+"""Directives whose body is kept verbatim (like a Markdown code block); their argument is a language."""
+RST_NO_ARGUMENT = RST_RAW_DIRECTIVES | frozenset({"figure", "kernel-figure", "only", "ifconfig", "list-table",
+                                                  "flat-table", "csv-table", "table"})
+
+
+def rst_to_text(text: str) -> tuple[str, str]:
+    """Strip reStructuredText markup to plain text: returns (title, text).
+
+    Section adornments, comments, targets, substitution definitions, directive options and
+    non-prose directives (toctree, include, image, raw, kernel-doc, …) are dropped; admonitions
+    and other directives keep their text; literal blocks (``::``) and code-block bodies keep
+    their content verbatim; roles (``:ref:`text <target>```), links, emphasis and inline
+    literals keep their text. The first section heading becomes the title.
+    """
+    lines = _normalize_newlines(text).split("\n")
+    out: list[str] = []
+    title = _rst_block(lines, out)
+    body = re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip() for line in out)).strip()
+    return title, body
+
+
+def _rst_block(lines: list[str], out: list[str]) -> str:
+    """Convert `lines` (one nesting level) into `out`; returns the first heading seen."""
+    title = ""
+
+    def block_break() -> None:
+        if out and out[-1] != "":
+            out.append("")
+
+    def heading(text_: str) -> None:
+        nonlocal title
+        text_ = _rst_inline(text_.strip())
+        if text_ and not title:
+            title = text_
+        block_break()
+        if text_:
+            out.extend([text_, ""])
+
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        stripped = line.strip()
+        if not stripped:
+            block_break()
+            i += 1
+            continue
+        m = _RST_EXPLICIT.match(line)
+        if m:
+            indent = len(m.group(1))
+            body, i = _rst_indented(lines, i + 1, indent)
+            rest = (m.group(2) or "").strip()
+            d = _RST_DIRECTIVE.match(rest)
+            if d:
+                name, arg = d.group(1).lower(), (d.group(2) or "").strip()
+                if name in RST_SKIP_DIRECTIVES:
+                    continue
+                while body and _RST_OPTION.match(body[0]):  # directive options come first
+                    body = body[1:]
+                block_break()
+                if arg and name not in RST_NO_ARGUMENT:
+                    out.append(_rst_inline(arg))
+                if name in RST_RAW_DIRECTIVES:
+                    out.extend(_dedent(body))
+                else:
+                    inner_title = _rst_block(_dedent(body), out)
+                    title = title or inner_title
+                block_break()
+                continue
+            f = _RST_FOOTNOTE.match(rest)
+            if f and not rest.startswith("[["):  # footnote / citation: keep its text
+                block_break()
+                out.append(_rst_inline(f.group(1)))
+                _rst_block(_dedent(body), out)
+            # anything else is a comment, a hyperlink target or a substitution definition
+            continue
+        if _RST_ADORNMENT.match(stripped):
+            nxt = lines[i + 1].strip() if i + 1 < n else ""
+            after = lines[i + 2].strip() if i + 2 < n else ""
+            if nxt and not _RST_ADORNMENT.match(nxt) and after[:1] == stripped[:1] and _RST_ADORNMENT.match(after):
+                heading(nxt)  # overline + title + underline
+                i += 3
+                continue
+            if i > 0 and lines[i - 1].strip() and out and out[-1] != "" and len(stripped) >= 2:
+                heading(out.pop())  # underline: the line before is the title
+                i += 1
+                continue
+            block_break()  # a transition (horizontal rule)
+            i += 1
+            continue
+        if _RST_SIMPLE_TABLE.match(line) or _RST_GRID_BORDER.match(line):
+            if _RST_SIMPLE_TABLE.match(line) and (i == 0 or not lines[i - 1].strip()):
+                block_break()  # the top border of a table starts a block
+            i += 1
+            continue
+        if stripped.endswith("::") and not _RST_EXPLICIT.match(line):
+            lead = stripped[:-2].rstrip()
+            if lead:
+                out.append(_rst_inline(lead + (":" if not stripped[:-2].endswith(" ") else "")))
+            indent = len(line) - len(line.lstrip())
+            literal, i = _rst_indented(lines, i + 1, indent)
+            block_break()
+            out.extend(_dedent(literal))
+            block_break()
+            continue
+        if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
+            cells = [c.strip() for c in stripped[1:-1].split("|")]
+            out.append("; ".join(_rst_inline(c) for c in cells if c))
+        elif stripped.startswith("| ") or stripped == "|":  # line block
+            out.append(_rst_inline(stripped[2:]))
+        else:
+            line = _RST_LIST_ITEM.sub(r"\1", line)
+            line = _RST_FIELD.sub(r"\1\2:", line)
+            out.append(_rst_inline(line.strip()))
+        i += 1
+    return title
+
+
+def _rst_indented(lines: list[str], start: int, indent: int) -> tuple[list[str], int]:
+    """The block of lines after `start` indented deeper than `indent` (blank lines inside kept)."""
+    i, block = start, []
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        block.append(line)
+        i += 1
+    while block and not block[-1].strip():
+        block.pop()
+    return block, i
+
+
+def _dedent(block: list[str]) -> list[str]:
+    widths = [len(line) - len(line.lstrip()) for line in block if line.strip()]
+    cut = min(widths) if widths else 0
+    return [line[cut:] for line in block]
+
+
+def _rst_inline(s: str) -> str:
+    if not s:
+        return s
+    s = _RST_LITERAL.sub(lambda m: m.group(1), s)
+    s = _RST_FOOTNOTE_REF.sub("", s)
+
+    def role(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        link = re.match(r"^(.*?)\s*<([^<>]+)>$", inner, re.S)
+        if link and link.group(1).strip():
+            inner = link.group(1)
+        elif link:
+            inner = link.group(2)
+        return inner.lstrip("~!")
+
+    s = _RST_ROLE.sub(role, s)
+    s = _RST_STRONG.sub(r"\1", s)
+    s = _RST_EM.sub(r"\1", s)
+    s = _RST_SUBST.sub(r"\1", s)
+    s = _RST_NAMED_REF.sub(r"\1", s)
+    return _RST_ESCAPE.sub(r"\1", s)
+
+
+def is_rst(name: str) -> bool:
+    """A reStructuredText file name: ``x.rst``, ``x.rest`` or Sphinx's ``x.rst.txt``."""
+    lower = name.lower()
+    return any(lower.endswith(s) or lower.endswith(s + ".txt") for s in RST_SUFFIXES)
+
+
+def file_format_name(name: str) -> str:
+    """The name a file is read as: without ``.gz``, and ``.rst.txt`` as ``.rst``."""
+    lower = name.lower()
+    if lower.endswith(GZIP_SUFFIX):
+        name, lower = name[: -len(GZIP_SUFFIX)], lower[: -len(GZIP_SUFFIX)]
+    if lower.endswith(".txt") and is_rst(lower):
+        name = name[:-4]
+    return name
+
+
+def read_gzip(path: Path, max_bytes: int) -> bytes:
+    """Decompress a gzip file, refusing more than `max_bytes` of output (gzip bombs)."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _SkipFile(f"corrupt gzip file ({exc})") from None
+    if len(data) > max_bytes:
+        raise _SkipFile(f"decompresses to over max_file_bytes={max_bytes} bytes")
+    return data

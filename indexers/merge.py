@@ -26,7 +26,8 @@ from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_or_
 from hippograph.storage import connect_sqlite
 from hippograph.tables import OWNERS_SCHEMA, CorpusTables
 
-from .graph_builder import embedding_synonyms, lsh_synonyms, minhash_signatures, synonymy_eligible
+from .graph_builder import lsh_synonyms, minhash_signatures, synonymy_eligible
+from .synonymy import synonym_edges
 from .report import BuildReport, Progress
 from .shards import TABLES
 
@@ -254,8 +255,8 @@ class Merge:
         if not len(new_ids):
             return minhash if c.minhash_threshold > 0 else None
         ents = load_array(embedding_path(self.gen, "entities"), mmap=True)
-        edges = embedding_synonyms(ents, names, new_ids, threshold=c.synonymy_threshold,
-                                   max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars)
+        edges = synonym_edges(ents, names, new_ids, threshold=c.synonymy_threshold,  # exact below a size, IVF above
+                              max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars)
         self.progress.advance("synonymy", len(new_ids), unit="entity")
         if c.minhash_threshold > 0:
             eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in names), dtype=bool,

@@ -35,6 +35,7 @@ from hippograph.embedders import Embedder
 from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_FILE,
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_or_copy, load_array,
                                load_embeddings, save_array)
+from hippograph import threads
 from hippograph.storage import checkpoint_and_close, connect_sqlite
 from hippograph.tables import CorpusTables
 from hippograph.text import passage_embedding_text
@@ -78,6 +79,7 @@ class IndexWriter:
         self.root = Path(root)
         self.gen = Path(gen)
         self.config = config
+        threads.set_limit(config.threads, config.adaptive_threads)  # thread policy (hippograph/threads.py)
         self.embedder = embedder
         self.base = Path(base) if base is not None else None
         self.extract = extract
@@ -212,20 +214,38 @@ class IndexWriter:
             self._shard_dir = shards.ShardDir(self.root / BUILD_DIR / self._shard_dir_name, cfg_key, base).open()
         sd = self._shard_dir
         k = len(self._merge.selections)
-        for group in shards.group_documents(docs, self.config):
-            key = shards.shard_key(group, sd.cfg_key)
-            path = sd.shard_path(k)
-            if shards.shard_done(path, key):
-                self.report.shards["reused"] = self.report.shards.get("reused", 0) + 1
-            else:
-                shards.build_shard(group, self.config, path, embedder=self.embedder, extract=self.extract, key=key,
-                                   progress=self.progress, known=self._merge.known)
-                self.report.shards["built"] = self.report.shards.get("built", 0) + 1
+        specs = (shards.ShardSpec(i, shards.shard_key(group, sd.cfg_key), sd.shard_path(i), group)
+                 for i, group in enumerate(shards.group_documents(docs, self.config), k))
+        for spec, built in self._finished_shards(specs):
+            self.report.shards["built" if built else "reused"] = self.report.shards.get("built" if built else "reused", 0) + 1
             with self.progress.stage("merge"):
-                self._merge.add_shard(path)
-            self.report.added_documents.extend(d.id for d in group)
+                self._merge.add_shard(spec.path)
+            self.report.added_documents.extend(d.id for d in spec.documents)
             k += 1
         sd.prune(k)
+
+    def _finished_shards(self, specs: Iterator[shards.ShardSpec]) -> Iterator[tuple[shards.ShardSpec, bool]]:
+        """(spec, built now?) in stream order, each shard finished on disk: reused when its key
+        matches, else built here (`executor='local'`) or on Ray actors (`executor='ray'`)."""
+        if self.config.executor == "ray":
+            from .ray_executor import build_shards
+
+            assert self._shard_dir is not None
+            yield from build_shards(specs, self.config, self.embedder, self._shard_dir.path, extract=self.extract,
+                                    show_progress=self.progress.show)
+            return
+        if self.config.executor != "local":
+            from hippograph.errors import ConfigError
+
+            raise ConfigError(f"executor={self.config.executor!r}: choose 'local' or 'ray'")
+        assert self._merge is not None
+        for spec in specs:
+            if shards.shard_done(spec.path, spec.key):
+                yield spec, False
+                continue
+            shards.build_shard(spec.documents, self.config, spec.path, embedder=self.embedder, extract=self.extract,
+                               key=spec.key, progress=self.progress, known=self._merge.known)
+            yield spec, True
 
     def _fresh(self, documents: Iterable[Document]) -> Iterator[Document]:
         """Documents whose id the generation does not hold yet (the others are reported as skipped)."""

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from hippograph.config import Config
+from hippograph.config import EXECUTION_FIELDS, Config
 from hippograph.embedders import Embedder
 from hippograph.format import GRANULARITIES, load_array, save_array, write_json_atomic
 from hippograph.tables import CorpusTables, DocumentRow, document_hash
@@ -42,7 +42,8 @@ DONE = "done.json"
 SHARD_FORMAT = "hippograph-shard"
 SHARD_VERSION = 1
 
-NON_CONTENT_FIELDS = frozenset({"n_process", "spacy_batch_size", "embedding_batch_size", "embedding_cache_dir"})
+NON_CONTENT_FIELDS = frozenset({"n_process", "spacy_batch_size", "embedding_batch_size", "embedding_cache_dir",
+                                *EXECUTION_FIELDS})
 """Index-time fields that change how fast a shard is made, not what it holds (excluded from keys)."""
 
 Extract = Callable[[Sequence[Passage]], "list[Extraction]"]
@@ -65,6 +66,16 @@ def shard_key(documents: Sequence[Document], cfg_key: str) -> str:
         meta = json.dumps(d.metadata, sort_keys=True, default=str)
         h.update(f"\x1e{d.id}\x1f{d.source}\x1f{document_hash(d)}\x1f{meta}".encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:24]
+
+
+@dataclass
+class ShardSpec:
+    """One shard of a write: its number in stream order, its key, its directory and its documents."""
+
+    index: int
+    key: str
+    path: Path
+    documents: list[Document]
 
 
 # ---- grouping a document stream into shards ------------------------------------------------
@@ -250,13 +261,19 @@ class Shard:
     embeddings: dict[str, np.ndarray]
 
 
-def shard_done(path: Path, key: str) -> bool:
-    """Is `path` a finished shard made from these inputs (same key)?"""
+def read_done(path: Path) -> dict:
+    """The ``done.json`` of a shard directory ({} when it is missing or unreadable)."""
     try:
         info = json.loads((Path(path) / DONE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and info.get("format") == SHARD_FORMAT and info.get("key") == key
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def shard_done(path: Path, key: str) -> bool:
+    """Is `path` a finished shard made from these inputs (same key)?"""
+    info = read_done(path)
+    return info.get("format") == SHARD_FORMAT and info.get("key") == key
 
 
 def read_shard(path: Path) -> Shard:

@@ -1204,16 +1204,18 @@ def _topk_unique(s: np.ndarray, I: np.ndarray, k: int, sign: float, max_copies: 
 
 # ============================================================================ factory
 def make_vector_index(vectors: Any, ids: Any = None, *, path: str | Path, metric: str = "ip",
-                      min_spann: int = 5000, overwrite: bool = False,
+                      min_spann: int = 5000, overwrite: bool = False, shared_vectors: str | None = None,
                       **build_params: Any) -> FlatIndex | SpannIndex:
     """Exact FlatIndex below ``min_spann`` vectors, SpannIndex from there on.
+
+    ``shared_vectors``: for a flat index, a file that already holds these rows (no second copy).
 
     Brute force over a few thousand vectors is sub-millisecond and exact; SPANN pays off
     once a granularity is larger. Both share the search/add/remove contract.
     """
     n = np.asarray(vectors).shape[0] if np.asarray(vectors).ndim == 2 else 0
     if n < min_spann:
-        return FlatIndex.build(vectors, ids, path=path, metric=metric, overwrite=overwrite)
+        return FlatIndex.build(vectors, ids, path=path, metric=metric, overwrite=overwrite, shared_vectors=shared_vectors)
     return SpannIndex.build(vectors, ids, path=path, metric=metric, overwrite=overwrite, **build_params)
 
 

@@ -150,6 +150,7 @@ class VectorIndexes:
                     # the engine scores whole probed lists; per-entry sketches only pay off when a
                     # search reads posting lists from disk with sketch_frac, so engine indexes skip them
                     sketch_bits=0, replica_count=self.config.spann_replica,
+                    shared_vectors=f"../../embeddings/{gran}.npy",  # a flat index reads the embeddings file (no copy)
                 )
                 kind = "spann" if isinstance(index, SpannIndex) else "flat"
                 self.state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}

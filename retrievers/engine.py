@@ -18,8 +18,9 @@ import scipy.sparse as sp
 
 from hippograph.config import Config
 from hippograph.snapshot import IndexSnapshot
-from hippograph.text import normalize_entity
+from hippograph.text import is_bare_date_or_number, normalize_entity
 
+from .filters import FilterIndex, FilterView, PassageFilter
 from .fusion import minmax
 from .ppr import METHODS, PPR
 from .router import RouterResult, route
@@ -107,6 +108,25 @@ class Retriever:
         self.mentions = mentions
         self.config = config
         self._ppr_cache: dict[tuple[bool, float], PPR] = {}
+        self._filter_index: FilterIndex | None = None
+        self._views: dict[str, FilterView] = {}
+
+    # ---- metadata filters ----------------------------------------------------------------
+    def passage_filter(self, filters: Any) -> PassageFilter | None:
+        """The passage mask of a filter dict (retrievers/filters.py), cached per filter."""
+        if self._filter_index is None:
+            self._filter_index = FilterIndex(self.snap)
+        return self._filter_index.passage_filter(filters)
+
+    def _view(self, flt: PassageFilter | None) -> "FilterView | None":
+        if flt is None:
+            return None
+        view = self._views.get(flt.key)
+        if view is None:
+            view = self._views[flt.key] = FilterView.of(self.snap, flt.mask)
+            for old in list(self._views)[:-16]:  # keep the 16 newest
+                self._views.pop(old, None)
+        return view
 
     # ---- building blocks -----------------------------------------------------------------
     def _ppr(self, cfg: Config) -> PPR:
@@ -119,24 +139,38 @@ class Retriever:
         ppr.tol, ppr.max_iter = cfg.ppr_tol, cfg.ppr_max_iter
         return ppr
 
-    def _vector_search(self, gran: str, q: np.ndarray, k: int, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    def _vector_search(
+        self, gran: str, q: np.ndarray, k: int, cfg: Config, view: "FilterView | None" = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         index = self.snap.vector_index(gran)
         if index is None or len(index) == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
-        return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
+        if view is None:
+            # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
+            return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
+        kk, lists = view.widen(gran, k, len(index), cfg.spann_max_lists)
+        scores, ids = index.search(q, kk, max_lists=lists)
+        return view.keep_units(gran, scores, ids, k)
 
-    def _document_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _document_search(self, q: np.ndarray, k: int, view: "FilterView | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner-product search over the documents view (few vectors: one per multi-passage document)."""
         import faiss
 
         vecs = self.snap.document_view[0]
-        scores, ids = faiss.knn(q, vecs, min(k, vecs.shape[0]), metric=faiss.METRIC_INNER_PRODUCT)
-        return scores, ids.astype(np.int64)
+        kk = k if view is None else view.widen("documents", k, vecs.shape[0], 0)[0]
+        scores, ids = faiss.knn(q, vecs, min(kk, vecs.shape[0]), metric=faiss.METRIC_INNER_PRODUCT)
+        ids = ids.astype(np.int64)
+        return (scores, ids) if view is None else view.keep_units("documents", scores, ids, k)
 
-    def _unit_to_passage_scores(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> SparseScores:
+    def _unit_to_passage_scores(
+        self, gran: str, ids: np.ndarray, scores: np.ndarray, view: "FilterView | None" = None
+    ) -> SparseScores:
         """Max-reduce candidate unit scores onto passages (floored at 0: a passage without a
-        candidate scores 0)."""
+        candidate scores 0); with a filter `view`, onto the passages it keeps only."""
+        out = self._unit_scores_unfiltered(gran, ids, scores)
+        return out if view is None else out.where(view.passages)
+
+    def _unit_scores_unfiltered(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> SparseScores:
         n = self.snap.n_passages
         valid = ids >= 0
         ids, scores = ids[valid], scores[valid]
@@ -156,8 +190,13 @@ class Retriever:
         return SparseScores.max_at(n, sub.col, scores[sub.row])
 
     # ---- main entry -------------------------------------------------------------------------
-    def search(self, queries: Sequence[str], cfg: Config, mode: str, depth: int | None = None) -> list[QueryResult]:
-        """Rank passages for each query; `ranking` holds the best `depth` rows (None: all passages)."""
+    def search(
+        self, queries: Sequence[str], cfg: Config, mode: str, flt: PassageFilter | None = None,
+        depth: int | None = None,
+    ) -> list[QueryResult]:
+        """Rank passages for each query; `ranking` holds the best `depth` rows (None: all passages).
+        With a filter (`passage_filter`) only the passages it keeps are scored, seeded, reached by
+        PPR and ranked."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         snap = self.snap
@@ -168,38 +207,47 @@ class Retriever:
                     for _ in queries]
         M = cfg.candidates_per_granularity
         none = SparseScores.zeros(n)
-        bm25_all = self._bm25_scores(queries, cfg) if mode in ("hybrid", "ppr", "bm25") else [none] * len(queries)
+        view = self._view(flt)
+        bm25_all = self._bm25_scores(queries, cfg, view) if mode in ("hybrid", "ppr", "bm25") else [none] * len(queries)
         if mode == "bm25":
-            return [self._final(bm, none, none, bm, None, None, [], {}, mode, depth=depth) for bm in bm25_all]
+            return [self._final(bm, none, none, bm, None, None, [], {}, mode, depth=depth, view=view) for bm in bm25_all]
 
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
-        cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg) for g in grans}
+        cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg, view)
+                 for g in grans}
         if mode != "dense" and cfg.use_documents and snap.document_view is not None:
-            cands["documents"] = self._document_search(qv, M)
+            cands["documents"] = self._document_search(qv, M, view)
 
         links = self._link_mentions(queries, cfg) if mode != "dense" else []
+        if view is not None:  # a linked entity no kept passage mentions cannot seed
+            links = [[link for link in ql if view.entities[link[1]]] for ql in links]
         results: list[QueryResult] = []
         resets: list[tuple[np.ndarray, np.ndarray]] = []
         pending: list[dict[str, Any]] = []
         for qi, query in enumerate(queries):
-            dense = self._unit_to_passage_scores("passages", cands["passages"][1][qi], cands["passages"][0][qi])
+            dense = self._unit_to_passage_scores("passages", cands["passages"][1][qi], cands["passages"][0][qi], view)
             if mode == "dense":
-                results.append(self._final(dense, dense, none, dense, None, None, [], {}, mode, depth=depth))
+                results.append(self._final(dense, dense, none, dense, None, None, [], {}, mode, depth=depth, view=view))
                 continue
             bm = bm25_all[qi]
             router = self._route(cands, qi, bm, cfg)
-            routed = self._routed_passage_scores(cands, qi, bm, router)
+            routed = self._routed_passage_scores(cands, qi, bm, router, view)
             seeds, fact_scores = self._seeds(links[qi], cands, qi, router, cfg)
             use_ppr = mode == "ppr" or cfg.use_ppr
             item = dict(qi=qi, dense=dense, bm=bm, router=router, routed=routed, seeds=seeds, fact_scores=fact_scores)
             if use_ppr and (seeds or routed.any()):
-                item["reset_col"] = len(resets)
-                resets.append(self._reset(seeds, routed, cfg))
+                nodes, weights = self._reset(seeds, routed, cfg)
+                if view is not None:  # no reset weight on excluded passages or on entities no kept passage mentions
+                    kept = view.nodes[nodes]
+                    nodes, weights = nodes[kept], weights[kept]
+                if (weights > 0).any():
+                    item["reset_col"] = len(resets)
+                    resets.append((nodes, weights))
             pending.append(item)
             results.append(None)  # type: ignore[arg-type]
 
-        ppr_cols = self._run_ppr(resets, cfg)
+        ppr_cols = self._run_ppr(resets, cfg, view)
         for item in pending:
             qi = item["qi"]
             ppr_scores = ppr_entities = None
@@ -209,25 +257,29 @@ class Retriever:
             elif mode == "ppr" or cfg.use_ppr:
                 fallback = "no seeds and no dense/BM25 evidence: PPR skipped"
             final = self._fuse(item["routed"], ppr_scores, mode, cfg)
+            if view is not None:  # the second hop starts from, and boosts, kept passages only
+                final = final.where(view.passages)
             bridge = None
             if mode == "hybrid" and cfg.bridge_weight > 0:
                 final, bridge = self._bridge(final, item["routed"], queries[qi], links[qi], cfg)
             results[qi] = self._final(
                 final, item["dense"], item["bm"], item["routed"], ppr_scores, item["router"], item["seeds"],
-                item["fact_scores"], mode, fallback, depth=depth,
+                item["fact_scores"], mode, fallback, depth=depth, view=view,
             )
             results[qi].ppr_entities = ppr_entities
             results[qi].bridge = bridge
         return results
 
     # ---- stages ------------------------------------------------------------------------------
-    def _bm25_scores(self, queries: Sequence[str], cfg: Config) -> list[SparseScores]:
-        """Each query's top `bm25_candidates` BM25 passages (documents sharing no term score 0)."""
+    def _bm25_scores(self, queries: Sequence[str], cfg: Config, view: "FilterView | None" = None) -> list[SparseScores]:
+        """Each query's top `bm25_candidates` BM25 passages (documents sharing no term score 0); with a
+        filter `view`, the top of the passages it keeps (not the kept part of the unfiltered top)."""
         n = self.snap.n_passages
         bm25 = self.snap.bm25
         if bm25 is None or not queries:
             return [SparseScores.zeros(n) for _ in queries]
-        scores, ids = bm25.search(list(queries), min(cfg.bm25_candidates, n))
+        scores, ids = bm25.search(list(queries), min(cfg.bm25_candidates, n),
+                                  allowed=None if view is None else view.passages)
         out = []
         for row_s, row_i in zip(scores, ids):
             keep = row_i >= 0
@@ -248,26 +300,30 @@ class Retriever:
             weights.append(prior.val * (cfg.passage_node_weight if seeds else 1.0))
         return np.concatenate(nodes), np.concatenate(weights)
 
-    def _run_ppr(self, resets: list[tuple[np.ndarray, np.ndarray]], cfg: Config) -> list[tuple[SparseScores, SparseScores]]:
+    def _run_ppr(
+        self, resets: list[tuple[np.ndarray, np.ndarray]], cfg: Config, view: "FilterView | None" = None
+    ) -> list[tuple[SparseScores, SparseScores]]:
         """(entity scores, passage scores) per reset vector: forward push from the seeds
-        (`ppr_method="push"`), or power iteration over the whole graph as one block ("power")."""
+        (`ppr_method="push"`), or power iteration over the whole graph as one block ("power"); with a
+        filter `view`, both on the subgraph of its kept nodes (`PPR.restricted`)."""
         if cfg.ppr_method not in METHODS:
             raise ValueError(f"ppr_method must be one of {', '.join(METHODS)}, got {cfg.ppr_method!r}")
         if not resets:
             return []
         snap, ppr = self.snap, self._ppr(cfg)
         n_ent = snap.n_entities
+        mask = None if view is None else view.nodes
         out = []
         if cfg.ppr_method == "power":
             block = np.zeros((ppr.n, len(resets)))
             for j, (nodes, weights) in enumerate(resets):
                 np.add.at(block[:, j], nodes, weights)
-            x = ppr.run(block)
+            x = ppr.run(block, mask=mask)
             for j in range(len(resets)):
                 out.append((SparseScores.from_dense(x[:n_ent, j]), SparseScores.from_dense(x[n_ent:, j])))
             return out
         for nodes, weights in resets:
-            ids, scores = ppr.push(nodes, weights, eps=cfg.ppr_push_eps)
+            ids, scores = ppr.push(nodes, weights, eps=cfg.ppr_push_eps, mask=mask)
             cut = int(np.searchsorted(ids, n_ent))
             out.append((SparseScores(n_ent, ids[:cut], scores[:cut]),
                         SparseScores(snap.n_passages, ids[cut:] - n_ent, scores[cut:])))
@@ -284,7 +340,9 @@ class Retriever:
         fixed = (cfg.fixed_weights or {g: 1.0 for g in views}) if not cfg.router else None
         return route(views, temperature=cfg.router_temperature, fixed_weights=fixed)
 
-    def _routed_passage_scores(self, cands: dict, qi: int, bm: SparseScores, router: RouterResult) -> SparseScores:
+    def _routed_passage_scores(
+        self, cands: dict, qi: int, bm: SparseScores, router: RouterResult, view: "FilterView | None" = None
+    ) -> SparseScores:
         """Σ_g w_g · minmax(passage-mapped scores of g); entities act through seeds, not here."""
         terms = []
         for g in ("passages", "sentences", "facts", "documents"):
@@ -293,7 +351,7 @@ class Retriever:
             w = router.weights.get(g, 0.0)
             if w <= 0:
                 continue
-            mapped = self._unit_to_passage_scores(g, cands[g][1][qi], cands[g][0][qi])
+            mapped = self._unit_to_passage_scores(g, cands[g][1][qi], cands[g][0][qi], view)
             terms.append((w, mapped.minmax()))
         w = router.weights.get("bm25", 0.0)
         if w > 0 and bm.any():
@@ -373,6 +431,7 @@ class Retriever:
           director of Jump for Glory" → Raoul Walsh) — or another entity the query names exactly
           (the second side of "Which river is longer, the Vell or the Corran?");
         - else idf(bridge) of the rarest bridge it mentions; 0 without one.
+        Bare dates and numbers ("1873") never bridge: they tie unrelated passages together.
         So the passage about the bridge that also fits the rest of the question comes next."""
         snap = self.snap
         if not fused.any():
@@ -384,6 +443,7 @@ class Retriever:
         bridges = [
             int(e) for e in snap.passage_entities[top].indices
             if counts[e] >= 2 and int(e) not in linked_ids and f" {snap.entities[e]} " not in query_norm
+            and not is_bare_date_or_number(snap.entities[e])
         ]
         top_about = set(snap.title_entities[top].indices.tolist())
         named = sorted({e for _, e, sim in linked if sim >= 1.0 and e not in top_about})
@@ -400,12 +460,14 @@ class Retriever:
         return fused.plus(boost), BridgeHop(top, bridges, named, boost)
 
     def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None, *,
-               depth: int | None = None) -> QueryResult:
+               depth: int | None = None, view: "FilterView | None" = None) -> QueryResult:
+        """The result record; ranks the best `depth` passages, with a filter `view` only those it keeps."""
         if not scores.any() and (dense.any() or bm.any()):
             scores = dense.minmax().plus(bm.minmax())  # never a uniform ranking when evidence exists
             fallback = fallback or "fused score empty: hybrid dense+BM25"
         return QueryResult(
-            ranking=scores.top(depth), scores=scores, dense=dense, bm25=bm, routed=routed, ppr=ppr,
+            ranking=scores.top(depth, rows=None if view is None else view.rows), scores=scores, dense=dense,
+            bm25=bm, routed=routed, ppr=ppr,
             router=router, seeds=seeds, fact_scores=fact_scores, mode=mode, fallback=fallback,
         )
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hippograph import validate
 from hippograph.errors import IndexCorruptError, IndexNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ FORMAT_VERSION = 1
 TOKENIZER_NAME = "hippograph-simple-v1"  # bump when `tokenize` changes: old indexes must be rebuilt
 
 META_FILE = "bm25_meta.json"
+META_SCHEMA = {"num_docs": (int, 0, 2**31 - 1), "k1": ((int, float), 0, 100), "b": ((int, float), 0, 1)}
+"""Fields of bm25_meta.json and their ranges (document ids are int32, so at most 2^31 - 1 documents)."""
 VOCAB_FILE = "bm25_vocab.json"
 DATA_FILE = "bm25_data.npy"
 INDICES_FILE = "bm25_indices.npy"
@@ -170,12 +173,14 @@ class BM25Index:
             self._rows_sorted = bool(np.all(steps[within] > 0))
         return self._rows_sorted
 
-    def _top_pruned(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def _top_pruned(self, tokens: list[str], k: int, allowed: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Exact top-k without reading every posting (MaxScore, Turtle & Flood 1995): score the rarest
         terms' lists in full until the k-th best partial score θ exceeds the most the remaining terms
         could add (Σ of their maximum contributions), so no document outside those lists can reach
         the top k; the remaining terms are then looked up for the candidates only (binary search in
-        their ascending lists). None when pruning does not pay (the caller scores every document)."""
+        their ascending lists). Only `allowed` documents count (θ among them), so a filter never
+        truncates the list. None when pruning does not pay (the caller scores every document)."""
         ids = [self.token_to_id[t] for t in tokens if t in self.token_to_id]
         if not ids or not self._prepare_pruning():
             return None
@@ -192,6 +197,9 @@ class BM25Index:
             if df[:j].sum() < k:
                 continue
             cand, partial = self._sum_lists(terms[:j], mult[:j])
+            if allowed is not None:
+                sel = allowed[cand]
+                cand, partial = cand[sel], partial[sel]
             if cand.size < k:
                 continue
             theta = np.partition(partial, cand.size - k)[cand.size - k]
@@ -220,27 +228,37 @@ class BM25Index:
             raise TypeError(f"BM25Index.scores expects one query string, got {type(query).__name__}")
         return self._scores_for_tokens(tokenize(query)[0])
 
-    def search(self, queries: str | Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: str | Sequence[str], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k documents per query: (scores float32 (nq, k), indices int64 (nq, k)).
 
         Only documents sharing at least one term with the query are returned, best first
         (ties by lower index); the rest of each row is padded with index -1 and score 0.
+        `allowed` (boolean, one per document; a metadata filter) limits the candidates: the
+        top k of the allowed documents, not the allowed part of the top k.
         """
         if isinstance(queries, str):
             queries = [queries]
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"BM25Index.search: k must be a positive integer (got {k!r})")
         k = int(k)
+        if allowed is not None:
+            allowed = np.asarray(allowed)
+            if allowed.shape != (self.num_docs,) or allowed.dtype != np.bool_:
+                raise ValueError(f"BM25Index.search: allowed must be a boolean array of shape ({self.num_docs},)")
         nq = len(queries)
         out_scores = np.zeros((nq, k), dtype=np.float32)
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         kk = min(k, self.num_docs)
         for qi, tokens in enumerate(tokenize(queries)):
-            pruned = self._top_pruned(tokens, kk) if kk < self.num_docs else None
+            pruned = self._top_pruned(tokens, kk, allowed) if kk < self.num_docs else None
             if pruned is not None:
                 cand, cs = pruned[0], pruned[1].astype(np.float32)  # float32 like the full scores (same ties)
             else:
                 s = self._scores_for_tokens(tokens)
+                if allowed is not None:
+                    s[~allowed] = 0.0  # dropped with the other zero scores below
                 if kk < self.num_docs:  # every document tied with the k-th, so ties go to the lower index
                     cand = np.flatnonzero(s >= np.partition(s, self.num_docs - kk)[self.num_docs - kk])
                 else:
@@ -295,29 +313,21 @@ class BM25Index:
             )
         if meta.get("tokenizer") != TOKENIZER_NAME:
             raise IndexCorruptError(f"{meta_path}: unknown tokenizer {meta.get('tokenizer')!r}; rebuild the index")
+        validate.check_fields(meta_path, meta, META_SCHEMA, "BM25 metadata")
         vocab = _read_json(directory / VOCAB_FILE)
         if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
             raise IndexCorruptError(f"{directory / VOCAB_FILE}: expected a JSON list of terms")
-        mode = "r" if mmap else None
-        data = _read_npy(directory / DATA_FILE, mode)
-        indices = _read_npy(directory / INDICES_FILE, mode)
-        indptr = _read_npy(directory / INDPTR_FILE, mode)
-        try:
-            num_docs = int(meta["num_docs"])
-            k1, b = float(meta["k1"]), float(meta["b"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IndexCorruptError(f"{meta_path}: missing or invalid field ({exc})") from exc
-        problems = []
-        if data.ndim != 1 or indices.ndim != 1 or indptr.ndim != 1:
-            problems.append("arrays must be one-dimensional")
-        elif len(indptr) != len(vocab) + 1:
-            problems.append(f"{INDPTR_FILE} has {len(indptr)} entries for {len(vocab)} terms")
-        elif len(data) != len(indices) or int(indptr[-1]) != len(data) or int(indptr[0]) != 0:
-            problems.append(f"{DATA_FILE}/{INDICES_FILE}/{INDPTR_FILE} lengths disagree")
-        elif len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= num_docs):
-            problems.append(f"{INDICES_FILE} points outside 0..{num_docs - 1}")
-        if problems:
-            raise IndexCorruptError(f"{directory}: corrupt BM25 index: {'; '.join(problems)}")
+        num_docs, k1, b = meta["num_docs"], float(meta["k1"]), float(meta["b"])
+        data = validate.load_npy(directory / DATA_FILE, kind="f", ndim=1, mmap=mmap)
+        indices = validate.load_npy(directory / INDICES_FILE, kind="iu", ndim=1, mmap=mmap)
+        indptr = validate.load_npy(directory / INDPTR_FILE, kind="iu", ndim=1, mmap=mmap)
+        validate.check_csr(directory / INDICES_FILE, indptr, indices, len(vocab), num_docs, "BM25 term × document",
+                           directory / INDPTR_FILE)
+        validate.check_length(directory / DATA_FILE, data, len(indices), "BM25 scores")
+        validate.check_finite(directory / DATA_FILE, data, "BM25 scores")
+        for key, n in (("num_terms", len(vocab)), ("num_postings", len(indices))):
+            if key in meta and meta[key] != n:
+                raise IndexCorruptError(f"{meta_path}: {key} is {meta[key]}, the files hold {n}")
         return cls(vocab, data, indices, indptr, num_docs, k1=k1, b=b)
 
 
@@ -331,10 +341,3 @@ def _read_json(path: Path) -> Any:
         raise IndexCorruptError(f"{path}: unreadable BM25 index file ({exc})") from exc
 
 
-def _read_npy(path: Path, mmap_mode: str | None) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
-    except FileNotFoundError as exc:
-        raise IndexCorruptError(f"{path}: missing BM25 index file") from exc
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"{path}: unreadable BM25 index file ({exc})") from exc

@@ -30,11 +30,14 @@ Two solvers share these semantics (docs/ppr_push.md):
   d·Σ res; on MuSiQue's graph it matches the exact top 10 as well as pushing to a 3× smaller
   ε without it (docs/ppr_push.md).
 
-Both accept `excluded`, a boolean node mask (metadata filters): an excluded node gets no
-reset weight and no mass, and passes none on (mass walking into it is dropped).
+Both accept `mask`, a boolean mask of the kept nodes (metadata filters): PPR then runs on the
+subgraph they induce (`restricted`) — an excluded node gets no reset weight and no mass, each kept
+node's out-probabilities are renormalised over its kept neighbours, and one left without any is
+dangling — so push and power iteration agree under a filter as they do without one.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 
@@ -137,6 +140,7 @@ class PPR:
         self._out_edges = np.maximum(np.diff(self._indptr), 1).astype(np.float64)
         self._matrix: sp.csr_matrix | None = None
         self._work = threading.local()  # per-thread p/res buffers reused across pushes (see _buffers)
+        self._restricted: dict[bytes, tuple[sp.csr_matrix, np.ndarray]] = {}
         self.last_iterations: int = 0
         """Iterations of the last `run` (the maximum over the columns of a block)."""
         self.last_converged: bool = True
@@ -145,8 +149,8 @@ class PPR:
         self.last_edges: int = 0
         """Edges visited by the last `push` call (its cost; ≤ 1 / ((1 − d)·ε))."""
         self.last_residual: float = 0.0
-        """Residual mass Σ res left by the last `push`; d × it is the L1 distance to the exact scores
-        (without exclusions)."""
+        """Residual mass Σ res left by the last `push`; d × it bounds the L1 distance to the exact scores
+        (of the masked subgraph under a `mask`)."""
 
     @property
     def matrix(self) -> sp.csr_matrix:
@@ -155,15 +159,16 @@ class PPR:
             self._matrix = _transition(self.adjacency)
         return self._matrix
 
-    def _check_excluded(self, excluded: np.ndarray | None) -> np.ndarray | None:
-        if excluded is None:
+    def _check_mask(self, mask: np.ndarray | None) -> np.ndarray | None:
+        """A boolean mask of the kept nodes (shape (n,)), or None when there is none or it keeps every node."""
+        if mask is None:
             return None
-        m = np.asarray(excluded)
+        m = np.asarray(mask)
         if m.shape != (self.n,) or m.dtype != np.bool_:
-            raise ValueError(f"excluded must be a boolean mask of shape ({self.n},), got {m.dtype} {m.shape}")
-        return m if m.any() else None
+            raise ValueError(f"mask must be a boolean array of shape ({self.n},), got {m.dtype} {m.shape}")
+        return None if m.all() else m
 
-    def _normalise_reset(self, reset: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
+    def _normalise_reset(self, reset: np.ndarray) -> np.ndarray:
         r = np.asarray(reset, dtype=np.float64)
         if r.ndim not in (1, 2) or r.shape[0] != self.n:
             raise ValueError(f"reset must have shape ({self.n},) or ({self.n}, B), got {r.shape}")
@@ -173,9 +178,6 @@ class PPR:
             raise ValueError("reset vector contains NaN or infinite values")
         if r.size and r.min() < 0:
             raise ValueError(f"reset vector contains negative values (min {r.min():g})")
-        if excluded is not None:
-            r = r.copy()
-            r[excluded] = 0.0
         sums = r.sum(axis=0)
         if np.any(sums <= 0):
             bad = np.flatnonzero(np.atleast_1d(sums) <= 0).tolist()
@@ -183,15 +185,44 @@ class PPR:
             raise ValueError(f"reset vector is all zero{where}: PPR needs at least one seed with positive weight")
         return r / sums
 
-    def run(self, reset: np.ndarray, *, excluded: np.ndarray | None = None) -> np.ndarray:
-        """PPR scores for `reset` of shape (n,) → (n,), or (n, B) → (n, B); columns sum to 1
-        (less the mass dropped at `excluded` nodes).
+    def restricted(self, mask: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(transition matrix, dangling node ids) of the subgraph induced by the nodes where `mask` is
+        True: each kept node's out-probabilities renormalised over its kept neighbours (a node left
+        with none is dangling). Cached for the last few masks (a metadata filter reuses its mask)."""
+        keep = np.asarray(mask, dtype=bool)
+        if keep.shape != (self.n,):
+            raise ValueError(f"mask must have shape ({self.n},), got {keep.shape}")
+        key = hashlib.blake2b(np.packbits(keep).tobytes(), digest_size=16).digest()
+        hit = self._restricted.get(key)
+        if hit is None:
+            k = sp.diags(keep.astype(np.float64))
+            m = sp.csr_matrix(k @ self.matrix @ k)  # drop edges into and out of excluded nodes
+            colsum = np.asarray(m.sum(axis=0)).ravel()
+            inv = np.zeros_like(colsum)
+            np.divide(1.0, colsum, out=inv, where=colsum > 0)
+            m = sp.csr_matrix(m @ sp.diags(inv))
+            m.sort_indices()
+            hit = (m, np.flatnonzero(keep & (colsum <= 0)))
+            for old in list(self._restricted)[:-3]:  # keep the 4 newest masks
+                self._restricted.pop(old, None)
+            self._restricted[key] = hit
+        return hit
+
+    def run(self, reset: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """PPR scores for `reset` of shape (n,) → (n,), or (n, B) → (n, B); columns sum to 1.
 
         Iterates x ← (1 − d)·r + d·(M x + (dangling mass of x)·r) from x = r until the
-        L1 change of a column is below `tol` or `max_iter` is reached.
+        L1 change of a column is below `tol` or `max_iter` is reached. With a boolean node
+        `mask`, PPR runs on the subgraph of the kept nodes (`restricted`): excluded nodes get
+        no reset weight, no mass flows into or through them, and they score exactly 0.
         """
-        excluded = self._check_excluded(excluded)
-        r = self._normalise_reset(reset, excluded)
+        matrix, dangling = self.matrix, self._dangling_idx
+        mask = self._check_mask(mask)
+        if mask is not None:
+            matrix, dangling = self.restricted(mask)
+            reset = np.asarray(reset, dtype=np.float64)
+            reset = reset * (mask[:, None] if reset.ndim == 2 else mask)
+        r = self._normalise_reset(reset)
         single = r.ndim == 1
         if single:
             r = r[:, None]
@@ -209,13 +240,11 @@ class PPR:
                 out[:, cols] = x
                 break
             iters += 1
-            new = self.matrix @ x
-            if excluded is not None:
-                new[excluded] = 0.0  # mass walking into an excluded node is dropped
+            new = matrix @ x
             # (1 − d)·r + d·(dangling mass)·r, folded into one coefficient per column
             coef = np.full(x.shape[1], 1.0 - d)
-            if self._dangling_idx.size:
-                coef += d * x[self._dangling_idx].sum(axis=0)
+            if dangling.size:
+                coef += d * x[dangling].sum(axis=0)
             new *= d
             np.multiply(rw, coef, out=tmp)
             new += tmp
@@ -247,7 +276,7 @@ class PPR:
         weights: np.ndarray,
         *,
         eps: float = 1e-4,
-        excluded: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
         impl: str = "frontier",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate PPR of the sparse reset vector r[nodes] = weights by forward push.
@@ -255,13 +284,13 @@ class PPR:
         Returns (node ids ascending, scores) for the nodes given mass. Pushes every node whose
         residual is ≥ `eps` × its out-edge count, so at most 1 / ((1 − d)·eps) edges are
         visited; the scores are p + (1 − d)·res, and `eps` → 0 approaches `run`'s fixed point
-        from below.
+        from below. With a kept-node `mask` it approaches `run(reset, mask)` (the induced subgraph).
         """
         if not float(eps) > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
         if impl not in PUSH_IMPLS:
             raise ValueError(f"unknown push impl {impl!r}; expected one of {', '.join(PUSH_IMPLS)}")
-        excluded = self._check_excluded(excluded)
+        mask = self._check_mask(mask)
         idx = np.asarray(nodes, dtype=np.int64).ravel()
         val = np.asarray(weights, dtype=np.float64).ravel()
         if idx.shape != val.shape:
@@ -270,23 +299,24 @@ class PPR:
             raise ValueError(f"reset node ids must be in [0, {self.n}), got {idx.min()}..{idx.max()}")
         if not np.all(np.isfinite(val)) or (val.size and val.min() < 0):
             raise ValueError("reset weights must be finite and ≥ 0")
-        # one entry per node (duplicates summed), excluded and zero-weight nodes dropped
+        # one entry per node (duplicates summed), zero-weight nodes and ones outside `mask` dropped
         idx, inv = np.unique(idx, return_inverse=True)
         val = np.bincount(inv, weights=val, minlength=idx.size)
         keep = val > 0
-        if excluded is not None:
-            keep &= ~excluded[idx]
+        if mask is not None:
+            keep &= mask[idx]
         idx, val = idx[keep], val[keep]
         if val.sum() <= 0:
             raise ValueError("reset vector is all zero: PPR needs at least one seed with positive weight")
         val = val / val.sum()
         solve = self._push_frontier if impl == "frontier" else self._push_loop
-        return solve(idx, val, float(eps), excluded)
+        return solve(idx, val, float(eps), mask)
 
     def _spread(self, srcs: np.ndarray, mass: np.ndarray, reset_idx: np.ndarray, reset_val: np.ndarray,
-                excluded: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Targets and amounts when each node of `srcs` sends `mass` along its out-edges
-        (a dangling node sends it to the reset vector); excluded targets dropped."""
+                mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and amounts when each node of `srcs` sends `mass` along its out-edges (a dangling
+        node sends it to the reset vector). With a kept-node `mask` the walk is `restricted`'s: each
+        source's out-probabilities renormalised over its kept targets, a source with none dangling."""
         starts = self._indptr[srcs]
         counts = self._indptr[srcs + 1] - starts
         total = int(counts.sum())
@@ -294,14 +324,21 @@ class PPR:
         offsets = np.repeat(starts - np.cumsum(counts) + counts, counts)
         pos = offsets + np.arange(total)
         tgt = self._indices[pos]
-        amt = np.repeat(mass, counts) * self._prob[pos]
-        dangling_mass = float(mass[counts == 0].sum())
+        if mask is None:
+            amt = np.repeat(mass, counts) * self._prob[pos]
+            dangling_mass = float(mass[counts == 0].sum())
+        else:
+            src = np.repeat(np.arange(srcs.size), counts)
+            kept = mask[tgt]
+            tgt, prob, src = tgt[kept], self._prob[pos[kept]], src[kept]
+            share = np.bincount(src, weights=prob, minlength=srcs.size)  # each source's kept out-probability
+            scale = np.zeros(srcs.size)
+            np.divide(mass, share, out=scale, where=share > 0)
+            amt = scale[src] * prob
+            dangling_mass = float(mass[share <= 0].sum())
         if dangling_mass > 0:
             tgt = np.concatenate([tgt, reset_idx])
             amt = np.concatenate([amt, dangling_mass * reset_val])
-        if excluded is not None:
-            keep = ~excluded[tgt]
-            tgt, amt = tgt[keep], amt[keep]
         return tgt, amt
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -313,7 +350,7 @@ class PPR:
             work.p, work.res = np.zeros(self.n), np.zeros(self.n)
         return work.p, work.res
 
-    def _push_frontier(self, idx: np.ndarray, val: np.ndarray, eps: float, excluded: np.ndarray | None):
+    def _push_frontier(self, idx: np.ndarray, val: np.ndarray, eps: float, mask: np.ndarray | None):
         """Synchronous rounds: every node over its threshold pushes at once (numpy gathers/scatters)."""
         d = self.damping
         p, res = self._buffers()
@@ -326,7 +363,7 @@ class PPR:
             mass = res[frontier]
             res[frontier] = 0.0
             p[frontier] += (1.0 - d) * mass
-            tgt, amt = self._spread(frontier, d * mass, idx, val, excluded)
+            tgt, amt = self._spread(frontier, d * mass, idx, val, mask)
             if not tgt.size:
                 break
             np.add.at(res, tgt, amt)
@@ -345,7 +382,7 @@ class PPR:
         keep = x > 0
         return nodes[keep], x[keep]
 
-    def _push_loop(self, idx: np.ndarray, val: np.ndarray, eps: float, excluded: np.ndarray | None):
+    def _push_loop(self, idx: np.ndarray, val: np.ndarray, eps: float, mask: np.ndarray | None):
         """ACL's queue: one node pushed per step (a FIFO of nodes over their threshold)."""
         from collections import deque
 
@@ -368,7 +405,7 @@ class PPR:
             res[u] = 0.0
             p[u] += (1.0 - d) * mass
             one[0] = u
-            tgt, amt = self._spread(one, np.array([d * mass]), idx, val, excluded)
+            tgt, amt = self._spread(one, np.array([d * mass]), idx, val, mask)
             if not tgt.size:
                 continue
             if tgt.size > 1 and np.unique(tgt).size != tgt.size:  # dangling mass may hit a neighbour twice

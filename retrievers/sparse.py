@@ -130,6 +130,13 @@ class SparseScores:
         idx = np.union1d(self.idx, other.idx)
         return SparseScores(self.n, idx, self.values_at(idx) * other.values_at(idx), self.fill * other.fill)
 
+    def where(self, keep: np.ndarray) -> "SparseScores":
+        """``np.where(keep, x, 0)`` for a boolean mask `keep` (a metadata filter's passages)."""
+        if self.fill == 0:
+            sel = np.asarray(keep, dtype=bool)[self.idx]
+            return SparseScores(self.n, self.idx[sel], self.val[sel])
+        return SparseScores.from_dense(np.where(keep, self.toarray(), 0.0))
+
     def with_values(self, ids: np.ndarray, values: np.ndarray) -> "SparseScores":
         """A copy with the scores of `ids` set to `values`."""
         ids = np.asarray(ids, dtype=np.int64)
@@ -139,9 +146,16 @@ class SparseScores:
         return SparseScores(self.n, idx, val, self.fill)
 
     # ---- ranking ---------------------------------------------------------------------------
-    def top(self, k: int | None = None) -> np.ndarray:
+    def top(self, k: int | None = None, rows: np.ndarray | None = None) -> np.ndarray:
         """Ids of the k largest scores, best first, ties by lower id — ``_topk(toarray(), k)``
-        without building the dense vector (k=None ranks all n)."""
+        without building the dense vector (k=None ranks all n). With `rows` (ascending ids; a
+        filter's kept passages) only those are ranked: ``rows[_topk(toarray()[rows], k)]``."""
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            pos = np.searchsorted(rows, self.idx)
+            hit = pos < rows.size
+            hit[hit] = rows[pos[hit]] == self.idx[hit]
+            return rows[SparseScores(rows.size, pos[hit], self.val[hit], self.fill).top(k)]
         k = self.n if k is None else min(int(k), self.n)
         if k <= 0:
             return np.zeros(0, dtype=np.int64)

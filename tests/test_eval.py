@@ -120,6 +120,20 @@ def test_2wiki_hotpot_format_supporting_facts(tmp_path):
     assert (q.id, q.category, q.gold) == ("w1", "compositional", ["1", "2"])
 
 
+def test_resolved_gold_passage_idx_format(tmp_path):
+    # the 2wiki_dev300 split: gold = corpus list positions, category = type
+    corpus = [{"title": "Gaby", "text": "Gaby is a film directed by Luis Mandoki."},
+              {"title": "Other", "text": "Unrelated."},
+              {"title": "Luis Mandoki", "text": "Luis Mandoki was born in Mexico City."}]
+    qs = [{"_id": "w1", "type": "compositional", "question": "Where was the director of Gaby born?",
+           "gold_passage_idx": [0, 2]}]
+    b = D.load_hipporag(_write(tmp_path / "w_corpus.json", corpus), _write(tmp_path / "w.json", qs))
+    assert (b.queries[0].id, b.queries[0].category, b.queries[0].gold) == ("w1", "compositional", ["0", "2"])
+    _write(tmp_path / "bad.json", [{"question": "?", "gold_passage_idx": [0, 3]}])
+    with pytest.raises(D.DatasetError, match=r"bad.json: record 0 'gold_passage_idx'.*0\.\.2"):
+        D.load_hipporag(tmp_path / "w_corpus.json", tmp_path / "bad.json")
+
+
 def test_hipporag_bad_record_names_file(tmp_path):
     _write(tmp_path / "c_corpus.json", [{"title": "A", "text": "a"}])
     _write(tmp_path / "q.json", [{"question": "?", "answer": "x"}])
@@ -196,6 +210,10 @@ def test_shared_datasets_load_with_documented_counts():
     loc = D.load_dataset("locomo", SHARED)
     assert len(loc.queries) == 999 and len(loc.corpus) == 2760
     assert all(q.category != "5" for q in loc.scored_queries())
+    wiki = D.load_dataset("2wiki_dev300", SHARED)
+    assert (len(wiki.corpus), len(wiki.queries)) == (6119, 300)
+    cats = [q.category for q in wiki.queries]  # README: compositional 113, comparison 78, ...
+    assert [cats.count(c) for c in ("compositional", "comparison", "bridge_comparison", "inference")] == [113, 78, 77, 32]
 
 
 # --------------------------------------------------------------- runner + report
@@ -234,11 +252,14 @@ def test_runner_and_report_on_fixed_rankings(tmp_path):
     assert text.index("## Component benchmarks") < text.index("\n### Extraction") < text.index("\n### ANN bench")
     assert (tmp_path / "plots" / "recall_tiny.png").stat().st_size > 1000
     assert "latency_tiny.png" in text
+    by_cat = text[text.index("R@2 by category"):]  # per-category recall at the headline k (x: q1, y: q2)
+    assert "| system | x | y |\n|---|---|---|\n| fixed | 0.500 | 0.000 |" in by_cat
 
 
 def test_published_anchors_are_labelled():
     assert R.published_key("musique_train100") == "MuSiQue" and R.published_key("scifact") is None
     assert "1,000-question" in R.PUBLISHED_LABEL
+    assert R.published_key("2wiki_dev300") == "2Wiki" and len(R.PUBLISHED["2Wiki"]) == 6  # the shared README's anchors
 
 
 def test_select_systems_groups_and_errors():

@@ -218,3 +218,28 @@ def test_haystack_overrides_and_async(hg):
     assert [d.id for d in adocs] == [d.id for d in docs]
     with pytest.raises(TypeError, match="index must be"):
         HippoGraphRetriever(42)
+
+
+def test_haystack_opens_the_index_in_warm_up_and_saves_an_absolute_path(hg, sample_index, monkeypatch):
+    from haystack import Pipeline
+
+    from hippograph.errors import HippoGraphError
+    from hippograph.integrations.haystack import HippoGraphRetriever
+
+    monkeypatch.chdir(sample_index.parent)
+    comp = HippoGraphRetriever(sample_index.name, top_k=2)  # a relative path
+    assert comp._opts is None  # constructing (or loading) a pipeline opens nothing
+    data = comp.to_dict()
+    assert data["init_parameters"]["index"] == str(sample_index.resolve())
+    pipe = Pipeline()
+    pipe.add_component("retriever", comp)
+    moved = Pipeline.from_dict(pipe.to_dict(), allowed_modules=["hippograph.integrations.haystack"])
+    monkeypatch.chdir("/")
+    out = moved.run({"retriever": {"query": Q1}})  # Pipeline.run calls warm_up: the saved path still works
+    assert [(d.id, d.score) for d in out["retriever"]["documents"]] == _expected(hg, Q1, 2)
+
+    missing = HippoGraphRetriever("no-such-index")  # nothing is read until warm_up
+    with pytest.raises(HippoGraphError, match="no-such-index"):
+        missing.warm_up()
+    with pytest.raises(ValueError, match="damping_typo"):
+        HippoGraphRetriever(sample_index, config_overrides={"damping_typo": 0.3})

@@ -213,13 +213,13 @@ def test_pdf_without_pypdf_warns_to_install_extra(tmp_path: Path, monkeypatch, c
 
 
 def test_unknown_suffix_ignored_in_folder_but_read_when_named(tmp_path: Path) -> None:
-    (tmp_path / "notes.rst").write_text("Restructured text.")
+    (tmp_path / "notes.adoc").write_text("AsciiDoc text.")
     (tmp_path / "a.txt").write_text("Plain.")
     docs, report = load_documents(tmp_path)
     assert [d.id for d in docs] == ["a.txt"]
-    assert report.ignored == [str(tmp_path / "notes.rst")]
-    (doc,) = list(iter_documents(tmp_path / "notes.rst"))
-    assert doc.text == "Restructured text." and doc.id == "notes.rst"
+    assert report.ignored == [str(tmp_path / "notes.adoc")]
+    (doc,) = list(iter_documents(tmp_path / "notes.adoc"))
+    assert doc.text == "AsciiDoc text." and doc.id == "notes.adoc"
 
 
 # ---------------------------------------------------------------------------- folder walking

@@ -234,26 +234,33 @@ def test_push_touches_only_the_seeds_component() -> None:
 
 
 @pytest.mark.parametrize("impl", ["frontier", "loop"])
-def test_excluded_nodes_get_and_pass_no_mass_in_both_solvers(impl: str) -> None:
-    # path 0 - 1 - 2 - 3: excluding node 1 cuts 2 and 3 off from seed 0
+def test_push_with_mask_walks_the_induced_subgraph_like_power_iteration(impl: str) -> None:
+    # path 0 - 1 - 2 - 3 without node 1: node 0 keeps no neighbour, so it is dangling and its
+    # pushed mass returns to the reset vector (itself); 2 and 3 are cut off
     a = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]], dtype=float))
-    ex = np.array([False, True, False, False])
+    keep = np.array([True, False, True, True])
     ppr = PPR(a, damping=0.5, tol=1e-13, max_iter=500)
-    x = ppr.run(np.array([1.0, 0, 0, 0]), excluded=ex)
-    nodes, scores = ppr.push([0], [1.0], eps=1e-10, excluded=ex, impl=impl)
+    x = ppr.run(np.array([1.0, 0, 0, 0]), mask=keep)
+    nodes, scores = ppr.push([0], [1.0], eps=1e-10, mask=keep, impl=impl)
     assert x[1:].max() == 0 and nodes.tolist() == [0]
-    assert scores[0] == pytest.approx(x[0]) == pytest.approx(0.5)  # half the mass walks into node 1 and dies
-    # a random graph: push with exclusions converges to power iteration with the same exclusions
-    g = random_graph(3)
-    rng = np.random.default_rng(7)
-    r = seeds(rng, g.shape[0])
-    mask = np.zeros(g.shape[0], dtype=bool)
-    mask[rng.choice(g.shape[0], 20, replace=False)] = True
-    big = PPR(g, damping=0.5, tol=1e-13, max_iter=500)
-    exact = big.run(r, excluded=mask)
-    nodes, scores = big.push(np.flatnonzero(r), r[r > 0], eps=1e-9, excluded=mask, impl=impl)
-    np.testing.assert_allclose(_dense(g.shape[0], nodes, scores), exact, atol=1e-6)
-    assert exact[mask].max() == 0
+    assert scores[0] == pytest.approx(x[0]) == pytest.approx(1.0)
+    # random graphs: same error bound and convergence as without a mask, to `run(reset, mask)`
+    for seed in range(3):
+        g = random_graph(seed)
+        n = g.shape[0]
+        rng = np.random.default_rng(300 + seed)
+        keep = rng.random(n) > 0.3
+        r = seeds(rng, n, k=12)
+        r[np.flatnonzero(keep)[:3]] = 0.5  # some seeds kept, some on excluded nodes (dropped)
+        big = PPR(g, damping=0.5, tol=1e-13, max_iter=500)
+        exact = big.run(r, mask=keep)
+        for eps in (1e-3, 1e-5, 1e-9):
+            nodes, scores = big.push(np.flatnonzero(r), r[r > 0], eps=eps, mask=keep, impl=impl)
+            assert keep[nodes].all()  # an excluded node never gets mass
+            est = _dense(n, nodes, scores)
+            assert np.all(est <= exact + 1e-12)
+            assert np.abs(exact - est).sum() == pytest.approx(big.damping * big.last_residual, abs=1e-9)
+        np.testing.assert_allclose(est, exact, atol=1e-8)
 
 
 def test_push_bad_input_raises() -> None:
@@ -266,5 +273,31 @@ def test_push_bad_input_raises() -> None:
         ppr.push([10_000], [1.0])
     with pytest.raises(ValueError, match="impl"):
         ppr.push([0], [1.0], impl="magic")
-    with pytest.raises(ValueError, match="excluded"):
-        ppr.run(np.ones(ppr.n), excluded=np.zeros(3, dtype=bool))
+    with pytest.raises(ValueError, match="mask"):
+        ppr.run(np.ones(ppr.n), mask=np.zeros(3, dtype=bool))
+    with pytest.raises(ValueError, match="mask"):
+        ppr.push([0], [1.0], mask=np.ones(ppr.n))  # not boolean
+    with pytest.raises(ValueError, match="all zero"):
+        ppr.push([0], [1.0], mask=np.arange(ppr.n) != 0)  # the only seed excluded
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mask_runs_on_the_induced_subgraph(seed: int) -> None:
+    """Excluded nodes score exactly 0 (no reset weight, no mass flows into or through them); kept
+    nodes score what igraph gives on the graph with the excluded nodes removed."""
+    a = random_graph(seed)
+    n = a.shape[0]
+    rng = np.random.default_rng(200 + seed)
+    keep = rng.random(n) > 0.3
+    r = seeds(rng, n, k=12)
+    r[np.flatnonzero(keep)[:3]] = 0.5  # at least some kept seeds; some seeds are on excluded nodes
+    ppr = PPR(a, damping=0.5, tol=1e-11, max_iter=500)
+    x = ppr.run(r, mask=keep)
+    assert np.all(x[~keep] == 0)
+    ref = igraph_reference(a[keep][:, keep], r[keep], 0.5)
+    assert np.abs(x[keep] - ref).sum() < 1e-8
+    block = ppr.run(np.stack([r, r[::-1]], axis=1), mask=keep)
+    assert np.allclose(block[:, 0], x, atol=1e-12) and np.all(block[~keep] == 0)
+    assert np.abs(ppr.run(r) - igraph_reference(a, r, 0.5)).sum() < 1e-8  # the unmasked matrix is untouched
+    with pytest.raises(ValueError, match="all zero"):
+        ppr.run(np.where(keep, 0.0, 1.0), mask=keep)  # every seed excluded

@@ -159,6 +159,29 @@ def test_validation_errors_are_clear_4xx(ro, body, field, words):
     assert any(e["loc"][-1] == field for e in err["detail"])
 
 
+def test_metadata_filters(ro, sample_index):
+    from hippograph import HippoGraph
+
+    flt = {"operator": "AND", "conditions": [{"field": "doc_id", "operator": "in", "value": ["places/Kesselby.txt",
+                                                                                             "people/Edda_Marrow.md"]}]}
+    lib = HippoGraph.open(sample_index)
+    r = httpx.post(ro.url + "/retrieve", json={"query": Q1, "top_k": 5, "filters": flt}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert [h["passage_id"] for h in r.json()["hits"]] == [h.passage_id for h in lib.retrieve(Q1, 5, filters=flt)]
+    assert {h["doc_id"] for h in r.json()["hits"]} == {"places/Kesselby.txt", "people/Edda_Marrow.md"}
+    people = {"doc_id": {"$prefix": "people/"}}
+    b = httpx.post(ro.url + "/retrieve/batch", json={"queries": [Q1, "Who built the Meriden Star?"], "top_k": 3,
+                                                     "filters": people}, timeout=60)
+    assert b.status_code == 200, b.text
+    assert [[h["passage_id"] for h in res["hits"]] for res in b.json()["results"]] == [
+        [h.passage_id for h in hits] for hits in lib.retrieve_many([Q1, "Who built the Meriden Star?"], 3, filters=people)]
+    bad = httpx.post(ro.url + "/retrieve", json={"query": Q1, "filters": {"year": {"$foo": 1}}}, timeout=30)
+    assert bad.status_code == 422
+    assert bad.json()["message"] == ("filters: filters.year.$foo: unknown operator '$foo'; expected one of "
+                                     "$eq, $ne, $gt, $gte, $lt, $lte, $in, $nin, $prefix, $glob, $exists")
+    lib.close()
+
+
 def test_malformed_and_oversize_requests(ro):
     bad_json = httpx.post(ro.url + "/retrieve", content=b'{"query": ', headers={"content-type": "application/json"})
     assert bad_json.status_code == 422 and "invalid JSON" in bad_json.json()["message"]

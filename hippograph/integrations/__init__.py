@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..api import HippoGraph
     from ..types import Hit
 
-__all__ = ["require", "open_index", "check_overrides", "hit_metadata", "RetrieveOptions"]
+__all__ = ["require", "open_index", "check_overrides", "check_filters", "hit_metadata", "RetrieveOptions"]
 
 MODES = ("hybrid", "ppr", "dense", "bm25")
 
@@ -46,15 +46,34 @@ def open_index(index: "HippoGraph | str | Path") -> "HippoGraph":
     raise TypeError(f"index must be a HippoGraph or an index directory path, got {type(index).__name__}")
 
 
-def check_overrides(hg: "HippoGraph", top_k: int | None, mode: str | None, overrides: Mapping[str, Any] | None) -> dict:
-    """Validate adapter settings up front so a typo fails at construction, not at the first query."""
+def check_overrides(
+    hg: "HippoGraph | None", top_k: int | None, mode: str | None, overrides: Mapping[str, Any] | None
+) -> dict:
+    """Validate adapter settings up front so a typo fails at construction, not at the first query
+    (`hg=None`: against the default config, for adapters that open the index later)."""
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     overrides = dict(overrides or {})
-    hg.config.replace(**overrides)  # raises ValueError naming unknown options
+    if hg is None:
+        from ..config import Config
+
+        Config().replace(**overrides)  # raises ValueError naming unknown options
+    else:
+        hg.config.replace(**overrides)
     return overrides
+
+
+def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A metadata filter dict (hippograph's or Haystack's form, docs/filters.md), checked up front:
+    a malformed one raises FilterError (a ValueError) at construction, not at the first query."""
+    if filters is None:
+        return None
+    from ..retrievers.filters import parse_filters
+
+    parse_filters(filters)
+    return dict(filters)
 
 
 class RetrieveOptions:
@@ -67,17 +86,20 @@ class RetrieveOptions:
         mode: str | None = None,
         explain: bool = False,
         config_overrides: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
     ) -> None:
         self.hg = open_index(index)
         self.overrides = check_overrides(self.hg, top_k, mode, config_overrides)
         self.top_k = top_k
         self.mode = mode
         self.explain = bool(explain)
+        self.filters = check_filters(filters)
 
-    def retrieve(self, query: str, top_k: int | None = None) -> list["Hit"]:
-        """Run one query with the stored defaults (`top_k` here overrides the stored one)."""
+    def retrieve(self, query: str, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> list["Hit"]:
+        """Run one query with the stored defaults (`top_k` / `filters` here replace the stored ones)."""
         k = self.top_k if top_k is None else top_k
-        return self.hg.retrieve(query, k, mode=self.mode, explain=self.explain, **self.overrides)
+        flt = self.filters if filters is None else dict(filters)
+        return self.hg.retrieve(query, k, mode=self.mode, explain=self.explain, filters=flt, **self.overrides)
 
 
 def hit_metadata(hit: "Hit", *, explain: bool = False) -> dict[str, Any]:

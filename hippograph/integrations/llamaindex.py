@@ -10,6 +10,8 @@ Returns `NodeWithScore`s whose `TextNode` has the passage id as its (stable) nod
 the passage text, the document id as its source node (`node.ref_doc_id`), and metadata
 passage_id, doc_id, title, source, span, score (plus `explanation` with `explain=True`).
 Only `title` is shown to the LLM and the embedder; the rest is provenance.
+`filters=MetadataFilters(...)` restricts retrieval like a LlamaIndex vector retriever's filters
+(keys doc_id / source / passage_id / title are the passage's own fields, others its metadata).
 Needs `pip install 'hippograph[llamaindex]'`.
 """
 from __future__ import annotations
@@ -31,15 +33,61 @@ from llama_index.core.schema import (  # noqa: E402
     RelatedNodeInfo,
     TextNode,
 )
+from llama_index.core.vector_stores.types import (  # noqa: E402
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
 
 if TYPE_CHECKING:
     from ..api import HippoGraph
     from ..types import Hit
 
-__all__ = ["HippoGraphRetriever", "hit_to_node"]
+__all__ = ["HippoGraphRetriever", "hit_to_node", "metadata_filters_to_dict"]
 
 _VISIBLE_KEYS = {"title"}
 """Metadata keys LlamaIndex may put into LLM prompts and embedding text; others are provenance only."""
+
+
+_OPS = {
+    FilterOperator.EQ: "$eq", FilterOperator.NE: "$ne", FilterOperator.GT: "$gt", FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt", FilterOperator.LTE: "$lte", FilterOperator.IN: "$in", FilterOperator.NIN: "$nin",
+    FilterOperator.ANY: "$in", FilterOperator.CONTAINS: "$eq",  # a list field matches if any element does
+}
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def metadata_filters_to_dict(filters: MetadataFilters) -> dict[str, Any]:
+    """LlamaIndex `MetadataFilters` as a hippograph filter dict (docs/filters.md). ANY / CONTAINS use
+    hippograph's any-element match on list fields, ALL one equality per value, TEXT_MATCH a substring
+    glob, IS_EMPTY "missing or null"; TEXT_MATCH_INSENSITIVE raises ValueError."""
+    parts = []
+    for f in filters.filters:
+        if isinstance(f, MetadataFilters):
+            parts.append(metadata_filters_to_dict(f))
+            continue
+        op = FilterOperator(f.operator)
+        if op in _OPS:
+            parts.append({f.key: {_OPS[op]: f.value}})
+        elif op == FilterOperator.ALL:
+            values = f.value if isinstance(f.value, list) else [f.value]
+            parts.append({"$and": [{f.key: {"$eq": v}} for v in values]})
+        elif op == FilterOperator.TEXT_MATCH:
+            parts.append({f.key: {"$glob": f"*{_glob_escape(str(f.value))}*"}})
+        elif op == FilterOperator.IS_EMPTY:
+            parts.append({f.key: {"$eq": None}})
+        else:
+            raise ValueError(f"MetadataFilter on {f.key!r}: operator {op.value!r} is not supported by hippograph")
+    if not parts:
+        return {}
+    condition = FilterCondition(filters.condition or FilterCondition.AND)
+    if condition == FilterCondition.NOT:
+        return {"$not": parts[0] if len(parts) == 1 else {"$and": parts}}
+    return parts[0] if len(parts) == 1 else {f"${condition.value}": parts}
 
 
 def hit_to_node(hit: "Hit", *, explain: bool = False) -> NodeWithScore:
@@ -64,7 +112,8 @@ class HippoGraphRetriever(BaseRetriever):
 
     `index`: an open `HippoGraph` or an index directory. `top_k` / `mode` / `explain`
     default to the index config; `config_overrides` are query-time `Config` fields
-    applied to every query.
+    applied to every query; `filters` (`MetadataFilters`, or a hippograph filter dict) restricts
+    every query to the passages it matches.
     """
 
     def __init__(
@@ -75,10 +124,13 @@ class HippoGraphRetriever(BaseRetriever):
         explain: bool = False,
         config_overrides: Mapping[str, Any] | None = None,
         *,
+        filters: "MetadataFilters | Mapping[str, Any] | None" = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
-        self._opts = RetrieveOptions(index, top_k, mode, explain, config_overrides)
+        if isinstance(filters, MetadataFilters):
+            filters = metadata_filters_to_dict(filters)
+        self._opts = RetrieveOptions(index, top_k, mode, explain, config_overrides, filters)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property
