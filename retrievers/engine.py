@@ -29,6 +29,9 @@ from .sparse import SparseScores, weighted_sum
 logger = logging.getLogger(__name__)
 
 MODES = ("hybrid", "ppr", "dense", "bm25")
+WIDEN_RETRIES = 3
+"""A filtered vector search that returns fewer kept units than asked retries up to this many times,
+each asking for 4× the candidates and probing 2× the posting lists."""
 ROUTED = ("passages", "sentences", "facts", "entities")
 """Granularities searched by vector for every query; "documents" joins them when documents
 span several passages (`Config.use_documents`)."""
@@ -149,8 +152,17 @@ class Retriever:
             # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
             return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
         kk, lists = view.widen(gran, k, len(index), cfg.spann_max_lists)
-        scores, ids = index.search(q, kk, max_lists=lists)
-        return view.keep_units(gran, scores, ids, k)
+        scores, ids = view.keep_units(gran, *index.search(q, kk, max_lists=lists), k)
+        # a query whose neighbours are mostly filtered out comes back short: search it again, wider,
+        # so the candidates are the best kept units, not the kept part of the best ones
+        want = min(k, int(view.units(gran).sum()))
+        for _ in range(WIDEN_RETRIES):
+            short = np.flatnonzero((ids >= 0).sum(axis=1) < want)
+            if not short.size or kk >= len(index):
+                break
+            kk, lists = min(len(index), kk * 4), lists * 2
+            scores[short], ids[short] = view.keep_units(gran, *index.search(q[short], kk, max_lists=lists), k)
+        return scores, ids
 
     def _document_search(self, q: np.ndarray, k: int, view: "FilterView | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner-product search over the documents view (few vectors: one per multi-passage document)."""
@@ -206,6 +218,8 @@ class Retriever:
             return [QueryResult(np.zeros(0, np.int64), empty, empty, empty, empty, None, None, [], {}, mode)
                     for _ in queries]
         M = cfg.candidates_per_granularity
+        if mode in ("bm25", "dense") and depth is not None:  # the one list is the ranking: at least `depth` long
+            M, cfg = max(M, depth), cfg.replace(bm25_candidates=max(cfg.bm25_candidates, depth))
         none = SparseScores.zeros(n)
         view = self._view(flt)
         bm25_all = self._bm25_scores(queries, cfg, view) if mode in ("hybrid", "ppr", "bm25") else [none] * len(queries)
