@@ -1,7 +1,7 @@
 """Forward-push PPR and top-k BM25 candidates against the exact query path, on the eval datasets.
 
     python eval/check_push_ppr.py [--datasets musique_train100,...] [--cache eval/cache/hippograph]
-                                  [--eps 1e-3,3e-4,1e-4,3e-5,1e-5] [--out eval/results/push_ppr.md]
+                                  [--eps 1e-3,3e-4,1e-4,3e-5,1e-5] [--filter FILTER ...] [--out eval/results/push_ppr.md]
 
 For each dataset the cached eval index (`python -m eval run --datasets D --systems hippograph`
 builds it; `--cache` may point at another checkout's cache, opened read-only) answers every
@@ -15,6 +15,8 @@ question with:
 It reports the mean top-10 overlap with exact (|top10 ∩ exact top10| / 10) of the `hybrid` ranking
 and of the `ppr` ranking (PPR scores alone), the dataset's recall metrics through eval/metrics.py,
 and the mean search time per query. Acceptance (issue 17): overlap ≥ 0.98 and recall within 0.3 point.
+`--filter` (the CLI's syntax, e.g. `--filter 'doc_id~=*7'`) runs every variant, exact included, under
+that metadata filter: push and power iteration then walk the filter's induced subgraph.
 """
 from __future__ import annotations
 
@@ -50,11 +52,12 @@ def find_index(cache: Path, bench_name: str) -> Path:
     return max(dirs, key=lambda d: d.stat().st_mtime)
 
 
-def run_variant(hg: Any, bench: Any, mode: str, overrides: dict[str, Any], depth: int) -> tuple[list, list, float]:
+def run_variant(hg: Any, bench: Any, mode: str, overrides: dict[str, Any], depth: int,
+                filters: dict | None = None) -> tuple[list, list, float]:
     """(passage-row top-10 per question, deduped doc ids per question, seconds per query)."""
     questions = [q.question for q in bench.queries if q.gold]
     t0 = time.perf_counter()
-    hits = hg.retrieve_many(questions, top_k=depth, mode=mode, **overrides)
+    hits = hg.retrieve_many(questions, top_k=depth, mode=mode, filters=filters, **overrides)
     secs = (time.perf_counter() - t0) / max(1, len(questions))
     tops = [[h.passage_id for h in row[:K]] for row in hits]
     from eval.metrics import dedupe
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--cache", type=Path, default=REPO / "eval" / "cache" / "hippograph")
     ap.add_argument("--eps", default="1e-3,3e-4,1e-4,3e-5,1e-5")
+    ap.add_argument("--filter", action="append", dest="filters", metavar="FILTER",
+                    help="run every variant under this metadata filter (repeatable: all must hold)")
     ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "push_ppr.md")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     from eval.metrics import evaluate
     from hippograph import HippoGraph
     from hippograph.config import Config
+    from hippograph.retrievers.filters import merge_filters, parse_cli_filter
+
+    filters = merge_filters([parse_cli_filter(f) for f in args.filters or []])
 
     eps_list = [float(e) for e in args.eps.split(",")]
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -90,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["## Forward-push PPR and top-k BM25 vs the exact query path (`eval/check_push_ppr.py`)", "",
              f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC · commit {commit} · load average "
              f"{os.getloadavg()[0]:.1f} at the start · command: `python eval/check_push_ppr.py --datasets "
-             f"{args.datasets} --cache {args.cache} --eps {args.eps}`", "",
+             f"{args.datasets} --cache {args.cache} --eps {args.eps}"
+             + "".join(f" --filter '{f}'" for f in args.filters or []) + "`", "",
              f"exact = power iteration (tol {Config.ppr_tol:g}) + BM25 over every passage; candidates = power "
              f"iteration + top-{Config.bm25_candidates} BM25; push ε = forward push + top-{Config.bm25_candidates} "
              "BM25. Overlap = mean |top-10 ∩ exact top-10| / 10 (hybrid ranking; `ppr` mode ranking in brackets). "
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, ov in variants:
             res = {}
             for mode in ("hybrid", "ppr"):
-                tops, docs, secs = run_variant(hg, bench, mode, ov, depth)
+                tops, docs, secs = run_variant(hg, bench, mode, ov, depth, filters)
                 res[mode] = (tops, docs, secs)
             if label == "exact":
                 ref = {m: res[m][0] for m in res}
@@ -124,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             print(name, rows[-1], flush=True)
         snap = hg.snapshot
         lines += [f"### {name} (`{index.name}`: {n:,} passages, {snap.n_entities:,} entities, "
-                  f"{snap.adjacency.nnz:,} edges; {len(rows and ref['hybrid'])} questions)", "",
+                  f"{snap.adjacency.nnz:,} edges; {len(rows and ref['hybrid'])} questions"
+                  + ("" if filters is None else f"; filter keeps {hg.retriever.passage_filter(filters).count:,} passages")
+                  + ")", "",
                   "| variant | top-10 overlap | " + " | ".join(metrics) + " | ms/query |",
                   "|---|---|" + "---|" * len(metrics) + "---|"]
         base = rows[0][3]
