@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from .config import EXECUTION_FIELDS, Config
 from .embedders import Embedder, load_embedder, make_embedder
 from .errors import HippoGraphError, IndexCorruptError, IndexWriteError, SourceError
+from .format import FORMAT_VERSION
 from .indexers.pipeline import BUILD_DIR, IndexWriter
 from .indexers.plan import DocKey, path_sources, plan_sync, replayable
 from .indexers.report import BuildReport
@@ -176,6 +177,7 @@ class HippoGraph:
         manifest.counts = counts
         manifest.embedder = writer.embedder.spec()
         manifest.lifecycle = writer.lifecycle()
+        manifest.format_version = FORMAT_VERSION  # the generation is written in this code's format
         timings = dict(writer.report.timings)
         timings["total"] = time.perf_counter() - t0
         writer.report.timings["total"] = timings["total"]

@@ -74,7 +74,13 @@ class Config:
     bf16 — AVX512-BF16/AMX/Arm BF16 — else float32), 'float32' or 'bfloat16'. On a 2-core AMD EPYC
     with AVX512-BF16, bf16 encodes MiniLM 2.5× faster than float32 in the same encoder (2.8–3.7×
     faster than plain sentence-transformers; eval/results/embed.md) with cosine ≥ 0.99994 to
-    float32. Chosen per machine when an index is opened; vectors are stored as float32."""
+    float32. Chosen per machine when an index is opened; how vectors are stored on disk is
+    `embedding_storage`."""
+    embedding_storage: str = "int8"
+    """How the embeddings files store vectors (each vector once; readers upcast to float32):
+    'int8' (per-row scale, 1/4 of float32's bytes; cosine ≥ 0.9999 to the float32 vector),
+    'float16' (1/2) or 'float32'. On MuSiQue the embeddings are ≈40 KB of an index's ≈55 KB per
+    passage in float32, ≈10 KB in int8 (hippograph/format.py, "Embedding storage")."""
     tfidf_dim: int = 256
     """Output dimension of the zero-model TF-IDF/LSA embedder."""
     embedding_cache_dir: str | None = None
@@ -301,6 +307,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("hybrid", "ppr", "dense", "bm25"),
     "embedder": ("auto", "sentence-transformers", "tfidf"),
     "embedding_precision": ("auto", "float32", "bfloat16"),
+    "embedding_storage": ("int8", "float16", "float32"),
 }
 """Options whose value is one of a fixed set of names."""
 
