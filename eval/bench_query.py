@@ -116,22 +116,18 @@ def memoised_inference(hg: Any) -> Callable[[], None]:
 def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]:
     """Mean exclusive ms per hybrid query in each stage of `Retriever.search`, and their sum (the
     search itself; building the returned hits from SQLite is outside it)."""
-    from hippograph.retrievers import engine as engine_mod
-
     r = hg.retriever
     timer = StageTimer()
     names = {"embed": "embedding (query + unmatched mentions)", "mentions": "spaCy query mentions",
              "_vector_search": "vector search (4 granularities + linking)", "_bm25_scores": "BM25",
              "_link_mentions": "entity linking (lookup)", "_route": "entropy router", "_seeds": "seeds",
-             "_bridge": "second-hop bridge"}
+             "_run_ppr": "PPR", "_bridge": "second-hop bridge"}
     saved = {attr: getattr(r, attr) for attr in names}
     own = set(vars(r))  # instance attributes (embed, mentions); the rest are methods of the class
-    ppr_run = engine_mod.PPR.run
     try:
         for attr, fn in saved.items():
             if fn is not None:  # no mention extractor without spaCy
                 setattr(r, attr, timer.wrap(names[attr], fn))
-        engine_mod.PPR.run = timer.wrap("PPR", ppr_run)
         search = timer.wrap("total", r.search)
         r.search = search
         for q in questions:
@@ -142,7 +138,6 @@ def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]
                 setattr(r, attr, fn)
             else:
                 vars(r).pop(attr, None)
-        engine_mod.PPR.run = ppr_run
         vars(r).pop("search", None)
     n = len(questions)
     total = sum(timer.totals.values()) / n * 1000.0

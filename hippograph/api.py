@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from .config import EXECUTION_FIELDS, Config
 from .embedders import Embedder, load_embedder, make_embedder
 from .errors import HippoGraphError, IndexCorruptError, IndexWriteError, SourceError
+from .format import FORMAT_VERSION
 from .indexers.pipeline import BUILD_DIR, IndexWriter
 from .indexers.plan import DocKey, path_sources, plan_sync, replayable
 from .indexers.report import BuildReport
@@ -176,6 +177,7 @@ class HippoGraph:
         manifest.counts = counts
         manifest.embedder = writer.embedder.spec()
         manifest.lifecycle = writer.lifecycle()
+        manifest.format_version = FORMAT_VERSION  # the generation is written in this code's format
         timings = dict(writer.report.timings)
         timings["total"] = time.perf_counter() - t0
         writer.report.timings["total"] = timings["total"]
@@ -532,7 +534,7 @@ class HippoGraph:
         flt = None if filters is None else self.retriever.passage_filter(filters)
         out: list[list[Hit]] = []
         for b0 in range(0, len(clean), cfg.query_batch_size):
-            results = self.retriever.search(clean[b0:b0 + cfg.query_batch_size], cfg, mode, flt)
+            results = self.retriever.search(clean[b0:b0 + cfg.query_batch_size], cfg, mode, flt, depth=top_k)
             out.extend(self._hits(res, top_k, explain) for res in results)
         return out
 
@@ -544,7 +546,7 @@ class HippoGraph:
         for row, p in zip(rows, passages):
             hits.append(
                 Hit(
-                    passage_id=p.id, doc_id=p.doc_id, title=p.title, text=p.text, score=float(res.scores[row]),
+                    passage_id=p.id, doc_id=p.doc_id, title=p.title, text=p.text, score=res.scores.at(row),
                     source=p.source, span=tuple(p.span), metadata=p.metadata,
                     explanation=self.retriever.explain(res, int(row)) if explain else None,
                 )

@@ -74,7 +74,13 @@ class Config:
     bf16 — AVX512-BF16/AMX/Arm BF16 — else float32), 'float32' or 'bfloat16'. On a 2-core AMD EPYC
     with AVX512-BF16, bf16 encodes MiniLM 2.5× faster than float32 in the same encoder (2.8–3.7×
     faster than plain sentence-transformers; eval/results/embed.md) with cosine ≥ 0.99994 to
-    float32. Chosen per machine when an index is opened; vectors are stored as float32."""
+    float32. Chosen per machine when an index is opened; how vectors are stored on disk is
+    `embedding_storage`."""
+    embedding_storage: str = "int8"
+    """How the embeddings files store vectors (each vector once; readers upcast to float32):
+    'int8' (per-row scale, 1/4 of float32's bytes; cosine ≥ 0.9999 to the float32 vector),
+    'float16' (1/2) or 'float32'. On MuSiQue the embeddings are ≈40 KB of an index's ≈55 KB per
+    passage in float32, ≈10 KB in int8 (hippograph/format.py, "Embedding storage")."""
     tfidf_dim: int = 256
     """Output dimension of the zero-model TF-IDF/LSA embedder."""
     embedding_cache_dir: str | None = None
@@ -139,6 +145,19 @@ class Config:
     """PPR power-iteration stop: L1 change below this."""
     ppr_max_iter: int = 100
     """PPR power-iteration cap."""
+    ppr_method: str = "push"
+    """'push': forward push from the seeds (touches only what they reach, cost independent of the
+    graph size); 'power': exact power iteration over the whole graph (the checking path)."""
+    ppr_push_eps: float = 5e-6
+    """Forward-push residual bound ε: a node pushes while its residual is ≥ ε × its edge count, so a
+    query visits at most 1/((1 − damping)·ε) edges whatever the corpus size. eval/check_push_ppr.py vs
+    exact power iteration (eval/results/push_ppr.md), top-10 overlap of the hybrid ranking: MuSiQue
+    0.982 / 0.992 / 0.997 and HotpotQA 0.992 / 0.995 / 0.999 at ε 3e-5 / 1e-5 / 5e-6; at 1e-5 both
+    lose 0.5 point of recall@20, at 5e-6 every recall and nDCG equals exact. MuSiQue's graph: 11k /
+    33k / 58k edges visited per query."""
+    bm25_candidates: int = 1000
+    """BM25 passages per query (top-k list) fed to the router and fusion; passages outside it add no
+    BM25 score. Chosen by eval/check_push_ppr.py."""
     passage_node_weight: float = 0.05
     """Weight of dense passage priors in the PPR reset vector (HippoRAG 2 best: 0.05)."""
     candidates_per_granularity: int = 200
@@ -299,6 +318,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("hybrid", "ppr", "dense", "bm25"),
     "embedder": ("auto", "sentence-transformers", "tfidf"),
     "embedding_precision": ("auto", "float32", "bfloat16"),
+    "embedding_storage": ("int8", "float16", "float32"),
 }
 """Options whose value is one of a fixed set of names."""
 

@@ -4,7 +4,9 @@ Both the writer (`hippograph.indexers`) and the reader (`hippograph.snapshot`) g
 this module, so a file name or an array's dtype is stated once. A generation holds::
 
     meta.sqlite                 tables (documents, passages, sentences, entities, facts, …)
-    embeddings/<gran>.npy       raw float32 unit embeddings, one row per table row
+    embeddings/<gran>.npy       unit embeddings, one row per table row, stored as
+                                `Config.embedding_storage` says (see "Embedding storage")
+    embeddings/<gran>.scale.npy float32 per-row scale of int8 storage
     embedder/                   the embedder's own files (TF-IDF fit), when it has any
     graph/indptr.npy …          CSR adjacency (entities 0..E-1, then passages), edge kinds,
                                 entity specificity, MinHash signatures of entity names
@@ -13,6 +15,15 @@ this module, so a file name or an array's dtype is stated once. A generation hol
     lexical/passages/           BM25 index of passage texts
 
 Arrays are always read with ``allow_pickle=False``: an index directory is data, not code.
+
+Embedding storage (format version 2): each vector is stored once, in the generation's
+embeddings file, and every reader (flat indexes, synonymy, the documents view, later writes)
+reads it through `Embeddings`, which upcasts to float32 on access. ``int8`` (default): codes
+``round(x / s)`` with the per-row scale ``s = max|x| / 127`` in ``<gran>.scale.npy`` (a
+quarter of float32's bytes; cosine to the float32 vector ≥ 0.9999 on MiniLM vectors);
+``float16``: half; ``float32``: as computed. Stored rows are copied as codes, never
+re-quantised, so an index grown by `add` holds exactly the bytes a scratch build writes.
+Version 1 generations (float32 files, no scales) are read as they are.
 """
 from __future__ import annotations
 
@@ -25,6 +36,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import IndexCorruptError
+
+FORMAT_VERSION = 2
+"""On-disk format version written into the manifest. 2: embeddings stored per
+`EMBEDDING_STORAGE` (int8 + scales by default). This code reads versions 1 and 2; a newer
+index is refused with one line ("upgrade hippograph")."""
+
+EMBEDDING_STORAGE = ("int8", "float16", "float32")
+"""Stored dtypes of the embeddings files (`Config.embedding_storage`)."""
+SCALE_SUFFIX = ".scale.npy"
 
 GRANULARITIES = ("passages", "sentences", "facts", "entities")
 """The embedded unit kinds, in the order they are written and routed."""
@@ -59,6 +79,12 @@ def embedding_path(gen: Path, gran: str) -> Path:
     return gen / EMBEDDINGS_DIR / f"{gran}.npy"
 
 
+def scale_path(path: Path) -> Path:
+    """The per-row scale file next to an int8 embeddings file (``entities.npy`` → ``entities.scale.npy``)."""
+    path = Path(path)
+    return path.with_name(path.name[: -len(".npy")] + SCALE_SUFFIX if path.name.endswith(".npy") else path.name + SCALE_SUFFIX)
+
+
 def vid_map_path(gen: Path, gran: str) -> Path:
     return gen / VECTORS_DIR / VID_MAP.format(gran=gran)
 
@@ -72,15 +98,98 @@ def load_array(path: Path, *, mmap: bool = False) -> np.ndarray:
     return load_npy(path, mmap=mmap)  # header checked against the file size before anything is allocated
 
 
-def load_embeddings(gen: Path, *, mmap: bool = True) -> dict[str, np.ndarray]:
-    """The raw unit embeddings of a generation, memory-mapped by default (granularities without a file are absent)."""
+def load_embeddings(gen: Path, *, mmap: bool = True) -> dict[str, "Embeddings"]:
+    """The unit embeddings of a generation (memory-mapped by default, float32 on access;
+    granularities without a file are absent)."""
     out = {}
     for gran in GRANULARITIES:
         path = embedding_path(gen, gran)
         if path.is_file():
-            out[gran] = load_array(path, mmap=mmap)
+            out[gran] = open_embeddings(path, mmap=mmap)
     return out
 
+
+def open_embeddings(path: Path, *, mmap: bool = True) -> "Embeddings":
+    """An embeddings file (float32, float16, or int8 with its scale file) as `Embeddings`;
+    anything else raises IndexCorruptError naming the file."""
+    from .validate import load_npy
+
+    path = Path(path)
+    codes = load_npy(path, mmap=mmap)
+    if codes.ndim != 2 or codes.dtype not in (np.float32, np.float16, np.int8):
+        raise IndexCorruptError(f"{path}: embeddings have dtype {codes.dtype} and {codes.ndim} dimensions, "
+                                f"expected a matrix of {', '.join(EMBEDDING_STORAGE)}")
+    scales = None
+    if codes.dtype == np.int8:
+        sp_ = scale_path(path)
+        if not sp_.is_file():
+            raise IndexCorruptError(f"{sp_}: scale file of the int8 embeddings {path.name} is missing")
+        scales = load_npy(sp_, mmap=mmap)
+        if scales.dtype != np.float32 or scales.shape != (len(codes),):
+            raise IndexCorruptError(f"{sp_}: scales have dtype {scales.dtype} and shape {scales.shape}, "
+                                    f"expected float32 ({len(codes)},)")
+    return Embeddings(codes, scales)
+
+
+def quantize(block: np.ndarray, storage: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(codes, per-row scales or None) of float rows in `storage` (one of `EMBEDDING_STORAGE`)."""
+    x = np.asarray(block, dtype=np.float32)
+    if storage == "float32":
+        return x, None
+    if storage == "float16":
+        return x.astype(np.float16), None
+    if storage != "int8":
+        raise ValueError(f"embedding storage {storage!r}: choose one of {', '.join(EMBEDDING_STORAGE)}")
+    if x.ndim != 2:
+        raise ValueError(f"quantize: expected rows (n × dim), got shape {x.shape}")
+    scales = (np.abs(x).max(axis=1) / np.float32(127)).astype(np.float32) if x.size else np.zeros(len(x), np.float32)
+    safe = np.where(scales > 0, scales, np.float32(1))
+    codes = np.clip(np.rint(x / safe[:, None]), -127, 127).astype(np.int8)
+    return codes, scales
+
+
+def dequantize(codes: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
+    """float32 rows from stored codes (and int8 scales)."""
+    if scales is None:
+        return np.asarray(codes, dtype=np.float32)
+    return np.asarray(codes, dtype=np.float32) * np.asarray(scales, dtype=np.float32)[:, None]
+
+
+class Embeddings:
+    """One granularity's stored embeddings, read as float32: ``len``, ``shape``, indexing by
+    slice / row array (dequantised on access) and ``np.asarray`` (the whole matrix).
+    `raw` gives the stored codes for copying them unchanged into a new generation."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, codes: np.ndarray, scales: np.ndarray | None = None):
+        self.codes = codes
+        self.scales = scales
+
+    @property
+    def storage(self) -> str:
+        return str(self.codes.dtype)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.codes.shape)  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        if isinstance(rows, (int, np.integer)):
+            return self[np.asarray([rows])][0]
+        return dequantize(self.codes[rows], None if self.scales is None else self.scales[rows])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def raw(self, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stored (codes, scales or None) of `rows`."""
+        return np.asarray(self.codes[rows]), None if self.scales is None else np.asarray(self.scales[rows])
 
 def adjacency_from_arrays(graph_dir: Path, n: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """The CSR adjacency and its edge-kind array from a generation's graph/ folder."""
@@ -146,42 +255,104 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 
 class RowWriter:
-    """Fill a float32 ``.npy`` of known shape block by block (memory-mapped, never whole in RAM).
+    """Fill an embeddings file (``storage`` dtype, plus its scale file for int8) of known shape
+    block by block through memory maps, never whole in RAM.
 
-    Written under a temp name; `close` flushes and renames it into place, so a file at
-    `path` is always complete.
+    Written under temp names; `close` flushes and renames them into place (scales first), so
+    an embeddings file at `path` is always complete.
     """
 
-    def __init__(self, path: Path, rows: int, dim: int):
+    def __init__(self, path: Path, rows: int, dim: int, storage: str = "float32"):
+        if storage not in EMBEDDING_STORAGE:
+            raise ValueError(f"embedding storage {storage!r}: choose one of {', '.join(EMBEDDING_STORAGE)}")
         self.path = Path(path)
+        self.storage = storage
         self.tmp = _tmp_name(self.path)
         self.rows, self.dim = int(rows), int(dim)
-        self._out = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=(self.rows, self.dim))
+        self.scale_tmp = _tmp_name(scale_path(self.path)) if storage == "int8" else None
+        self._out, self._scales = self._open(self.tmp, np.dtype(storage), (self.rows, self.dim)), None
+        if self.scale_tmp is not None:
+            self._scales = self._open(self.scale_tmp, np.dtype(np.float32), (self.rows,))
         self.filled = 0
 
-    def append(self, block: np.ndarray, chunk_rows: int = 65536) -> None:
-        """Append rows (an array or a memory map; copied `chunk_rows` at a time)."""
-        n = len(block)
+    @staticmethod
+    def _open(tmp: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+        if shape[0] == 0:  # an empty file cannot be memory-mapped
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.zeros(shape, dtype=dtype), allow_pickle=False)
+            return np.zeros(shape, dtype=dtype)
+        return np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+
+    def _put(self, codes: np.ndarray, scales: np.ndarray | None) -> None:
+        n = len(codes)
         if self.filled + n > self.rows:
             raise ValueError(f"{self.path}: {self.filled + n} rows written, {self.rows} expected")
-        for a in range(0, n, chunk_rows):
-            b = min(n, a + chunk_rows)
-            self._out[self.filled + a:self.filled + b] = np.asarray(block[a:b], dtype=np.float32)
+        self._out[self.filled:self.filled + n] = codes
+        if self._scales is not None:
+            self._scales[self.filled:self.filled + n] = scales
         self.filled += n
+
+    def append(self, block: Any, chunk_rows: int = 65536) -> None:
+        """Append float rows (an array, a memory map or `Embeddings`; `chunk_rows` at a time)."""
+        for a in range(0, len(block), chunk_rows):
+            self._put(*quantize(np.asarray(block[a:a + chunk_rows], dtype=np.float32), self.storage))
+
+    def append_stored(self, emb: "Embeddings", rows: np.ndarray | slice | None = None, chunk_rows: int = 65536) -> None:
+        """Append stored rows of another embeddings file: their codes unchanged when it has
+        this writer's storage, else converted through float32."""
+        idx = np.arange(len(emb)) if rows is None else (np.arange(len(emb))[rows] if isinstance(rows, slice) else rows)
+        for a in range(0, len(idx), chunk_rows):
+            part = idx[a:a + chunk_rows]
+            if emb.storage == self.storage:
+                self._put(*emb.raw(part))
+            else:
+                self._put(*quantize(emb[part], self.storage))
 
     def close(self) -> None:
         if self.filled != self.rows:
             raise ValueError(f"{self.path}: {self.filled} rows written, {self.rows} expected")
-        self._out.flush()
+        if isinstance(self._out, np.memmap):
+            self._out.flush()
         del self._out
+        if self._scales is not None:
+            if isinstance(self._scales, np.memmap):
+                self._scales.flush()
+            del self._scales
+            os.replace(self.scale_tmp, scale_path(self.path))
+        else:
+            scale_path(self.path).unlink(missing_ok=True)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         self._out = None  # type: ignore[assignment]
-        try:
-            self.tmp.unlink()
-        except OSError:
-            pass
+        self._scales = None
+        for tmp in (self.tmp, self.scale_tmp):
+            if tmp is not None:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+
+
+def write_embeddings_file(path: Path, vectors: np.ndarray, storage: str) -> None:
+    """A whole embeddings file (and its scales) from float rows in one call."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"{path}: expected rows (n × dim), got shape {vectors.shape}")
+    writer = RowWriter(path, len(vectors), vectors.shape[1], storage)
+    try:
+        writer.append(vectors)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def link_embeddings(src: Path, dst: Path) -> None:
+    """Hard-link an embeddings file and its scale file (when it has one) into a new generation."""
+    link_or_copy(src, dst)
+    if scale_path(src).is_file():
+        link_or_copy(scale_path(src), scale_path(dst))
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

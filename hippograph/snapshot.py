@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from . import validate
 from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, VECTORS_DIR,
-                     EDGE_SYNONYM, embedding_path, vid_map_path)
+                     EDGE_SYNONYM, embedding_path, open_embeddings, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
 from .tables import row_to_passage
@@ -162,15 +162,18 @@ class IndexSnapshot:
         path = self.path / VECTORS_DIR / gran
         if not path.exists():
             return None
-        from .indexers.spann import open_vector_index
+        from .indexers.spann import VectorsById, open_vector_index
 
-        index = open_vector_index(path)
         n_rows = self._unit_count(gran)
         vmap = vid_map_path(self.path, gran)
         vid2row = None
         if vmap.is_file():
             vid2row = validate.load_npy(vmap, kind="i", ndim=1).astype(np.int64)
             validate.check_range(vmap, vid2row, -1, n_rows, "vector id map")
+        # a SPANN index whose posting lists hold ids reads vectors from this generation's embeddings
+        emb = embedding_path(self.path, gran)
+        vectors = VectorsById.from_map(open_embeddings(emb), vid2row) if emb.is_file() else None
+        index = open_vector_index(path, vectors=vectors)
         return RowIdIndex(index, vid2row, n_rows)  # rows outside the tables never leave a search
 
     def _unit_count(self, gran: str) -> int:
@@ -188,8 +191,8 @@ class IndexSnapshot:
         path = embedding_path(self.path, gran)
         if not path.is_file():
             return None
-        vecs = validate.load_npy(path, kind="f", ndim=2, mmap=True)
-        if vecs.ndim != 2 or len(vecs) != n_rows:
+        vecs = open_embeddings(path)  # float32 on access, whatever the stored dtype
+        if len(vecs) != n_rows:
             raise IndexCorruptError(f"{path}: {gran} embeddings do not match the metadata database")
         return vecs
 

@@ -30,12 +30,11 @@ from typing import Any, Iterator
 
 from . import validate
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
-from .format import fsync_dir as _fsync_dir, iter_chunks, write_json_atomic
+from .format import FORMAT_VERSION, fsync_dir as _fsync_dir, iter_chunks, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "hippograph-index"
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 GEN_PREFIX = "gen-"

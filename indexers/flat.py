@@ -8,12 +8,14 @@ mirrors SPANN's: ``header.json`` + ``vectors.gN.npy`` + ``ids.gN.npy``.
 Compact variant: built with ``shared_vectors`` (a path relative to the index folder, inside
 the folder two levels up — the generation), the index stores no vectors of its own and reads
 that file (the generation's ``embeddings/<gran>.npy``, the same rows) through a memory map
-when opened; the header records it as ``files.vectors = {"ref": ..., "bytes": ...}``. Any
+when opened (upcast to float32 from the stored int8 / float16 codes: `hippograph.format.Embeddings`);
+the header records it as ``files.vectors = {"ref": ..., "bytes": ...}``. Any
 `add` / `remove` writes the index's own vectors file again.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import faiss
 import numpy as np
 
 from hippograph.errors import IndexCorruptError
+from hippograph.format import open_embeddings
 
 from . import _diskio as dio
 
@@ -103,16 +106,29 @@ class FlatIndex:
     (ascending) for ``metric="l2"``. Missing results are padded with id -1.
     """
 
-    def __init__(self, path: Path, metric: str, dim: int, vectors: np.ndarray, ids: np.ndarray,
+    def __init__(self, path: Path, metric: str, dim: int, vectors: Any, ids: np.ndarray,
                  header: dict[str, Any]):
         self.path = Path(path)
         self.metric = metric
         self.dim = dim
         self._ids = ids
         self._header = header
-        self._index = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
-        if len(vectors):
-            self._index.add(vectors)
+        self._pending: Any = vectors  # loaded into faiss on first use (a shared file stays memory-mapped till then)
+        self._faiss: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def _index(self) -> Any:
+        """The faiss index, filled from the vectors on first use: opening an index (e.g. by a
+        writer that only reads the manifest's generation) costs no float32 copy of them."""
+        if self._faiss is None:
+            with self._lock:  # concurrent first searches (server threads) load it once
+                if self._faiss is None:
+                    index = faiss.IndexFlatIP(self.dim) if self.metric == "ip" else faiss.IndexFlatL2(self.dim)
+                    if len(self._pending):
+                        index.add(np.ascontiguousarray(np.asarray(self._pending), dtype=np.float32))
+                    self._faiss, self._pending = index, None
+        return self._faiss
 
     # ---- construction -----------------------------------------------------------
     @classmethod
@@ -120,8 +136,9 @@ class FlatIndex:
               overwrite: bool = False, shared_vectors: str | None = None) -> "FlatIndex":
         """Store ``vectors`` (n × d) with ``ids`` (default 0..n-1) in directory ``path``.
 
-        `shared_vectors`: a float32 .npy file, relative to `path`, already holding exactly these
-        rows (see the module docstring); the index then stores only its ids and refers to it.
+        `shared_vectors`: an embeddings file (`hippograph.format.open_embeddings`), relative to
+        `path`, whose rows read back as exactly these vectors (see the module docstring); the
+        index then stores only its ids and refers to it.
         """
         metric = check_metric(metric)
         X = as_matrix(vectors)
@@ -133,13 +150,32 @@ class FlatIndex:
         self = cls(path, metric, int(X.shape[1]), X, I, header)
         if shared_vectors is not None:
             ref = _shared_path(path, str(shared_vectors))
-            stored = dio.load_npy(ref, "shared vectors", dtype=np.float32, ndim=2) if ref.is_file() else None
+            stored = _load_shared(ref) if ref.is_file() else None
             if stored is None or stored.shape != X.shape or not np.array_equal(stored, X):
                 raise ValueError(f"shared_vectors {ref}: does not hold exactly the vectors being indexed")
             self._write(X, shared=str(shared_vectors))
         else:
             self._write(X)
         return self
+
+    @classmethod
+    def write_shared(cls, path: str | Path, shared_vectors: str, *, metric: str = "ip", overwrite: bool = False) -> None:
+        """Write a flat index over every row of an embeddings file (ids = row numbers) without
+        reading the vectors: only the ids and the header are written, so a write that rebuilds
+        a small granularity's index costs its row count, not its vectors (`open` reads them)."""
+        metric = check_metric(metric)
+        path = Path(path)
+        gen = dio.prepare_dir(path, INDEX_FORMATS, overwrite)
+        ref = _shared_path(path, str(shared_vectors))
+        if not ref.is_file():
+            raise ValueError(f"shared_vectors {ref}: no such file")
+        n, dim = open_embeddings(ref, mmap=True).shape  # header only
+        header = {"format": FORMAT, "version": VERSION, "metric": metric, "dim": int(dim), "n_vectors": int(n),
+                  "generation": gen - 1, "created": time.time(), "files": {}}
+        self = cls.__new__(cls)
+        self.path, self.metric, self.dim = path, metric, int(dim)
+        self._ids, self._header = np.arange(n, dtype=np.int64), header
+        self._write(np.zeros((0, dim), np.float32), shared=str(shared_vectors))
 
     @classmethod
     def open(cls, path: str | Path) -> "FlatIndex":
@@ -156,11 +192,11 @@ class FlatIndex:
             ipath = dio.check_file(path, files["ids"], "ids")
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{path / dio.HEADER}: incomplete flat-index header ({exc!r})") from exc
-        X = _load_mmap(vpath) if shared else dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
+        X = _open_shared(vpath) if shared else dio.load_npy(vpath, "vectors", dtype=np.float32, ndim=2)
         I = dio.load_npy(ipath, "ids", dtype=np.int64, ndim=1)
         if X.shape != (n, dim) or I.shape != (n,):
             raise IndexCorruptError(f"{path}: arrays have shapes {X.shape}, {I.shape}; header says {n} × {dim}")
-        return cls(path, metric, dim, np.ascontiguousarray(X), I, header)
+        return cls(path, metric, dim, X, I, header)
 
     def _vectors(self) -> np.ndarray:
         if self._index.ntotal == 0:
@@ -245,7 +281,7 @@ class FlatIndex:
 
     def memory_bytes(self) -> int:
         """Bytes held in RAM: all vectors plus the ids."""
-        return int(self._index.ntotal * self.dim * 4 + self._ids.nbytes)
+        return int(self._ids.size * self.dim * 4 + self._ids.nbytes)
 
     def __repr__(self) -> str:
         return f"FlatIndex(path={str(self.path)!r}, metric={self.metric!r}, dim={self.dim}, n={len(self)})"
@@ -272,13 +308,16 @@ def _check_shared(index_dir: Path, rec: dict[str, Any]) -> Path:
     return path
 
 
-def _load_mmap(path: Path) -> np.ndarray:
-    """A float32 matrix .npy through a read-only memory map (no copy of the file in the index)."""
+def _open_shared(path: Path) -> Any:
+    """A shared embeddings file, memory-mapped (`hippograph.format.Embeddings`, float32 on access)."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        return open_embeddings(path, mmap=True)
+    except IndexCorruptError:
+        raise
     except Exception as exc:  # noqa: BLE001 - garbled header, pickled data, I/O error
         raise IndexCorruptError(f"{path}: cannot read shared vectors ({exc})") from exc
-    if arr.dtype != np.float32 or arr.ndim != 2:
-        raise IndexCorruptError(f"{path}: shared vectors have dtype {arr.dtype} and {arr.ndim} dimensions, "
-                                "expected a float32 matrix")
-    return arr
+
+
+def _load_shared(path: Path) -> np.ndarray:
+    """The float32 rows of a shared embeddings file."""
+    return np.asarray(_open_shared(path))

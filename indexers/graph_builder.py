@@ -139,6 +139,14 @@ def minhash_signatures(names: Sequence[str], eligible: np.ndarray, num_perm: int
     return out
 
 
+def stored_signatures(signatures: np.ndarray) -> np.ndarray:
+    """The low 8 bits of each MinHash value (b-bit MinHash, Li & König 2010), as the index
+    stores them: 128 bytes per entity instead of 512. Two different values then agree by
+    chance with probability 2**-8; `lsh_synonyms` removes that from its Jaccard estimate
+    (unbiased), and a whole LSH band agrees by chance with probability 2**-(8·rows). Idempotent."""
+    return (np.asarray(signatures) & 0xFF).astype(np.uint8)
+
+
 def lsh_synonyms(
     signatures: np.ndarray,
     eligible: np.ndarray,
@@ -151,6 +159,7 @@ def lsh_synonyms(
     estimated Jaccard ≥ threshold — datasketch `MinHashLSH`'s banding, vectorised with numpy."""
     num_perm = signatures.shape[1]
     ranges = _lsh_bands(float(threshold), int(num_perm))
+    chance = 2.0 ** -(8 * signatures.dtype.itemsize) if signatures.dtype.itemsize <= 2 else 0.0
     elig = np.flatnonzero(eligible)
     is_new = np.zeros(len(signatures), dtype=bool)
     is_new[new_ids] = True
@@ -185,6 +194,8 @@ def lsh_synonyms(
         if not any(eq[a:b].all() for a, b in ranges):
             continue  # band-hash collision, not a real band match
         jac = float(np.count_nonzero(eq)) / num_perm
+        if chance:  # b-bit signatures: P(agree) = J + (1 − J)·2**-b
+            jac = (jac - chance) / (1.0 - chance)
         if jac >= threshold:
             edges.append(SynonymEdge(i, j, jac, "minhash"))
     return edges

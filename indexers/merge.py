@@ -22,11 +22,11 @@ import numpy as np
 
 from hippograph.config import Config
 from hippograph.errors import HippoGraphError
-from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_or_copy, load_array
+from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_embeddings, load_array, open_embeddings
 from hippograph.storage import connect_sqlite
 from hippograph.tables import OWNERS_SCHEMA, CorpusTables
 
-from .graph_builder import lsh_synonyms, minhash_signatures, synonymy_eligible
+from .graph_builder import lsh_synonyms, minhash_signatures, stored_signatures, synonymy_eligible
 from .synonymy import synonym_edges
 from .report import BuildReport, Progress
 from .shards import TABLES
@@ -221,16 +221,16 @@ class Merge:
             src = base.get(gran)
             dst = embedding_path(self.gen, gran)
             n_new = sum(len(s.rows.get(gran, ())) for s in self.selections)
-            old = load_array(src, mmap=True) if src is not None and src.is_file() else None
+            old = open_embeddings(src) if src is not None and src.is_file() else None
             if n_new == 0 and old is not None:
                 if src.resolve() != dst.resolve():
-                    link_or_copy(src, dst)
+                    link_embeddings(src, dst)
                 continue
             n_old = 0 if old is None else len(old)
-            writer = RowWriter(dst, n_old + n_new, dim)
+            writer = RowWriter(dst, n_old + n_new, dim, self.config.embedding_storage)
             try:
                 if old is not None:
-                    writer.append(old)
+                    writer.append_stored(old)  # stored codes copied as they are
                 for s in self.selections:
                     rows = s.rows.get(gran)
                     if rows is None or not len(rows):
@@ -254,7 +254,7 @@ class Merge:
         minhash = base_minhash if base_minhash is not None and len(base_minhash) == e0 else None
         if not len(new_ids):
             return minhash if c.minhash_threshold > 0 else None
-        ents = load_array(embedding_path(self.gen, "entities"), mmap=True)
+        ents = open_embeddings(embedding_path(self.gen, "entities"))  # as stored: a scratch build sees the same values
         edges = synonym_edges(ents, names, new_ids, threshold=c.synonymy_threshold,  # exact below a size, IVF above
                               max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars)
         self.progress.advance("synonymy", len(new_ids), unit="entity")
@@ -262,7 +262,7 @@ class Merge:
             eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in names), dtype=bool,
                                    count=len(names))
             have = 0 if minhash is None else len(minhash)
-            fresh = minhash_signatures(names[have:], eligible[have:], c.minhash_num_perm)
+            fresh = stored_signatures(minhash_signatures(names[have:], eligible[have:], c.minhash_num_perm))
             minhash = fresh if minhash is None or have == 0 else np.vstack([minhash, fresh])
             # every embedding edge has a new endpoint, so none is already a synonym row
             edges += lsh_synonyms(minhash, eligible, new_ids, threshold=c.minhash_threshold,

@@ -33,8 +33,8 @@ import numpy as np
 from hippograph.config import Config
 from hippograph.embedders import Embedder
 from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_FILE,
-                               VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_or_copy, load_array,
-                               load_embeddings, save_array)
+                               VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
+                               load_embeddings, open_embeddings, write_embeddings_file)
 from hippograph import threads
 from hippograph.storage import checkpoint_and_close, connect_sqlite
 from hippograph.tables import CorpusTables
@@ -44,6 +44,7 @@ from hippograph.types import Document
 from . import generation, shards
 from .chunking import chunk_document
 from .delete import delete_documents
+from .graph_builder import stored_signatures
 from .merge import Merge, table_counts
 from .report import BuildReport, Progress
 from .vectors import VectorIndexes
@@ -123,7 +124,7 @@ class IndexWriter:
         if self.config.minhash_threshold > 0 and path.is_file():
             sig = load_array(path)
             if sig.ndim == 2 and sig.shape == (n_entities, self.config.minhash_num_perm):
-                self._minhash = sig
+                self._minhash = stored_signatures(sig)  # a version-1 index stored all 32 bits
 
     def indexed_documents(self) -> list[tuple[str, str, str]]:
         """(id, content hash, source) of every document the generation holds (one column query)."""
@@ -181,16 +182,15 @@ class IndexWriter:
                 src = self._emb_src.get(gran)
                 if src is None:
                     continue
-                old = load_array(src, mmap=True)
+                old = open_embeddings(src)
                 if len(old) != maps.old_counts[gran]:
                     from hippograph.errors import IndexCorruptError
 
                     raise IndexCorruptError(f"{src}: {len(old)} rows, metadata has {maps.old_counts[gran]} {gran}")
                 keep = maps.keep[gran]
                 dst = embedding_path(self.gen, gran)
-                writer = RowWriter(dst, len(keep), self.embedder.dim)
-                for a in range(0, len(keep), 65536):
-                    writer.append(old[keep[a:a + 65536]])
+                writer = RowWriter(dst, len(keep), self.embedder.dim, self.config.embedding_storage)
+                writer.append_stored(old, keep)
                 writer.close()
                 self._emb_src[gran] = dst
             self.vectors.renumber(maps)
@@ -312,9 +312,9 @@ class IndexWriter:
                 continue
             src = self._emb_src.get(gran)
             if src is not None:
-                link_or_copy(src, dst)
+                link_embeddings(src, dst)
             else:
-                save_array(dst, np.zeros((0, self.embedder.dim), dtype=np.float32))
+                write_embeddings_file(dst, np.zeros((0, self.embedder.dim), dtype=np.float32), self.config.embedding_storage)
         if self.base is not None and (self.base / EMBEDDER_DIR).is_dir():
             clone_tree(self.base / EMBEDDER_DIR, gen / EMBEDDER_DIR)
         else:

@@ -73,11 +73,12 @@ from .sketch import TangentSketch, check_bits, hamming
 logger = logging.getLogger(__name__)
 
 FORMAT = "hippograph-spann"
-VERSION = 2
+VERSION = 3
 """Newest header version this code reads and writes. Version 2 adds the per-entry sketch
 file (``postings.sketches``, a fourth CRC per segment, ``sketch_planes``); an index built
 with ``sketch_bits=0`` has the version-1 layout and is still written as version 1, so
-older hippograph releases keep reading it."""
+older hippograph releases keep reading it. Version 3: posting lists without a vectors file
+(``store_vectors=False``): entries are ids, their vectors come from the caller's store."""
 _SKETCH_SEED = 104729
 _SKETCH_BLOCK = 64
 """Queries per batch whose probed heads' sketch terms are computed together (bounds RAM)."""
@@ -118,6 +119,11 @@ class BuildParams:
     max_lists / dist_ratio / lsh_radius / sketch_frac: default search parameters stored
         with the index (sketch_frac None = score whole lists).
     seed: random seed (clustering, hyperplanes).
+    store_vectors: keep a copy of every entry's vector in the posting file (True), or only
+        its id (False: ``replica_count`` × 8 bytes per vector instead of × (4·dim + 8)); the
+        vectors then come from the ``vectors`` callable given to `open` (ids → float32 rows),
+        e.g. the index generation's embeddings file, where they are already stored once.
+        Scoring gathers those rows instead of reading the list contiguously.
     """
 
     head_ratio: float = 0.1
@@ -142,6 +148,7 @@ class BuildParams:
     sketch_bits: int = 256
     sketch_frac: float | None = None
     seed: int = 0
+    store_vectors: bool = True
 
     def validate(self) -> "BuildParams":
         if not 0.0 < self.head_ratio <= 1.0:
@@ -264,7 +271,8 @@ class SpannIndex:
         self._sk: np.ndarray = np.zeros((0, 0), np.uint8)
         self._live: np.ndarray = np.zeros(0, np.int64)
         self._tomb: np.ndarray = np.zeros(0, np.int64)
-        self._vec: np.ndarray = np.zeros((0, 0), np.float32)
+        self._vec: np.ndarray | None = np.zeros((0, 0), np.float32)
+        self._fetch: Any = None  # ids → float32 rows, when the posting file keeps no vectors
         self._eid: np.ndarray = np.zeros(0, np.int64)
         self._n_file = 0
         self._floor = 0.0
@@ -486,6 +494,8 @@ class SpannIndex:
         if params.sketch_bits:
             self._sketch = TangentSketch.create(dim, params.sketch_bits, seed=params.seed + _SKETCH_SEED)
         all_heads = np.ascontiguousarray(X[head_rows]) if self._sketch is not None else None
+        if not params.store_vectors:
+            self._fetch = VectorsById(X, I)
         self._header["postings"] = self._write_postings_new(path, gen, X, I, rows, lst, all_heads)
         self._files = {"planes": dio.write_npy(path, f"planes.g{gen}.npy",
                                                self._lsh.planes if self._lsh else np.zeros((0, dim), np.float32))}
@@ -509,6 +519,8 @@ class SpannIndex:
         (file names, entry count, one CRC segment)."""
         import zlib
         names = {"vectors": f"postings.g{gen}.f32", "ids": f"postings.g{gen}.i64"}
+        if not self.params.store_vectors:
+            del names["vectors"]
         if self._sketch is not None:
             names["sketches"] = f"postings.g{gen}.sk"
         tmp = {role: path / f".{name}.tmp-{os.getpid()}" for role, name in names.items()}
@@ -518,7 +530,9 @@ class SpannIndex:
             for c0 in range(0, rows.size, chunk):
                 r = rows[c0:c0 + chunk]
                 xr = np.ascontiguousarray(X[r])
-                parts = {"vectors": xr.tobytes(), "ids": np.ascontiguousarray(I[r]).tobytes()}
+                parts = {"ids": np.ascontiguousarray(I[r]).tobytes()}
+                if "vectors" in names:
+                    parts["vectors"] = xr.tobytes()
                 if self._sketch is not None:
                     parts["sketches"] = self._sketch.encode(xr, owner[c0:c0 + chunk], heads).tobytes()
                 for role, buf in parts.items():
@@ -598,17 +612,19 @@ class SpannIndex:
             self._eid = np.zeros(0, np.int64)
             return
         # plain ndarray views of the maps: slicing them skips np.memmap's per-call overhead
-        self._vec = np.memmap(self.path / post["vectors"], dtype=np.float32, mode="r",
-                              shape=(n, self.dim)).view(np.ndarray)
+        self._vec = (np.memmap(self.path / post["vectors"], dtype=np.float32, mode="r", shape=(n, self.dim))
+                     .view(np.ndarray) if "vectors" in post else None)
         self._eid = np.memmap(self.path / post["ids"], dtype=np.int64, mode="r", shape=(n,)).view(np.ndarray)
         if "sketches" in post:
             self._sk = np.memmap(self.path / post["sketches"], dtype=np.uint8, mode="r",
                                  shape=(n, self._sketch.code_bytes)).view(np.ndarray)
 
     @classmethod
-    def open(cls, path: str | Path, *, verify: bool = False) -> "SpannIndex":
+    def open(cls, path: str | Path, *, verify: bool = False, vectors: Any = None) -> "SpannIndex":
         """Open an index directory. Sizes and the checksums of all small files are always
         checked; ``verify=True`` also checksums the posting files (reads them fully).
+        ``vectors``: ids → float32 rows, required when the index keeps no vectors of its own
+        (``store_vectors=False``); ignored otherwise.
 
         Raises IndexNotFoundError (no index there) or IndexCorruptError (damaged,
         foreign or newer-format directory), naming the path and the problem.
@@ -684,8 +700,19 @@ class SpannIndex:
             raise IndexCorruptError(f"{paths['heads']}: head index has {self._head_index.ntotal} × "
                                     f"{self._head_index.d}, header expects {H} × {self.dim}")
         self._open_postings()
+        if "vectors" not in post:
+            if vectors is None:
+                raise IndexCorruptError(f"{hfile}: the posting lists keep no vectors (store_vectors=False); "
+                                        "open the index through its generation, which supplies them")
+            self._fetch = vectors
         self._update_selector()
         return self
+
+    def _posting_vectors(self, s0: int, n0: int) -> np.ndarray:
+        """float32 vectors of posting entries s0..s0+n0-1 (from the file, or fetched by id)."""
+        if self._vec is not None:
+            return np.asarray(self._vec[s0:s0 + n0])
+        return np.asarray(self._fetch(np.asarray(self._eid[s0:s0 + n0])), dtype=np.float32)
 
     @staticmethod
     def _check_posting_file(fp: Path, role: str, row_bytes: int, n_entries: int, segs: list[list[int]],
@@ -825,6 +852,13 @@ class SpannIndex:
         # score contiguous slices of the mapped posting file in place, in file order: no
         # gather copy (measured 0.70 vs 1.11 ms CPU for 128 lists at 1M vectors)
         vec, eid = self._vec, self._eid
+        if vec is None:  # ids-only posting lists: gather the probed entries' vectors by id
+            I = np.concatenate([eid[a:b] for a, b in zip(starts, ends)])
+            V = np.asarray(self._fetch(I), dtype=np.float32)
+            if self.metric == "ip":
+                return self._finish(np.asarray(V @ q, np.float32), I, k, -1.0)
+            diff = V - q
+            return self._finish(np.einsum("ij,ij->i", diff, diff).astype(np.float32), I, k, 1.0)
         s = np.empty(total, dtype=np.float32)
         p0 = 0
         if self.metric == "ip":
@@ -844,7 +878,7 @@ class SpannIndex:
     def _score_rows(self, q: np.ndarray, rows: np.ndarray, k: int, stats: SearchStats) -> tuple[np.ndarray, np.ndarray]:
         """Score the given posting rows exactly (gathered from the mapped file), then top-k."""
         stats.entries_read += int(rows.size)
-        V = self._vec[rows]
+        V = self._vec[rows] if self._vec is not None else np.asarray(self._fetch(self._eid[rows]), np.float32)
         if self.metric == "ip":
             s, sign = V @ q, -1.0
         else:
@@ -908,7 +942,7 @@ class SpannIndex:
             j = int(j)
             r = rows[bounds[t]:bounds[t + 1]]
             s0, n0 = int(L.start[j]), int(L.length[j])
-            vecs = np.concatenate([np.asarray(self._vec[s0:s0 + n0]), X[r]]) if n0 else X[r]
+            vecs = np.concatenate([self._posting_vectors(s0, n0), X[r]]) if n0 else X[r]
             lids = np.concatenate([np.asarray(self._eid[s0:s0 + n0]), I[r]]) if n0 else I[r]
             if self._tomb.size and n0:
                 keep = ~np.isin(lids, self._tomb)
@@ -1008,7 +1042,7 @@ class SpannIndex:
         segs_v, segs_i, new_len = [], [], []
         for j in keep_heads:
             s0, n0 = int(L.start[j]), int(L.length[j])
-            v, i = np.asarray(self._vec[s0:s0 + n0]), np.asarray(self._eid[s0:s0 + n0])
+            v, i = self._posting_vectors(s0, n0), np.asarray(self._eid[s0:s0 + n0])
             if self._tomb.size:
                 m = ~np.isin(i, self._tomb)
                 v, i = v[m], i[m]
@@ -1065,7 +1099,7 @@ class SpannIndex:
     def list_entries(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, ids) of list ``j`` as stored (for inspection and tests)."""
         s0, n0 = int(self._lists.start[j]), int(self._lists.length[j])
-        return np.asarray(self._vec[s0:s0 + n0]), np.asarray(self._eid[s0:s0 + n0])
+        return self._posting_vectors(s0, n0), np.asarray(self._eid[s0:s0 + n0])
 
     def list_table(self) -> dict[str, np.ndarray]:
         """Copies of the per-list tables (start, length, alive, buckets) for inspection."""
@@ -1084,8 +1118,45 @@ _POSTING_ROLES = ("vectors", "ids", "sketches")
 
 
 def _header_version(params: BuildParams) -> int:
-    """Header version for an index: 2 with sketches, else 1 (the layout older releases read)."""
-    return 2 if params.sketch_bits else 1
+    """Header version for an index: 3 without stored vectors, 2 with sketches, else 1 (the
+    layout older releases read)."""
+    return 3 if not params.store_vectors else 2 if params.sketch_bits else 1
+
+
+class VectorsById:
+    """ids → float32 rows of `vectors` (n × d, any object indexable by row arrays) whose ids
+    are `ids` (default: row numbers); ids without a row read as zeros."""
+
+    def __init__(self, vectors: Any, ids: np.ndarray | None = None):
+        self.vectors = vectors
+        self.dim = int(vectors.shape[1])
+        ids = None if ids is None else np.asarray(ids, np.int64)
+        if ids is None or np.array_equal(ids, np.arange(len(ids))):
+            self.rows = None
+        else:
+            self.rows = np.full(int(ids.max()) + 1 if ids.size else 0, -1, np.int64)
+            self.rows[ids] = np.arange(ids.size)
+
+    @classmethod
+    def from_map(cls, vectors: Any, id_to_row: np.ndarray | None) -> "VectorsById":
+        """With an explicit id → row map (-1 = no row), e.g. a generation's vector-id map."""
+        self = cls(vectors)
+        self.rows = None if id_to_row is None else np.asarray(id_to_row, np.int64)
+        return self
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        n = len(self.vectors) if self.rows is None else len(self.rows)
+        rows = np.where((ids >= 0) & (ids < n), ids, -1)
+        if self.rows is not None:
+            rows = np.where(rows >= 0, self.rows[np.maximum(rows, 0)], -1)
+        out = np.zeros((ids.size, self.dim), np.float32)
+        ok = rows >= 0
+        if ok.all():
+            return np.asarray(self.vectors[rows], np.float32)
+        if ok.any():
+            out[ok] = np.asarray(self.vectors[rows[ok]], np.float32)
+        return out
 
 
 def _posting_names(post: dict[str, Any]) -> dict[str, str]:

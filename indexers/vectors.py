@@ -124,7 +124,8 @@ class VectorIndexes:
     # ---- writing ------------------------------------------------------------------------
     def write(self, out: Path, embeddings: dict[str, np.ndarray]) -> None:
         """Write ``<gen>/vectors/`` from the generation's (memory-mapped) embeddings."""
-        from .spann import SpannIndex, make_vector_index
+        from .flat import FlatIndex
+        from .spann import SpannIndex
 
         out.mkdir()
         for gran in GRANULARITIES:
@@ -144,15 +145,19 @@ class VectorIndexes:
                     shutil.rmtree(out / gran, ignore_errors=True)
                     plan, why = "rebuild", f"update failed: {exc}"
             if plan != "update":
-                index = make_vector_index(
-                    vecs, np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
-                    min_spann=self.config.spann_min_vectors,
-                    # the engine scores whole probed lists; per-entry sketches only pay off when a
-                    # search reads posting lists from disk with sketch_frac, so engine indexes skip them
-                    sketch_bits=0, replica_count=self.config.spann_replica,
-                    shared_vectors=f"../../embeddings/{gran}.npy",  # a flat index reads the embeddings file (no copy)
-                )
-                kind = "spann" if isinstance(index, SpannIndex) else "flat"
+                if n < self.config.spann_min_vectors:
+                    # flat: ids + a header referring to the embeddings file; no vector is read or copied
+                    FlatIndex.write_shared(out / gran, f"../../embeddings/{gran}.npy", metric="ip")
+                    kind = "flat"
+                else:
+                    SpannIndex.build(
+                        np.asarray(vecs, dtype=np.float32), np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
+                        # the engine scores whole probed lists; per-entry sketches only pay off when a
+                        # search reads posting lists from disk with sketch_frac, so engine indexes skip them
+                        sketch_bits=0, replica_count=self.config.spann_replica,
+                        store_vectors=False,  # posting lists hold ids; vectors stay in the embeddings file
+                    )
+                    kind = "spann"
                 self.state[gran] = {"kind": kind, "built": n, "next_vid": n, "tombstones": 0}
                 if kind == "spann":
                     self._row_vids[gran] = np.arange(n, dtype=np.int64)
@@ -205,26 +210,31 @@ class VectorIndexes:
 
     def _update_spann(self, gran: str, vecs: np.ndarray, dst: Path) -> None:
         """Clone the previous generation's SPANN index and apply removals and additions to it."""
-        from .spann import SpannIndex
+        from .spann import SpannIndex, VectorsById
 
         assert self.base is not None
         src = self.base / VECTORS_DIR / gran
         n = len(vecs)
+        st = self.state[gran]
         row2vid = np.full(n, -1, dtype=np.int64)
         old = self._row_vids[gran]
         row2vid[: len(old)] = old
         new_rows = np.flatnonzero(row2vid < 0)
         removed = np.concatenate(self._removed_vids[gran]) if self._removed_vids[gran] else np.zeros(0, np.int64)
+        new_vids = int(st["next_vid"]) + np.arange(new_rows.size, dtype=np.int64)
+        vid2row = np.full(int(st["next_vid"]) + new_rows.size, -1, dtype=np.int64)  # this generation's rows
+        known = row2vid >= 0
+        vid2row[row2vid[known]] = np.flatnonzero(known)
+        vid2row[new_vids] = new_rows
         # everything hard-linked: SpannIndex.add appends to the posting files in place, past
         # the end every committed generation uses (they are append-only in the manifest)
         clone_tree(src, dst)
-        index = SpannIndex.open(dst)
-        st = self.state[gran]
+        index = SpannIndex.open(dst, vectors=VectorsById.from_map(vecs, vid2row))
         if removed.size:
             index.remove(removed)
             st["tombstones"] = int(st.get("tombstones", 0)) + int(removed.size)
         if new_rows.size:
-            vids = int(st["next_vid"]) + np.arange(new_rows.size, dtype=np.int64)
+            vids = new_vids
             index.add(np.asarray(vecs[new_rows], dtype=np.float32), vids)
             row2vid[new_rows] = vids
             st["next_vid"] = int(st["next_vid"]) + int(new_rows.size)

@@ -2,8 +2,10 @@
 ranking → second hop.
 
 One `Retriever` wraps an `IndexSnapshot` plus the query-side models (embedder, entity
-mention extractor). `search` works on a batch of queries: embeddings, vector searches
-and PPR run as blocks; the per-query work is sparse-vector arithmetic.
+mention extractor). `search` works on a batch of queries: embeddings and vector searches
+run as blocks; the per-query work is sparse-vector arithmetic. Every score vector is a
+`SparseScores` over the query's candidates (top-k BM25, top-M vector hits, the passages
+PPR reached), so a query costs what its candidates cost, not the corpus size.
 """
 from __future__ import annotations
 
@@ -21,12 +23,16 @@ from hippograph.text import normalize_entity
 from .filters import FilterIndex, FilterView, PassageFilter
 from .fusion import minmax
 from .hops import BridgeHop, Pages, explain_hop, second_hop
-from .ppr import PPR
+from .ppr import METHODS, PPR
 from .router import RouterResult, route
+from .sparse import SparseScores, weighted_sum
 
 logger = logging.getLogger(__name__)
 
 MODES = ("hybrid", "ppr", "dense", "bm25")
+WIDEN_RETRIES = 3
+"""A filtered vector search that returns fewer kept units than asked retries up to this many times,
+each asking for 4× the candidates and probing 2× the posting lists."""
 ROUTED = ("passages", "sentences", "facts", "entities")
 """Granularities searched by vector for every query; "documents" joins them when documents
 span several passages (`Config.use_documents`)."""
@@ -43,20 +49,21 @@ class Seed:
 
 @dataclass
 class QueryResult:
-    """Ranked passage rows and the intermediate signals needed to explain them."""
+    """Ranked passage rows (the best `depth` of `search`) and the intermediate signals needed to
+    explain them, as sparse per-passage (`ppr_entities`: per-entity) score vectors."""
 
     ranking: np.ndarray
-    scores: np.ndarray
-    dense: np.ndarray
-    bm25: np.ndarray
-    routed: np.ndarray
-    ppr: np.ndarray | None
+    scores: SparseScores
+    dense: SparseScores
+    bm25: SparseScores
+    routed: SparseScores
+    ppr: SparseScores | None
     router: RouterResult | None
     seeds: list[Seed]
     fact_scores: dict[int, float]
     mode: str
     fallback: str | None = None
-    ppr_entities: np.ndarray | None = None
+    ppr_entities: SparseScores | None = None
     bridge: BridgeHop | None = None
 
 
@@ -137,8 +144,17 @@ class Retriever:
             # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
             return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
         kk, lists = view.widen(gran, k, len(index), cfg.spann_max_lists)
-        scores, ids = index.search(q, kk, max_lists=lists)
-        return view.keep_units(gran, scores, ids, k)
+        scores, ids = view.keep_units(gran, *index.search(q, kk, max_lists=lists), k)
+        # a query whose neighbours are mostly filtered out comes back short: search it again, wider,
+        # so the candidates are the best kept units, not the kept part of the best ones
+        want = min(k, int(view.units(gran).sum()))
+        for _ in range(WIDEN_RETRIES):
+            short = np.flatnonzero((ids >= 0).sum(axis=1) < want)
+            if not short.size or kk >= len(index):
+                break
+            kk, lists = min(len(index), kk * 4), lists * 2
+            scores[short], ids[short] = view.keep_units(gran, *index.search(q[short], kk, max_lists=lists), k)
+        return scores, ids
 
     def _document_search(self, q: np.ndarray, k: int, view: "FilterView | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner-product search over the documents view (few vectors: one per multi-passage document)."""
@@ -152,57 +168,55 @@ class Retriever:
 
     def _unit_to_passage_scores(
         self, gran: str, ids: np.ndarray, scores: np.ndarray, view: "FilterView | None" = None
-    ) -> np.ndarray:
-        """Max-reduce candidate unit scores onto passages (only the passages a filter keeps)."""
+    ) -> SparseScores:
+        """Max-reduce candidate unit scores onto passages (floored at 0: a passage without a
+        candidate scores 0); with a filter `view`, onto the passages it keeps only."""
         out = self._unit_scores_unfiltered(gran, ids, scores)
-        if view is not None:
-            out[~view.passages] = 0.0
-        return out
+        return out if view is None else out.where(view.passages)
 
-    def _unit_scores_unfiltered(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def _unit_scores_unfiltered(self, gran: str, ids: np.ndarray, scores: np.ndarray) -> SparseScores:
         n = self.snap.n_passages
-        out = np.zeros(n)
         valid = ids >= 0
         ids, scores = ids[valid], scores[valid]
         if len(ids) == 0:
-            return out
+            return SparseScores.zeros(n)
         if gran == "passages":
-            np.maximum.at(out, ids, scores)
-            return out
+            return SparseScores.max_at(n, ids, scores)
         if gran == "documents":  # a document's score goes to each of its passages
             sub = self.snap.document_view[1][ids].tocoo()
-            np.maximum.at(out, sub.col, scores[sub.row])
-            return out
+            return SparseScores.max_at(n, sub.col, scores[sub.row])
         mapping = {
             "sentences": self.snap.sentence_passages,
             "facts": self.snap.fact_passages,
             "entities": self.snap.entity_passages,
         }[gran]
         sub = mapping[ids].tocoo()
-        np.maximum.at(out, sub.col, scores[sub.row])
-        return out
+        return SparseScores.max_at(n, sub.col, scores[sub.row])
 
     # ---- main entry -------------------------------------------------------------------------
     def search(
-        self, queries: Sequence[str], cfg: Config, mode: str, flt: PassageFilter | None = None
+        self, queries: Sequence[str], cfg: Config, mode: str, flt: PassageFilter | None = None,
+        depth: int | None = None,
     ) -> list[QueryResult]:
-        """Ranked passages per query; with a filter (`passage_filter`) only the passages it keeps are
-        scored, seeded, reached by PPR and ranked."""
+        """Rank passages for each query; `ranking` holds the best `depth` rows (None: all passages).
+        With a filter (`passage_filter`) only the passages it keeps are scored, seeded, reached by
+        PPR and ranked."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         snap = self.snap
         n = snap.n_passages
         if n == 0:
-            return [QueryResult(np.zeros(0, np.int64), np.zeros(0), *(np.zeros(0),) * 3, None, None, [], {}, mode)
+            empty = SparseScores.zeros(0)
+            return [QueryResult(np.zeros(0, np.int64), empty, empty, empty, empty, None, None, [], {}, mode)
                     for _ in queries]
         M = cfg.candidates_per_granularity
+        if mode in ("bm25", "dense") and depth is not None:  # the one list is the ranking: at least `depth` long
+            M, cfg = max(M, depth), cfg.replace(bm25_candidates=max(cfg.bm25_candidates, depth))
+        none = SparseScores.zeros(n)
         view = self._view(flt)
-        keep = None if view is None else view.passages
-        bm25_all = self._bm25_scores(queries) if mode in ("hybrid", "ppr", "bm25") else [np.zeros(n)] * len(queries)
-        if keep is not None:
-            bm25_all = [bm * keep for bm in bm25_all]
+        bm25_all = self._bm25_scores(queries, cfg, view) if mode in ("hybrid", "ppr", "bm25") else [none] * len(queries)
         if mode == "bm25":
-            return [self._final(bm, np.zeros(n), np.zeros(n), bm, None, None, [], {}, mode, keep=keep) for bm in bm25_all]
+            return [self._final(bm, none, none, bm, None, None, [], {}, mode, depth=depth, view=view) for bm in bm25_all]
 
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
@@ -215,12 +229,12 @@ class Retriever:
         if view is not None:  # a linked entity no kept passage mentions cannot seed
             links = [[link for link in ql if view.entities[link[1]]] for ql in links]
         results: list[QueryResult] = []
-        resets: list[np.ndarray] = []
+        resets: list[tuple[np.ndarray, np.ndarray]] = []
         pending: list[dict[str, Any]] = []
         for qi, query in enumerate(queries):
             dense = self._unit_to_passage_scores("passages", cands["passages"][1][qi], cands["passages"][0][qi], view)
             if mode == "dense":
-                results.append(self._final(dense, dense, np.zeros(n), dense, None, None, [], {}, mode, keep=keep))
+                results.append(self._final(dense, dense, none, dense, None, None, [], {}, mode, depth=depth, view=view))
                 continue
             bm = bm25_all[qi]
             router = self._route(cands, qi, bm, cfg)
@@ -229,71 +243,115 @@ class Retriever:
             use_ppr = mode == "ppr" or cfg.use_ppr
             item = dict(qi=qi, dense=dense, bm=bm, router=router, routed=routed, seeds=seeds, fact_scores=fact_scores)
             if use_ppr and (seeds or routed.any()):
-                reset = np.zeros(snap.n_entities + n)
-                for s in seeds:
-                    reset[s.entity] += s.weight
-                if cfg.use_passage_priors or not seeds:
-                    prior = minmax(routed) if routed.any() else routed
-                    reset[snap.n_entities:] += prior * (cfg.passage_node_weight if seeds else 1.0)
-                if view is not None:
-                    reset *= view.nodes
-                if reset.any():
+                nodes, weights = self._reset(seeds, routed, cfg)
+                if view is not None:  # no reset weight on excluded passages or on entities no kept passage mentions
+                    kept = view.nodes[nodes]
+                    nodes, weights = nodes[kept], weights[kept]
+                if (weights > 0).any():
                     item["reset_col"] = len(resets)
-                    resets.append(reset)
+                    resets.append((nodes, weights))
             pending.append(item)
             results.append(None)  # type: ignore[arg-type]
 
-        ppr_block = None
-        if resets:
-            ppr_block = self._ppr(cfg).run(np.stack(resets, axis=1), mask=None if view is None else view.nodes)
+        ppr_cols = self._run_ppr(resets, cfg, view)
         for item in pending:
             qi = item["qi"]
             ppr_scores = ppr_entities = None
             fallback = None
             if "reset_col" in item:
-                ppr_scores = ppr_block[snap.n_entities:, item["reset_col"]]
-                ppr_entities = ppr_block[: snap.n_entities, item["reset_col"]]
+                ppr_entities, ppr_scores = ppr_cols[item["reset_col"]]
             elif mode == "ppr" or cfg.use_ppr:
                 fallback = "no seeds and no dense/BM25 evidence: PPR skipped"
             final = self._fuse(item["routed"], ppr_scores, mode, cfg)
-            if keep is not None:  # the second hop starts from, and boosts, kept passages only
-                final = np.where(keep, final, 0.0)
+            if view is not None:  # the second hop starts from, and boosts, kept passages only
+                final = final.where(view.passages)
             bridge = None
             if mode == "hybrid" and cfg.bridge_weight > 0:
                 final, bridge = self._bridge(final, item["routed"], queries[qi], qv[qi], links[qi], cands["facts"], qi,
-                                             cfg, keep)
+                                             cfg, None if view is None else view.passages)
             results[qi] = self._final(
                 final, item["dense"], item["bm"], item["routed"], ppr_scores, item["router"], item["seeds"],
-                item["fact_scores"], mode, fallback, keep=keep,
+                item["fact_scores"], mode, fallback, depth=depth, view=view,
             )
             results[qi].ppr_entities = ppr_entities
             results[qi].bridge = bridge
         return results
 
     # ---- stages ------------------------------------------------------------------------------
-    def _bm25_scores(self, queries: Sequence[str]) -> list[np.ndarray]:
+    def _bm25_scores(self, queries: Sequence[str], cfg: Config, view: "FilterView | None" = None) -> list[SparseScores]:
+        """Each query's top `bm25_candidates` BM25 passages (documents sharing no term score 0); with a
+        filter `view`, the top of the passages it keeps (not the kept part of the unfiltered top)."""
+        n = self.snap.n_passages
         bm25 = self.snap.bm25
-        if bm25 is None:
-            return [np.zeros(self.snap.n_passages) for _ in queries]
-        return [np.asarray(bm25.scores(q), dtype=np.float64) for q in queries]
+        if bm25 is None or not queries:
+            return [SparseScores.zeros(n) for _ in queries]
+        scores, ids = bm25.search(list(queries), min(cfg.bm25_candidates, n),
+                                  allowed=None if view is None else view.passages)
+        out = []
+        for row_s, row_i in zip(scores, ids):
+            keep = row_i >= 0
+            order = np.argsort(row_i[keep])
+            out.append(SparseScores(n, row_i[keep][order], row_s[keep][order].astype(np.float64)))
+        return out
 
-    def _route(self, cands: dict, qi: int, bm: np.ndarray, cfg: Config) -> RouterResult:
+    def _reset(self, seeds: list[Seed], routed: SparseScores, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+        """The PPR reset vector as (graph node ids, weights): seeds × specificity on entity nodes,
+        minmax(routed) × `passage_node_weight` on passage nodes (DESIGN §3.3)."""
+        nodes = [np.asarray([s.entity for s in seeds], dtype=np.int64)]
+        weights = [np.asarray([s.weight for s in seeds], dtype=np.float64)]
+        if cfg.use_passage_priors or not seeds:
+            prior = routed.minmax() if routed.any() else routed
+            if prior.fill != 0:  # every passage has a prior: only possible when all are candidates
+                prior = SparseScores(prior.n, np.arange(prior.n), prior.toarray())
+            nodes.append(prior.idx + self.snap.n_entities)
+            weights.append(prior.val * (cfg.passage_node_weight if seeds else 1.0))
+        return np.concatenate(nodes), np.concatenate(weights)
+
+    def _run_ppr(
+        self, resets: list[tuple[np.ndarray, np.ndarray]], cfg: Config, view: "FilterView | None" = None
+    ) -> list[tuple[SparseScores, SparseScores]]:
+        """(entity scores, passage scores) per reset vector: forward push from the seeds
+        (`ppr_method="push"`), or power iteration over the whole graph as one block ("power"); with a
+        filter `view`, both on the subgraph of its kept nodes (`PPR.restricted`)."""
+        if cfg.ppr_method not in METHODS:
+            raise ValueError(f"ppr_method must be one of {', '.join(METHODS)}, got {cfg.ppr_method!r}")
+        if not resets:
+            return []
+        snap, ppr = self.snap, self._ppr(cfg)
+        n_ent = snap.n_entities
+        mask = None if view is None else view.nodes
+        out = []
+        if cfg.ppr_method == "power":
+            block = np.zeros((ppr.n, len(resets)))
+            for j, (nodes, weights) in enumerate(resets):
+                np.add.at(block[:, j], nodes, weights)
+            x = ppr.run(block, mask=mask)
+            for j in range(len(resets)):
+                out.append((SparseScores.from_dense(x[:n_ent, j]), SparseScores.from_dense(x[n_ent:, j])))
+            return out
+        for nodes, weights in resets:
+            ids, scores = ppr.push(nodes, weights, eps=cfg.ppr_push_eps, mask=mask)
+            cut = int(np.searchsorted(ids, n_ent))
+            out.append((SparseScores(n_ent, ids[:cut], scores[:cut]),
+                        SparseScores(snap.n_passages, ids[cut:] - n_ent, scores[cut:])))
+        return out
+
+    def _route(self, cands: dict, qi: int, bm: SparseScores, cfg: Config) -> RouterResult:
         M = cfg.candidates_per_granularity
         views: dict[str, np.ndarray] = {}
         for g in cands:
             scores, ids = cands[g][0][qi], cands[g][1][qi]
             views[g] = minmax(scores[ids >= 0][:M].astype(np.float64)) if len(ids) else np.zeros(0)
-        top_bm = bm[_topk(bm, M)]
+        top_bm = bm.top_values(M)
         views["bm25"] = minmax(top_bm[top_bm > 0]) if (top_bm > 0).any() else np.zeros(0)
         fixed = (cfg.fixed_weights or {g: 1.0 for g in views}) if not cfg.router else None
         return route(views, temperature=cfg.router_temperature, fixed_weights=fixed)
 
     def _routed_passage_scores(
-        self, cands: dict, qi: int, bm: np.ndarray, router: RouterResult, view: "FilterView | None" = None
-    ) -> np.ndarray:
+        self, cands: dict, qi: int, bm: SparseScores, router: RouterResult, view: "FilterView | None" = None
+    ) -> SparseScores:
         """Σ_g w_g · minmax(passage-mapped scores of g); entities act through seeds, not here."""
-        n = self.snap.n_passages
-        total = np.zeros(n)
+        terms = []
         for g in ("passages", "sentences", "facts", "documents"):
             if g not in cands:
                 continue
@@ -301,11 +359,11 @@ class Retriever:
             if w <= 0:
                 continue
             mapped = self._unit_to_passage_scores(g, cands[g][1][qi], cands[g][0][qi], view)
-            total += w * minmax(mapped)
+            terms.append((w, mapped.minmax()))
         w = router.weights.get("bm25", 0.0)
         if w > 0 and bm.any():
-            total += w * minmax(bm)
-        return total
+            terms.append((w, bm.minmax()))
+        return weighted_sum(terms, self.snap.n_passages)
 
     def _link_mentions(self, queries: Sequence[str], cfg: Config) -> list[list[tuple[str, int, float]]]:
         """Query mentions → entity nodes: exact normalised match (similarity 1), else the nearest
@@ -363,37 +421,39 @@ class Retriever:
         ranked = sorted(seeds.values(), key=lambda s: -s.weight)[: cfg.max_seeds]
         return ranked, fact_scores
 
-    def _fuse(self, routed: np.ndarray, ppr: np.ndarray | None, mode: str, cfg: Config) -> np.ndarray:
+    def _fuse(self, routed: SparseScores, ppr: SparseScores | None, mode: str, cfg: Config) -> SparseScores:
         if ppr is None:
             return routed
         if mode == "ppr":
             return ppr
-        return cfg.ppr_fusion_weight * minmax(ppr) + (1.0 - cfg.ppr_fusion_weight) * minmax(routed)
+        w = cfg.ppr_fusion_weight
+        return weighted_sum([(w, ppr.minmax()), (1.0 - w, routed.minmax())], routed.n)
 
     def _bridge(
-        self, fused: np.ndarray, routed: np.ndarray, query: str, qvec: np.ndarray, linked: list[tuple[str, int, float]],
-        fact_cands: tuple[np.ndarray, np.ndarray], qi: int, cfg: Config, keep: np.ndarray | None,
-    ) -> tuple[np.ndarray, BridgeHop | None]:
-        """Second hop (retrievers/hops.py): first hops, bridge entities weighted by relation fit, boosts."""
+        self, fused: SparseScores, routed: SparseScores, query: str, qvec: np.ndarray,
+        linked: list[tuple[str, int, float]], fact_cands: tuple[np.ndarray, np.ndarray], qi: int, cfg: Config,
+        keep: np.ndarray | None,
+    ) -> tuple[SparseScores, BridgeHop | None]:
+        """Second hop (retrievers/hops.py): first hops, bridge entities weighted by relation fit, boosts.
+        hops.py works on dense per-passage arrays (O(passages) per query, see its module docstring)."""
         if self._pages is None:
             self._pages = Pages(self.snap)
-        return second_hop(self.snap, self._pages, fused, routed, query, linked, fact_cands[1][qi], fact_cands[0][qi],
-                          cfg, qvec=qvec, keep=keep)
+        final, hop = second_hop(self.snap, self._pages, fused.toarray(), routed.toarray(), query, linked,
+                                fact_cands[1][qi], fact_cands[0][qi], cfg, qvec=qvec, keep=keep)
+        if hop is None:
+            return fused, None
+        hop.boost = SparseScores.from_dense(hop.boost)
+        return SparseScores.from_dense(final), hop
 
-    def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None,
-               keep=None) -> QueryResult:
-        """`keep`: a filter's passage mask; only kept passages are ranked."""
-        scores = np.asarray(scores, dtype=np.float64)
+    def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None, *,
+               depth: int | None = None, view: "FilterView | None" = None) -> QueryResult:
+        """The result record; ranks the best `depth` passages, with a filter `view` only those it keeps."""
         if not scores.any() and (dense.any() or bm.any()):
-            scores = minmax(dense) + minmax(bm)  # never a uniform ranking when evidence exists
+            scores = dense.minmax().plus(bm.minmax())  # never a uniform ranking when evidence exists
             fallback = fallback or "fused score empty: hybrid dense+BM25"
-        if keep is None:
-            ranking = _topk(scores, len(scores))
-        else:
-            rows = np.flatnonzero(keep)
-            ranking = rows[_topk(scores[rows], len(rows))]
         return QueryResult(
-            ranking=ranking, scores=scores, dense=dense, bm25=bm, routed=routed, ppr=ppr,
+            ranking=scores.top(depth, rows=None if view is None else view.rows), scores=scores, dense=dense,
+            bm25=bm, routed=routed, ppr=ppr,
             router=router, seeds=seeds, fact_scores=fact_scores, mode=mode, fallback=fallback,
         )
 
@@ -413,11 +473,11 @@ class Retriever:
         out: dict[str, Any] = {
             "mode": result.mode,
             "scores": {
-                "final": float(result.scores[p]),
-                "dense": float(result.dense[p]),
-                "bm25": float(result.bm25[p]),
-                "routed": float(result.routed[p]),
-                "ppr": None if result.ppr is None else float(result.ppr[p]),
+                "final": result.scores.at(p),
+                "dense": result.dense.at(p),
+                "bm25": result.bm25.at(p),
+                "routed": result.routed.at(p),
+                "ppr": None if result.ppr is None else result.ppr.at(p),
             },
             "seeds": [
                 {"entity": snap.entities[s.entity], "weight": round(float(s.weight), 6), "reasons": s.reasons[:3]}
@@ -427,7 +487,8 @@ class Retriever:
             "connecting_facts": connecting_facts,
         }
         if result.ppr_entities is not None:
-            by_mass = sorted(ents, key=lambda e: -result.ppr_entities[e])
+            mass = result.ppr_entities.values_at(ents)
+            by_mass = ents[np.lexsort((ents, -mass))]
             out["passage_entities_by_ppr"] = [snap.entities[e] for e in by_mass[:10]]
         if result.bridge is not None:
             record = explain_hop(snap, result.bridge, p)

@@ -97,6 +97,8 @@ class BM25Index:
         self.num_docs = int(num_docs)
         self.k1 = float(k1)
         self.b = float(b)
+        self._term_max: np.ndarray | None = None
+        self._rows_sorted: bool | None = None
 
     # ---- construction ------------------------------------------------------------
     @classmethod
@@ -154,38 +156,120 @@ class BM25Index:
             sel_val = np.concatenate([self.data[s:e] for s, e in zip(starts, ends)])
         return np.bincount(sel_idx, weights=sel_val, minlength=self.num_docs).astype(np.float32)
 
+    def _prepare_pruning(self) -> bool:
+        """Per-term maximum contribution and whether each term's documents are ascending (bm25s writes
+        them so), computed once; False when pruning cannot be used."""
+        if self._rows_sorted is None:
+            lengths = np.diff(self.indptr)
+            term_max = np.zeros(len(lengths), dtype=np.float64)
+            nonempty = lengths > 0
+            if nonempty.any():
+                term_max[nonempty] = np.maximum.reduceat(self.data, self.indptr[:-1][nonempty])
+            steps = np.diff(self.indices.astype(np.int64))
+            within = np.ones(len(steps), dtype=bool)
+            boundaries = self.indptr[1:-1]
+            within[boundaries[(boundaries > 0) & (boundaries <= len(steps))] - 1] = False
+            self._term_max = term_max
+            self._rows_sorted = bool(np.all(steps[within] > 0))
+        return self._rows_sorted
+
+    def _top_pruned(self, tokens: list[str], k: int, allowed: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact top-k without reading every posting (MaxScore, Turtle & Flood 1995): score the rarest
+        terms' lists in full until the k-th best partial score θ exceeds the most the remaining terms
+        could add (Σ of their maximum contributions), so no document outside those lists can reach
+        the top k; the remaining terms are then looked up for the candidates only (binary search in
+        their ascending lists). Only `allowed` documents count (θ among them), so a filter never
+        truncates the list. None when pruning does not pay (the caller scores every document)."""
+        ids = [self.token_to_id[t] for t in tokens if t in self.token_to_id]
+        if not ids or not self._prepare_pruning():
+            return None
+        terms, mult = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)  # repeated words count twice
+        df = self.indptr[terms + 1] - self.indptr[terms]
+        order = np.argsort(df, kind="stable")
+        terms, mult, df = terms[order], mult[order], df[order]
+        ub = mult * self._term_max[terms]
+        rest = np.append(np.cumsum(ub[::-1])[::-1], 0.0) * (1 + 1e-9)  # rest[j] = most terms j.. can add
+        budget = self.num_docs // 4  # past this many postings scoring everything is cheaper
+        for j in range(1, len(terms)):
+            if df[:j].sum() > budget:
+                return None
+            if df[:j].sum() < k:
+                continue
+            cand, partial = self._sum_lists(terms[:j], mult[:j])
+            if allowed is not None:
+                sel = allowed[cand]
+                cand, partial = cand[sel], partial[sel]
+            if cand.size < k:
+                continue
+            theta = np.partition(partial, cand.size - k)[cand.size - k]
+            if theta > rest[j]:
+                for t, m in zip(terms[j:], mult[j:]):
+                    lo, hi = self.indptr[t], self.indptr[t + 1]
+                    docs = self.indices[lo:hi]
+                    pos = np.searchsorted(docs, cand)
+                    pos_c = np.minimum(pos, hi - lo - 1)
+                    hit = docs[pos_c] == cand
+                    partial[hit] += m * self.data[lo:hi][pos_c[hit]]
+                return cand, partial
+        return None
+
+    def _sum_lists(self, terms: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(documents in any of these terms' lists ascending, their summed contributions)."""
+        idx = np.concatenate([self.indices[self.indptr[t]:self.indptr[t + 1]] for t in terms])
+        val = np.concatenate([m * self.data[self.indptr[t]:self.indptr[t + 1]].astype(np.float64)
+                              for t, m in zip(terms, mult)])
+        cand, inv = np.unique(idx, return_inverse=True)
+        return cand.astype(np.int64), np.bincount(inv, weights=val, minlength=cand.size)
+
     def scores(self, query: str) -> np.ndarray:
         """Dense BM25 score of `query` against every document (float32, length len(self))."""
         if not isinstance(query, str):
             raise TypeError(f"BM25Index.scores expects one query string, got {type(query).__name__}")
         return self._scores_for_tokens(tokenize(query)[0])
 
-    def search(self, queries: str | Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: str | Sequence[str], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k documents per query: (scores float32 (nq, k), indices int64 (nq, k)).
 
         Only documents sharing at least one term with the query are returned, best first
         (ties by lower index); the rest of each row is padded with index -1 and score 0.
+        `allowed` (boolean, one per document; a metadata filter) limits the candidates: the
+        top k of the allowed documents, not the allowed part of the top k.
         """
         if isinstance(queries, str):
             queries = [queries]
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"BM25Index.search: k must be a positive integer (got {k!r})")
         k = int(k)
+        if allowed is not None:
+            allowed = np.asarray(allowed)
+            if allowed.shape != (self.num_docs,) or allowed.dtype != np.bool_:
+                raise ValueError(f"BM25Index.search: allowed must be a boolean array of shape ({self.num_docs},)")
         nq = len(queries)
         out_scores = np.zeros((nq, k), dtype=np.float32)
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         kk = min(k, self.num_docs)
         for qi, tokens in enumerate(tokenize(queries)):
-            s = self._scores_for_tokens(tokens)
-            if kk < self.num_docs:
-                cand = np.argpartition(-s, kk - 1)[:kk]
+            pruned = self._top_pruned(tokens, kk, allowed) if kk < self.num_docs else None
+            if pruned is not None:
+                cand, cs = pruned[0], pruned[1].astype(np.float32)  # float32 like the full scores (same ties)
             else:
-                cand = np.arange(self.num_docs)
-            order = np.lexsort((cand, -s[cand]))  # score desc, then index asc
-            top = cand[order]
-            top = top[s[top] > 0]
+                s = self._scores_for_tokens(tokens)
+                if allowed is not None:
+                    s[~allowed] = 0.0  # dropped with the other zero scores below
+                if kk < self.num_docs:  # every document tied with the k-th, so ties go to the lower index
+                    cand = np.flatnonzero(s >= np.partition(s, self.num_docs - kk)[self.num_docs - kk])
+                else:
+                    cand = np.arange(self.num_docs)
+                cs = s[cand]
+            order = np.lexsort((cand, -cs))[:kk]  # score desc, then index asc
+            top, top_s = cand[order], cs[order]
+            keep = top_s > 0
+            top, top_s = top[keep], top_s[keep]
             out_idx[qi, : len(top)] = top
-            out_scores[qi, : len(top)] = s[top]
+            out_scores[qi, : len(top)] = top_s
         return out_scores, out_idx
 
     # ---- persistence ----------------------------------------------------------------

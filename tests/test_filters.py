@@ -366,3 +366,58 @@ def test_langchain_search_kwargs_filter(hg):
         HippoGraphRetriever(index=hg, search_kwargs={"filter": {"year": {"$bad": 1}}})
     with pytest.raises(ValueError, match="unknown key"):
         HippoGraphRetriever(index=hg, search_kwargs={"fetch_k": 3})
+
+
+# ---------------------------------------------------------------------------- push PPR and candidate-only scoring
+@pytest.mark.parametrize("flt", FILTERS[:6] + [{"source": {"$glob": "notes/*"}}], ids=lambda f: json.dumps(f))
+def test_push_ppr_with_filter_equals_power_iteration_with_filter(hg, owners, flt):
+    """Forward push under a filter walks the same induced subgraph as power iteration under it: same
+    PPR scores (to push's residual), no mass on excluded passages, same filtered ranking."""
+    keep = brute_force(owners, flt)
+    view = hg.retriever.passage_filter(flt)
+    cfg = hg.config.replace(ppr_tol=1e-12, ppr_max_iter=500)
+    exact = hg.retriever.search([Q, Q2], cfg.replace(ppr_method="power"), "hybrid", view, depth=8)
+    push = hg.retriever.search([Q, Q2], cfg.replace(ppr_method="push", ppr_push_eps=1e-9), "hybrid", view, depth=8)
+    for e, p in zip(exact, push):
+        assert {hg.snapshot.passage_ids[i] for i in p.ranking} <= keep and len(p.ranking) == min(8, len(keep))
+        assert p.ranking.tolist() == e.ranking.tolist()
+        if e.ppr is None:
+            assert p.ppr is None
+            continue
+        assert np.all(p.ppr[~view.mask] == 0) and np.all(e.ppr[~view.mask] == 0)
+        np.testing.assert_allclose(np.asarray(p.ppr), np.asarray(e.ppr), atol=1e-7)
+        np.testing.assert_allclose(np.asarray(p.ppr_entities), np.asarray(e.ppr_entities), atol=1e-7)
+
+
+def _excluding_top(hg, query: str, mode: str, m: int) -> dict:
+    """A filter that drops the unfiltered top `m` passages of `query` (they would fill a short candidate list)."""
+    top = hg.retrieve(query, m, mode=mode, candidates_per_granularity=hg.snapshot.n_passages)
+    return {"passage_id": {"$nin": [h.passage_id for h in top]}}
+
+
+@pytest.mark.parametrize("mode,cands", [("bm25", {"bm25_candidates": 3}), ("dense", {"candidates_per_granularity": 5})])
+def test_filtered_candidate_lists_come_from_matching_passages(hg, owners, mode, cands):
+    """Candidate-only scoring under a filter that removes the unfiltered top passages: the BM25 list
+    (3 long) and the vector candidates (5) are taken from the matching passages, so the top 5 is the
+    full ranking with the non-matching passages removed — 5 real hits, not a truncated list."""
+    n = hg.snapshot.n_passages
+    flt = _excluding_top(hg, Q2, mode, 15)
+    keep = brute_force(owners, flt)
+    full = hg.retrieve(Q2, n, mode=mode, candidates_per_granularity=n, bm25_candidates=n)
+    expected = [h.passage_id for h in full if h.passage_id in keep and h.score > 0][:5]
+    assert len(expected) == 5
+    got = hg.retrieve(Q2, 5, mode=mode, filters=flt, **cands)
+    assert [h.passage_id for h in got] == expected
+    assert all(h.score > 0 for h in got)
+
+
+def test_filtered_hybrid_keeps_its_evidence_with_short_lists(hg, owners):
+    """Hybrid with short BM25/vector lists under a filter that drops the unfiltered top 15: k matching
+    hits, and BM25 and dense evidence from matching passages (not lists emptied by the filter)."""
+    flt = _excluding_top(hg, Q, "bm25", 15)
+    keep = brute_force(owners, flt)
+    cfg = hg.config.replace(bm25_candidates=3, candidates_per_granularity=5)
+    res = hg.retriever.search([Q], cfg, "hybrid", hg.retriever.passage_filter(flt), depth=8)[0]
+    assert {hg.snapshot.passage_ids[i] for i in res.ranking} <= keep and len(res.ranking) == 8
+    assert len(res.bm25.idx) == 3 and all(hg.snapshot.passage_ids[i] in keep for i in res.bm25.idx)
+    assert len(res.dense.idx) == 5 and all(hg.snapshot.passage_ids[i] in keep for i in res.dense.idx)

@@ -93,3 +93,18 @@ def test_built_index_has_no_vector_copies_and_reopens(sample_index: Path):
         assert hg.retrieve("Where does the River Corran rise?", top_k=3, mode="dense")
     finally:
         hg.close()
+
+
+def test_write_shared_reads_no_vectors_and_opens_like_build(tmp_path: Path):
+    from hippograph.format import write_embeddings_file
+
+    gen, x = _generation(tmp_path)
+    write_embeddings_file(gen / "embeddings" / "facts.npy", x, "int8")  # the default storage
+    FlatIndex.write_shared(gen / "vectors" / "facts", "../../embeddings/facts.npy")
+    assert not list((gen / "vectors" / "facts").glob("vectors.*.npy"))
+    index = open_vector_index(gen / "vectors" / "facts")
+    assert len(index) == len(x) and index.dim == x.shape[1]
+    scores, ids = index.search(x[:3], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2] and np.all(np.abs(scores[:, 0] - 1) < 0.01)  # int8 rows, upcast
+    with pytest.raises(IndexCorruptError, match="outside the index generation"):
+        FlatIndex.write_shared(gen / "vectors" / "b", "../../../elsewhere.npy")

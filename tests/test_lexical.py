@@ -166,3 +166,60 @@ def test_load_errors_name_the_problem(index: BM25Index, tmp_path: Path) -> None:
     np.save(tmp_path / "bm25_data.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(IndexCorruptError, match="bm25_data.npy"):
         BM25Index.load(tmp_path)
+
+
+def test_pruned_top_k_equals_scoring_every_document():
+    """MaxScore pruning (rare terms scored in full, the rest looked up for candidates) returns exactly
+    the top k of the full score vector, on a corpus with rare and very common words."""
+    rng = np.random.default_rng(0)
+    common = [f"common{i}" for i in range(5)]
+    rare = [f"rare{i}" for i in range(300)]
+    docs = []
+    for _ in range(3000):
+        words = list(rng.choice(common, rng.integers(1, 5))) + list(rng.choice(rare, rng.integers(1, 6)))
+        docs.append(" ".join(words))
+    index = BM25Index.build(docs)
+    queries = [" ".join(rng.choice(rare, 3)) + " " + " ".join(rng.choice(common, 3)) for _ in range(40)]
+    queries += ["rare1 rare1 common0", "common0 common1", "rare7"]
+    pruned_used = 0
+    for k in (5, 50):
+        scores, ids = index.search(queries, k)
+        for q, row_s, row_i in zip(queries, scores, ids):
+            full = index.scores(q)
+            order = np.lexsort((np.arange(len(full)), -full))[:k]
+            order = order[full[order] > 0]
+            assert row_i[: len(order)].tolist() == order.tolist(), q
+            np.testing.assert_allclose(row_s[: len(order)], full[order], rtol=1e-6)
+            pruned_used += index._top_pruned(tokenize(q)[0], k) is not None
+    assert pruned_used > 20  # the pruned path did run (not only the full fallback)
+
+
+def test_allowed_top_k_is_the_top_of_the_allowed_documents():
+    """`allowed` (a metadata filter): the top k of the allowed documents, in the MaxScore and the full
+    path alike — not the allowed part of the unfiltered top k, so a filter never shortens the list."""
+    rng = np.random.default_rng(1)
+    common = [f"common{i}" for i in range(5)]
+    rare = [f"rare{i}" for i in range(300)]
+    docs = [" ".join(list(rng.choice(common, rng.integers(1, 5))) + list(rng.choice(rare, rng.integers(1, 6))))
+            for _ in range(3000)]
+    index = BM25Index.build(docs)
+    queries = [" ".join(rng.choice(rare, 3)) + " " + " ".join(rng.choice(common, 3)) for _ in range(30)]
+    queries += ["common0 common1", "rare7"]
+    allowed = rng.random(3000) < 0.2
+    pruned_used = 0
+    for k in (5, 50):
+        scores, ids = index.search(queries, k, allowed=allowed)
+        unfiltered = index.search(queries, k)[1]
+        for q, row_s, row_i, plain in zip(queries, scores, ids, unfiltered):
+            full = np.where(allowed, index.scores(q), 0.0)
+            order = np.lexsort((np.arange(len(full)), -full))[:k]
+            order = order[full[order] > 0]
+            assert row_i[: len(order)].tolist() == order.tolist(), q
+            assert np.all(row_i[len(order):] == -1) and allowed[row_i[: len(order)]].all()
+            np.testing.assert_allclose(row_s[: len(order)], full[order], rtol=1e-6)
+            if len(order) == k:  # the unfiltered top k is mostly filtered out, the list is still full
+                assert allowed[plain[plain >= 0]].sum() < k
+            pruned_used += index._top_pruned(tokenize(q)[0], k, allowed) is not None
+    assert pruned_used > 10
+    with pytest.raises(ValueError, match="allowed"):
+        index.search(queries, 5, allowed=np.ones(10, dtype=bool))

@@ -188,6 +188,99 @@ def test_max_iter_cap_warns(caplog: pytest.LogCaptureFixture) -> None:
     assert abs(x.sum() - 1) < 1e-9
 
 
+# ---- forward push (local, sparse) against power iteration ----------------------------------
+def _dense(n: int, nodes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    out = np.zeros(n)
+    out[nodes] = scores
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("impl", ["frontier", "loop"])
+def test_push_error_bounded_by_residual_and_monotone_in_eps(seed: int, impl: str) -> None:
+    a = random_graph(seed)
+    n = a.shape[0]
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    rng = np.random.default_rng(200 + seed)
+    r = seeds(rng, n)
+    r[np.flatnonzero(deg == 0)[:1]] = 0.5  # a dangling seed sends its pushed mass back to r
+    ppr = PPR(a, damping=0.5, tol=1e-13, max_iter=500)
+    exact = ppr.run(r)
+    errors = []
+    for eps in (1e-2, 1e-3, 1e-4, 1e-5, 1e-7):
+        nodes, scores = ppr.push(np.flatnonzero(r), r[r > 0], eps=eps, impl=impl)
+        assert np.all(np.diff(nodes) > 0) and np.all(scores > 0)
+        x = _dense(n, nodes, scores)
+        assert np.all(x <= exact + 1e-12)  # push approaches the fixed point from below
+        err = np.abs(exact - x).sum()
+        assert err == pytest.approx(ppr.damping * ppr.last_residual, abs=1e-9)  # L1 error = d × residual left
+        assert ppr.last_edges <= 1.0 / ((1 - ppr.damping) * eps) + 1  # ACL work bound
+        errors.append(err)
+    assert all(b <= a_ + 1e-12 for a_, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-4
+    assert set(np.flatnonzero(x)) <= set(np.flatnonzero(exact))  # never mass outside the seeds' components
+
+
+def test_push_touches_only_the_seeds_component() -> None:
+    a = random_graph(1)
+    n = a.shape[0]
+    ppr = PPR(a, damping=0.5, tol=1e-13, max_iter=500)
+    seed_node = int(np.flatnonzero(np.asarray(a.sum(axis=1)).ravel() > 0)[0])
+    r = np.zeros(n)
+    r[seed_node] = 1.0
+    reach = set(np.flatnonzero(ppr.run(r)))
+    nodes, _ = ppr.push([seed_node], [1.0], eps=1e-9)
+    assert set(nodes.tolist()) <= reach and len(reach) < n  # other components untouched
+
+
+@pytest.mark.parametrize("impl", ["frontier", "loop"])
+def test_push_with_mask_walks_the_induced_subgraph_like_power_iteration(impl: str) -> None:
+    # path 0 - 1 - 2 - 3 without node 1: node 0 keeps no neighbour, so it is dangling and its
+    # pushed mass returns to the reset vector (itself); 2 and 3 are cut off
+    a = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]], dtype=float))
+    keep = np.array([True, False, True, True])
+    ppr = PPR(a, damping=0.5, tol=1e-13, max_iter=500)
+    x = ppr.run(np.array([1.0, 0, 0, 0]), mask=keep)
+    nodes, scores = ppr.push([0], [1.0], eps=1e-10, mask=keep, impl=impl)
+    assert x[1:].max() == 0 and nodes.tolist() == [0]
+    assert scores[0] == pytest.approx(x[0]) == pytest.approx(1.0)
+    # random graphs: same error bound and convergence as without a mask, to `run(reset, mask)`
+    for seed in range(3):
+        g = random_graph(seed)
+        n = g.shape[0]
+        rng = np.random.default_rng(300 + seed)
+        keep = rng.random(n) > 0.3
+        r = seeds(rng, n, k=12)
+        r[np.flatnonzero(keep)[:3]] = 0.5  # some seeds kept, some on excluded nodes (dropped)
+        big = PPR(g, damping=0.5, tol=1e-13, max_iter=500)
+        exact = big.run(r, mask=keep)
+        for eps in (1e-3, 1e-5, 1e-9):
+            nodes, scores = big.push(np.flatnonzero(r), r[r > 0], eps=eps, mask=keep, impl=impl)
+            assert keep[nodes].all()  # an excluded node never gets mass
+            est = _dense(n, nodes, scores)
+            assert np.all(est <= exact + 1e-12)
+            assert np.abs(exact - est).sum() == pytest.approx(big.damping * big.last_residual, abs=1e-9)
+        np.testing.assert_allclose(est, exact, atol=1e-8)
+
+
+def test_push_bad_input_raises() -> None:
+    ppr = PPR(random_graph(0), damping=0.5)
+    with pytest.raises(ValueError, match="eps"):
+        ppr.push([0], [1.0], eps=0)
+    with pytest.raises(ValueError, match="all zero"):
+        ppr.push([0], [0.0])
+    with pytest.raises(ValueError, match="node ids"):
+        ppr.push([10_000], [1.0])
+    with pytest.raises(ValueError, match="impl"):
+        ppr.push([0], [1.0], impl="magic")
+    with pytest.raises(ValueError, match="mask"):
+        ppr.run(np.ones(ppr.n), mask=np.zeros(3, dtype=bool))
+    with pytest.raises(ValueError, match="mask"):
+        ppr.push([0], [1.0], mask=np.ones(ppr.n))  # not boolean
+    with pytest.raises(ValueError, match="all zero"):
+        ppr.push([0], [1.0], mask=np.arange(ppr.n) != 0)  # the only seed excluded
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_mask_runs_on_the_induced_subgraph(seed: int) -> None:
     """Excluded nodes score exactly 0 (no reset weight, no mass flows into or through them); kept
