@@ -49,6 +49,9 @@ class IndexSnapshot:
         self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
         self._bm25 = self._open_bm25()
         self._passage_vectors = self._open_passage_vectors()
+        self.fact_vectors = self._open_unit_vectors("facts", self.n_facts)
+        """Fact embeddings (memory-mapped, row = fact), or None: the second hop scores a first hop's
+        facts against the query with them (`retrievers/hops.py`)."""
 
     def _load_tables(self) -> None:
         c = self.conn.cursor()
@@ -94,6 +97,11 @@ class IndexSnapshot:
     def passage_entities(self) -> sp.csr_matrix:
         """passage × entity mention matrix (the transpose of `entity_passages`), for row access by passage."""
         return self.entity_passages.T.tocsr()
+
+    @cached_property
+    def passage_facts(self) -> sp.csr_matrix:
+        """passage × fact matrix (the transpose of `fact_passages`), for the facts of one passage."""
+        return self.fact_passages.T.tocsr()
 
     @cached_property
     def entity_passage_counts(self) -> np.ndarray:
@@ -176,12 +184,16 @@ class IndexSnapshot:
     def _open_passage_vectors(self) -> np.ndarray | None:
         """Memory-map the passage embeddings (they feed the documents view). Mapped now, read
         only when `document_view` is first used; None when the generation has none."""
-        path = embedding_path(self.path, "passages")
+        return self._open_unit_vectors("passages", self.n_passages)
+
+    def _open_unit_vectors(self, gran: str, n_rows: int) -> np.ndarray | None:
+        """Memory-map one granularity's embeddings (row = table row); None when the generation has none."""
+        path = embedding_path(self.path, gran)
         if not path.is_file():
             return None
         vecs = open_embeddings(path)  # float32 on access, whatever the stored dtype
-        if len(vecs) != self.n_passages:
-            raise IndexCorruptError(f"{path}: passage embeddings do not match the metadata database")
+        if len(vecs) != n_rows:
+            raise IndexCorruptError(f"{path}: {gran} embeddings do not match the metadata database")
         return vecs
 
     @cached_property

@@ -18,10 +18,11 @@ import scipy.sparse as sp
 
 from hippograph.config import Config
 from hippograph.snapshot import IndexSnapshot
-from hippograph.text import is_bare_date_or_number, normalize_entity
+from hippograph.text import normalize_entity
 
 from .filters import FilterIndex, FilterView, PassageFilter
 from .fusion import minmax
+from .hops import BridgeHop, Pages, explain_hop, second_hop
 from .ppr import METHODS, PPR
 from .router import RouterResult, route
 from .sparse import SparseScores, weighted_sum
@@ -47,18 +48,6 @@ class Seed:
 
 
 @dataclass
-class BridgeHop:
-    """The second-hop step of one query (`Retriever._bridge`): the top passage taken as the first hop,
-    its bridge entities (ones the query does not name), the other entities the query names exactly,
-    and the boost each passage got."""
-
-    first_hop: int
-    bridges: list[int]
-    named: list[int]
-    boost: SparseScores
-
-
-@dataclass
 class QueryResult:
     """Ranked passage rows (the best `depth` of `search`) and the intermediate signals needed to
     explain them, as sparse per-passage (`ppr_entities`: per-entity) score vectors."""
@@ -79,12 +68,14 @@ class QueryResult:
 
 
 def hop_summary(bridge: dict[str, Any], max_via: int = 3) -> str:
-    """One line for an explanation's `bridge` record: "first hop", or "second hop from 'T':
-    about X, via Y" (at most `max_via` via entities)."""
+    """One line for an explanation's `bridge` record: "first hop" (", about the query's X" for the second
+    side of a comparison), or "second hop from 'T': about X, via Y (fact: ...)" (at most `max_via` via)."""
     if bridge["role"] != "second hop":
-        return bridge["role"]
+        named = bridge.get("named")
+        return bridge["role"] + (f", about the query's {', '.join(named)}" if named else "")
     how = ", ".join([f"about {e}" for e in bridge["about"]] + [f"via {e}" for e in bridge["via"][:max_via]])
-    return f"second hop from '{bridge['first_hop_title']}': {how}"
+    line = f"second hop from '{bridge['first_hop_title']}': {how}"
+    return line + (f" (fact: {bridge['fact']})" if bridge.get("fact") else "")
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -113,6 +104,7 @@ class Retriever:
         self._ppr_cache: dict[tuple[bool, float], PPR] = {}
         self._filter_index: FilterIndex | None = None
         self._views: dict[str, FilterView] = {}
+        self._pages: Pages | None = None
 
     # ---- metadata filters ----------------------------------------------------------------
     def passage_filter(self, filters: Any) -> PassageFilter | None:
@@ -275,7 +267,8 @@ class Retriever:
                 final = final.where(view.passages)
             bridge = None
             if mode == "hybrid" and cfg.bridge_weight > 0:
-                final, bridge = self._bridge(final, item["routed"], queries[qi], links[qi], cfg)
+                final, bridge = self._bridge(final, item["routed"], queries[qi], qv[qi], links[qi], cands["facts"], qi,
+                                             cfg, None if view is None else view.passages)
             results[qi] = self._final(
                 final, item["dense"], item["bm"], item["routed"], ppr_scores, item["router"], item["seeds"],
                 item["fact_scores"], mode, fallback, depth=depth, view=view,
@@ -437,41 +430,20 @@ class Retriever:
         return weighted_sum([(w, ppr.minmax()), (1.0 - w, routed.minmax())], routed.n)
 
     def _bridge(
-        self, fused: SparseScores, routed: SparseScores, query: str, linked: list[tuple[str, int, float]], cfg: Config
+        self, fused: SparseScores, routed: SparseScores, query: str, qvec: np.ndarray,
+        linked: list[tuple[str, int, float]], fact_cands: tuple[np.ndarray, np.ndarray], qi: int, cfg: Config,
+        keep: np.ndarray | None,
     ) -> tuple[SparseScores, BridgeHop | None]:
-        """Second hop: the top passage is taken as the first hop and kept first (+`bridge_weight`).
-        Every other passage gains `bridge_weight` · reach · minmax(routed score), where reach is
-        - 1 if its title names a bridge — an entity of the first hop the query does not name ("the
-          director of Jump for Glory" → Raoul Walsh) — or another entity the query names exactly
-          (the second side of "Which river is longer, the Vell or the Corran?");
-        - else idf(bridge) of the rarest bridge it mentions; 0 without one.
-        Bare dates and numbers ("1873") never bridge: they tie unrelated passages together.
-        So the passage about the bridge that also fits the rest of the question comes next."""
-        snap = self.snap
-        if not fused.any():
+        """Second hop (retrievers/hops.py): first hops, bridge entities weighted by relation fit, boosts.
+        hops.py works on dense per-passage arrays (O(passages) per query, see its module docstring)."""
+        if self._pages is None:
+            self._pages = Pages(self.snap)
+        final, hop = second_hop(self.snap, self._pages, fused.toarray(), routed.toarray(), query, linked,
+                                fact_cands[1][qi], fact_cands[0][qi], cfg, qvec=qvec, keep=keep)
+        if hop is None:
             return fused, None
-        top = int(fused.top(1)[0])
-        query_norm = f" {normalize_entity(query)} "
-        linked_ids = {e for _, e, _ in linked}
-        counts = snap.entity_passage_counts
-        bridges = [
-            int(e) for e in snap.passage_entities[top].indices
-            if counts[e] >= 2 and int(e) not in linked_ids and f" {snap.entities[e]} " not in query_norm
-            and not is_bare_date_or_number(snap.entities[e])
-        ]
-        top_about = set(snap.title_entities[top].indices.tolist())
-        named = sorted({e for _, e, sim in linked if sim >= 1.0 and e not in top_about})
-        if not bridges and not named:
-            return fused, None
-        n = fused.n
-        reach = SparseScores.zeros(n)
-        if bridges:
-            sub = snap.entity_passages[bridges].tocoo()
-            reach = SparseScores.max_at(n, sub.col, snap.entity_idf[bridges][sub.row])
-        about = snap.title_entities[:, bridges + named].tocoo()
-        reach = reach.with_values(about.row, 1.0).with_values([top], 0.0)
-        boost = reach.times(routed.minmax()).scaled(cfg.bridge_weight).with_values([top], cfg.bridge_weight)
-        return fused.plus(boost), BridgeHop(top, bridges, named, boost)
+        hop.boost = SparseScores.from_dense(hop.boost)
+        return SparseScores.from_dense(final), hop
 
     def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None, *,
                depth: int | None = None, view: "FilterView | None" = None) -> QueryResult:
@@ -519,22 +491,9 @@ class Retriever:
             by_mass = ents[np.lexsort((ents, -mass))]
             out["passage_entities_by_ppr"] = [snap.entities[e] for e in by_mass[:10]]
         if result.bridge is not None:
-            hop = result.bridge
-            if p == hop.first_hop:
-                out["bridge"] = {"role": "first hop", "boost": round(hop.boost.at(p), 6)}
-            elif hop.boost.at(p) > 0:
-                titled = set(snap.title_entities[p].indices.tolist())
-                about = [e for e in hop.bridges + hop.named if e in titled]  # what this passage is about
-                via = sorted((e for e in hop.bridges if e not in titled and snap.entity_passages[e, p]),
-                             key=lambda e: -snap.entity_idf[e])  # other bridges it mentions, rarest first
-                out["bridge"] = {
-                    "role": "second hop",
-                    "first_hop": snap.passage_ids[hop.first_hop],
-                    "first_hop_title": snap.passage_titles[hop.first_hop],
-                    "about": [snap.entities[e] for e in about],
-                    "via": [snap.entities[e] for e in via[:5]],
-                    "boost": round(hop.boost.at(p), 6),
-                }
+            record = explain_hop(snap, result.bridge, p)
+            if record is not None:
+                out["bridge"] = record
         if result.router is not None:
             out["router"] = {
                 "weights": {k: round(v, 4) for k, v in result.router.weights.items()},

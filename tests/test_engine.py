@@ -46,10 +46,11 @@ def test_bridge_passage_comes_second(hg):
     assert first == {"role": "first hop", "boost": pytest.approx(Config().bridge_weight)}
     assert second["role"] == "second hop" and second["first_hop_title"] == "Kessel Shipworks"
     assert second["about"] == ["arvid lenholm"] and second["via"] == []  # about the bridge; shares nothing else
-    assert 0 < second["boost"] <= Config().bridge_weight
+    assert second["boost"] > 0 and hits[1].score < hits[0].score  # path score: below its first hop
     assert third is None  # shares no entity with the first hop
     assert hop_summary(first) == "first hop"
-    assert hop_summary(second) == "second hop from 'Kessel Shipworks': about arvid lenholm"
+    assert hop_summary(second) == ("second hop from 'Kessel Shipworks': about arvid lenholm "
+                                   "(fact: kessel shipworks founded by arvid lenholm)")
 
 
 def test_bridges_exclude_what_the_query_names(hg):
@@ -62,11 +63,18 @@ def test_bridges_exclude_what_the_query_names(hg):
 
 
 def test_second_named_entity_of_a_comparison(hg):
-    """Both sides of a comparison are named; the side not in the first hop counts as its second hop."""
-    hits = hg.retrieve("Who was born first, Olaf Brandt or Arvid Lenholm?", top_k=2, explain=True)
+    """Both sides of a comparison are named; the passage about the side not in the top passage is a
+    first hop too (`bridge_sides`); with bridge_sides=0 it is a second hop of the top passage."""
+    q = "Who was born first, Olaf Brandt or Arvid Lenholm?"
+    hits = hg.retrieve(q, top_k=2, explain=True)
     assert [h.doc_id for h in hits] == ["brandt", "lenholm"]
     ex = hits[1].explanation["bridge"]
-    assert ex["role"] == "second hop" and ex["about"] == ["arvid lenholm"] and ex["via"] == []
+    assert ex["role"] == "first hop" and ex["named"] == ["arvid lenholm"]
+    assert hop_summary(ex) == "first hop, about the query's arvid lenholm"
+    hits = hg.retrieve(q, top_k=2, explain=True, bridge_sides=0)
+    assert [h.doc_id for h in hits] == ["brandt", "lenholm"]
+    ex = hits[1].explanation["bridge"]
+    assert ex["role"] == "second hop" and ex["about"] == ["arvid lenholm"] and ex["entity"] == "arvid lenholm"
 
 
 def test_bridge_only_reorders_after_the_first_hop(hg):
@@ -81,7 +89,8 @@ def test_bridge_only_reorders_after_the_first_hop(hg):
     assert boosted.sum() >= 2
     np.testing.assert_allclose(bridged.scores[~boosted], plain.scores[~boosted])
     np.testing.assert_allclose(bridged.scores - plain.scores, bridged.bridge.boost)
-    assert snap.passage_titles[int(np.argmax(bridged.bridge.boost))] == "Kessel Shipworks"
+    assert bridged.bridge.boost[bridged.ranking[0]] == pytest.approx(hg.config.bridge_weight)
+    assert snap.passage_titles[int(np.argmax(bridged.bridge.boost))] == "Arvid Lenholm"  # the path to the bridge
     for mode in ("ppr", "dense", "bm25"):
         a = hg.retrieve(TWO_HOP, top_k=5, mode=mode, bridge_weight=0.0)
         b = hg.retrieve(TWO_HOP, top_k=5, mode=mode, explain=True)
