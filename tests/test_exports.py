@@ -134,3 +134,28 @@ def test_parquet_without_pyarrow_names_the_extra(sample_index, tmp_path, capsys,
     assert cli_main(["export", str(sample_index), "--triples", str(tmp_path / "t.parquet")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "hippograph[parquet]" in err and not (tmp_path / "t.parquet").exists()
+
+
+@pytest.mark.parametrize("name", ["t.jsonl", "t.csv", "t.parquet", "g.graphml"])
+def test_an_export_that_fails_half_way_keeps_the_previous_file(hg, tmp_path, monkeypatch, name):
+    """A write that dies part-way (full disk, Ctrl-C) leaves the earlier export intact and no temp file."""
+    from hippograph import exports
+
+    target = tmp_path / name
+    write = exports.write_graphml if name.endswith("graphml") else exports.write_triples
+    write(hg.snapshot, target)
+    before = target.read_bytes()
+
+    def dying(original):
+        def gen(snap):
+            it = original(snap)
+            yield next(it)
+            raise OSError(28, "No space left on device")
+        return gen
+
+    monkeypatch.setattr(exports, "iter_triples", dying(exports.iter_triples))
+    monkeypatch.setattr(exports, "iter_edges", dying(exports.iter_edges))
+    with pytest.raises(OSError):
+        write(hg.snapshot, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
