@@ -83,6 +83,17 @@ class Pages:
         self.snap = snap
         self._by_entity = snap.title_entities.T.tocsr()
         self._memo: dict[int, np.ndarray] = {}
+        self._page_memo: dict[int, bool] = {}
+
+    def is_page(self, e: int) -> bool:
+        """True when the passages about `e` are one document's (the entity's own page, maybe chunked). A
+        title shared by many documents (every turn of a chat session, every log entry of a day) names a
+        category, not a page: no path score and no comparison side comes from it."""
+        got = self._page_memo.get(e)
+        if got is None:
+            docs = {self.snap.passage_doc_ids[p] for p in self.about(e).tolist()}
+            got = self._page_memo[e] = len(docs) == 1
+        return got
 
     def about(self, e: int) -> np.ndarray:
         got = self._memo.get(e)
@@ -158,6 +169,8 @@ def second_hop(
     if cfg.bridge_sides > 0 and named:
         best: dict[int, int] = {}
         for e in named:
+            if not pages.is_page(e):
+                continue
             about_e = [int(p) for p in pages.about(e) if p != top and (keep is None or keep[p])]
             if about_e:
                 best[e] = max(about_e, key=lambda p: fused[p])
@@ -205,9 +218,10 @@ def second_hop(
         for b in bridges:
             fit = fit_b[b]
             fit_of[b] = max(fit_of.get(b, 0.0), fit)
+            path = cfg.bridge_path * head[h] * fit if pages.is_page(b) else 0.0
             for p in pages.about(b).tolist():
                 value = max(fused[p] + w * relevance[p],  # reach 1, whatever the relation
-                            cfg.bridge_path * head[h] * fit * (1.0 - PAGE_FIT + PAGE_FIT * relevance[p]))
+                            path * (1.0 - PAGE_FIT + PAGE_FIT * relevance[p]))
                 if value > final[p]:
                     final[p] = value
                     links[p] = Link(h, b, fits[b][1], about=True)
