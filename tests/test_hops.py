@@ -137,3 +137,39 @@ def test_single_first_hop_without_sides(hg):
     snap = hg.snapshot
     reached_from = {snap.passage_titles[link.first_hop] for link in res.bridge.links.values()}
     assert reached_from == {snap.passage_titles[res.bridge.first_hop]}
+
+
+SHARED_TITLE_DOCS = [
+    {"id": "harbor", "title": "Harbor Lights",
+     "text": "Harbor Lights is a 1962 Danish drama film directed by Edda Morvane. The film stars Pell Arnquist."},
+    # three documents share one title that names the bridge entity (as every turn of a chat session shares
+    # its session's title): a category, not the entity's own page
+    *({"id": f"log{i}", "title": "Edda Morvane",
+       "text": f"Entry {i}: the weather in Esbjerg was {w} and the harbour was {h}."}
+      for i, (w, h) in enumerate([("grey", "quiet"), ("windy", "busy"), ("calm", "empty")])),
+]
+
+
+def test_a_title_shared_by_many_documents_is_not_a_page(hg, tmp_path):
+    """The path score (a page reached from its first hop, mostly whatever its own similarity) is for an
+    entity's own page. Passages under a title shared by several documents get at most the reach-1 boost
+    (w · own fit), so a session's worth of turns cannot jump behind the top passage together."""
+    from hippograph.retrievers.hops import Pages
+
+    snap = hg.snapshot
+    assert Pages(snap).is_page(snap.entity_index["edda morvane"])  # one document: her page
+
+    src = tmp_path / "docs.jsonl"
+    src.write_text("\n".join(json.dumps(d) for d in SHARED_TITLE_DOCS), encoding="utf-8")
+    HippoGraph.build(src, tmp_path / "index", Config()).close()
+    with HippoGraph.open(tmp_path / "index") as shared:
+        s = shared.snapshot
+        e = s.entity_index["edda morvane"]
+        pages = Pages(s)
+        assert len(pages.about(e)) == 3 and not pages.is_page(e)
+        res = shared.retriever.search([COMPOSITIONAL], shared.config, "hybrid")[0]
+        assert res.bridge is not None and s.passage_doc_ids[res.bridge.first_hop] == "harbor"
+        assert e in res.bridge.bridges
+        w = shared.config.bridge_weight
+        for p in pages.about(e).tolist():
+            assert res.bridge.boost[p] <= w + 1e-9, (s.passage_ids[p], float(res.bridge.boost[p]))
