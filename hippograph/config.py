@@ -199,7 +199,8 @@ class Config:
     named entities are first hops (both sides of a comparison), ranked right after the top passage;
     0 = the top passage only."""
     bridge_path: float = 0.9
-    """Second-hop step: a passage about a bridge entity (its title names it) scores up to this share of its
+    """Second-hop step: the entity's own page (a passage whose title names a bridge entity, when the
+    passages so titled are one document's) scores up to this share of its
     first hop's score, times the bridge's relation fit (exp((fit − best fit)/0.05), fit = the query's
     similarity to the first hop's fact that introduces the bridge, from the stored fact embeddings) and
     (¾ + ¼ its routed fit to the question) (`retrievers/hops.py`); 0 = off. 2wiki_dev300 R@2/R@5 at

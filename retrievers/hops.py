@@ -9,7 +9,8 @@ does not name is a bridge. A bridge is weighted by its relation fit: the query's
 first hop's fact that connects it (every fact of the first hop is scored with the index's stored
 fact embeddings: "gaby: a true story directed by luis mandoki" fits "the director of ..."), so the
 director outranks the cast. A passage about a bridge (its title names it) scores the better of
-w · its own fit (any page a first hop leads to) and its path score (first hop × relation fit, mostly
+w · its own fit (any page a first hop leads to) and, when it is the entity's own page (the passages
+about the entity are one document's, not a title shared by a chat session's turns), its path score (first hop × relation fit, mostly
 independent of its own similarity to the question, which is low exactly when the question names the
 film and not the director); one that only mentions a bridge gains w · idf · relation fit · own fit.
 A filter's excluded passages are never first hops and never gain. Every boosted passage keeps the
