@@ -240,7 +240,9 @@ def slope(rows: list[dict], key: str) -> float | None:
     return math.log(y1 / y0) / math.log(x1 / x0)
 
 
-STAGES = ("chunk", "extract", "tables", "embed", "synonymy", "write", "graph", "vectors", "lexical")
+STAGES = ("chunk", "extract", "embed passages", "embed sentences", "embed facts", "embed entities", "synonymy",
+          "merge", "graph", "vectors", "BM25")
+"""The build report's stage names (hippograph index --json `timings`), in the order they run."""
 
 
 def report(results: dict[str, dict], out: Path) -> None:
