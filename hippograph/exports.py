@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import HippoGraphError
+from .format import replaced_on_success
 
 if TYPE_CHECKING:
     from .snapshot import IndexSnapshot
@@ -44,18 +43,6 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 # ---- triples ---------------------------------------------------------------------------------
-@contextmanager
-def _replaced_on_success(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path` and rename it over `path` only when the block finishes: an
-    export that fails half-way (full disk, Ctrl-C, a damaged index) leaves the old file, never a torn one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def iter_triples(snap: "IndexSnapshot") -> Iterator[dict[str, Any]]:
     """Every (fact, passage) statement, ordered by passage: one row per `TRIPLE_FIELDS`."""
     rows = snap.conn.cursor()
@@ -105,7 +92,7 @@ def write_triples(snap: "IndexSnapshot", path: str | Path, *, batch_rows: int = 
     fmt = triples_format(path)
     path = Path(path)
     rows = iter_triples(snap)
-    with _replaced_on_success(path) as tmp:
+    with replaced_on_success(path) as tmp:
         return _write_parquet(rows, tmp, batch_rows) if fmt == "parquet" else _write_text_triples(rows, tmp, fmt)
 
 
@@ -189,7 +176,7 @@ def _write_data(out: IO[str], attrs: dict[str, Any], prefix: str) -> None:
 def write_graphml(snap: "IndexSnapshot", path: str | Path) -> Path:
     """Stream the graph as GraphML (readable by Gephi, networkx, igraph, yEd)."""
     path = Path(path)
-    with _replaced_on_success(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+    with replaced_on_success(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         out.write('<?xml version="1.0" encoding="UTF-8"?>\n'
                   '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
                   'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -237,6 +238,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+@contextmanager
+def replaced_on_success(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it over `path` only when the block finishes, so a write
+    that fails half-way (full disk, Ctrl-C) keeps the previous file and leaves no temp behind."""
+    tmp = _tmp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
