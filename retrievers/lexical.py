@@ -175,8 +175,8 @@ class BM25Index:
         return all(self._term_sorted[t] == 1 for t in terms)
 
     def _top_touched(self, ids: list[int], allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Every document in the query's lists with its score (np.unique + bincount over the postings
-        alone: for queries of rare words, cheaper than anything corpus-long)."""
+        """Every document in the query's lists with its score: np.unique + bincount over the postings alone,
+        cheaper than anything corpus-long for queries of rare words (and needing no order in the lists)."""
         docs = np.concatenate([self.indices[self.indptr[t]:self.indptr[t + 1]] for t in ids])
         vals = np.concatenate([self.data[self.indptr[t]:self.indptr[t + 1]] for t in ids])
         cand, inv = np.unique(docs, return_inverse=True)
@@ -194,10 +194,11 @@ class BM25Index:
         keeps just its documents scoring at least θ, so the kept pool stays near k. Returns (documents,
         float32 scores), every document tied in float32 with the k-th included.
 
-        MaxScore-style skipping (reading the cheapest lists only for candidates of the others) and
-        block-max bounds were measured and lose here: on MuSiQue-shaped queries at 1M documents a block's
-        candidates number a third of the skipped lists' postings, so binary searches cost more than
-        reading the lists (eval/results/bm25_topk.md)."""
+        MaxScore skipping (the lists of the terms with the smallest maximum contributions looked up by
+        binary search for the other lists' candidates only) and block-max bounds were measured and lose
+        on MuSiQue-shaped queries: at 1M documents a block's candidates number a third or more of the
+        skipped lists' postings, so the binary searches cost more than reading the lists, and with
+        documents in no topical order every block's bound stays above θ (eval/results/bm25_topk.md)."""
         n, step, dt = self.num_docs, self.block_docs, self.indices.dtype
         edges = np.append(np.arange(0, n, step), n).astype(dt)
         cuts = {t: self.indptr[t] + np.searchsorted(self.indices[self.indptr[t]:self.indptr[t + 1]], edges)
