@@ -45,12 +45,29 @@ clock = time.process_time
 include waiting for a core. Query embedding runs on 2 torch threads, so its CPU time can exceed its wall time."""
 
 
+def real_questions(dataset: str, n_questions: int) -> list[str]:
+    """The first `n_questions` questions of `dataset` that have gold passages."""
+    from eval.datasets import load_dataset
+
+    return [q.question for q in load_dataset(dataset).queries if q.gold][:n_questions]
+
+
+def bm25_query_terms(bm, questions: list[str]) -> list[list[tuple[float, np.ndarray]]]:
+    """Per question, per query term in the index: (its df as a share of the corpus, its BM25 values)."""
+    from hippograph.retrievers.lexical import tokenize
+
+    df = np.diff(bm.indptr)
+    out = []
+    for toks in tokenize(questions):
+        ids = [bm.token_to_id[t] for t in toks if t in bm.token_to_id]
+        out.append([(df[i] / bm.num_docs, np.asarray(bm.data[bm.indptr[i]:bm.indptr[i + 1]])) for i in ids])
+    return out
+
+
 # ---- profile of a real index -------------------------------------------------------------------
 def profile(index: Path, dataset: str, n_questions: int) -> dict[str, Any]:
     """Per-passage densities of a real index and of its real queries."""
-    from eval.datasets import load_dataset
     from hippograph import HippoGraph
-    from hippograph.retrievers.lexical import tokenize
 
     hg = HippoGraph.open(index)
     s = hg.snapshot
@@ -59,18 +76,14 @@ def profile(index: Path, dataset: str, n_questions: int) -> dict[str, Any]:
     ep = a[:ne, ne:].tocsr()
     ee = a[:ne, :ne]
     bm = s.bm25
-    df = np.diff(bm.indptr)
-    questions = [q.question for q in load_dataset(dataset).queries if q.gold][:n_questions]
-    term_fracs, q_terms = [], []
-    for toks in tokenize(questions):
-        ids = [bm.token_to_id[t] for t in toks if t in bm.token_to_id]
-        q_terms.append([(df[i] / n, np.asarray(bm.data[bm.indptr[i]:bm.indptr[i + 1]])) for i in ids])
+    questions = real_questions(dataset, n_questions)
+    q_terms = bm25_query_terms(bm, questions)
     reset_sizes = []
     orig = hg.retriever._run_ppr
 
-    def spy(resets, cfg):
+    def spy(resets, cfg, *rest):
         reset_sizes.extend(len(nodes) for nodes, _ in resets)
-        return orig(resets, cfg)
+        return orig(resets, cfg, *rest)
 
     hg.retriever._run_ppr = spy
     hg.retrieve_many(questions, top_k=10)

@@ -77,6 +77,12 @@ def tokenize(texts: str | Sequence[str]) -> list[list[str]]:
 class BM25Index:
     """BM25 (Lucene variant) over a fixed list of texts; document ids are list positions."""
 
+    block_docs: int = 1 << 16
+    """Documents per block of `_top_blocks`: one block's float64 scores (512 KB) stay in cache."""
+    touched_share: float = 1 / 16
+    """A query whose lists hold fewer postings than this share of the documents is ranked over the
+    documents in its lists only (`_top_touched`); `_top_blocks` otherwise. Both give the same result."""
+
     def __init__(
         self,
         vocab: list[str],
@@ -97,8 +103,8 @@ class BM25Index:
         self.num_docs = int(num_docs)
         self.k1 = float(k1)
         self.b = float(b)
-        self._term_max: np.ndarray | None = None
-        self._rows_sorted: bool | None = None
+        self._term_sorted: np.ndarray | None = None  # see _lists_ascending
+        self.last_blocks = 0  # blocks `_top_blocks` scanned for the last query (0: it ranked the touched documents)
 
     # ---- construction ------------------------------------------------------------
     @classmethod
@@ -156,71 +162,69 @@ class BM25Index:
             sel_val = np.concatenate([self.data[s:e] for s, e in zip(starts, ends)])
         return np.bincount(sel_idx, weights=sel_val, minlength=self.num_docs).astype(np.float32)
 
-    def _prepare_pruning(self) -> bool:
-        """Per-term maximum contribution and whether each term's documents are ascending (bm25s writes
-        them so), computed once; False when pruning cannot be used."""
-        if self._rows_sorted is None:
-            lengths = np.diff(self.indptr)
-            term_max = np.zeros(len(lengths), dtype=np.float64)
-            nonempty = lengths > 0
-            if nonempty.any():
-                term_max[nonempty] = np.maximum.reduceat(self.data, self.indptr[:-1][nonempty])
-            steps = np.diff(self.indices.astype(np.int64))
-            within = np.ones(len(steps), dtype=bool)
-            boundaries = self.indptr[1:-1]
-            within[boundaries[(boundaries > 0) & (boundaries <= len(steps))] - 1] = False
-            self._term_max = term_max
-            self._rows_sorted = bool(np.all(steps[within] > 0))
-        return self._rows_sorted
+    def _lists_ascending(self, terms: set[int]) -> bool:
+        """Whether these terms' document lists are ascending (bm25s writes them so), checked on a term's
+        first query and kept: one byte per vocabulary word, and lists never queried are never read (an
+        index may be memory-mapped)."""
+        if self._term_sorted is None:
+            self._term_sorted = np.zeros(len(self.vocab), dtype=np.int8)  # 0 unknown, 1 ascending, 2 not
+        for t in terms:
+            if self._term_sorted[t] == 0:
+                docs = self.indices[self.indptr[t]:self.indptr[t + 1]]
+                self._term_sorted[t] = 1 if bool(np.all(docs[1:] > docs[:-1])) else 2
+        return all(self._term_sorted[t] == 1 for t in terms)
 
-    def _top_pruned(self, tokens: list[str], k: int, allowed: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Exact top-k without reading every posting (MaxScore, Turtle & Flood 1995): score the rarest
-        terms' lists in full until the k-th best partial score θ exceeds the most the remaining terms
-        could add (Σ of their maximum contributions), so no document outside those lists can reach
-        the top k; the remaining terms are then looked up for the candidates only (binary search in
-        their ascending lists). Only `allowed` documents count (θ among them), so a filter never
-        truncates the list. None when pruning does not pay (the caller scores every document)."""
-        ids = [self.token_to_id[t] for t in tokens if t in self.token_to_id]
-        if not ids or not self._prepare_pruning():
-            return None
-        terms, mult = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)  # repeated words count twice
-        df = self.indptr[terms + 1] - self.indptr[terms]
-        order = np.argsort(df, kind="stable")
-        terms, mult, df = terms[order], mult[order], df[order]
-        ub = mult * self._term_max[terms]
-        rest = np.append(np.cumsum(ub[::-1])[::-1], 0.0) * (1 + 1e-9)  # rest[j] = most terms j.. can add
-        budget = self.num_docs // 4  # past this many postings scoring everything is cheaper
-        for j in range(1, len(terms)):
-            if df[:j].sum() > budget:
-                return None
-            if df[:j].sum() < k:
-                continue
-            cand, partial = self._sum_lists(terms[:j], mult[:j])
+    def _top_touched(self, ids: list[int], allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Every document in the query's lists with its score: np.unique + bincount over the postings alone,
+        cheaper than anything corpus-long for queries of rare words (and needing no order in the lists)."""
+        docs = np.concatenate([self.indices[self.indptr[t]:self.indptr[t + 1]] for t in ids])
+        vals = np.concatenate([self.data[self.indptr[t]:self.indptr[t + 1]] for t in ids])
+        cand, inv = np.unique(docs, return_inverse=True)
+        # bincount adds in list order, term by term in query order: the float64 sums of _scores_for_tokens
+        s = np.bincount(inv, weights=vals, minlength=cand.size).astype(np.float32)
+        keep = s > 0 if allowed is None else (s > 0) & allowed[cand]
+        return cand[keep].astype(np.int64), s[keep]
+
+    def _top_blocks(self, ids: list[int], k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k candidates scanning the documents in blocks of `block_docs` with a running threshold.
+
+        A block's scores are one bincount of the query lists' postings inside it (each list is cut at the
+        block edges by binary search), in a block-long array: no corpus-long temporary, no partition over
+        every document. θ, the k-th best score met so far (allowed documents only), only grows; a block
+        keeps just its documents scoring at least θ, so the kept pool stays near k. Returns (documents,
+        float32 scores), every document tied in float32 with the k-th included.
+
+        MaxScore skipping (the lists of the terms with the smallest maximum contributions looked up by
+        binary search for the other lists' candidates only) and block-max bounds were measured and lose
+        on MuSiQue-shaped queries: at 1M documents a block's candidates number a third or more of the
+        skipped lists' postings, so the binary searches cost more than reading the lists, and with
+        documents in no topical order every block's bound stays above θ (eval/results/bm25_topk.md)."""
+        n, step, dt = self.num_docs, self.block_docs, self.indices.dtype
+        edges = np.append(np.arange(0, n, step), n).astype(dt)
+        cuts = {t: self.indptr[t] + np.searchsorted(self.indices[self.indptr[t]:self.indptr[t + 1]], edges)
+                for t in set(ids)}  # cuts[t][b]: where block b starts in term t's list
+        theta = 0.0  # a document scoring below θ cannot be in the top k (0: fewer than k found yet)
+        pool_doc, pool_s = np.zeros(0, dtype=np.int64), np.zeros(0)
+        self.last_blocks = len(edges) - 1
+        for b in range(len(edges) - 1):
+            b0, b1 = int(edges[b]), int(edges[b + 1])
+            spans = [(cuts[t][b], cuts[t][b + 1]) for t in ids]  # query order: the float64 sums of `scores`
+            docs = np.concatenate([self.indices[lo:hi] for lo, hi in spans], dtype=np.intp)
+            docs -= b0
+            vals = np.concatenate([self.data[lo:hi] for lo, hi in spans], dtype=np.float64)
+            s = np.bincount(docs, weights=vals, minlength=b1 - b0)
+            hit = np.flatnonzero(s >= theta) if theta > 0 else np.flatnonzero(s > 0)
             if allowed is not None:
-                sel = allowed[cand]
-                cand, partial = cand[sel], partial[sel]
-            if cand.size < k:
-                continue
-            theta = np.partition(partial, cand.size - k)[cand.size - k]
-            if theta > rest[j]:
-                for t, m in zip(terms[j:], mult[j:]):
-                    lo, hi = self.indptr[t], self.indptr[t + 1]
-                    docs = self.indices[lo:hi]
-                    pos = np.searchsorted(docs, cand)
-                    pos_c = np.minimum(pos, hi - lo - 1)
-                    hit = docs[pos_c] == cand
-                    partial[hit] += m * self.data[lo:hi][pos_c[hit]]
-                return cand, partial
-        return None
-
-    def _sum_lists(self, terms: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(documents in any of these terms' lists ascending, their summed contributions)."""
-        idx = np.concatenate([self.indices[self.indptr[t]:self.indptr[t + 1]] for t in terms])
-        val = np.concatenate([m * self.data[self.indptr[t]:self.indptr[t + 1]].astype(np.float64)
-                              for t, m in zip(terms, mult)])
-        cand, inv = np.unique(idx, return_inverse=True)
-        return cand.astype(np.int64), np.bincount(inv, weights=val, minlength=cand.size)
+                hit = hit[allowed[b0 + hit]]
+            pool_doc = np.concatenate([pool_doc, hit + b0])
+            pool_s = np.concatenate([pool_s, s[hit]])
+            if pool_s.size >= k:
+                # 1e-6 below the k-th best float64 score: a document further below has a float32 score
+                # strictly under the k-th's (several float32 steps), so no float32 tie is lost
+                theta = float(np.partition(pool_s, pool_s.size - k)[pool_s.size - k]) * (1 - 1e-6)
+                keep = pool_s >= theta
+                pool_doc, pool_s = pool_doc[keep], pool_s[keep]
+        return pool_doc, pool_s.astype(np.float32)
 
     def scores(self, query: str) -> np.ndarray:
         """Dense BM25 score of `query` against every document (float32, length len(self))."""
@@ -252,18 +256,18 @@ class BM25Index:
         out_idx = np.full((nq, k), -1, dtype=np.int64)
         kk = min(k, self.num_docs)
         for qi, tokens in enumerate(tokenize(queries)):
-            pruned = self._top_pruned(tokens, kk, allowed) if kk < self.num_docs else None
-            if pruned is not None:
-                cand, cs = pruned[0], pruned[1].astype(np.float32)  # float32 like the full scores (same ties)
+            ids = [self.token_to_id[t] for t in tokens if t in self.token_to_id]  # a repeated word counts twice
+            self.last_blocks = 0
+            if not ids:
+                continue
+            postings = int(sum(self.indptr[t + 1] - self.indptr[t] for t in ids))
+            if postings < self.touched_share * self.num_docs or not self._lists_ascending(set(ids)):
+                cand, cs = self._top_touched(ids, allowed)
             else:
-                s = self._scores_for_tokens(tokens)
-                if allowed is not None:
-                    s[~allowed] = 0.0  # dropped with the other zero scores below
-                if kk < self.num_docs:  # every document tied with the k-th, so ties go to the lower index
-                    cand = np.flatnonzero(s >= np.partition(s, self.num_docs - kk)[self.num_docs - kk])
-                else:
-                    cand = np.arange(self.num_docs)
-                cs = s[cand]
+                cand, cs = self._top_blocks(ids, kk, allowed)
+            if cand.size > kk:  # keep every document tied with the k-th: ties go to the lower index
+                cut = cs >= np.partition(cs, cand.size - kk)[cand.size - kk]
+                cand, cs = cand[cut], cs[cut]
             order = np.lexsort((cand, -cs))[:kk]  # score desc, then index asc
             top, top_s = cand[order], cs[order]
             keep = top_s > 0

@@ -168,58 +168,116 @@ def test_load_errors_name_the_problem(index: BM25Index, tmp_path: Path) -> None:
         BM25Index.load(tmp_path)
 
 
-def test_pruned_top_k_equals_scoring_every_document():
-    """MaxScore pruning (rare terms scored in full, the rest looked up for candidates) returns exactly
-    the top k of the full score vector, on a corpus with rare and very common words."""
+def _reference_top(index: BM25Index, query: str, k: int, allowed: np.ndarray | None = None):
+    """The documented top k from the dense score vector: allowed documents only, positive scores,
+    best first, ties by lower index; padded with -1 / 0 like `search`."""
+    full = index.scores(query)
+    if allowed is not None:
+        full = np.where(allowed, full, np.float32(0))
+    order = np.lexsort((np.arange(len(full)), -full))[:k]
+    order = order[full[order] > 0]
+    ids = np.full(k, -1, dtype=np.int64)
+    scores = np.zeros(k, dtype=np.float32)
+    ids[: len(order)], scores[: len(order)] = order, full[order]
+    return scores, ids
+
+
+def _assert_search_is_reference(index: BM25Index, queries: list[str], k: int, allowed=None) -> None:
+    scores, ids = index.search(queries, k, allowed=allowed)
+    for q, row_s, row_i in zip(queries, scores, ids):
+        ref_s, ref_i = _reference_top(index, q, k, allowed)
+        assert row_i.tolist() == ref_i.tolist(), (q, k)
+        assert row_s.dtype == np.float32 and np.array_equal(row_s, ref_s), (q, k)  # bit for bit
+
+
+def _random_corpus(rng: np.random.Generator, n_docs: int, n_words: int) -> tuple[list[str], list[str]]:
+    """Zipf-like words (a few in most documents, many rare), some documents repeated (exact ties)."""
+    words = [f"w{i}" for i in range(n_words)]
+    p = 1.0 / np.arange(1, n_words + 1)
+    p /= p.sum()
+    docs = [" ".join(rng.choice(words, rng.integers(1, 12), p=p)) for _ in range(n_docs)]
+    for i in rng.choice(n_docs, n_docs // 5):  # duplicates: identical scores, ties broken by index
+        docs[int(rng.integers(n_docs))] = docs[i]
+    return docs, words
+
+
+def test_search_equals_dense_scoring_on_random_corpora():
+    """Both top-k paths (blocks with a running threshold, touched documents) and the default choice
+    return exactly the dense scores' top k — indices and float32 scores — for random corpora and
+    queries: k from 1 to past the corpus size, repeated and unknown words, single words, filters
+    keeping 1-100 % of the documents, many ties, blocks from 1 document to the whole corpus."""
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        n_docs = int(rng.integers(1, 400))
+        docs, words = _random_corpus(rng, n_docs, int(rng.integers(3, 60)))
+        index = BM25Index.build(docs)
+        queries = [" ".join(rng.choice(words + ["absentword"], int(rng.integers(1, 7)))) for _ in range(6)]
+        queries += [str(rng.choice(words)), f"{words[0]} {words[0]} {words[-1]}", "absentword"]
+        masks = [None] + [rng.random(n_docs) < share for share in (0.01, 0.1, 0.5, 1.0)]
+        for touched_share, block_docs in ((0.0, int(rng.integers(1, 80))), (0.0, 1 << 16), (np.inf, 1 << 16),
+                                          (BM25Index.touched_share, int(rng.integers(1, 40)))):
+            index.touched_share, index.block_docs = touched_share, block_docs
+            for k in {1, 2, 5, max(1, n_docs // 3), n_docs, n_docs + 5}:
+                for allowed in masks:
+                    _assert_search_is_reference(index, queries, k, allowed)
+
+
+def test_block_scan_runs_on_common_words_and_touched_documents_on_rare_ones():
+    """On a corpus with common and rare words the default choice scans blocks (the running threshold
+    over many blocks) for common words and ranks the touched documents for rare ones; both exact."""
     rng = np.random.default_rng(0)
-    common = [f"common{i}" for i in range(5)]
-    rare = [f"rare{i}" for i in range(300)]
-    docs = []
-    for _ in range(3000):
-        words = list(rng.choice(common, rng.integers(1, 5))) + list(rng.choice(rare, rng.integers(1, 6)))
-        docs.append(" ".join(words))
-    index = BM25Index.build(docs)
-    queries = [" ".join(rng.choice(rare, 3)) + " " + " ".join(rng.choice(common, 3)) for _ in range(40)]
-    queries += ["rare1 rare1 common0", "common0 common1", "rare7"]
-    pruned_used = 0
-    for k in (5, 50):
-        scores, ids = index.search(queries, k)
-        for q, row_s, row_i in zip(queries, scores, ids):
-            full = index.scores(q)
-            order = np.lexsort((np.arange(len(full)), -full))[:k]
-            order = order[full[order] > 0]
-            assert row_i[: len(order)].tolist() == order.tolist(), q
-            np.testing.assert_allclose(row_s[: len(order)], full[order], rtol=1e-6)
-            pruned_used += index._top_pruned(tokenize(q)[0], k) is not None
-    assert pruned_used > 20  # the pruned path did run (not only the full fallback)
-
-
-def test_allowed_top_k_is_the_top_of_the_allowed_documents():
-    """`allowed` (a metadata filter): the top k of the allowed documents, in the MaxScore and the full
-    path alike — not the allowed part of the unfiltered top k, so a filter never shortens the list."""
-    rng = np.random.default_rng(1)
     common = [f"common{i}" for i in range(5)]
     rare = [f"rare{i}" for i in range(300)]
     docs = [" ".join(list(rng.choice(common, rng.integers(1, 5))) + list(rng.choice(rare, rng.integers(1, 6))))
             for _ in range(3000)]
     index = BM25Index.build(docs)
-    queries = [" ".join(rng.choice(rare, 3)) + " " + " ".join(rng.choice(common, 3)) for _ in range(30)]
-    queries += ["common0 common1", "rare7"]
+    index.block_docs = 256
     allowed = rng.random(3000) < 0.2
-    pruned_used = 0
-    for k in (5, 50):
-        scores, ids = index.search(queries, k, allowed=allowed)
-        unfiltered = index.search(queries, k)[1]
-        for q, row_s, row_i, plain in zip(queries, scores, ids, unfiltered):
-            full = np.where(allowed, index.scores(q), 0.0)
-            order = np.lexsort((np.arange(len(full)), -full))[:k]
-            order = order[full[order] > 0]
-            assert row_i[: len(order)].tolist() == order.tolist(), q
-            assert np.all(row_i[len(order):] == -1) and allowed[row_i[: len(order)]].all()
-            np.testing.assert_allclose(row_s[: len(order)], full[order], rtol=1e-6)
-            if len(order) == k:  # the unfiltered top k is mostly filtered out, the list is still full
-                assert allowed[plain[plain >= 0]].sum() < k
-            pruned_used += index._top_pruned(tokenize(q)[0], k, allowed) is not None
-    assert pruned_used > 10
+    mixed = [" ".join(rng.choice(rare, 3)) + " " + " ".join(rng.choice(common, 3)) for _ in range(20)]
+    for k in (5, 50, 1000):
+        for q in mixed + ["common0 common1", "common3"]:
+            for mask in (None, allowed):
+                _assert_search_is_reference(index, [q], k, mask)
+                index.search(q, k, allowed=mask)
+                assert index.last_blocks == -(-3000 // 256), q  # every block scanned, θ carried across
+        for q in ("rare7", "rare7 rare8 rare8"):
+            _assert_search_is_reference(index, [q], k, allowed)
+            assert index.last_blocks == 0, q
+    # the filter gives the top k of the allowed documents: the unfiltered top 50 is mostly filtered
+    # out, the filtered list is still full
+    q = "common0 common1 rare3"
+    plain = index.search(q, 50)[1][0]
+    _, ids = index.search(q, 50, allowed=allowed)
+    assert allowed[plain].sum() < 50 and (ids[0] >= 0).all() and allowed[ids[0]].all()
     with pytest.raises(ValueError, match="allowed"):
-        index.search(queries, 5, allowed=np.ones(10, dtype=bool))
+        index.search(mixed, 5, allowed=np.ones(10, dtype=bool))
+
+
+def test_lists_out_of_order_are_ranked_over_touched_documents():
+    """An index whose lists are not ascending (not written by bm25s) cannot be cut into blocks by binary
+    search; search still returns the exact top k."""
+    vocab = ["alpha", "beta"]
+    indices = np.array([5, 1, 3, 0, 2, 4, 5, 1], dtype=np.int32)  # alpha: 5 1 3 (descending then up)
+    data = np.array([1.0, 2.0, 1.5, 0.5, 0.5, 0.7, 0.2, 0.9], dtype=np.float32)
+    index = BM25Index(vocab, data, indices, np.array([0, 3, 8], dtype=np.int64), 6)
+    index.touched_share = 0.0  # would scan blocks if the lists allowed it
+    for k in (1, 3, 6, 9):
+        _assert_search_is_reference(index, ["alpha", "beta", "alpha beta beta"], k)
+        assert index.last_blocks == 0
+
+
+def test_float32_ties_keep_the_lower_index_in_every_path():
+    """Scores are summed in float64 and returned in float32: two documents whose float64 sums differ but
+    round to the same float32 are tied, so the lower index wins even though its float64 sum is smaller
+    (the block scan's threshold must not drop it when the other arrives in a later block)."""
+    tiny = np.float32(2.0 ** -30)  # 1 + 2^-30 and 1 + 2^-29 are both 1.0 in float32
+    vocab = ["xx", "yy"]
+    indices = np.array([0, 1, 0, 1], dtype=np.int32)
+    data = np.array([1.0, 1.0, tiny, 2 * tiny], dtype=np.float32)
+    index = BM25Index(vocab, data, indices, np.array([0, 2, 4], dtype=np.int64), 2)
+    assert index.scores("xx yy")[0] == index.scores("xx yy")[1]
+    for touched_share, block_docs in ((0.0, 1), (np.inf, 1), (BM25Index.touched_share, 1 << 16)):
+        index.touched_share, index.block_docs = touched_share, block_docs
+        scores, ids = index.search("xx yy", 1)
+        assert ids[0].tolist() == [0] and scores[0, 0] == np.float32(1.0)
+        _assert_search_is_reference(index, ["xx yy", "yy xx", "yy"], 2)
