@@ -301,7 +301,7 @@ class Retriever:
         weights = [np.asarray([s.weight for s in seeds], dtype=np.float64)]
         if cfg.use_passage_priors or not seeds:
             prior = routed.minmax() if routed.any() else routed
-            if prior.fill != 0:  # every passage has a prior: only possible when all are candidates
+            if prior.fill != 0 and not prior.covers_all():  # every passage has a prior (a small corpus)
                 prior = SparseScores(prior.n, np.arange(prior.n), prior.toarray())
             nodes.append(prior.idx + self.snap.n_entities)
             weights.append(prior.val * (cfg.passage_node_weight if seeds else 1.0))
@@ -434,16 +434,12 @@ class Retriever:
         linked: list[tuple[str, int, float]], fact_cands: tuple[np.ndarray, np.ndarray], qi: int, cfg: Config,
         keep: np.ndarray | None,
     ) -> tuple[SparseScores, BridgeHop | None]:
-        """Second hop (retrievers/hops.py): first hops, bridge entities weighted by relation fit, boosts.
-        hops.py works on dense per-passage arrays (O(passages) per query, see its module docstring)."""
+        """Second hop (retrievers/hops.py): first hops, bridge entities weighted by relation fit, boosts;
+        reads and writes scores only at the passages the hop reaches."""
         if self._pages is None:
             self._pages = Pages(self.snap)
-        final, hop = second_hop(self.snap, self._pages, fused.toarray(), routed.toarray(), query, linked,
-                                fact_cands[1][qi], fact_cands[0][qi], cfg, qvec=qvec, keep=keep)
-        if hop is None:
-            return fused, None
-        hop.boost = SparseScores.from_dense(hop.boost)
-        return SparseScores.from_dense(final), hop
+        return second_hop(self.snap, self._pages, fused, routed, query, linked,
+                          fact_cands[1][qi], fact_cands[0][qi], cfg, qvec=qvec, keep=keep)
 
     def _final(self, scores, dense, bm, routed, ppr, router, seeds, fact_scores, mode, fallback=None, *,
                depth: int | None = None, view: "FilterView | None" = None) -> QueryResult:

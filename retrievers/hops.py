@@ -27,7 +27,7 @@ from hippograph.config import Config
 from hippograph.snapshot import IndexSnapshot
 from hippograph.text import is_bare_date_or_number, normalize_entity
 
-from .fusion import minmax
+from .sparse import SparseScores
 
 
 @dataclass
@@ -50,7 +50,8 @@ class BridgeHop:
     first_hop: int
     bridges: list[int]
     named: list[int]
-    boost: np.ndarray
+    boost: SparseScores
+    """Per passage: its final score minus its fused score (non-zero only where the hop raised it)."""
     first_hops: list[int] = field(default_factory=list)
     relation_fit: dict[int, float] = field(default_factory=dict)
     """Bridge entity → its relation fit in [0, 1] (1 = the best-fitting bridge of its first hop)."""
@@ -143,8 +144,8 @@ def _relation_fit(snap: IndexSnapshot, p: int, bridges: list[int], facts: dict[i
 def second_hop(
     snap: IndexSnapshot,
     pages: Pages,
-    fused: np.ndarray,
-    routed: np.ndarray,
+    fused: SparseScores,
+    routed: SparseScores,
     query: str,
     linked: list[tuple[str, int, float]],
     fact_ids: np.ndarray,
@@ -152,14 +153,17 @@ def second_hop(
     cfg: Config,
     qvec: np.ndarray | None = None,
     keep: np.ndarray | None = None,
-) -> tuple[np.ndarray, BridgeHop | None]:
+) -> tuple[SparseScores, BridgeHop | None]:
     """Fused scores plus the second-hop boost (see the module docstring); None when nothing to hop from.
     `qvec`: the query embedding (relation fit over every fact of a first hop); `keep`: a filter's
-    passage mask — only kept passages are first hops or gain a boost (`fused` is 0 elsewhere)."""
+    passage mask — only kept passages are first hops or gain a boost (`fused` is 0 elsewhere).
+    Scores are read and written only at the passages the hop touches (a dict of new scores over the
+    sparse fused vector), so a query costs what its first hops reach, not the corpus size."""
     if not fused.any():
         return fused, None
     w = cfg.bridge_weight
-    top = int(np.argmax(fused))
+    top = int(fused.top(1)[0])
+    at = fused.at
     query_norm = f" {normalize_entity(query)} "
     linked_ids = {e for _, e, _ in linked}
     top_about = set(snap.title_entities[top].indices.tolist())
@@ -174,23 +178,30 @@ def second_hop(
                 continue
             about_e = [int(p) for p in pages.about(e) if p != top and (keep is None or keep[p])]
             if about_e:
-                best[e] = max(about_e, key=lambda p: fused[p])
-        for e, p in sorted(best.items(), key=lambda ep: -fused[ep[1]])[: cfg.bridge_sides]:
+                best[e] = max(about_e, key=at)
+        for e, p in sorted(best.items(), key=lambda ep: -at(ep[1]))[: cfg.bridge_sides]:
             if p not in sides:
                 sides[p] = e
                 first_hops.append(p)
 
-    relevance = minmax(routed)
-    final = fused.copy()
+    relevance = routed.minmax()
+    final: dict[int, float] = {}  # passage → its new score (every other passage keeps its fused score)
     links: dict[int, Link] = {}
     fit_of: dict[int, float] = {}
     all_bridges: list[int] = []
     facts = _fact_scores(fact_ids, fact_sims)
     floor = min(facts.values()) if facts else 0.0
     idf = snap.entity_idf
-    head = {h: fused[h] + w for h in first_hops}  # first hops: +w (the top passage stays first)
+    f_top = at(top)
+    head = {h: at(h) + w for h in first_hops}  # first hops: +w (the top passage stays first)
     for h in first_hops[1:]:  # sides rank right after the top passage, in their fused order
-        head[h] = fused[top] + w * (1.0 + fused[h] / fused[top]) / 2
+        head[h] = f_top + w * (1.0 + at(h) / f_top) / 2
+
+    def raise_to(p: int, value: float, link: Link) -> None:
+        if value > final.get(p, at(p)):
+            final[p] = value
+            links[p] = link
+
     for h in first_hops:
         bridges = _bridges_of(snap, pages, h, linked_ids, query_norm)
         if not bridges:
@@ -205,44 +216,47 @@ def second_hop(
         mentioned = [b for b in bridges if counts[b] >= 2]
         if mentioned:
             mention = snap.entity_passages[mentioned].tocoo()
-            gain = w * idf[mentioned][mention.row] * relevance[mention.col]
+            gain = w * idf[mentioned][mention.row] * relevance.values_at(mention.col)
             gain = gain * np.array([fit_b[b] for b in mentioned])[mention.row]
+            base = fused.values_at(mention.col)
             for i in np.argsort(-gain, kind="stable").tolist():
                 p, b = int(mention.col[i]), mentioned[mention.row[i]]
                 if p in pages.about(b):
                     continue  # a page about the bridge is scored by its path below
-                if fused[p] + gain[i] > final[p]:
-                    final[p] = fused[p] + gain[i]
-                    links[p] = Link(h, b, fits[b][1], about=False)
+                raise_to(p, base[i] + gain[i], Link(h, b, fits[b][1], about=False))
         # passages about a bridge: the better of reach 1 (w · own fit, as for any entity page the first hop
         # leads to) and the path score, first hop × relation fit × (mostly fixed, part own) fit
         for b in bridges:
             fit = fit_b[b]
             fit_of[b] = max(fit_of.get(b, 0.0), fit)
             path = cfg.bridge_path * head[h] * fit if pages.is_page(b) else 0.0
-            for p in pages.about(b).tolist():
-                value = max(fused[p] + w * relevance[p],  # reach 1, whatever the relation
-                            path * (1.0 - PAGE_FIT + PAGE_FIT * relevance[p]))
-                if value > final[p]:
-                    final[p] = value
-                    links[p] = Link(h, b, fits[b][1], about=True)
+            about_b = pages.about(b)
+            for p, f_p, r_p in zip(about_b.tolist(), fused.values_at(about_b).tolist(),
+                                   relevance.values_at(about_b).tolist()):
+                value = max(f_p + w * r_p,  # reach 1, whatever the relation
+                            path * (1.0 - PAGE_FIT + PAGE_FIT * r_p))
+                raise_to(p, value, Link(h, b, fits[b][1], about=True))
     # passages about the other named entities that are not first hops keep the old reach (1 × fit)
     for e in named:
-        for p in pages.about(e).tolist():
-            value = fused[p] + w * relevance[p]
-            if p not in sides and value > final[p]:
-                final[p] = value
-                links[p] = Link(top, e, None, about=True)
+        about_e = pages.about(e)
+        for p, f_p, r_p in zip(about_e.tolist(), fused.values_at(about_e).tolist(),
+                               relevance.values_at(about_e).tolist()):
+            if p not in sides:
+                raise_to(p, f_p + w * r_p, Link(top, e, None, about=True))
     if not all_bridges and not named:
         return fused, None
     for h in first_hops:
         final[h] = head[h]
         links.pop(h, None)
     if keep is not None:  # a filtered-out passage is never reached
-        final = np.where(keep, final, fused)
+        final = {p: v for p, v in final.items() if keep[p]}
         links = {p: link for p, link in links.items() if keep[p]}
-    boost = final - fused
-    return final, BridgeHop(top, all_bridges, named, boost, first_hops, fit_of, links, sides)
+    ids = np.fromiter(sorted(final), dtype=np.int64, count=len(final))
+    values = np.array([final[p] for p in ids.tolist()], dtype=np.float64)
+    boost = values - fused.values_at(ids)
+    changed = boost != 0
+    boosted = SparseScores(fused.n, ids[changed], boost[changed])
+    return fused.with_values(ids, values), BridgeHop(top, all_bridges, named, boosted, first_hops, fit_of, links, sides)
 
 
 def explain_hop(snap: IndexSnapshot, hop: BridgeHop, p: int) -> dict[str, Any] | None:

@@ -139,6 +139,28 @@ def test_single_first_hop_without_sides(hg):
     assert reached_from == {snap.passage_titles[res.bridge.first_hop]}
 
 
+
+def test_hybrid_query_never_builds_a_corpus_long_score_vector(hg, monkeypatch):
+    """Candidate-only scoring through the second hop: with every dense conversion of a score vector
+    made to fail, the three hop questions give the same hits, scores and explanations as before
+    (a query costs what its candidates and first hops reach, not the corpus size)."""
+    from hippograph.retrievers.sparse import SparseScores
+
+    questions = [COMPOSITIONAL, COMPARISON, INFERENCE]
+    before = [[(h.doc_id, h.score, h.explanation) for h in hits]
+              for hits in hg.retrieve_many(questions, top_k=6, explain=True)]
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"a {self.n}-long score vector was made dense during a query")
+
+    monkeypatch.setattr(SparseScores, "toarray", refuse)
+    after = [[(h.doc_id, h.score, h.explanation) for h in hits]
+             for hits in hg.retrieve_many(questions, top_k=6, explain=True)]
+    assert after == before
+    res = hg.retriever.search([COMPOSITIONAL], hg.config, "hybrid")[0]
+    assert isinstance(res.bridge.boost, SparseScores)
+    assert 0 < res.bridge.boost.idx.size < hg.snapshot.n_passages  # only the reached passages are stored
+
 SHARED_TITLE_DOCS = [
     {"id": "harbor", "title": "Harbor Lights",
      "text": "Harbor Lights is a 1962 Danish drama film directed by Edda Morvane. The film stars Pell Arnquist."},
