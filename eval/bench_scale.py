@@ -180,7 +180,8 @@ def build_and_measure(name: str, src: list[str], more: list[str], idx: Path, que
     a = run_measured(hippograph_cmd() + ["index", *more, "--index", str(idx), "--no-delete", *common], log)
     added = (a["json"] or {}).get("added", {})
     res.update(add_s=a["wall"], add_peak_rss_tree=a["peak_rss_tree"], add_passages=added.get("passages"),
-               add_documents=added.get("documents"), add_load=a["load"])
+               add_documents=added.get("documents"), add_load=a["load"],
+               add_timings=(a["json"] or {}).get("timings", {}))
     print(f"[{name}] add {added} in {a['wall']:.0f} s, peak RSS {a['peak_rss_tree'] / 2**20:.0f} MiB", flush=True)
     if not args.keep:
         shutil.rmtree(idx, ignore_errors=True)
@@ -267,6 +268,15 @@ def report(results: dict[str, dict], out: Path) -> None:
         tm = r["timings"]
         cells = [f"{r['passages'] / tm[s]:,.0f}" if tm.get(s) else "—" for s in STAGES]
         lines.append(f"| {r['target']} | " + " | ".join(cells) + " |")
+    added = [r for r in rows if r.get("add_timings")]
+    if added:
+        names = [s for s in ("total",) + STAGES if any(r["add_timings"].get(s) for r in added)]
+        lines += ["", "Add 1 %: seconds per stage (the add's own report) and as a share of the build's seconds:", "",
+                  "| target | " + " | ".join(names) + " | add / build |", "|---|" + "---:|" * (len(names) + 1)]
+        for r in added:
+            tm = r["add_timings"]
+            cells = [f"{tm[s]:.1f}" if tm.get(s) else "—" for s in names]
+            lines.append(f"| {r['target']} | " + " | ".join(cells) + f" | {r['add_s'] / r['build_s']:.1%} |")
     synth = [r for r in rows if r["kind"] == "synthetic"]
     s_t, s_m = slope(synth, "build_s"), slope(synth, "build_peak_rss_tree")
     if s_t is not None:
@@ -314,8 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the built indexes in --work")
     ap.add_argument("--checkout", type=Path, default=ROOT,
                     help="hippograph checkout to measure, e.g. /work/main for a 'before' (default: this one)")
+    ap.add_argument("--report-only", action="store_true", help="re-render --out from its .json without measuring")
     ap.add_argument("--query-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.report_only:
+        report(json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8")), args.out)
+        print(args.out.read_text(encoding="utf-8"))
+        return 0
     if args.query_child:
         _query_child(args.query_child[0], args.query_child[1], int(args.query_child[2]))
         return 0
