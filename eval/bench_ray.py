@@ -27,7 +27,9 @@ TABLES = ("documents", "passages", "sentences", "entities", "facts", "fact_passa
 def _rows(hg: HippoGraph) -> dict[str, list]:
     conn = sqlite3.connect(hg.dir.generation_path(hg.manifest) / "meta.sqlite")
     try:
-        return {t: sorted(map(repr, conn.execute(f"SELECT * FROM {t}").fetchall())) for t in TABLES}
+        out = {t: sorted(map(repr, conn.execute(f"SELECT * FROM {t}").fetchall())) for t in TABLES}
+        out["synonyms_raw"] = conn.execute("SELECT a, b, score, kind FROM synonyms").fetchall()
+        return out
     finally:
         conn.close()
 
@@ -38,11 +40,12 @@ def main() -> None:
     ap.add_argument("--shard-passages", type=int, default=256)
     ap.add_argument("--embedder", default="tfidf")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--precision", default="auto", help="Config.embedding_precision (sentence-transformers)")
     ap.add_argument("--out", default=None, help="append a markdown section here")
     args = ap.parse_args()
     import ray
 
-    base = Config(embedder=args.embedder, shard_passages=args.shard_passages)
+    base = Config(embedder=args.embedder, shard_passages=args.shard_passages, embedding_precision=args.precision)
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -58,23 +61,33 @@ def main() -> None:
             hg = HippoGraph.build(args.corpus, Path(tmp) / f"ray{actors}",
                                   base.replace(executor="ray", ray_concurrency=actors))
             dt = time.perf_counter() - t0
-            results.append((actors, dt, _rows(hg) == reference, hg.stats()["passages"]))
+            rows = _rows(hg)
+            diff = {t: len(set(rows[t]) ^ set(reference[t])) for t in TABLES if rows[t] != reference[t]}
+            if "synonyms" in diff:  # scores are cosines of independently computed vectors: compare pairs + 1e-3
+                pairs = lambda rs: {(a, b, kind): score for a, b, score, kind in rs}
+                got, ref = pairs(rows["synonyms_raw"]), pairs(reference["synonyms_raw"])
+                worst = max((abs(got[k] - ref[k]) for k in got.keys() & ref.keys()), default=0.0)
+                diff["synonyms"] = (f"{len(got.keys() ^ ref.keys())} pairs differ of {len(ref)}, "
+                                    f"scores of the others within {worst:.1e}")
+            results.append((actors, dt, diff, hg.stats()["passages"]))
         ray.shutdown()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     load = os.getloadavg()
     n = results[0][3]
     lines.append(f"## Ray vs local executor — {Path(args.corpus).name}, {n} passages, "
-                 f"shard_passages {args.shard_passages}, embedder {args.embedder}")
+                 f"shard_passages {args.shard_passages}, embedder {args.embedder}, precision {args.precision}")
     lines.append("")
     lines.append(f"Command: `python -m eval.bench_ray --corpus {args.corpus} --shard-passages {args.shard_passages}"
-                 f" --embedder {args.embedder} --cpus {args.cpus}`; commit {commit}; {platform.machine()}, "
+                 f" --embedder {args.embedder} --precision {args.precision} --cpus {args.cpus}`; commit {commit}; "
+                 f"{platform.machine()}, "
                  f"{os.cpu_count()} cores; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.")
     lines.append("")
     lines.append("| executor | actors | build s | passages/s | vs local | same tables as local |")
     lines.append("|---|---|---|---|---|---|")
     lines.append(f"| local | – | {t_local:.1f} | {n / t_local:.1f} | 1.00 | – |")
-    for actors, dt, same, _ in results:
-        lines.append(f"| ray | {actors} | {dt:.1f} | {n / dt:.1f} | {dt / t_local:.2f} | {'yes' if same else 'NO'} |")
+    for actors, dt, diff, _ in results:
+        same = "yes" if not diff else "NO: " + ", ".join(f"{t}: {c}" for t, c in diff.items())
+        lines.append(f"| ray | {actors} | {dt:.1f} | {n / dt:.1f} | {dt / t_local:.2f} | {same} |")
     lines.append("")
     lines.append(f"`ray.init(num_cpus={args.cpus})` took {t_init:.1f} s (not included above).")
     text = "\n".join(lines) + "\n"
