@@ -197,8 +197,10 @@ def second_hop(
     for h in first_hops[1:]:  # sides rank right after the top passage, in their fused order
         head[h] = f_top + w * (1.0 + at(h) / f_top) / 2
 
+    fused_at = dict(zip(fused.idx.tolist(), fused.val.tolist()))  # the candidates' scores, for many lookups
+
     def raise_to(p: int, value: float, link: Link) -> None:
-        if value > final.get(p, at(p)):
+        if value > final.get(p, fused_at.get(p, fused.fill)):
             final[p] = value
             links[p] = link
 
@@ -218,12 +220,20 @@ def second_hop(
             mention = snap.entity_passages[mentioned].tocoo()
             gain = w * idf[mentioned][mention.row] * relevance.values_at(mention.col)
             gain = gain * np.array([fit_b[b] for b in mentioned])[mention.row]
-            base = fused.values_at(mention.col)
-            for i in np.argsort(-gain, kind="stable").tolist():
-                p, b = int(mention.col[i]), mentioned[mention.row[i]]
-                if p in pages.about(b):
-                    continue  # a page about the bridge is scored by its path below
-                raise_to(p, base[i] + gain[i], Link(h, b, fits[b][1], about=False))
+            rows, cols = mention.row, mention.col
+            about_bridge = np.zeros(cols.size, dtype=bool)  # a page about the bridge is scored by its path below
+            for j, b in enumerate(mentioned):
+                sel = np.flatnonzero(rows == j)
+                about_bridge[sel] = np.isin(cols[sel], pages.about(b))
+            order = np.argsort(-gain, kind="stable")
+            order = order[~about_bridge[order]]
+            # per passage only its best mention can raise it (the first in that order, as one by one)
+            _, first = np.unique(cols[order], return_index=True)
+            best = order[first]
+            value = fused.values_at(cols[best]) + gain[best]
+            for i, p, v in zip(best.tolist(), cols[best].tolist(), value.tolist()):
+                b = mentioned[rows[i]]
+                raise_to(p, v, Link(h, b, fits[b][1], about=False))
         # passages about a bridge: the better of reach 1 (w · own fit, as for any entity page the first hop
         # leads to) and the path score, first hop × relation fit × (mostly fixed, part own) fit
         for b in bridges:
