@@ -163,7 +163,11 @@ def second_hop(
         return fused, None
     w = cfg.bridge_weight
     top = int(fused.top(1)[0])
-    at = fused.at
+    fused_at = dict(zip(fused.idx.tolist(), fused.val.tolist()))  # the candidates' scores, for many lookups
+
+    def at(p: int) -> float:
+        return fused_at.get(p, fused.fill)
+
     query_norm = f" {normalize_entity(query)} "
     linked_ids = {e for _, e, _ in linked}
     top_about = set(snap.title_entities[top].indices.tolist())
@@ -197,10 +201,8 @@ def second_hop(
     for h in first_hops[1:]:  # sides rank right after the top passage, in their fused order
         head[h] = f_top + w * (1.0 + at(h) / f_top) / 2
 
-    fused_at = dict(zip(fused.idx.tolist(), fused.val.tolist()))  # the candidates' scores, for many lookups
-
     def raise_to(p: int, value: float, link: Link) -> None:
-        if value > final.get(p, fused_at.get(p, fused.fill)):
+        if value > final.get(p, at(p)):
             final[p] = value
             links[p] = link
 
