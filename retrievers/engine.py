@@ -144,16 +144,20 @@ class Retriever:
             # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
             return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
         kk, lists = view.widen(gran, k, len(index), cfg.spann_max_lists)
-        scores, ids = view.keep_units(gran, *index.search(q, kk, max_lists=lists), k)
+        allowed = view.vector_mask(gran, index)
+        if allowed is not None:  # the index skips excluded entries itself: k is enough
+            kk = min(k, len(index))
+        kw = {} if allowed is None else {"allowed": allowed}
+        scores, ids = view.keep_units(gran, *index.search(q, kk, max_lists=lists, **kw), k)
         # a query whose neighbours are mostly filtered out comes back short: search it again, wider,
         # so the candidates are the best kept units, not the kept part of the best ones
         want = min(k, int(view.units(gran).sum()))
         for _ in range(WIDEN_RETRIES):
             short = np.flatnonzero((ids >= 0).sum(axis=1) < want)
-            if not short.size or kk >= len(index):
+            if not short.size or (kk >= len(index) and allowed is None):
                 break
             kk, lists = min(len(index), kk * 4), lists * 2
-            scores[short], ids[short] = view.keep_units(gran, *index.search(q[short], kk, max_lists=lists), k)
+            scores[short], ids[short] = view.keep_units(gran, *index.search(q[short], kk, max_lists=lists, **kw), k)
         return scores, ids
 
     def _document_search(self, q: np.ndarray, k: int, view: "FilterView | None" = None) -> tuple[np.ndarray, np.ndarray]:
