@@ -319,18 +319,21 @@ def test_models_named_by_path_in_an_index_are_never_loaded(index, tmp_path, capl
 
 # ---- fuzz: random byte damage anywhere in an index -------------------------------------------------------
 def test_random_byte_damage_ends_in_success_or_index_corrupt_error():
-    """200 mutations (HG_FUZZ_MUTATIONS for more) of random bytes of every file of a small index;
-    each trial opens, queries in all modes, lists documents and runs `check` in a child process
-    (a signal would be recorded as a bad outcome). The ≥ 2,000-mutation run: eval/results/fuzz.md."""
+    """200 mutations (HG_FUZZ_MUTATIONS for more) of random bytes of every file of a small format-v2
+    index (int8 embeddings; SPANN posting lists of ids for sentences, facts and entities, a flat index
+    for passages); each trial opens, queries in all modes, lists documents and runs `check` in a child
+    process (a signal would be recorded as a bad outcome). The ≥ 2,000-mutation runs: eval/results/fuzz.md."""
     n = int(os.environ.get("HG_FUZZ_MUTATIONS", "200"))
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "eval.fuzz_index", "--mutations", str(n), "--seed", "15", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "eval.fuzz_index", "--mutations", str(n), "--seed", "15",
+                           "--spann-min-vectors", "20", "--json"],
                           cwd=root, capture_output=True, text=True, timeout=1200,
                           env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
     summary = json.loads(proc.stdout)
     assert summary["bad"] == [], summary["bad"][:3]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sum(summary["counts"].values()) == n and summary["counts"].get("corrupt", 0) > n // 4
+    assert summary["vectors"] == {"passages": "flat", "sentences": "spann", "facts": "spann", "entities": "spann"}
     # `check` hashes every file: it finds every damage except edits of the manifest that keep it valid
     assert set(summary["check_said_ok_files"]) <= {"manifest.json"}
 
