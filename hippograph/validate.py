@@ -372,7 +372,10 @@ def check_vector_index(vdir: Path, index: Any, id_space: int, dim: int | None, w
     stored id (live ids, and every SPANN posting-list entry this generation covers) in [0, id_space)
     — the rows of the embeddings file, or the vector-id map's length once a delete renumbered rows —,
     and SPANN's per-list offsets and LSH bucket offsets inside the posting file. O(entries): one
-    vectorised min/max over the posting ids (a memory map), the per-list tables are per head."""
+    vectorised min/max over the posting ids (a memory map), the per-list tables are per head.
+    Reads the tables the index's own search uses (`_header`, `_lists`, `_eid`) instead of reading the
+    files a second time: indexers/ has no public accessor for them, and changing indexers/ re-keys
+    every cached eval index."""
     files = index._header.get("files", {})
 
     def named(role: str) -> Path:
@@ -387,7 +390,7 @@ def check_vector_index(vdir: Path, index: Any, id_space: int, dim: int | None, w
     if lists is None:  # a flat index: its ids are all it holds
         return
     post = index._header["postings"]
-    check_range(vdir / str(post["ids"]), index._eid, 0, id_space, f"{what} posting-list ids")
+    check_range(vdir / str(post.get("ids", "header.json")), index._eid, 0, id_space, f"{what} posting-list ids")
     n = int(post["n_entries"])
     start, length = lists.start, lists.length
     if length.size and int(length.min()) < 0:
