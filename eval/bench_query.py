@@ -124,6 +124,7 @@ def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]
              "_run_ppr": "PPR", "_bridge": "second-hop bridge"}
     saved = {attr: getattr(r, attr) for attr in names}
     own = set(vars(r))  # instance attributes (embed, mentions); the rest are methods of the class
+    parallel, r.parallel_mentions = r.parallel_mentions, False  # one thread: exclusive times add up
     try:
         for attr, fn in saved.items():
             if fn is not None:  # no mention extractor without spaCy
@@ -139,6 +140,7 @@ def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]
             else:
                 vars(r).pop(attr, None)
         vars(r).pop("search", None)
+        r.parallel_mentions = parallel
     n = len(questions)
     total = sum(timer.totals.values()) / n * 1000.0
     split = {k: v / n * 1000.0 for k, v in timer.totals.items()}

@@ -153,7 +153,9 @@ def dequantize(codes: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
     """float32 rows from stored codes (and int8 scales)."""
     if scales is None:
         return np.asarray(codes, dtype=np.float32)
-    return np.asarray(codes, dtype=np.float32) * np.asarray(scales, dtype=np.float32)[:, None]
+    out = np.array(codes, dtype=np.float32)  # a fresh array, scaled in place (no second n × dim temporary)
+    out *= np.asarray(scales, dtype=np.float32)[:, None]
+    return out
 
 
 class Embeddings:

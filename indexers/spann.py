@@ -733,8 +733,12 @@ class SpannIndex:
                 prev = end
 
     # ------------------------------------------------------------------ search
+    accepts_allowed = True
+    """`search` takes `allowed`: a filtered search scores only the entries it keeps."""
+
     def search(self, queries: Any, k: int, *, max_lists: int | None = None, dist_ratio: float | None = None,
-               lsh_radius: Any = _UNSET, sketch_frac: Any = _UNSET) -> tuple[np.ndarray, np.ndarray]:
+               lsh_radius: Any = _UNSET, sketch_frac: Any = _UNSET,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k: (scores, ids) of shape (nq, k), or (k,) for a 1-D query.
 
         max_lists: probe at most this many nearest lists [SearchInternalResultNum].
@@ -748,6 +752,9 @@ class SpannIndex:
             k), the ones nearest in Hamming distance to the query's sketch for their list;
             None scores every probed entry. An index without sketches (sketch_bits=0 or
             written before sketches existed) raises ValueError for a non-None value.
+        allowed: boolean mask over vector ids; probed entries whose id it does not keep (or
+            that lie outside it) are dropped before their vectors are read, so a filtered
+            search returns the top-k kept entries of the probed lists and reads only those.
         Defaults come from the build parameters. Padding: id -1 with score -inf (ip) /
         +inf (l2). Work done → ``self.last_stats``.
         """
@@ -759,6 +766,8 @@ class SpannIndex:
         radius = p.lsh_radius if lsh_radius is _UNSET else lsh_radius
         frac = p.sketch_frac if sketch_frac is _UNSET else sketch_frac
         _check_search(max_lists, dist_ratio, radius, p.lsh_bits, frac)
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=bool).ravel()
         if frac is not None and self._sketch is None:
             raise ValueError(f"{self.path}: sketch_frac={frac!r} needs per-entry sketches, but this index has "
                              "none (built with sketch_bits=0 or by an older hippograph); rebuild it with "
@@ -778,7 +787,7 @@ class SpannIndex:
                     if frac is not None and i % _SKETCH_BLOCK == 0:
                         sk = self._sketch_context(HI[i:i + _SKETCH_BLOCK], float(frac))
                     s, ids = self._search_one(Q[i], HD[i], HI[i], k, float(dist_ratio),
-                                              None if qproj is None else qproj[i], masks, stats, sk)
+                                              None if qproj is None else qproj[i], masks, stats, sk, allowed)
                     scores[i, :s.size] = s
                     out_ids[i, :ids.size] = ids
         row = posting_row_bytes(self._header)
@@ -819,13 +828,18 @@ class SpannIndex:
         return sel, (starts[:, None] + lo).ravel(), (hi_ - lo).ravel().astype(np.int64), rowsel.ravel()
 
     def _sketch_select(self, q: np.ndarray, sel: np.ndarray, starts: np.ndarray, lens: np.ndarray,
-                       own: np.ndarray, k: int, sk: "_SketchContext", stats: SearchStats) -> np.ndarray:
+                       own: np.ndarray, k: int, sk: "_SketchContext", stats: SearchStats,
+                       allowed: np.ndarray | None = None) -> np.ndarray:
         """Posting rows (ascending) of the probed slices to score exactly: the sk.frac
         fraction (≥ k) whose sketches are nearest the query's code for their list."""
-        total = int(lens.sum())
-        rows = np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        rows = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        owner = np.repeat(own, lens)
+        if allowed is not None:
+            keep = _kept(self._eid[rows], allowed)
+            rows, owner = rows[keep], owner[keep]
+        total = int(rows.size)
         qc = self._sketch.query_codes(q, *sk.terms(sel))
-        dist = hamming(self._sk[rows], qc[np.repeat(own, lens)])
+        dist = hamming(self._sk[rows], qc[owner])
         stats.sketch_entries += total
         keep = min(total, max(k, int(math.ceil(sk.frac * total))))
         if keep < total:
@@ -834,7 +848,8 @@ class SpannIndex:
 
     def _search_one(self, q: np.ndarray, hd: np.ndarray, hi: np.ndarray, k: int, dist_ratio: float,
                     qproj: np.ndarray | None, masks: np.ndarray | None,
-                    stats: SearchStats, sk: "_SketchContext | None" = None) -> tuple[np.ndarray, np.ndarray]:
+                    stats: SearchStats, sk: "_SketchContext | None" = None,
+                    allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         sel, starts, lens, own = self._probe(hd, hi, dist_ratio, qproj, masks)
         stats.lists_probed += int(sel.size)
         nz = lens > 0
@@ -843,15 +858,18 @@ class SpannIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         o = np.argsort(starts)
         if sk is not None:
-            return self._score_rows(q, self._sketch_select(q, sel, starts[o], lens[o], own[o], k, sk, stats),
+            return self._score_rows(q, self._sketch_select(q, sel, starts[o], lens[o], own[o], k, sk, stats, allowed),
                                     k, stats)
         ends = (starts + lens)[o].tolist()
         starts = starts[o].tolist()
         total = int(lens.sum())
+        vec, eid = self._vec, self._eid
+        if allowed is not None:  # read only the kept entries (ids first, vectors of the kept ones)
+            rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(starts, ends)])
+            return self._score_rows(q, rows[_kept(np.asarray(eid[rows]), allowed)], k, stats)
         stats.entries_read += total
         # score contiguous slices of the mapped posting file in place, in file order: no
         # gather copy (measured 0.70 vs 1.11 ms CPU for 128 lists at 1M vectors)
-        vec, eid = self._vec, self._eid
         if vec is None:  # ids-only posting lists: gather the probed entries' vectors by id
             I = np.concatenate([eid[a:b] for a, b in zip(starts, ends)])
             V = np.asarray(self._fetch(I), dtype=np.float32)
@@ -1121,6 +1139,13 @@ def _header_version(params: BuildParams) -> int:
     """Header version for an index: 3 without stored vectors, 2 with sketches, else 1 (the
     layout older releases read)."""
     return 3 if not params.store_vectors else 2 if params.sketch_bits else 1
+
+
+def _kept(ids: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Which of `ids` a boolean mask over vector ids keeps (ids outside the mask are not kept)."""
+    ok = (ids >= 0) & (ids < allowed.size)
+    ok[ok] = allowed[ids[ok]]
+    return ok
 
 
 class VectorsById:

@@ -10,6 +10,7 @@ PPR reached), so a query costs what its candidates cost, not the corpus size.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 from hippograph.config import Config
 from hippograph.snapshot import IndexSnapshot
 from hippograph.text import normalize_entity
+from hippograph.threads import available_cpus
 
 from .filters import FilterIndex, FilterView, PassageFilter
 from .fusion import minmax
@@ -105,6 +107,10 @@ class Retriever:
         self._filter_index: FilterIndex | None = None
         self._views: dict[str, FilterView] = {}
         self._pages: Pages | None = None
+        # spaCy finds the query mentions on a second CPU while this thread embeds the queries and
+        # searches the vector indexes (neither needs the mentions); off with one CPU
+        self.parallel_mentions = available_cpus() >= 2
+        self._mention_pool: ThreadPoolExecutor | None = None
 
     # ---- metadata filters ----------------------------------------------------------------
     def passage_filter(self, filters: Any) -> PassageFilter | None:
@@ -144,16 +150,20 @@ class Retriever:
             # exact (flat) indexes ignore max_lists; SPANN probes that many posting lists
             return index.search(q, min(k, len(index)), max_lists=cfg.spann_max_lists)
         kk, lists = view.widen(gran, k, len(index), cfg.spann_max_lists)
-        scores, ids = view.keep_units(gran, *index.search(q, kk, max_lists=lists), k)
+        allowed = view.vector_mask(gran, index)
+        if allowed is not None:  # the index skips excluded entries itself: k is enough
+            kk = min(k, len(index))
+        kw = {} if allowed is None else {"allowed": allowed}
+        scores, ids = view.keep_units(gran, *index.search(q, kk, max_lists=lists, **kw), k)
         # a query whose neighbours are mostly filtered out comes back short: search it again, wider,
         # so the candidates are the best kept units, not the kept part of the best ones
         want = min(k, int(view.units(gran).sum()))
         for _ in range(WIDEN_RETRIES):
             short = np.flatnonzero((ids >= 0).sum(axis=1) < want)
-            if not short.size or kk >= len(index):
+            if not short.size or (kk >= len(index) and allowed is None):
                 break
             kk, lists = min(len(index), kk * 4), lists * 2
-            scores[short], ids[short] = view.keep_units(gran, *index.search(q[short], kk, max_lists=lists), k)
+            scores[short], ids[short] = view.keep_units(gran, *index.search(q[short], kk, max_lists=lists, **kw), k)
         return scores, ids
 
     def _document_search(self, q: np.ndarray, k: int, view: "FilterView | None" = None) -> tuple[np.ndarray, np.ndarray]:
@@ -218,6 +228,7 @@ class Retriever:
         if mode == "bm25":
             return [self._final(bm, none, none, bm, None, None, [], {}, mode, depth=depth, view=view) for bm in bm25_all]
 
+        found = self._find_mentions(queries) if mode != "dense" else None
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
         cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg, view)
@@ -225,7 +236,7 @@ class Retriever:
         if mode != "dense" and cfg.use_documents and snap.document_view is not None:
             cands["documents"] = self._document_search(qv, M, view)
 
-        links = self._link_mentions(queries, cfg) if mode != "dense" else []
+        links = self._link_mentions(found(), cfg) if found is not None else []
         if view is not None:  # a linked entity no kept passage mentions cannot seed
             links = [[link for link in ql if view.entities[link[1]]] for ql in links]
         results: list[QueryResult] = []
@@ -365,16 +376,31 @@ class Retriever:
             terms.append((w, bm.minmax()))
         return weighted_sum(terms, self.snap.n_passages)
 
-    def _link_mentions(self, queries: Sequence[str], cfg: Config) -> list[list[tuple[str, int, float]]]:
+    def _find_mentions(self, queries: Sequence[str]) -> Callable[[], list[list[str]]]:
+        """Start finding each query's mentions (spaCy); returns the function that waits for them.
+        With two CPUs they are found on a worker thread, overlapping the query embedding."""
+        if self.mentions is None:
+            return lambda: [[] for _ in queries]
+        find = self.mentions
+
+        def run() -> list[list[str]]:
+            return [find(q) for q in queries]
+
+        if not self.parallel_mentions:
+            done = run()
+            return lambda: done
+        if self._mention_pool is None:
+            self._mention_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippograph-mentions")
+        return self._mention_pool.submit(run).result
+
+    def _link_mentions(self, mentions: list[list[str]], cfg: Config) -> list[list[tuple[str, int, float]]]:
         """Query mentions → entity nodes: exact normalised match (similarity 1), else the nearest
         entity by embedding if its cosine ≥ `linking_min_similarity`. One embedding call per batch."""
-        if self.mentions is None:
-            return [[] for _ in queries]
         out: list[list[tuple[str, int, float]]] = []
         unmatched: list[tuple[int, str]] = []
-        for qi, query in enumerate(queries):
+        for qi, found in enumerate(mentions):
             links = []
-            for name in dict.fromkeys(m for m in self.mentions(query) if m):
+            for name in dict.fromkeys(m for m in found if m):
                 e = self.snap.entity_index.get(normalize_entity(name))
                 if e is not None:
                     links.append((name, e, 1.0))

@@ -510,6 +510,25 @@ class FilterView:
             m = self._units["nodes"] = np.concatenate([self.entities, self.passages])
         return m
 
+    def vector_mask(self, gran: str, index: Any) -> np.ndarray | None:
+        """The kept units as a mask over `index`'s vector ids, for an index whose search takes
+        `allowed` (SPANN: it then reads only kept entries); None for one that does not (flat)."""
+        if not getattr(index, "accepts_allowed", False):
+            return None
+        key = f"vectors:{gran}"
+        m = self._units.get(key)
+        if m is None:
+            units = self.units(gran)
+            vid2row = getattr(index, "vid2row", None)
+            if vid2row is None:
+                m = units
+            else:
+                ok = (vid2row >= 0) & (vid2row < units.size)
+                m = np.zeros(len(vid2row), dtype=bool)
+                m[ok] = units[vid2row[ok]]
+            self._units[key] = m
+        return m
+
     def widen(self, gran: str, k: int, n_units: int, max_lists: int) -> tuple[int, int]:
         """(candidates, posting lists) to ask a vector index for so that about k kept units come back."""
         kept = int(self.units(gran).sum())

@@ -44,6 +44,8 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
+from .sparse import sorted_unique
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["transition_matrix", "PPR", "igraph_reference", "METHODS", "PUSH_IMPLS"]
@@ -369,8 +371,8 @@ class PPR:
             np.add.at(res, tgt, amt)
             touched.append(tgt)
             over = tgt[res[tgt] >= eps * self._out_edges[tgt]]
-            frontier = np.unique(over) if over.size else over
-        return self._estimate(p, res, np.unique(np.concatenate(touched)))
+            frontier = sorted_unique(over) if over.size else over
+        return self._estimate(p, res, sorted_unique(np.concatenate(touched)))
 
     def _estimate(self, p: np.ndarray, res: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(nodes with mass, p + (1 − d)·res on them) over the `nodes` a push touched."""
@@ -417,7 +419,7 @@ class PPR:
                 if v not in queued:
                     queued.add(v)
                     queue.append(v)
-        return self._estimate(p, res, np.unique(np.concatenate(touched)))
+        return self._estimate(p, res, sorted_unique(np.concatenate(touched)))
 
 
 def igraph_reference(

@@ -14,7 +14,20 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["SparseScores", "weighted_sum"]
+__all__ = ["SparseScores", "sorted_unique", "weighted_sum"]
+
+
+def sorted_unique(ids: np.ndarray) -> np.ndarray:
+    """`np.unique(ids)` for an integer array, by sorting: the same ascending distinct ids, but
+    numpy 2.4's hash-based unique is 6–7× slower on the 2k–44k ids a query's push and fusion
+    produce (44k ids: 4.0 vs 0.6 ms)."""
+    ids = np.sort(np.asarray(ids).ravel())
+    if ids.size < 2:
+        return ids
+    first = np.empty(ids.size, dtype=bool)
+    first[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=first[1:])
+    return ids[first]
 
 
 class SparseScores:
@@ -117,7 +130,7 @@ class SparseScores:
         """Element-wise sum over the union of both supports."""
         if other.n != self.n:
             raise ValueError(f"cannot add score vectors of length {self.n} and {other.n}")
-        idx = np.union1d(self.idx, other.idx)
+        idx = sorted_unique(np.concatenate((self.idx, other.idx)))
         return SparseScores(self.n, idx, self.values_at(idx) + other.values_at(idx), self.fill + other.fill)
 
     def times(self, other: "SparseScores") -> "SparseScores":
@@ -127,7 +140,7 @@ class SparseScores:
         if self.fill == 0 or other.fill == 0:  # the product is zero off the smaller support
             a, b = (self, other) if self.fill == 0 else (other, self)
             return SparseScores(self.n, a.idx, a.val * b.values_at(a.idx), 0.0)
-        idx = np.union1d(self.idx, other.idx)
+        idx = sorted_unique(np.concatenate((self.idx, other.idx)))
         return SparseScores(self.n, idx, self.values_at(idx) * other.values_at(idx), self.fill * other.fill)
 
     def where(self, keep: np.ndarray) -> "SparseScores":
@@ -140,7 +153,7 @@ class SparseScores:
     def with_values(self, ids: np.ndarray, values: np.ndarray) -> "SparseScores":
         """A copy with the scores of `ids` set to `values`."""
         ids = np.asarray(ids, dtype=np.int64)
-        idx = np.union1d(self.idx, ids)
+        idx = sorted_unique(np.concatenate((self.idx, np.asarray(ids, dtype=np.int64))))
         val = self.values_at(idx)
         val[np.searchsorted(idx, ids)] = values
         return SparseScores(self.n, idx, val, self.fill)
@@ -169,7 +182,7 @@ class SparseScores:
         stored_equal = ranked_idx[ranked_val == self.fill]
         upto = min(self.n, need + self.idx.size)
         unstored = np.setdiff1d(np.arange(upto, dtype=np.int64), self.idx, assume_unique=True)
-        equal = np.union1d(stored_equal, unstored)[:need]
+        equal = sorted_unique(np.concatenate((stored_equal, unstored)))[:need]
         below = ranked_idx[ranked_val < self.fill][: max(0, need - equal.size)]
         return np.concatenate([above, equal, below])
 

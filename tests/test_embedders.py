@@ -414,6 +414,28 @@ def test_minilm_bfloat16_matches_float32(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bfloat16_weights_cast_once_give_identical_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linear weights stored as bf16 at load give the vectors autocast gives with float32 weights
+    (it rounds them the same way on every forward), bit for bit, over batch sizes and lengths."""
+    import torch
+
+    import hippograph.embedders as emb
+
+    rng = np.random.default_rng(3)
+    words = "river king museum protein cell war treaty born capital of the in was a Paris 1873".split()
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 90, size=150)]
+    texts += ["What is the capital of the country where the Eiffel tower stands?", "x"]
+    cast = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=16, precision="bfloat16")
+    linear = [m for m in cast._load().modules() if isinstance(m, torch.nn.Linear)]
+    assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
+    monkeypatch.setattr(emb, "cast_linear_weights_to_bfloat16", lambda model: 0)
+    plain = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=16, precision="bfloat16")
+    assert all(m.weight.dtype == torch.float32 for m in plain._load().modules() if isinstance(m, torch.nn.Linear))
+    for part in (texts, texts[:1], texts[-1:], texts[5:9]):
+        np.testing.assert_array_equal(cast.encode(part), plain.encode(part))
+
+
+@pytest.mark.slow
 def test_index_opens_with_this_machines_precision(tmp_path: Path) -> None:
     """The precision is not part of the index: an index opens in whatever precision is asked for
     (or 'auto'), and a query embeds to the same stored vector within bf16 rounding either way."""

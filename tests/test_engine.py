@@ -117,3 +117,33 @@ def test_specificity_lowers_hub_seeds(hg):
     weights = {hg.snapshot.entities[s.entity]: s.weight for s in res.seeds}
     assert set(weights) == {"port arlen", "varnholm"}
     assert weights["port arlen"] == pytest.approx(weights["varnholm"] / 2)
+
+
+def test_mentions_found_on_a_worker_thread_change_nothing(hg):
+    """With two CPUs spaCy runs beside the query embedding; hits, scores and explanations equal the
+    serial path, for one query and for a batch, and mentions really ran on the worker thread."""
+    import threading
+
+    r = hg.retriever
+    queries = [TWO_HOP, "Who founded Kessel Shipworks?", "Which harbour was dredged in 1902?"]
+    find, seen = r.mentions, []
+
+    def spy(q):
+        seen.append(threading.current_thread().name)
+        return find(q)
+
+    def run(parallel):
+        r.parallel_mentions = parallel
+        return [[(h.passage_id, h.score, json.dumps(h.explanation, sort_keys=True, default=str)) for h in res]
+                for res in hg.retrieve_many(queries, top_k=5, explain=True)]
+
+    r.mentions = spy
+    try:
+        serial = run(False)
+        assert seen and all(name == threading.current_thread().name for name in seen)
+        seen.clear()
+        assert run(True) == serial
+        assert [[h.passage_id for h in hg.retrieve(q, top_k=5)] for q in queries] == [[h[0] for h in s] for s in serial]
+        assert seen and all(name.startswith("hippograph-mentions") for name in seen)
+    finally:
+        r.mentions, r.parallel_mentions = find, True

@@ -14,7 +14,7 @@ import pytest
 from hippograph.errors import IndexCorruptError, IndexNotFoundError
 from hippograph.indexers.flat import FlatIndex
 from hippograph.indexers.simhash import SimHash
-from hippograph.indexers.spann import SpannIndex, make_vector_index, open_vector_index
+from hippograph.indexers.spann import SpannIndex, VectorsById, make_vector_index, open_vector_index
 
 DIM = 48
 
@@ -615,3 +615,42 @@ def test_index_without_sketches(data, tmp_path):
     # sketches stay on disk: RAM grows only by the sketch planes
     with_sk = SpannIndex.build(X, ids, path=tmp_path / "withsk")
     assert with_sk.memory_bytes() - idx.memory_bytes() == 256 * DIM * 4
+
+
+# ---------------------------------------------------------------- filtered search
+@pytest.mark.parametrize("layout", ["vectors", "ids only", "sketches"])
+def test_allowed_search_is_top_k_of_kept_entries_in_probed_lists(data, tmp_path, layout):
+    """`allowed` drops excluded entries before their vectors are read: the answer is the top-k kept
+    entries of the lists probed (all lists: the exact filtered top-k), and fewer entries are read."""
+    X, Q, ids, _ = data
+    if layout == "ids only":
+        index = SpannIndex.build(X, ids, path=tmp_path / "i", store_vectors=False)
+        rows = np.full(ids.max() + 1, -1, np.int64)
+        rows[ids] = np.arange(len(ids))
+        index = SpannIndex.open(tmp_path / "i", vectors=VectorsById.from_map(X, rows))
+    else:
+        index = SpannIndex.build(X, ids, path=tmp_path / "v")
+    frac = 1.0 if layout == "sketches" else None
+    rng = np.random.default_rng(5)
+    allowed = np.zeros(ids.max() + 20, dtype=bool)
+    allowed[rng.choice(ids, size=len(ids) // 10, replace=False)] = True
+    allowed[-5:] = True  # ids no entry has
+    kept = allowed[ids]
+
+    _, plain = index.search(Q, 10, max_lists=8, sketch_frac=frac)
+    read_plain = index.last_stats.entries_read
+    _, wide = index.search(Q, len(X), max_lists=8, sketch_frac=frac)  # every entry of the same lists
+    s, got = index.search(Q, 10, max_lists=8, sketch_frac=frac, allowed=allowed)
+    assert index.last_stats.entries_read < 0.5 * read_plain
+    assert np.all(allowed[got[got >= 0]])
+    for row_w, row_g in zip(wide, got):
+        want = [i for i in row_w if i >= 0 and allowed[i]][:10]
+        assert row_g[: len(want)].tolist() == want and np.all(row_g[len(want):] == -1)
+    assert np.all(np.diff(np.where(got >= 0, s, -np.inf), axis=1)[got[:, 1:] >= 0] <= 0)
+
+    # every list probed: the exact top-10 among the kept vectors
+    _, everything = index.search(Q, 10, max_lists=10_000, dist_ratio=1e9, allowed=allowed, lsh_radius=None,
+                                 sketch_frac=None)
+    _, P = faiss.knn(Q, X[kept], 10, metric=faiss.METRIC_INNER_PRODUCT)
+    assert recall(everything, ids[kept][P]) == 1.0
+    assert not np.array_equal(plain, got)  # the filter really changed the answer

@@ -87,3 +87,14 @@ def test_candidate_only_scoring_equals_full_scoring_on_the_top_k(sample_hg, samp
 def test_unknown_ppr_method_is_one_clear_error(sample_hg) -> None:
     with pytest.raises(ValueError, match="ppr_method"):
         sample_hg.retrieve("Who founded Kessel Shipworks?", ppr_method="magic")
+
+
+def test_sorted_unique_equals_np_unique():
+    from hippograph.retrievers.sparse import sorted_unique
+
+    rng = np.random.default_rng(11)
+    cases = [np.zeros(0, np.int64), np.array([5]), np.array([3, 3, 3]), np.array([-2, 7, -2, 0])]
+    cases += [rng.integers(-50, 10 ** int(e), size=int(n)) for e, n in zip(rng.integers(1, 8, 40), rng.integers(0, 5000, 40))]
+    for ids in cases:
+        got = sorted_unique(ids)
+        assert got.dtype == np.unique(ids).dtype and np.array_equal(got, np.unique(ids))
