@@ -1,7 +1,7 @@
 """Byte-mutation fuzzing of an index directory: open / query / check must end in success or
 IndexCorruptError, never another exception and never a signal (issue #15).
 
-    python -m eval.fuzz_index --mutations 2000 --seed 1 [--index DIR] [--out eval/results/fuzz.md]
+    python -m eval.fuzz_index --mutations 2000 --seed 1 [--index DIR | --spann-min-vectors 20] [--json]
 
 Each trial picks a random file of the index (manifest, SQLite, .npy, JSON, vector files),
 damages it (1–8 random bytes XOR-ed with a random non-zero value, or a truncation), then
@@ -28,13 +28,22 @@ MODES = ("hybrid", "ppr", "dense", "bm25")
 QUERY = "Where was the founder of Kessel Shipworks born?"
 
 
-def build_small_index(path: Path) -> Path:
-    """The bundled `people` corpus with the zero-model TF-IDF embedder (a few seconds)."""
+def build_small_index(path: Path, spann_min_vectors: int | None = None) -> Path:
+    """The bundled `people` corpus with the zero-model TF-IDF embedder (a few seconds); with
+    `spann_min_vectors` (e.g. 20) its sentences, facts and entities get SPANN indexes (posting
+    lists of ids over the int8 embeddings) while its 8 passages keep a flat one."""
     from hippograph import Config, HippoGraph
 
     root = Path(__file__).resolve().parents[1]
-    HippoGraph.build(root / "data" / "corpus" / "people", path, Config(embedder="tfidf")).close()
+    extra = {} if spann_min_vectors is None else {"spann_min_vectors": spann_min_vectors}
+    HippoGraph.build(root / "data" / "corpus" / "people", path, Config(embedder="tfidf", **extra)).close()
     return path
+
+
+def vector_kinds(index: Path) -> dict[str, str]:
+    """Granularity → 'flat' / 'spann' of an index (from its manifest), for the record."""
+    manifest = json.loads((index / "manifest.json").read_text())
+    return {g: v.get("kind") for g, v in manifest.get("lifecycle", {}).get("vectors", {}).items()}
 
 
 def index_files(index: Path) -> list[str]:
@@ -166,10 +175,13 @@ def run(pristine: Path, n: int, seed: int, work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.fuzz_index", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m eval.fuzz_index", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--mutations", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--index", type=Path, help="index to fuzz (default: build the bundled people corpus)")
+    p.add_argument("--spann-min-vectors", type=int, default=None,
+                   help="when building the default index: Config.spann_min_vectors (20 puts sentences, facts "
+                        "and entities in SPANN indexes)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
@@ -181,11 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="hg-fuzz-") as tmp:
         work = Path(tmp)
-        pristine = args.index or build_small_index(work / "pristine")
+        pristine = args.index or build_small_index(work / "pristine", args.spann_min_vectors)
         summary = run(pristine, args.mutations, args.seed, work)
+        summary["vectors"] = vector_kinds(pristine)
+        summary["files_in_index"] = len(index_files(pristine))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        print(f"index: {summary['files_in_index']} files, vector indexes {summary['vectors']}")
         print(f"{summary['mutations']} mutations (seed {summary['seed']}) in {summary['seconds']} s: {summary['counts']}; "
               f"check said ok {summary['check_said_ok']} times ({', '.join(summary['check_said_ok_files']) or '-'})")
         for b in summary["bad"]:

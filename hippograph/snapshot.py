@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import validate
-from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, VECTORS_DIR,
+from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, MINHASH_FILE, VECTORS_DIR,
                      EDGE_SYNONYM, embedding_path, open_embeddings, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
@@ -46,10 +46,13 @@ class IndexSnapshot:
             self._load_graph()
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
-        self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran) for gran in GRANULARITIES}
+        validate.check_minhash(gen / GRAPH_DIR / MINHASH_FILE, self.n_entities)
+        dim = manifest.embedder.get("dim") if isinstance(manifest.embedder.get("dim"), int) else None
+        self._embeddings = {gran: self._open_embeddings(gran, dim) for gran in GRANULARITIES}
+        self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran, dim) for gran in GRANULARITIES}
         self._bm25 = self._open_bm25()
-        self._passage_vectors = self._open_passage_vectors()
-        self.fact_vectors = self._open_unit_vectors("facts", self.n_facts)
+        self._passage_vectors = self._embeddings["passages"]
+        self.fact_vectors = self._embeddings["facts"]
         """Fact embeddings (memory-mapped, row = fact), or None: the second hop scores a first hop's
         facts against the query with them (`retrievers/hops.py`)."""
 
@@ -158,7 +161,18 @@ class IndexSnapshot:
             raise ValueError(f"unknown granularity {gran!r}")
         return self._vector_indexes[gran]
 
-    def _open_vector_index(self, gran: str) -> Any | None:
+    def _open_embeddings(self, gran: str, dim: int | None) -> Any | None:
+        """A granularity's embeddings (memory-mapped, row = table row, float32 on access), checked
+        against the tables and the embedder (`validate.check_embeddings`); float16 / float32 files are
+        read through `validate.FiniteRows`. None when the generation has none."""
+        path = embedding_path(self.path, gran)
+        if not path.is_file():
+            return None
+        emb = open_embeddings(path)
+        validate.check_embeddings(path, emb, self._unit_count(gran), dim, gran)
+        return validate.checked_rows(emb, path, gran)
+
+    def _open_vector_index(self, gran: str, dim: int | None) -> Any | None:
         path = self.path / VECTORS_DIR / gran
         if not path.exists():
             return None
@@ -171,31 +185,20 @@ class IndexSnapshot:
             vid2row = validate.load_npy(vmap, kind="i", ndim=1).astype(np.int64)
             validate.check_range(vmap, vid2row, -1, n_rows, "vector id map")
         # a SPANN index whose posting lists hold ids reads vectors from this generation's embeddings
-        emb = embedding_path(self.path, gran)
-        vectors = VectorsById.from_map(open_embeddings(emb), vid2row) if emb.is_file() else None
+        emb = self._embeddings[gran]
+        vectors = VectorsById.from_map(emb, vid2row) if emb is not None else None
         index = open_vector_index(path, vectors=vectors)
-        return RowIdIndex(index, vid2row, n_rows)  # rows outside the tables never leave a search
+        validate.check_vector_index(path, index, n_rows if vid2row is None else len(vid2row),
+                                    dim if emb is None else emb.shape[1], gran)
+        source = embedding_path(self.path, gran) if emb is not None else path
+        verify = emb if isinstance(emb, validate.FiniteRows) and not hasattr(index, "_lists") else None
+        return RowIdIndex(index, vid2row, n_rows, source=source, verify=verify)  # rows outside the tables never leave a search
 
     def _unit_count(self, gran: str) -> int:
         return {"passages": self.n_passages, "sentences": len(self.sentence_passage), "facts": self.n_facts,
                 "entities": self.n_entities}[gran]
 
     # ---- documents view ----------------------------------------------------------------------
-    def _open_passage_vectors(self) -> np.ndarray | None:
-        """Memory-map the passage embeddings (they feed the documents view). Mapped now, read
-        only when `document_view` is first used; None when the generation has none."""
-        return self._open_unit_vectors("passages", self.n_passages)
-
-    def _open_unit_vectors(self, gran: str, n_rows: int) -> np.ndarray | None:
-        """Memory-map one granularity's embeddings (row = table row); None when the generation has none."""
-        path = embedding_path(self.path, gran)
-        if not path.is_file():
-            return None
-        vecs = open_embeddings(path)  # float32 on access, whatever the stored dtype
-        if len(vecs) != n_rows:
-            raise IndexCorruptError(f"{path}: {gran} embeddings do not match the metadata database")
-        return vecs
-
     @cached_property
     def document_view(self) -> tuple[np.ndarray, sp.csr_matrix] | None:
         """(unit vectors of documents that span ≥ 2 passages — the normalised mean of their
@@ -212,7 +215,7 @@ class IndexSnapshot:
         cols = np.concatenate([np.asarray(r, dtype=np.int64) for r in multi])
         rows = np.repeat(np.arange(len(multi)), [len(r) for r in multi])
         members = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(multi), self.n_passages))
-        sums = members @ np.asarray(self._passage_vectors, dtype=np.float32)
+        sums = members @ np.asarray(self._passage_vectors, dtype=np.float32)  # FiniteRows checks float files
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         vecs = np.ascontiguousarray(sums / np.maximum(norms, 1e-12), dtype=np.float32)
         return vecs, members
@@ -277,16 +280,26 @@ class RowIdIndex:
     while the tables are renumbered; `vid2row` maps each id to its current row (-1 =
     deleted) so callers always get row numbers, like from a freshly built index. Without a
     map ids are rows; either way an id outside the tables (a damaged posting file) becomes -1
-    instead of reaching array indexing.
+    instead of reaching array indexing. A score that is not finite (damaged vectors) raises
+    IndexCorruptError naming `source`; `verify` (a flat index over float16 / float32
+    embeddings, `validate.FiniteRows`) is checked whole before the first search copies it into faiss.
     """
 
-    def __init__(self, index: Any, vid2row: np.ndarray | None, n_rows: int | None = None):
+    def __init__(self, index: Any, vid2row: np.ndarray | None, n_rows: int | None = None, *,
+                 source: Path | None = None, verify: Any = None):
         self.index = index
         self.vid2row = vid2row
         self.n_rows = len(vid2row) if n_rows is None and vid2row is not None else n_rows
+        self.source = source
+        self.verify = verify
 
     def search(self, queries: Any, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+        if self.verify is not None:
+            self.verify.check_all()
+            self.verify = None
         scores, ids = self.index.search(queries, k, **kw)
+        if not np.isfinite(scores[ids >= 0]).all():
+            raise IndexCorruptError(f"{self.source}: a vector search scored NaN or infinity (damaged vectors)")
         if self.vid2row is None:
             return scores, np.where((ids >= 0) & (ids < self.n_rows), ids, -1)
         ok = (ids >= 0) & (ids < len(self.vid2row))

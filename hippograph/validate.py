@@ -315,6 +315,106 @@ def load_graph(graph_dir: Path, n_entities: int, n_passages: int, counts: dict[s
     return adjacency, kinds, specificity.astype(np.float64)
 
 
+# ---- embeddings and vector indexes (format v2) ----------------------------------------------------
+def check_embeddings(path: Path, emb: Any, n_rows: int, dim: int | None, what: str) -> None:
+    """An embeddings file as the snapshot reads it (`format.Embeddings`): one row per table row, the
+    embedder's dimension, and for int8 storage per-row scales that are finite and ≥ 0 (`quantize`
+    writes max|x| / 127; a NaN or infinite scale turns every score of its row into NaN). O(rows)."""
+    rows, d = emb.shape
+    if rows != n_rows:
+        raise IndexCorruptError(f"{path}: holds {rows} rows of {what} embeddings, the metadata database {n_rows} rows")
+    if dim is not None and d != dim:
+        raise IndexCorruptError(f"{path}: {what} embeddings have dimension {d}, the index's embedder {dim}")
+    scales = emb.scales
+    if scales is not None and scales.size and not ((scales >= 0) & (scales < np.inf)).all():
+        from .format import scale_path
+
+        raise IndexCorruptError(f"{scale_path(path)}: int8 scales of the {what} embeddings must be finite and ≥ 0")
+
+
+class FiniteRows:
+    """Rows of a float16 / float32 embeddings file, checked finite as they are read. Such a file has no
+    scales to check on open and reading all of it there would cost O(corpus); a query reads a few rows
+    (posting lists, a first hop's facts), so the check costs what the read costs. int8 files need no
+    wrapper: their codes are integers and their scales are checked on open (`check_embeddings`)."""
+
+    ndim = 2
+
+    def __init__(self, emb: Any, path: Path, what: str):
+        self.emb, self.path, self.what = emb, path, what
+        self.dtype, self.shape, self.scales = emb.dtype, emb.shape, None
+
+    def __len__(self) -> int:
+        return len(self.emb)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        out = self.emb[rows]
+        check_finite(self.path, out, f"{self.what} embeddings")
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def check_all(self, block: int = 1 << 16) -> None:
+        """Every row, a block at a time (before a flat index copies all of them into faiss)."""
+        for a in range(0, len(self.emb), block):
+            self[a:a + block]
+
+
+def checked_rows(emb: Any, path: Path, what: str) -> Any:
+    """`emb` itself when its values are already known finite (int8 with checked scales), else `FiniteRows`."""
+    return emb if emb.scales is not None else FiniteRows(emb, path, what)
+
+
+def check_vector_index(vdir: Path, index: Any, id_space: int, dim: int | None, what: str) -> None:
+    """A flat or SPANN vector index as `snapshot.RowIdIndex` uses it: the embeddings' dimension, every
+    stored id (live ids, and every SPANN posting-list entry this generation covers) in [0, id_space)
+    — the rows of the embeddings file, or the vector-id map's length once a delete renumbered rows —,
+    and SPANN's per-list offsets and LSH bucket offsets inside the posting file. O(entries): one
+    vectorised min/max over the posting ids (a memory map), the per-list tables are per head.
+    Reads the tables the index's own search uses (`_header`, `_lists`, `_eid`) instead of reading the
+    files a second time: indexers/ has no public accessor for them, and changing indexers/ re-keys
+    every cached eval index."""
+    files = index._header.get("files", {})
+
+    def named(role: str) -> Path:
+        rec = files.get(role)
+        return vdir / rec["name"] if isinstance(rec, dict) and "name" in rec else vdir / "header.json"
+
+    if dim is not None and index.dim != dim:
+        raise IndexCorruptError(f"{vdir / 'header.json'}: {what} vector index has dimension {index.dim}, "
+                                f"the embeddings {dim}")
+    check_range(named("ids"), index.ids, 0, id_space, f"{what} vector ids")
+    lists = getattr(index, "_lists", None)
+    if lists is None:  # a flat index: its ids are all it holds
+        return
+    post = index._header["postings"]
+    check_range(vdir / str(post.get("ids", "header.json")), index._eid, 0, id_space, f"{what} posting-list ids")
+    n = int(post["n_entries"])
+    start, length = lists.start, lists.length
+    if length.size and int(length.min()) < 0:
+        raise IndexCorruptError(f"{named('list_len')}: {what} posting lists have negative lengths")
+    if start.size and (int(start.min()) < 0 or bool((start > n - length).any())):  # no int64 wrap-around
+        raise IndexCorruptError(f"{named('list_start')}: {what} posting lists run outside the posting file "
+                                f"({n} entries; lengths in {named('list_len').name})")
+    b = lists.buckets
+    if index.params.lsh_bits and b.size and (int(b.min()) < 0 or bool((b > length[:, None]).any())
+                                             or bool((np.diff(b, axis=1) < 0).any())):
+        raise IndexCorruptError(f"{named('buckets')}: {what} LSH bucket offsets are not ascending inside their lists")
+
+
+def check_minhash(path: Path, n_entities: int) -> None:
+    """graph/minhash.npy, which only a write reads (synonymy of new entities): integer signatures, one
+    row per entity. Header only; every integer value is a valid signature."""
+    if not path.is_file():
+        return
+    shape, dtype, _, _ = npy_layout(path)
+    if dtype.kind not in "iu" or len(shape) != 2 or shape[0] != n_entities:
+        raise IndexCorruptError(f"{path}: MinHash signatures must be integers, one row per entity "
+                                f"({n_entities}); found {dtype} {shape}")
+
+
 def json_column(text: Any, db: Path, what: str) -> Any:
     """A JSON value stored in a text column (document/passage metadata), or IndexCorruptError."""
     import json

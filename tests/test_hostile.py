@@ -305,7 +305,8 @@ def test_models_named_by_path_in_an_index_are_never_loaded(index, tmp_path, capl
     (trap / "pytorch_model.bin").write_bytes(b"\x80\x04 pickled payload")
     m = _manifest(index)
     m["config"]["spacy_model"] = str(trap)
-    m["embedder"] = {"backend": "sentence-transformers", "model": str(trap), "path": str(trap), "dim": 384}
+    m["embedder"] = {"backend": "sentence-transformers", "model": str(trap), "path": str(trap),
+                     "dim": m["embedder"]["dim"]}  # the stored vectors' dimension: consistent, as crafted
     _write_manifest(index, m)
     before = {p.name: p.stat().st_atime_ns for p in trap.iterdir()}
     with caplog.at_level(logging.WARNING):
@@ -318,18 +319,21 @@ def test_models_named_by_path_in_an_index_are_never_loaded(index, tmp_path, capl
 
 # ---- fuzz: random byte damage anywhere in an index -------------------------------------------------------
 def test_random_byte_damage_ends_in_success_or_index_corrupt_error():
-    """200 mutations (HG_FUZZ_MUTATIONS for more) of random bytes of every file of a small index;
-    each trial opens, queries in all modes, lists documents and runs `check` in a child process
-    (a signal would be recorded as a bad outcome). The ≥ 2,000-mutation run: eval/results/fuzz.md."""
+    """200 mutations (HG_FUZZ_MUTATIONS for more) of random bytes of every file of a small format-v2
+    index (int8 embeddings; SPANN posting lists of ids for sentences, facts and entities, a flat index
+    for passages); each trial opens, queries in all modes, lists documents and runs `check` in a child
+    process (a signal would be recorded as a bad outcome). The ≥ 2,000-mutation runs: eval/results/fuzz.md."""
     n = int(os.environ.get("HG_FUZZ_MUTATIONS", "200"))
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "eval.fuzz_index", "--mutations", str(n), "--seed", "15", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "eval.fuzz_index", "--mutations", str(n), "--seed", "15",
+                           "--spann-min-vectors", "20", "--json"],
                           cwd=root, capture_output=True, text=True, timeout=1200,
                           env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
     summary = json.loads(proc.stdout)
     assert summary["bad"] == [], summary["bad"][:3]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sum(summary["counts"].values()) == n and summary["counts"].get("corrupt", 0) > n // 4
+    assert summary["vectors"] == {"passages": "flat", "sentences": "spann", "facts": "spann", "entities": "spann"}
     # `check` hashes every file: it finds every damage except edits of the manifest that keep it valid
     assert set(summary["check_said_ok_files"]) <= {"manifest.json"}
 
@@ -556,3 +560,193 @@ def test_real_server_on_loopback_refuses_foreign_host_by_default(index, tmp_path
         proc.send_signal(2)
         proc.wait(timeout=30)
         log.close()
+
+
+# ---- format v2: embeddings with int8 scales, SPANN posting lists of ids, MinHash sketches -----------------------
+# A v2 index whose sentences, facts and entities are SPANN indexes (posting lists hold vector ids only; the
+# vectors are read from the generation's int8 embeddings). Damage is crafted with every checksum re-recorded —
+# the SPANN headers' CRCs and the manifest's — so only structural validation can catch it.
+@pytest.fixture(scope="module")
+def spann_base(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("hostile_v2") / "idx"
+    HippoGraph.build(DATA / "corpus" / "people", path, Config(embedder="tfidf", spann_min_vectors=20)).close()
+    return path
+
+
+@pytest.fixture()
+def spann_index(spann_base, tmp_path) -> Path:
+    copy = tmp_path / "idx"
+    shutil.copytree(spann_base, copy)
+    return copy
+
+
+def _reseal(index: Path) -> None:
+    """Re-record every checksum a tool could: the SPANN headers' file sizes and CRCs (posting segments
+    included), then the manifest's sha256 (per segment for the append-only posting files)."""
+    import zlib
+
+    from hippograph.storage import sha256_range
+
+    gen = _gen(index)
+    for hdr in gen.glob("vectors/*/header.json"):
+        h = json.loads(hdr.read_text())
+        for rec in h["files"].values():
+            if isinstance(rec, dict) and "name" in rec:
+                data = (hdr.parent / rec["name"]).read_bytes()
+                rec["bytes"], rec["crc32"] = len(data), zlib.crc32(data) & 0xFFFFFFFF
+            elif isinstance(rec, dict) and "ref" in rec:  # a flat index over the generation's embeddings
+                rec["bytes"] = (hdr.parent / rec["ref"]).stat().st_size
+        post = h.get("postings")
+        if post and set(post) & {"ids", "vectors", "sketches"} == {"ids"}:  # ids-only posting lists
+            data = (hdr.parent / post["ids"]).read_bytes()[: 8 * post["n_entries"]]
+            post["segments"] = [[post["n_entries"], zlib.crc32(data) & 0xFFFFFFFF]]
+        hdr.write_text(json.dumps(h))
+    m = _manifest(index)
+    for rel, value in m["checksums"].items():
+        size = (gen / rel).stat().st_size
+        m["checksums"][rel] = (f"segments:0-{size}:{sha256_range(gen / rel, 0, size)}" if value.startswith("segments:")
+                               else sha256_file(gen / rel))
+    _write_manifest(index, m)
+
+
+def _assert_refused(index: Path, capsys, name: str, message: str = "") -> None:
+    """Open + every query mode ends in one IndexCorruptError line naming `name`; `check` names it too."""
+    with pytest.raises(IndexCorruptError) as err:
+        _query_all_modes(index)
+    text = str(err.value)
+    assert name in text and message in text and "\n" not in text, text
+    status, out = _check(index, capsys)
+    assert status == 1 and name in out and "Traceback" not in out, out
+
+
+def _edit_npy(path: Path, fn) -> None:
+    np.save(path, fn(np.load(path)))
+
+
+def _set(a: np.ndarray, i, value) -> np.ndarray:
+    a = a.copy()
+    a[i] = value
+    return a
+
+
+def test_v2_fixture_is_what_these_tests_assume(spann_base, capsys):
+    hg = HippoGraph.open(spann_base)
+    kinds = {g: v["kind"] for g, v in hg.manifest.lifecycle["vectors"].items()}
+    assert kinds == {"passages": "flat", "sentences": "spann", "facts": "spann", "entities": "spann"}
+    assert hg.manifest.format_version == 2 and hg.config.embedding_storage == "int8"
+    header = json.loads((_gen(spann_base) / "vectors" / "facts" / "header.json").read_text())
+    assert "vectors" not in header["postings"] and header["postings"]["ids"].endswith(".i64")  # ids only
+    _query_all_modes(spann_base)
+    assert _check(spann_base, capsys)[0] == 0
+
+
+@pytest.mark.parametrize("gran, value", [("sentences", 10**6), ("facts", -5), ("entities", "rows")])
+def test_spann_posting_ids_outside_the_embeddings_are_refused_on_open(spann_index, capsys, gran, value):
+    """Before: an out-of-range id read as a zero vector and a negative one was dropped, silently."""
+    gen = _gen(spann_index)
+    path = next((gen / "vectors" / gran).glob("postings.*.i64"))
+    ids = np.fromfile(path, dtype=np.int64)
+    rows = len(np.load(gen / "embeddings" / f"{gran}.npy", mmap_mode="r"))
+    _set(ids, len(ids) // 2, rows if value == "rows" else value).tofile(path)
+    _reseal(spann_index)
+    _assert_refused(spann_index, capsys, path.name, "posting")
+
+
+def test_spann_posting_ids_are_bounded_by_the_vector_id_map_after_a_delete(spann_index, capsys):
+    hg = HippoGraph.open(spann_index)
+    hg.delete([hg.documents()[0]["id"]])
+    hg.close()
+    gen = _gen(spann_index)
+    vid2row = np.load(gen / "vectors" / "sentences.vid2row.npy")
+    assert (vid2row == -1).any()  # ids are no longer row numbers
+    _query_all_modes(spann_index)
+    path = next((gen / "vectors" / "sentences").glob("postings.*.i64"))
+    ids = np.fromfile(path, dtype=np.int64)
+    n = json.loads((gen / "vectors" / "sentences" / "header.json").read_text())["postings"]["n_entries"]
+    _set(ids, n - 1, len(vid2row)).tofile(path)
+    _reseal(spann_index)
+    _assert_refused(spann_index, capsys, path.name, "posting")
+
+
+@pytest.mark.parametrize("gran, damage", [("facts", "nan"), ("sentences", "inf"), ("entities", "negative"),
+                                          ("passages", "inf")])
+def test_int8_scales_must_be_finite_and_non_negative(spann_index, capsys, gran, damage):
+    """Before: a NaN scale ended a query in a ValueError traceback from the fusion step."""
+    path = _gen(spann_index) / "embeddings" / f"{gran}.scale.npy"
+    _edit_npy(path, lambda a: -a if damage == "negative" else _set(a, slice(None), np.nan if damage == "nan" else np.inf))
+    _reseal(spann_index)
+    _assert_refused(spann_index, capsys, path.name, "scale")
+
+
+@pytest.mark.parametrize("gran, change", [("sentences", -10), ("entities", 5), ("facts", -1)])
+def test_embeddings_rows_must_match_the_tables(spann_index, capsys, gran, change):
+    """Before: sentences and entities embeddings were never counted against the tables."""
+    emb = _gen(spann_index) / "embeddings"
+    pick = (lambda a: a[:change]) if change < 0 else (lambda a: np.concatenate([a, a[:change]]))
+    _edit_npy(emb / f"{gran}.npy", pick)
+    _edit_npy(emb / f"{gran}.scale.npy", pick)
+    _reseal(spann_index)
+    _assert_refused(spann_index, capsys, f"{gran}.npy", "rows")
+
+
+@pytest.mark.parametrize("gran", ["facts", "passages", "entities"])
+def test_embeddings_dimension_must_match_the_index(spann_index, capsys, gran):
+    """Before: a matmul ValueError traceback at query time."""
+    path = _gen(spann_index) / "embeddings" / f"{gran}.npy"
+    _edit_npy(path, lambda a: np.ascontiguousarray(a[:, :-3]))
+    _reseal(spann_index)
+    _assert_refused(spann_index, capsys, path.name, "dimension")
+
+
+@pytest.mark.parametrize("damage", ["live_id", "list_overflow", "list_negative", "buckets"])
+def test_spann_list_tables_and_live_ids_are_checked(spann_index, capsys, damage):
+    d = _gen(spann_index) / "vectors" / "facts"
+    one = lambda stem: next(d.glob(f"{stem}.*.npy"))  # noqa: E731
+    if damage == "live_id":
+        path = one("ids")
+        _edit_npy(path, lambda a: _set(a, 0, 10**7))
+    elif damage == "list_overflow":  # start + length wraps around int64 and passed the old bound check
+        path = one("list_start")
+        _edit_npy(path, lambda a: _set(a, 0, 2**62))
+        _edit_npy(one("list_len"), lambda a: _set(a, 0, 2**62))
+    elif damage == "list_negative":
+        path = one("list_len")
+        _edit_npy(path, lambda a: _set(a, 0, -100))
+    else:
+        path = one("buckets")
+        _edit_npy(path, lambda a: np.full_like(a, 10**6))
+    _reseal(spann_index)
+    _assert_refused(spann_index, capsys, path.name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_minhash_sketches_of_the_wrong_type_are_refused_before_a_write_reads_them(spann_index, capsys, dtype):
+    """Before: `add` died in a TypeError traceback ('bitwise_and' on floats) building its writer."""
+    path = _gen(spann_index) / "graph" / "minhash.npy"
+    _edit_npy(path, lambda a: a.astype(dtype))
+    _reseal(spann_index)
+    _assert_refused(spann_index, capsys, path.name)
+
+
+@pytest.fixture(scope="module")
+def float_base(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("hostile_f32") / "idx"
+    HippoGraph.build(DATA / "corpus" / "people", path,
+                     Config(embedder="tfidf", spann_min_vectors=20, embedding_storage="float32")).close()
+    return path
+
+
+@pytest.mark.parametrize("gran", ["passages", "facts", "sentences", "entities"])
+def test_non_finite_float_embeddings_end_in_index_corrupt_error(float_base, tmp_path, gran):
+    """float32 / float16 storage has no scales to check on open (its values are read where used): a NaN row
+    that a query reads ends in IndexCorruptError naming the file, never a ValueError traceback."""
+    index = tmp_path / "idx"
+    shutil.copytree(float_base, index)
+    path = _gen(index) / "embeddings" / f"{gran}.npy"
+    _edit_npy(path, lambda a: np.full_like(a, np.nan))
+    _reseal(index)
+    hg = HippoGraph.open(index)
+    for mode in ("hybrid", "ppr", "dense") if gran == "passages" else ("hybrid", "ppr"):  # dense reads passages only
+        with pytest.raises(IndexCorruptError, match=f"{gran}.npy: {gran} embeddings holds NaN"):
+            hg.retrieve("Who founded Kessel Shipworks?", top_k=3, mode=mode)
+    assert [h.doc_id for h in hg.retrieve("Who founded Kessel Shipworks?", top_k=3, mode="bm25")]  # reads no vectors
