@@ -120,11 +120,11 @@ def stage_split(hg: Any, questions: list[str]) -> tuple[dict[str, float], float]
     timer = StageTimer()
     names = {"embed": "embedding (query + unmatched mentions)", "mentions": "spaCy query mentions",
              "_vector_search": "vector search (4 granularities + linking)", "_bm25_scores": "BM25",
-             "_link_mentions": "entity linking (lookup)", "_route": "entropy router", "_seeds": "seeds",
+             "_match_mentions": "entity linking (lookup)", "_route": "entropy router", "_seeds": "seeds",
              "_run_ppr": "PPR", "_bridge": "second-hop bridge"}
     saved = {attr: getattr(r, attr) for attr in names}
     own = set(vars(r))  # instance attributes (embed, mentions); the rest are methods of the class
-    parallel, r.parallel_mentions = r.parallel_mentions, False  # one thread: exclusive times add up
+    parallel, r.parallel_mentions = getattr(r, "parallel_mentions", False), False  # one thread: exclusive times add up
     try:
         for attr, fn in saved.items():
             if fn is not None:  # no mention extractor without spaCy

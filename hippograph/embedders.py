@@ -321,6 +321,9 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._dim: int | None = self._dim_from_files(self.path)
         self._lock = threading.Lock()
+        # one forward pass at a time: the torch thread count is process-wide and bfloat16 vectors depend
+        # on it, so a query's mentions embedded on a worker thread must not overlap the query's own pass
+        self._forward_lock = threading.Lock()
         self.cache: Any = None
         if cache_dir is not None:
             from .embedding_cache import EmbeddingCache
@@ -411,8 +414,6 @@ class SentenceTransformerEmbedder:
         across its threshold between a scratch and an incremental build. Few distinct lengths
         keep the kernel caches small, and near-equal lengths waste less than a padded batch.
         """
-        import torch
-
         model = self._load()
         dim = self.dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
@@ -431,22 +432,28 @@ class SentenceTransformerEmbedder:
 
         with tqdm(total=len(texts), desc=f"embed {Path(self.name).name}", unit="text", disable=not show_progress) as bar:
             for rows in batches:
-                feats = tok.pad({key: [enc[key][i] for i in rows] for key in enc.keys()}, padding="max_length",
-                                max_length=int(padded[rows[0]]), return_tensors="pt")
-                feats = {k: v.to(self.device) for k, v in feats.items()}
-                # thread policy (hippograph/threads.py): available CPUs (fewer on a busy machine if adaptive)
-                threads = 1 if len(rows) * int(padded[rows[0]]) <= SMALL_FORWARD_TOKENS \
-                    else embedding_threads(torch.get_num_threads())
-                if torch.get_num_threads() != threads:
-                    torch.set_num_threads(threads)
-                with torch.inference_mode(), self._autocast():
-                    vecs = model(feats)["sentence_embedding"]
-                vecs = vecs.float().cpu().numpy()
+                with self._forward_lock:
+                    vecs = self._forward(model, tok, enc, rows, int(padded[rows[0]]))
                 if vecs.shape != (len(rows), dim):
                     raise RuntimeError(f"{self.name}: backend returned shape {vecs.shape}, expected {(len(rows), dim)}")
                 out[rows] = vecs
                 bar.update(len(rows))
         return l2_normalize(out)
+
+    def _forward(self, model: Any, tok: Any, enc: Any, rows: np.ndarray, length: int) -> np.ndarray:
+        """One batch through the model: `rows` of the tokenised `enc`, padded to `length` tokens."""
+        import torch
+
+        feats = tok.pad({key: [enc[key][i] for i in rows] for key in enc.keys()}, padding="max_length",
+                        max_length=length, return_tensors="pt")
+        feats = {k: v.to(self.device) for k, v in feats.items()}
+        # thread policy (hippograph/threads.py): available CPUs (fewer on a busy machine if adaptive)
+        threads = 1 if len(rows) * length <= SMALL_FORWARD_TOKENS else embedding_threads(torch.get_num_threads())
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        with torch.inference_mode(), self._autocast():
+            vecs = model(feats)["sentence_embedding"]
+        return vecs.float().cpu().numpy()
 
     def _autocast(self) -> Any:
         """bfloat16 autocast (matrix products in bf16, norms and softmax in float32) or a no-op."""

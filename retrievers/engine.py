@@ -107,8 +107,8 @@ class Retriever:
         self._filter_index: FilterIndex | None = None
         self._views: dict[str, FilterView] = {}
         self._pages: Pages | None = None
-        # spaCy finds the query mentions on a second CPU while this thread embeds the queries and
-        # searches the vector indexes (neither needs the mentions); off with one CPU
+        # the query mentions are found, matched and embedded on a second CPU while this thread embeds the
+        # queries and searches the vector indexes (neither needs the mentions); off with one CPU
         self.parallel_mentions = available_cpus() >= 2
         self._mention_pool: ThreadPoolExecutor | None = None
 
@@ -228,7 +228,7 @@ class Retriever:
         if mode == "bm25":
             return [self._final(bm, none, none, bm, None, None, [], {}, mode, depth=depth, view=view) for bm in bm25_all]
 
-        found = self._find_mentions(queries) if mode != "dense" else None
+        matched = self._start_linking(queries) if mode != "dense" else None
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
         cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg, view)
@@ -236,7 +236,7 @@ class Retriever:
         if mode != "dense" and cfg.use_documents and snap.document_view is not None:
             cands["documents"] = self._document_search(qv, M, view)
 
-        links = self._link_mentions(found(), cfg) if found is not None else []
+        links = self._link_mentions(matched(), cfg) if matched is not None else []
         if view is not None:  # a linked entity no kept passage mentions cannot seed
             links = [[link for link in ql if view.entities[link[1]]] for ql in links]
         results: list[QueryResult] = []
@@ -376,26 +376,24 @@ class Retriever:
             terms.append((w, bm.minmax()))
         return weighted_sum(terms, self.snap.n_passages)
 
-    def _find_mentions(self, queries: Sequence[str]) -> Callable[[], list[list[str]]]:
-        """Start finding each query's mentions (spaCy); returns the function that waits for them.
-        With two CPUs they are found on a worker thread, overlapping the query embedding."""
-        if self.mentions is None:
-            return lambda: [[] for _ in queries]
-        find = self.mentions
+    def _start_linking(self, queries: Sequence[str]) -> Callable[[], tuple[list, list, np.ndarray | None]]:
+        """Start linking the queries' mentions: spaCy, exact entity matches and one embedding call for the
+        rest (`_match_mentions`); none of it needs the query embedding, so with two CPUs it runs on a worker
+        thread beside the query embedding and vector search. Returns the function that waits for it."""
+        def run() -> tuple[list, list, np.ndarray | None]:
+            found = [self.mentions(q) for q in queries] if self.mentions is not None else [[] for _ in queries]
+            return self._match_mentions(found)
 
-        def run() -> list[list[str]]:
-            return [find(q) for q in queries]
-
-        if not self.parallel_mentions:
+        if not self.parallel_mentions or self.mentions is None:
             done = run()
             return lambda: done
         if self._mention_pool is None:
             self._mention_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippograph-mentions")
         return self._mention_pool.submit(run).result
 
-    def _link_mentions(self, mentions: list[list[str]], cfg: Config) -> list[list[tuple[str, int, float]]]:
-        """Query mentions → entity nodes: exact normalised match (similarity 1), else the nearest
-        entity by embedding if its cosine ≥ `linking_min_similarity`. One embedding call per batch."""
+    def _match_mentions(self, mentions: list[list[str]]) -> tuple[list, list, np.ndarray | None]:
+        """Per query, its mentions with an exact normalised entity match (similarity 1); the others as
+        (query, mention) pairs with their embeddings (one call for the batch), or None when all matched."""
         out: list[list[tuple[str, int, float]]] = []
         unmatched: list[tuple[int, str]] = []
         for qi, found in enumerate(mentions):
@@ -407,8 +405,14 @@ class Retriever:
                 else:
                     unmatched.append((qi, name))
             out.append(links)
+        mv = np.ascontiguousarray(self.embed([name for _, name in unmatched]), dtype=np.float32) if unmatched else None
+        return out, unmatched, mv
+
+    def _link_mentions(self, matched: tuple[list, list, np.ndarray | None], cfg: Config) -> list[list[tuple[str, int, float]]]:
+        """Query mentions → entity nodes: the exact matches, else the nearest entity by embedding if its
+        cosine ≥ `linking_min_similarity`."""
+        out, unmatched, mv = matched
         if unmatched:
-            mv = np.ascontiguousarray(self.embed([name for _, name in unmatched]), dtype=np.float32)
             scores, ids = self._vector_search("entities", mv, 1, cfg)
             for (qi, name), row_s, row_i in zip(unmatched, scores, ids):
                 if len(row_i) and row_i[0] >= 0 and row_s[0] >= cfg.linking_min_similarity:
