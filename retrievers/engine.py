@@ -3,7 +3,8 @@ ranking → second hop.
 
 One `Retriever` wraps an `IndexSnapshot` plus the query-side models (embedder, entity
 mention extractor). `search` works on a batch of queries: embeddings and vector searches
-run as blocks; the per-query work is sparse-vector arithmetic. Every score vector is a
+run as blocks (the queries' spaCy mentions beside them, on a worker thread when there are two
+CPUs); the per-query work is sparse-vector arithmetic. Every score vector is a
 `SparseScores` over the query's candidates (top-k BM25, top-M vector hits, the passages
 PPR reached), so a query costs what its candidates cost, not the corpus size.
 """
