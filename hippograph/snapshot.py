@@ -176,6 +176,7 @@ class IndexSnapshot:
         path = self.path / VECTORS_DIR / gran
         if not path.exists():
             return None
+        from .indexers.flat import FlatIndex
         from .indexers.spann import VectorsById, open_vector_index
 
         n_rows = self._unit_count(gran)
@@ -191,7 +192,7 @@ class IndexSnapshot:
         validate.check_vector_index(path, index, n_rows if vid2row is None else len(vid2row),
                                     dim if emb is None else emb.shape[1], gran)
         source = embedding_path(self.path, gran) if emb is not None else path
-        verify = emb if isinstance(emb, validate.FiniteRows) and not hasattr(index, "_lists") else None
+        verify = emb if isinstance(emb, validate.FiniteRows) and isinstance(index, FlatIndex) else None
         return RowIdIndex(index, vid2row, n_rows, source=source, verify=verify)  # rows outside the tables never leave a search
 
     def _unit_count(self, gran: str) -> int:

@@ -371,7 +371,7 @@ class PPR:
             np.add.at(res, tgt, amt)
             touched.append(tgt)
             over = tgt[res[tgt] >= eps * self._out_edges[tgt]]
-            frontier = sorted_unique(over) if over.size else over
+            frontier = sorted_unique(over)
         return self._estimate(p, res, sorted_unique(np.concatenate(touched)))
 
     def _estimate(self, p: np.ndarray, res: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

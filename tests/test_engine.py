@@ -137,6 +137,7 @@ def test_mentions_found_on_a_worker_thread_change_nothing(hg):
         return [[(h.passage_id, h.score, json.dumps(h.explanation, sort_keys=True, default=str)) for h in res]
                 for res in hg.retrieve_many(queries, top_k=5, explain=True)]
 
+    parallel = r.parallel_mentions
     r.mentions = spy
     try:
         serial = run(False)
@@ -146,4 +147,4 @@ def test_mentions_found_on_a_worker_thread_change_nothing(hg):
         assert [[h.passage_id for h in hg.retrieve(q, top_k=5)] for q in queries] == [[h[0] for h in s] for s in serial]
         assert seen and all(name.startswith("hippograph-mentions") for name in seen)
     finally:
-        r.mentions, r.parallel_mentions = find, True
+        r.mentions, r.parallel_mentions = find, parallel
