@@ -176,8 +176,7 @@ class IndexSnapshot:
         path = self.path / VECTORS_DIR / gran
         if not path.exists():
             return None
-        from .indexers.flat import FlatIndex
-        from .indexers.spann import VectorsById, open_vector_index
+        from .indexers.spann import FlatIndex, VectorsById, open_vector_index  # the factory's two index kinds
 
         n_rows = self._unit_count(gran)
         vmap = vid_map_path(self.path, gran)
