@@ -166,17 +166,20 @@ def lsh_synonyms(
     is_new &= eligible
     if not is_new.any() or len(elig) < 2:
         return []
-    sig = signatures[elig].astype(np.uint64)
     mult = np.random.default_rng(20251125).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
     candidates: set[tuple[int, int]] = set()
+    keys = np.empty(len(elig), dtype=np.uint64)
     for a, b in ranges:
-        keys = (sig[:, a:b] * mult[a:b]).sum(axis=1)  # wraps mod 2**64: a hash of the band
+        for s in range(0, len(elig), _BAND_CHUNK):  # a chunk of rows at a time: no uint64 copy of every signature
+            part = signatures[elig[s:s + _BAND_CHUNK], a:b].astype(np.uint64)
+            keys[s:s + len(part)] = (part * mult[a:b]).sum(axis=1)  # wraps mod 2**64: a hash of the band
         order = np.argsort(keys, kind="stable")
         ks = keys[order]
         cuts = np.flatnonzero(ks[1:] != ks[:-1]) + 1
         starts = np.concatenate([[0], cuts])
         ends = np.concatenate([cuts, [len(ks)]])
-        multi = np.flatnonzero(ends - starts > 1)
+        with_new = np.add.reduceat(is_new[elig[order]].astype(np.int64), starts) > 0
+        multi = np.flatnonzero((ends - starts > 1) & with_new)  # groups a new entity could pair in
         for g in multi:
             members = elig[order[starts[g]:ends[g]]]
             fresh = members[is_new[members]]
@@ -199,6 +202,10 @@ def lsh_synonyms(
         if jac >= threshold:
             edges.append(SynonymEdge(i, j, jac, "minhash"))
     return edges
+
+
+_BAND_CHUNK = 65_536
+"""Signature rows hashed into band keys at a time by `lsh_synonyms`."""
 
 
 @functools.lru_cache(maxsize=8)

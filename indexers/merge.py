@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 
 from hippograph.config import Config
@@ -39,6 +42,8 @@ COUNT_TABLES = {
     "passage_owners": "passage_owners",
 }
 """Report/manifest count name → SQLite table."""
+SIGNATURE_CHUNK = 65_536
+"""Entity names read and MinHashed at a time (datasketch's 64-bit values: 64 MB per chunk)."""
 
 
 def table_counts(conn) -> dict[str, int]:
@@ -246,24 +251,33 @@ class Merge:
     # ---- synonymy --------------------------------------------------------------------------
     def link_synonyms(self, base_minhash: np.ndarray | None) -> np.ndarray | None:
         """Synonymy edges from this write's new entities to all entities (embedding kNN and
-        MinHash LSH), inserted as rows; returns the MinHash signatures of every entity (or None)."""
+        MinHash LSH), inserted as rows; returns the MinHash signatures of every entity (or None).
+        Entity names are streamed from the table, vectors read from the embeddings file: memory
+        holds one bool and one 128-byte signature per entity, not the names or vectors."""
         c = self.config
         e0, e1 = self.base["entities"], self.n["entities"]
         new_ids = np.arange(e0, e1, dtype=np.int64)
-        names = [r[0] for r in self.conn.execute("SELECT name FROM entities ORDER BY idx")]
         minhash = base_minhash if base_minhash is not None and len(base_minhash) == e0 else None
         if not len(new_ids):
             return minhash if c.minhash_threshold > 0 else None
+        eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in self._names(0)), dtype=bool,
+                               count=e1)
         ents = open_embeddings(embedding_path(self.gen, "entities"))  # as stored: a scratch build sees the same values
-        edges = synonym_edges(ents, names, new_ids, threshold=c.synonymy_threshold,  # exact below a size, IVF above
-                              max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars)
+        edges = synonym_edges(ents, None, new_ids, threshold=c.synonymy_threshold,  # exact below a size, cells above
+                              max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars,
+                              eligible=eligible)
         self.progress.advance("synonymy", len(new_ids), unit="entity")
         if c.minhash_threshold > 0:
-            eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in names), dtype=bool,
-                                   count=len(names))
             have = 0 if minhash is None else len(minhash)
-            fresh = stored_signatures(minhash_signatures(names[have:], eligible[have:], c.minhash_num_perm))
-            minhash = fresh if minhash is None or have == 0 else np.vstack([minhash, fresh])
+            signatures = np.empty((e1, c.minhash_num_perm), dtype=np.uint8)
+            if have:
+                signatures[:have] = minhash
+            names = self._names(have)
+            for a in range(have, e1, SIGNATURE_CHUNK):
+                part = list(islice(names, SIGNATURE_CHUNK))
+                signatures[a:a + len(part)] = stored_signatures(
+                    minhash_signatures(part, eligible[a:a + len(part)], c.minhash_num_perm))
+            minhash = signatures
             # every embedding edge has a new endpoint, so none is already a synonym row
             edges += lsh_synonyms(minhash, eligible, new_ids, threshold=c.minhash_threshold,
                                   existing={(e.a, e.b) for e in edges})
@@ -273,6 +287,15 @@ class Merge:
             self.conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", ((e.a, e.b, e.score, e.kind) for e in edges))
         self.n["synonyms"] += len(edges)
         return minhash
+
+    def _names(self, start: int) -> Iterator[str]:
+        """Entity names from row `start` on, in row order, streamed from the table."""
+        cur = self.conn.execute("SELECT name FROM entities WHERE idx >= ? ORDER BY idx", (int(start),))
+        while True:
+            rows = cur.fetchmany(SIGNATURE_CHUNK)
+            if not rows:
+                return
+            yield from (r[0] for r in rows)
 
     def added(self) -> dict[str, int]:
         return {k: self.n[k] - self.base[k] for k in ("documents", "passages", "sentences", "entities", "facts")}

@@ -1,30 +1,33 @@
-"""Synonymy edges that scale: new-vs-all nearest neighbours through an approximate index.
+"""Synonymy edges that scale: new-vs-all nearest neighbours, streamed, through an approximate index.
 
-The exact search (`graph_builder.embedding_synonyms` over a flat index) costs new × all
-inner products: for a scratch build that is quadratic in the entity count (1M entities:
-10¹² products). Synonym pairs are very close (cosine ≥ `synonymy_threshold`, 0.8), which is
-where an inverted-file index (faiss IVF: k-means cells, search the `nprobe` cells nearest to
-the query) loses almost nothing: both ends of such a pair fall in the same or neighbouring
-cells. So above `EXACT_WORK` products the entities are searched through an IVF index trained on
-a sample, and below it exactly; the pairs kept (score ≥ threshold, at most
-`synonymy_max_neighbors` per entity) follow the same rule either way. Recall of the pairs
-against the exact search is measured in eval/results/synonymy.md (eval/bench_synonymy.py).
+The exact search costs new × all inner products: for a scratch build that is quadratic in the
+entity count (1M entities: 10¹² products). Synonym pairs are very close (cosine ≥
+`synonymy_threshold`, 0.8), which is where an inverted file (k-means cells; each query searches
+the `nprobe` cells nearest to it) loses almost nothing: both ends of such a pair fall in the same
+or neighbouring cells. So above `EXACT_WORK` products the entities are searched through cells
+trained on a sample, and below it exactly. Recall of the pairs against the exact search is
+measured in eval/results/synonymy.md (eval/bench_synonymy.py).
+
+Memory stays bounded either way: the entity vectors are read from the embeddings file (a memory
+map) `BASE_CHUNK` rows or one cell at a time, queries `QUERY_BLOCK` at a time, and only the scores
+at or above the threshold are kept. Holding a float32 copy of every entity vector (and a faiss
+index of them) cost 2 × 1.5 KB per entity: about 4 GB at 100k passages, in every `add` too.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .graph_builder import SynonymEdge, embedding_synonyms
+from .graph_builder import SynonymEdge, synonymy_eligible
 
 EXACT_WORK = 1e9
 """Below this many query × entity products (≈ 31k new × 31k entities) the search is exact: there
-the exact search is a few BLAS calls and IVF saves little (MuSiQue's 24.6k entities: 2.5× faster
+the exact search is a few BLAS calls and cells save little (MuSiQue's 24.6k entities: 2.5× faster
 at recall 0.997, eval/results/synonymy.md), so the shared eval datasets but SciFact stay exact."""
 CELLS_PER_SQRT = 1
-"""IVF cells = CELLS_PER_SQRT · √n. Fewer and larger cells than faiss's usual 4–16 · √n: k-means
+"""Cells = CELLS_PER_SQRT · √n. Fewer and larger cells than faiss's usual 4–16 · √n: k-means
 training costs sample × cells (∝ cells²) and dominated at 4 · √n on MuSiQue's 24.6k entities."""
 KMEANS_ITERATIONS = 10
 NPROBE = 8
@@ -32,11 +35,18 @@ NPROBE = 8
 eval/results/synonymy.md)."""
 TRAIN_PER_CELL = 40
 """Training sample: this many vectors per cell (faiss warns below 39)."""
+BASE_CHUNK = 65_536
+"""Entity vectors dequantised at a time when streaming over all of them (25 MB of float32)."""
+QUERY_BLOCK = 65_536
+"""New entities searched through the cells at a time; each block reads every cell it probes once."""
+EXACT_QUERY_BATCH = 4096
+"""New entities per exact search call: faiss picks its kernel by batch size (BLAS from 20 queries),
+so this keeps the scores those of the in-memory exact search, bit for bit."""
 
 
 def synonym_edges(
-    embeddings: np.ndarray,
-    names: Sequence[str],
+    embeddings: Any,
+    names: Sequence[str] | None,
     new_ids: np.ndarray,
     *,
     threshold: float,
@@ -45,34 +55,186 @@ def synonym_edges(
     exact_work: float = EXACT_WORK,
     nprobe: int = NPROBE,
     seed: int = 0,
+    eligible: np.ndarray | None = None,
 ) -> list[SynonymEdge]:
-    """Synonymy edges new-vs-all: exact below `exact_work` products, through IVF above it."""
-    n_new = len(new_ids)
-    approximate = float(n_new) * float(len(embeddings)) >= exact_work
+    """Synonymy edges from the new entities to all entities (never all-pairs again).
 
-    def make_index(base: np.ndarray) -> Any:
-        return ivf_index(base, nprobe=nprobe, seed=seed)
+    For each eligible new entity, its nearest eligible entities by inner product (cosine of
+    unit vectors), kept while the score ≥ threshold, at most `max_neighbors`; a pair found from
+    both ends keeps its higher score. `embeddings` is any row-indexable matrix (the stored
+    embeddings file); `eligible` (a bool per entity) may stand in for `names`. Exact below
+    `exact_work` query × entity products, through k-means cells above it.
+    """
+    if eligible is None:
+        eligible = np.fromiter((synonymy_eligible(n, min_chars) for n in names or ()), dtype=bool,
+                               count=len(names or ()))
+    new_ids = np.asarray(new_ids, dtype=np.int64)
+    if len(new_ids) == 0 or len(embeddings) < 2:
+        return []
+    base_ids = np.flatnonzero(eligible)
+    query_ids = new_ids[eligible[new_ids]] if len(new_ids) else new_ids
+    if len(base_ids) < 2 or len(query_ids) == 0:
+        return []
+    if float(len(new_ids)) * float(len(embeddings)) >= exact_work:
+        cells = _Cells.train(embeddings, base_ids, nprobe=nprobe, seed=seed)
+        found = cells.neighbours(embeddings, query_ids, threshold, _Hits(max_neighbors + 1))
+    else:
+        found = _exact_neighbours(embeddings, base_ids, query_ids, threshold, _Hits(max_neighbors + 1))
+    edges: dict[tuple[int, int], float] = {}
+    for qid, scores, others in found:
+        kept = 0
+        for score, other in zip(scores.tolist(), others.tolist()):
+            if other == qid:
+                continue
+            key = (min(qid, other), max(qid, other))
+            edges[key] = max(edges.get(key, 0.0), score)
+            kept += 1
+            if kept >= max_neighbors:
+                break
+    return [SynonymEdge(a, b, min(s, 1.0), "embedding") for (a, b), s in sorted(edges.items())]
 
-    return embedding_synonyms(
-        embeddings, names, new_ids, threshold=threshold, max_neighbors=max_neighbors, min_chars=min_chars,
-        make_index=make_index if approximate else None,
-    )
+
+def _rows(embeddings: Any, ids: np.ndarray) -> np.ndarray:
+    """float32 rows of the stored vectors (dequantised)."""
+    return np.ascontiguousarray(embeddings[ids], dtype=np.float32)
 
 
-def ivf_index(base: np.ndarray, *, nprobe: int = NPROBE, seed: int = 0) -> Any:
-    """A faiss IndexIVFFlat (inner product) over `base`, k-means trained on a seeded sample."""
+HITS_COMPACT = 1 << 22
+"""Pending (query, entity, score) triples that trigger trimming every query to its best `cap`."""
+
+
+class _Hits:
+    """(query, entity, score) triples at or above the threshold; each query keeps its best `cap`
+    (its own entry included), so a crowd of near-duplicates cannot grow memory without bound."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(1, int(cap))
+        self.q: list[np.ndarray] = []
+        self.e: list[np.ndarray] = []
+        self.s: list[np.ndarray] = []
+        self.pending = 0
+
+    def add(self, scores: np.ndarray, query_ids: np.ndarray, entity_ids: np.ndarray, threshold: float) -> None:
+        r, c = np.nonzero(scores >= threshold)
+        if r.size:
+            self._keep(query_ids[r], entity_ids[c], scores[r, c])
+
+    def add_ranked(self, scores: np.ndarray, query_ids: np.ndarray, entity_ids: np.ndarray,
+                   threshold: float) -> None:
+        """A search's (queries × k) scores with the entity id of each entry."""
+        r, c = np.nonzero(scores >= threshold)
+        if r.size:
+            self._keep(query_ids[r], entity_ids[r, c], scores[r, c])
+
+    def _keep(self, q: np.ndarray, e: np.ndarray, s: np.ndarray) -> None:
+        self.q.append(q)
+        self.e.append(e)
+        self.s.append(s.astype(np.float32))
+        self.pending += int(q.size)
+        if self.pending > HITS_COMPACT:
+            q, e, s = self._best()
+            self.q, self.e, self.s, self.pending = [q], [e], [s], int(q.size)
+
+    def _best(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All triples grouped by query, scores descending (ties by entity id), `cap` per query."""
+        q, e, s = np.concatenate(self.q), np.concatenate(self.e), np.concatenate(self.s)
+        order = np.lexsort((e, -s.astype(np.float64), q))
+        q, e, s = q[order], e[order], s[order]
+        first = np.flatnonzero(np.concatenate(([True], q[1:] != q[:-1])))
+        rank = np.arange(q.size) - np.repeat(first, np.diff(np.concatenate((first, [q.size]))))
+        keep = rank < self.cap
+        return q[keep], e[keep], s[keep]
+
+    def per_query(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(query id, scores descending, entity ids), at most `cap` per query."""
+        if not self.q:
+            return
+        q, e, s = self._best()
+        cuts = np.flatnonzero(q[1:] != q[:-1]) + 1
+        for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [q.size])).tolist()):
+            yield int(q[a]), s[a:b], e[a:b]
+
+
+def _exact_neighbours(embeddings: Any, base_ids: np.ndarray, query_ids: np.ndarray, threshold: float,
+                      hits: _Hits) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Every (query, entity) score ≥ threshold (best `hits.cap` per query), entities streamed in chunks.
+
+    Scores come from faiss's flat inner product over the same query batches as an in-memory
+    `IndexFlatIP` over all entities (`graph_builder.embedding_synonyms`), so the edges are the
+    same bit for bit; only the entities are read a chunk at a time."""
     import faiss
 
-    n, dim = base.shape
-    cells = max(1, min(int(CELLS_PER_SQRT * math.sqrt(n)), n // TRAIN_PER_CELL))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    index.cp.niter = KMEANS_ITERATIONS
-    sample_size = min(n, cells * TRAIN_PER_CELL)
-    rng = np.random.default_rng(seed)
-    sample = base if sample_size == n else base[np.sort(rng.choice(n, sample_size, replace=False))]
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    index.add(np.ascontiguousarray(base, dtype=np.float32))
-    index.nprobe = min(cells, max(1, int(nprobe)))
-    return index
+    dim = int(embeddings.shape[1])
+    for qa in range(0, len(query_ids), EXACT_QUERY_BATCH):
+        q_ids = query_ids[qa:qa + EXACT_QUERY_BATCH]
+        Q = _rows(embeddings, q_ids)
+        for ba in range(0, len(base_ids), BASE_CHUNK):
+            b_ids = base_ids[ba:ba + BASE_CHUNK]
+            index = faiss.IndexFlatIP(dim)
+            index.add(_rows(embeddings, b_ids))
+            D, I = index.search(Q, min(hits.cap, len(b_ids)))
+            ok = I >= 0
+            D = np.where(ok, D, -np.inf).astype(np.float32)
+            hits.add_ranked(D, q_ids, b_ids[np.where(ok, I, 0)], threshold)
+    return hits.per_query()
+
+
+class _Cells:
+    """An inverted file over the eligible entities: k-means centroids trained (faiss) on a seeded
+    sample, each entity listed under its nearest centroid; the vectors stay in the embeddings file."""
+
+    def __init__(self, quantizer: Any, members: np.ndarray, offsets: np.ndarray, nprobe: int):
+        self.quantizer = quantizer
+        self.members = members
+        self.offsets = offsets
+        self.nprobe = nprobe
+
+    @classmethod
+    def train(cls, embeddings: Any, base_ids: np.ndarray, *, nprobe: int = NPROBE, seed: int = 0) -> "_Cells":
+        import faiss
+
+        n, dim = len(base_ids), int(embeddings.shape[1])
+        cells = max(1, min(int(CELLS_PER_SQRT * math.sqrt(n)), n // TRAIN_PER_CELL))
+        quantizer = faiss.IndexFlatIP(dim)
+        trainer = faiss.IndexIVFFlat(quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
+        trainer.cp.seed = seed
+        trainer.cp.niter = KMEANS_ITERATIONS
+        sample_size = min(n, cells * TRAIN_PER_CELL)
+        rng = np.random.default_rng(seed)
+        sample = base_ids if sample_size == n else base_ids[np.sort(rng.choice(n, sample_size, replace=False))]
+        trainer.train(_rows(embeddings, sample))  # trains `quantizer`; nothing is added to the IVF itself
+        cell = np.empty(n, dtype=np.int64)
+        for a in range(0, n, BASE_CHUNK):
+            cell[a:a + BASE_CHUNK] = quantizer.search(_rows(embeddings, base_ids[a:a + BASE_CHUNK]), 1)[1][:, 0]
+        order = np.argsort(cell, kind="stable")
+        offsets = np.zeros(cells + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cell, minlength=cells), out=offsets[1:])
+        self = cls(quantizer, base_ids[order], offsets, min(cells, max(1, int(nprobe))))
+        self._trainer = trainer  # keeps the quantizer's owner alive
+        return self
+
+    def neighbours(self, embeddings: Any, query_ids: np.ndarray, threshold: float,
+                   hits: _Hits) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Every (query, entity) score ≥ threshold (best `hits.cap` per query) within the query's
+        `nprobe` nearest cells."""
+        for qa in range(0, len(query_ids), QUERY_BLOCK):
+            q_ids = query_ids[qa:qa + QUERY_BLOCK]
+            Q = _rows(embeddings, q_ids)
+            probes = self.quantizer.search(Q, self.nprobe)[1]
+            flat_q = np.repeat(np.arange(len(q_ids)), probes.shape[1])
+            flat_c = probes.ravel()
+            keep = flat_c >= 0
+            flat_q, flat_c = flat_q[keep], flat_c[keep]
+            order = np.argsort(flat_c, kind="stable")
+            flat_q, flat_c = flat_q[order], flat_c[order]
+            cuts = np.flatnonzero(flat_c[1:] != flat_c[:-1]) + 1
+            for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [flat_c.size])).tolist()):
+                if a == b:
+                    continue
+                c = int(flat_c[a])
+                m_ids = self.members[self.offsets[c]:self.offsets[c + 1]]
+                if m_ids.size == 0:
+                    continue
+                rows = flat_q[a:b]
+                hits.add(Q[rows] @ _rows(embeddings, m_ids).T, q_ids[rows], m_ids, threshold)
+        return hits.per_query()

@@ -119,3 +119,20 @@ def test_vectorised_minhash_matches_datasketch_lsh():
                 if j != i and jac >= 0.6:
                     want[(min(i, j), max(i, j))] = jac
     assert want and got == want
+
+
+def test_lsh_band_keys_hashed_in_chunks_give_the_same_pairs(monkeypatch):
+    """Band keys are computed a chunk of signature rows at a time; the chunk size changes nothing."""
+    import random
+
+    from hippograph.indexers import graph_builder
+
+    rnd = random.Random(9)
+    stems = ["drumlow", "meriden", "kessel", "halvenne", "wren relay", "ashcombe", "tarsk"]
+    names = sorted({f"{rnd.choice(['', 'the ', 'old '])}{rnd.choice(stems)}{rnd.choice(['', ' port', 's'])}"
+                    for _ in range(300)})
+    new = list(range(0, len(names), 2))
+    want = minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3)
+    monkeypatch.setattr(graph_builder, "_BAND_CHUNK", 5)
+    got = minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3)
+    assert len(want) > 20 and got == want

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from hippograph.indexers.graph_builder import embedding_synonyms
+from hippograph.indexers import synonymy
 from hippograph.indexers.synonymy import synonym_edges
 
 
@@ -51,3 +52,96 @@ def test_ineligible_names_get_no_edges_on_the_approximate_path():
     names = ["ab" if i % 2 else f"entity {i}" for i in range(len(x))]  # every odd entity too short
     edges = synonym_edges(x, names, np.arange(len(x)), threshold=0.8, max_neighbors=10, min_chars=3, exact_work=0)
     assert all(a % 2 == 0 and b % 2 == 0 for a, b in _pairs(edges))
+
+
+class _CountingRows:
+    """A row-indexable matrix that records how many rows each read asked for."""
+
+    def __init__(self, x: np.ndarray):
+        self.x, self.shape, self.reads = x, x.shape, []
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, ids):
+        ids = np.asarray(ids)
+        self.reads.append(ids.size)
+        return self.x[ids]
+
+
+def test_streamed_exact_search_equals_the_in_memory_one_and_reads_chunks(monkeypatch):
+    """Entities are read a chunk at a time, and the edges (scores to the bit, neighbour caps
+    included) are those of one in-memory IndexFlatIP over every entity."""
+    x = _clustered(n_groups=120, per_group=6, dim=24, noise=0.15, seed=4)
+    names = [f"entity {i}" for i in range(len(x))]
+    names[5] = "ab"  # ineligible: never linked
+    kw = dict(threshold=0.8, max_neighbors=3, min_chars=3)  # groups of 6: the cap decides
+    want = embedding_synonyms(x, names, np.arange(len(x)), **kw)
+    monkeypatch.setattr(synonymy, "BASE_CHUNK", 50)
+    monkeypatch.setattr(synonymy, "EXACT_QUERY_BATCH", 64)
+    rows = _CountingRows(x)
+    got = synonym_edges(rows, names, np.arange(len(x)), **kw)
+    assert max(rows.reads) <= 64 and len(rows.reads) > 10
+    assert want and got == want
+    assert not any(5 in (e.a, e.b) for e in got)
+
+
+def test_cell_search_reads_bounded_blocks_and_does_not_depend_on_them(monkeypatch):
+    x = _clustered(n_groups=800, per_group=3, dim=32, noise=0.2, seed=5)
+    names = [f"entity {i}" for i in range(len(x))]
+    new = np.arange(600, len(x))
+    kw = dict(threshold=0.8, max_neighbors=100, min_chars=3, exact_work=0)
+    whole = synonym_edges(x, names, new, **kw)
+    monkeypatch.setattr(synonymy, "BASE_CHUNK", 300)
+    monkeypatch.setattr(synonymy, "QUERY_BLOCK", 97)
+    monkeypatch.setattr(synonymy, "HITS_COMPACT", 50)  # trimming to the best per query on the way
+    rows = _CountingRows(x)
+    blocked = synonym_edges(rows, names, new, **kw)
+    assert _pairs(blocked) == _pairs(whole) and len(whole) > 1000
+    # scores are BLAS products over other row counts: equal up to float32 rounding
+    np.testing.assert_allclose([e.score for e in blocked], [e.score for e in whole], rtol=0, atol=1e-6)
+    # the k-means sample (√n cells × TRAIN_PER_CELL), then chunks, query blocks and single cells
+    assert rows.reads[0] <= synonymy.TRAIN_PER_CELL * np.sqrt(len(x)) < len(x)
+    assert max(rows.reads[1:]) <= 300
+    exact = _pairs(synonym_edges(x, names, new, threshold=0.8, max_neighbors=100, min_chars=3))
+    assert len(_pairs(whole) & exact) / len(exact) >= 0.98
+
+
+def test_eligible_mask_stands_in_for_names():
+    x = _clustered(n_groups=100, per_group=2, dim=16, noise=0.05, seed=6)
+    names = ["ab" if i % 3 == 0 else f"entity {i}" for i in range(len(x))]
+    eligible = np.array([i % 3 != 0 for i in range(len(x))])
+    kw = dict(threshold=0.8, max_neighbors=10, min_chars=3)
+    assert synonym_edges(x, None, np.arange(len(x)), eligible=eligible, **kw) == synonym_edges(x, names, np.arange(len(x)), **kw)
+
+
+def test_build_streams_names_signatures_and_vectors_in_chunks(tmp_path, monkeypatch):
+    """Tiny chunks for names, MinHash signatures, band keys and entity vectors build the same
+    synonymy edges and signatures as the defaults (the banding itself: test_graph_builder)."""
+    import sqlite3
+
+    from hippograph import Config, HippoGraph
+    from hippograph.indexers import graph_builder, merge
+
+    docs = [{"id": f"d{i}", "title": t, "text": x} for i, (t, x) in enumerate([
+        ("Alpha Corp", "Alpha Corp was founded by Jane Doe in Paris. Alpha Corporation makes glass lenses."),
+        ("Beta Labs", "Beta Labs was founded by Jane Doe in Berlin. The Beta Laboratory builds telescopes."),
+        ("Gamma Works", "Gamma Works was founded by Omar Reyes in Lisbon. Gamma Works repairs ships for Alpha Corp."),
+        ("Jane Doe", "Jane Doe is an engineer from Paris. Doe founded Alpha Corp and Beta Labs."),
+    ])]
+
+    def build(name):
+        hg = HippoGraph.build(docs, tmp_path / name, Config(embedder="tfidf", synonymy_threshold=0.9, minhash_threshold=0.4))
+        gen = hg.dir.generation_path(hg.manifest)
+        hg.close()
+        with sqlite3.connect(gen / "meta.sqlite") as conn:
+            edges = conn.execute("SELECT * FROM synonyms ORDER BY 1, 2, 4").fetchall()
+        return edges, np.load(gen / "graph" / "minhash.npy")
+
+    want_edges, want_sig = build("default")
+    monkeypatch.setattr(merge, "SIGNATURE_CHUNK", 2)
+    monkeypatch.setattr(graph_builder, "_BAND_CHUNK", 3)
+    monkeypatch.setattr(synonymy, "BASE_CHUNK", 4)
+    got_edges, got_sig = build("chunked")
+    assert want_edges and got_edges == want_edges
+    np.testing.assert_array_equal(got_sig, want_sig)
