@@ -241,7 +241,7 @@ class _Segment:
     """Entries (vectors + ids) of one list, already in LSH order, waiting to be appended."""
 
     head: int
-    vectors: np.ndarray
+    vectors: np.ndarray | None  # None when the posting files do not hold vectors (ids-only, no sketches)
     ids: np.ndarray
     buckets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
@@ -529,7 +529,7 @@ class SpannIndex:
         try:
             for c0 in range(0, rows.size, chunk):
                 r = rows[c0:c0 + chunk]
-                xr = np.ascontiguousarray(X[r])
+                xr = np.ascontiguousarray(X[r]) if ("vectors" in names or self._sketch is not None) else None
                 parts = {"ids": np.ascontiguousarray(I[r]).tobytes()}
                 if "vectors" in names:
                     parts["vectors"] = xr.tobytes()
@@ -555,7 +555,9 @@ class SpannIndex:
         import zlib
         post = self._header["postings"]
         n0 = int(post["n_entries"])
-        data = {"vectors": np.ascontiguousarray(vecs, np.float32), "ids": np.ascontiguousarray(ids, np.int64)}
+        data = {"ids": np.ascontiguousarray(ids, np.int64)}
+        if "vectors" in post:
+            data["vectors"] = np.ascontiguousarray(vecs, np.float32)
         if "sketches" in post:
             if sketches is None or sketches.shape != (ids.size, self._sketch.code_bytes):
                 raise ValueError("_append_postings: the index has sketches; pass one code row per entry")
@@ -919,14 +921,21 @@ class SpannIndex:
     def _next_gen(self) -> int:
         return int(self._header["generation"]) + 1
 
+    def _writes_entry_vectors(self) -> bool:
+        """Do posting entries need their vectors when written (stored vectors, or sketch codes)?
+        Ids-only lists without sketches need them only for LSH codes, list by list."""
+        return bool(self.params.store_vectors) or self._sketch is not None
+
     def _list_segment(self, head: int, vecs: np.ndarray, ids: np.ndarray, head_proj: np.ndarray) -> _Segment:
-        """Sort one list's entries by LSH code and compute its bucket offsets."""
+        """Sort one list's entries by LSH code and compute its bucket offsets; the segment keeps
+        the vectors only if they will be written (else memory would hold every rewritten entry)."""
         bits = self.params.lsh_bits
+        keep = self._writes_entry_vectors()
         if bits:
             codes = self._lsh.codes(self._lsh.project(vecs), head_proj)
             o = np.argsort(codes, kind="stable")
-            return _Segment(head, vecs[o], ids[o], bucket_offsets(codes[o], bits))
-        return _Segment(head, vecs, ids, np.array([0, ids.size], np.int32))
+            return _Segment(head, vecs[o] if keep else None, ids[o], bucket_offsets(codes[o], bits))
+        return _Segment(head, vecs if keep else None, ids, np.array([0, ids.size], np.int32))
 
     def add(self, vectors: Any, ids: Any) -> None:
         """Insert vectors with new unique ids (≥ 0) without rebuilding the index.
@@ -1004,7 +1013,7 @@ class SpannIndex:
             L.buckets[j] = 0
         # one append for all changed lists, then the header switch
         if segments:
-            V = np.concatenate([s.vectors for s in segments])
+            V = np.concatenate([s.vectors for s in segments]) if self._writes_entry_vectors() else None
             sketches = None
             if self._sketch is not None:
                 all_heads = np.vstack([heads, hv]) if new_heads else heads
@@ -1061,26 +1070,28 @@ class SpannIndex:
         L = self._lists
         gen = self._next_gen()
         keep_heads = np.flatnonzero(L.alive)
-        segs_v, segs_i, new_len = [], [], []
-        for j in keep_heads:
+        segments: list[_Segment] = []
+        kept: list[int] = []
+        for j in keep_heads:  # one list at a time: ids-only segments do not keep their vectors
             s0, n0 = int(L.start[j]), int(L.length[j])
             v, i = self._posting_vectors(s0, n0), np.asarray(self._eid[s0:s0 + n0])
             if self._tomb.size:
                 m = ~np.isin(i, self._tomb)
                 v, i = v[m], i[m]
-            segs_v.append(v)
-            segs_i.append(i)
-            new_len.append(i.size)
-        new_len = np.asarray(new_len, np.int64)
-        nonempty = new_len > 0
-        if not nonempty.any() and keep_heads.size:
-            nonempty[0] = True  # keep one (empty) list so the index stays searchable
-        heads_vec = self._head_vectors(keep_heads[nonempty])
-        hp = L.head_proj[keep_heads[nonempty]]
-        segments = [self._list_segment(t, segs_v[q], segs_i[q], hp[t])
-                    for t, q in enumerate(np.flatnonzero(nonempty))]
+            if i.size:
+                segments.append(self._list_segment(len(segments), v, i, L.head_proj[j]))
+                kept.append(int(j))
+        if not segments and keep_heads.size:  # keep one (empty) list so the index stays searchable
+            j = int(keep_heads[0])
+            segments.append(self._list_segment(0, np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64),
+                                               L.head_proj[j]))
+            kept.append(j)
+        kept_heads = np.asarray(kept, np.int64)
+        heads_vec = self._head_vectors(kept_heads)
+        hp = L.head_proj[kept_heads]
         H = len(segments)
-        V = np.concatenate([s.vectors for s in segments]) if H else np.zeros((0, self.dim), np.float32)
+        V = (np.concatenate([s.vectors for s in segments]) if H else np.zeros((0, self.dim), np.float32)) \
+            if self._writes_entry_vectors() else None
         Iall = np.concatenate([s.ids for s in segments]) if H else np.zeros(0, np.int64)
         length = np.array([s.ids.size for s in segments], np.int64)
         start = (np.cumsum(length) - length).astype(np.int64)
