@@ -225,12 +225,11 @@ class Retriever:
             M, cfg = max(M, depth), cfg.replace(bm25_candidates=max(cfg.bm25_candidates, depth))
         none = SparseScores.zeros(n)
         view = self._view(flt)
-        # mention linking starts first: with two CPUs it runs beside BM25, the query embedding and the searches
-        matched = self._start_linking(queries) if mode not in ("dense", "bm25") else None
         bm25_all = self._bm25_scores(queries, cfg, view) if mode in ("hybrid", "ppr", "bm25") else [none] * len(queries)
         if mode == "bm25":
             return [self._final(bm, none, none, bm, None, None, [], {}, mode, depth=depth, view=view) for bm in bm25_all]
 
+        matched = self._start_linking(queries) if mode != "dense" else None
         qv = np.ascontiguousarray(self.embed(list(queries)), dtype=np.float32)
         grans = ROUTED if mode != "dense" else ("passages",)
         cands = {g: self._vector_search(g, qv, M if g != "facts" else max(M, cfg.linking_top_facts), cfg, view)
