@@ -269,6 +269,32 @@ def save_array(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def _copy_range(src: Path, src_offset: int, dst: Path, dst_offset: int, nbytes: int) -> None:
+    """Copy `nbytes` from `src` at `src_offset` into the existing file `dst` at `dst_offset` with
+    `os.copy_file_range` (in the kernel), else in 8 MB reads and writes; then fsync `dst`."""
+    with open(src, "rb") as fi, open(dst, "r+b") as fo:
+        done = 0
+        while done < nbytes:
+            want = min(nbytes - done, 1 << 30)
+            try:
+                got = os.copy_file_range(fi.fileno(), fo.fileno(), want, src_offset + done, dst_offset + done)
+            except (AttributeError, OSError):
+                got = 0
+            if got <= 0:  # not supported here (or across filesystems): plain reads and writes
+                fi.seek(src_offset + done)
+                fo.seek(dst_offset + done)
+                while done < nbytes:
+                    buf = fi.read(min(nbytes - done, 8 << 20))
+                    if not buf:
+                        raise ValueError(f"{src}: ended {nbytes - done} bytes early")
+                    fo.write(buf)
+                    done += len(buf)
+                break
+            done += got
+        fo.flush()
+        os.fsync(fo.fileno())
+
+
 class RowWriter:
     """Fill an embeddings file (``storage`` dtype, plus its scale file for int8) of known shape
     block by block through memory maps, never whole in RAM.
@@ -322,6 +348,31 @@ class RowWriter:
                 self._put(*emb.raw(part))
             else:
                 self._put(*quantize(emb[part], self.storage))
+
+    def append_file_rows(self, src: Path, n: int) -> None:
+        """Append the first `n` stored rows of the embeddings file `src` (this writer's storage and
+        dimension), copied file to file by the kernel: the rows never pass through this process's
+        memory, so copying a grown index's old rows does not add the file's size to its RSS."""
+        src = Path(src)
+        files = [(src, self._out)] + ([(scale_path(src), self._scales)] if self._scales is not None else [])
+        for path, dst in files:
+            if n == 0:
+                continue
+            if not isinstance(dst, np.memmap):
+                raise ValueError(f"{self.path}: cannot copy rows into an empty embeddings file")
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read(fh)
+                offset = fh.tell()
+            if fortran or len(shape) != len(dst.shape):
+                raise ValueError(f"{path}: {shape} rows in Fortran order or of another rank; cannot copy them as bytes")
+            row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+            if np.dtype(dtype) != dst.dtype or tuple(shape[1:]) != dst.shape[1:] or shape[0] < n:
+                raise ValueError(f"{path}: {shape} {dtype} rows do not fit {self.path} ({dst.shape} {dst.dtype})")
+            start = dst.offset + self.filled * row_bytes
+            _copy_range(path, offset, Path(dst.filename), start, n * row_bytes)
+        self.filled += n
 
     def close(self) -> None:
         if self.filled != self.rows:

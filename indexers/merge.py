@@ -10,8 +10,8 @@ as a further owner.
 Rows go straight into the generation's SQLite file (which may already hold a previous
 generation's rows: an add appends to a copy). Lookups of names from that previous
 generation are SQLite queries; only this write's new entities and facts are held in
-dictionaries. Embeddings are copied block by block from memory-mapped shard files into
-one memory-mapped ``.npy`` per granularity.
+dictionaries. A granularity's ``.npy`` is the previous generation's rows (copied file to file
+by the kernel) followed by the shards' new rows (block by block from memory-mapped shard files).
 """
 from __future__ import annotations
 
@@ -219,7 +219,8 @@ class Merge:
     # ---- embeddings ----------------------------------------------------------------------
     def write_embeddings(self, base: dict[str, Path | None], dim: int) -> None:
         """``<gen>/embeddings/<gran>.npy`` = the base rows (a previous generation's file, or none)
-        followed by every shard's new rows, copied block by block through memory maps."""
+        followed by every shard's new rows: old rows copied file to file (not through this process's
+        memory), new ones block by block through memory maps."""
         out_dir = self.gen / "embeddings"
         out_dir.mkdir(exist_ok=True)
         for gran in GRANULARITIES:
@@ -234,8 +235,10 @@ class Merge:
             n_old = 0 if old is None else len(old)
             writer = RowWriter(dst, n_old + n_new, dim, self.config.embedding_storage)
             try:
-                if old is not None:
-                    writer.append_stored(old)  # stored codes copied as they are
+                if old is not None and old.storage == writer.storage:
+                    writer.append_file_rows(src, n_old)  # stored codes, copied file to file by the kernel
+                elif old is not None:
+                    writer.append_stored(old)  # another storage: converted through float32
                 for s in self.selections:
                     rows = s.rows.get(gran)
                     if rows is None or not len(rows):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,34 @@ def test_stored_rows_are_copied_not_requantised(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     write_embeddings_file(tmp_path / "e.npy", np.zeros((0, 16), np.float32), "int8")  # an empty granularity
     assert open_embeddings(tmp_path / "e.npy").shape == (0, 16)
+
+
+@pytest.mark.parametrize("storage", ["int8", "float16", "float32"])
+def test_old_rows_copied_file_to_file_equal_the_source(tmp_path: Path, storage: str, monkeypatch):
+    """A grown file's old rows are copied by the kernel (or by reads and writes where it cannot),
+    byte for byte, codes and scales, followed by the new rows."""
+    from hippograph import format as fmt
+
+    x = _unit_rows(70, 12, seed=3)
+    write_embeddings_file(tmp_path / "a.npy", x, storage)
+    a = open_embeddings(tmp_path / "a.npy")
+    for name, copy_file_range in (("kernel", os.copy_file_range), ("plain", None)):
+        if copy_file_range is None:
+            monkeypatch.delattr(os, "copy_file_range")
+        w = fmt.RowWriter(tmp_path / f"{name}.npy", 70 + 3, 12, storage)
+        w.append_file_rows(tmp_path / "a.npy", 70)
+        w.append(x[:3])
+        w.close()
+        b = open_embeddings(tmp_path / f"{name}.npy")
+        assert np.array_equal(b.codes[:70], a.codes)
+        assert (b.scales is None) == (a.scales is None)
+        if a.scales is not None:
+            assert np.array_equal(b.scales[:70], a.scales)
+        assert np.array_equal(np.asarray(b[70:]), np.asarray(open_embeddings(tmp_path / "a.npy")[:3]))
+    w = fmt.RowWriter(tmp_path / "bad.npy", 5, 8, storage)
+    with pytest.raises(ValueError, match="do not fit"):
+        w.append_file_rows(tmp_path / "a.npy", 5)  # another dimension
+    w.abort()
 
 
 def test_damaged_storage_is_one_clear_error(tmp_path: Path):
