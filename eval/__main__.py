@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true",
                    help="tiny slices (10 questions + gold + 100 distractors) for CI smoke runs")
     r.add_argument("--rebuild", action="store_true", help="ignore cached indexes and embeddings")
-    r.add_argument("--jobs", type=int, default=0, help="spaCy processes for hippograph index builds (0 = the engine default: one per CPU)")
+    r.add_argument("--jobs", type=int, default=1, help="spaCy processes for hippograph index builds")
     r.add_argument("--latency-queries", type=int, default=100, help="questions timed one at a time per system")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("-v", "--verbose", action="store_true")

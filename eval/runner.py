@@ -41,7 +41,7 @@ class RunOptions:
     quick_questions: int = 10
     quick_distractors: int = 100
     rebuild: bool = False
-    jobs: int = 0
+    jobs: int = 1
     """spaCy worker processes for hippograph builds (speed only; not part of the cache key)."""
     latency_queries: int = 100
     """Questions timed one at a time per system (p50/p95); all questions are run batched."""
@@ -86,7 +86,7 @@ class RssSampler:
                 "delta_mb": round(self.peak_mb - self.start_mb, 1)}
 
 
-def engine_config(embedder: str, jobs: int = 0, embedding_cache_dir: Path | None = None) -> Any:
+def engine_config(embedder: str, jobs: int = 1, embedding_cache_dir: Path | None = None) -> Any:
     """The engine Config every system shares: `minilm` (sentence-transformers) or `tfidf`; defaults otherwise.
 
     `embedding_cache_dir` lets hippograph builds reuse MiniLM vectors of texts embedded by an

@@ -161,10 +161,8 @@ def embedding_threads(own_threads: int) -> int:
 
 
 def spacy_processes(requested: int) -> int:
-    """spaCy worker processes: the configured `n_process` (0 = one per available CPU), capped at the
-    available CPUs."""
-    cpus = available_cpus()
-    return cpus if int(requested) <= 0 else max(1, min(int(requested), cpus))
+    """spaCy worker processes: the configured `n_process`, capped at the available CPUs."""
+    return max(1, min(int(requested), available_cpus()))
 
 
 def _read(path: Path) -> str | None:

@@ -10,7 +10,6 @@ import json
 import logging
 import multiprocessing as mp
 import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -329,7 +328,7 @@ class TripleExtractor:
             chunk = batch * 2
             chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
             init = (self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks)
-            with _pool_context().Pool(n_process, initializer=_worker_init, initargs=init) as pool:
+            with mp.get_context().Pool(n_process, initializer=_worker_init, initargs=init) as pool:
                 for part in pool.imap(_worker_extract, chunks):
                     out.extend(part)
                     bar.update(len(part))
@@ -413,15 +412,6 @@ class TripleExtractor:
 
 # ------------------------------------------------------------------ worker processes
 _WORKER: TripleExtractor | None = None
-
-
-def _pool_context() -> Any:
-    """How to start extraction workers: the platform default (fork on Linux, which reuses the loaded
-    model) in a single-threaded process; a fresh interpreter (forkserver, else spawn) when other
-    threads are running — a server or notebook — since a fork copies locks those threads may hold."""
-    if threading.active_count() == 1:
-        return mp.get_context()
-    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
 
 
 def _worker_init(config: dict[str, Any], resolve_pronouns: bool, common_noun_chunks: bool) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
 import pytest
 
@@ -224,23 +223,6 @@ def test_process_pool_matches_single_process(extractor):
     single = extractor.extract(passages)
     assert [(e.passage_id, e.entities, e.triples) for e in multi] == [(e.passage_id, e.entities, e.triples) for e in single]
     assert ("company c", "founded by", "alice smith") in {(t.subject, t.predicate, t.object) for t in multi[2].triples}
-
-
-def test_process_pool_from_a_threaded_process_matches_single_process(extractor):
-    """With another thread alive (a server, a notebook) the workers start fresh instead of forking."""
-    passages = [make_passage(f"Company {c} was founded by Bob Jones in {1980 + i}.", title=f"Company {c}", pid=str(i))
-                for i, c in enumerate("ABCDEF")]
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait, daemon=True)
-    other.start()
-    try:
-        assert extraction._pool_context().get_start_method() in ("forkserver", "spawn")
-        multi = TripleExtractor(Config(n_process=2, spacy_batch_size=2)).extract(passages)
-    finally:
-        stop.set()
-        other.join()
-    single = extractor.extract(passages)
-    assert [(e.passage_id, e.entities, e.triples) for e in multi] == [(e.passage_id, e.entities, e.triples) for e in single]
 
 
 def test_extract_query(extractor):

@@ -96,9 +96,6 @@ def test_config_threads_default_is_auto_and_limits_spacy():
         threads.set_limit(1)
         assert threads.available_cpus() == 1
         assert threads.spacy_processes(4) == 1
-        assert threads.spacy_processes(0) == 1
     finally:
         threads.set_limit(0)
     assert threads.spacy_processes(1) == 1
-    assert Config().n_process == 0  # auto: one spaCy process per available CPU
-    assert threads.spacy_processes(Config().n_process) == threads.available_cpus()
