@@ -26,7 +26,7 @@ from .indexers.pipeline import BUILD_DIR, IndexWriter
 from .indexers.plan import DocKey, path_sources, plan_sync, replayable
 from .indexers.report import BuildReport
 from .storage import IndexDir, Manifest
-from .snapshot import IndexSnapshot
+from .snapshot import IndexSnapshot, read_documents
 from .types import Document, Hit
 
 logger = logging.getLogger(__name__)
@@ -108,12 +108,17 @@ def _extract_fn(config: Config, openie: str | Path | None, show_progress: bool):
 class HippoGraph:
     """An open index: query it with `retrieve`, grow it with `add`."""
 
-    def __init__(self, index_dir: str | Path, *, config_overrides: dict[str, Any] | None = None):
+    def __init__(self, index_dir: str | Path, *, config_overrides: dict[str, Any] | None = None,
+                 load_snapshot: bool = True):
         self.dir = IndexDir(index_dir)
         self._overrides = dict(config_overrides or {})
         self._embedder: Embedder | None = None
         self._mention_extractor = None
-        self._load()
+        self._snapshot: IndexSnapshot | None = None
+        if load_snapshot:
+            self._load()
+        else:  # writing only (the CLI's add / sync): the read view is opened on first use, if ever
+            self._use_manifest(self.dir.read_manifest())
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -209,12 +214,25 @@ class HippoGraph:
                 if not moved or attempt == OPEN_RETRIES - 1:
                     raise
                 logger.info("%s: generation %s was replaced while opening; retrying", self.dir.root, manifest.generation)
+        self._use_manifest(manifest)
+        self._snapshot = snapshot
+        self._embedder = embedder
+
+    def _use_manifest(self, manifest: Manifest) -> None:
+        """Take the manifest's config (with this object's overrides) and drop the retriever built on the old one."""
         base = _index_config(manifest, self.dir.manifest_path, self._overrides)
         self.config = base.replace(**self._overrides) if self._overrides else base
         self.manifest = manifest
-        self.snapshot = snapshot
-        self._embedder = embedder
         self._retriever = None
+
+    @property
+    def snapshot(self) -> IndexSnapshot:
+        """The live generation's read view (tables, graph, vector indexes, BM25): opened with the
+        index, or on first use by an object opened for writing only."""
+        if self._snapshot is None:
+            self._load()
+        assert self._snapshot is not None
+        return self._snapshot
 
     @staticmethod
     def _open_embedder(manifest: Manifest, gen: Path, previous: Embedder | None) -> Embedder | None:
@@ -233,6 +251,12 @@ class HippoGraph:
             return load_embedder(spec, gen / "embedder")
         except (OSError, ValueError, KeyError) as exc:
             raise IndexCorruptError(f"{gen / 'embedder'}: cannot load the index's embedder ({exc})") from exc
+
+    def _documents(self) -> list[dict[str, Any]]:
+        """The live generation's documents: from the open snapshot, else read from its tables alone."""
+        if self._snapshot is not None:
+            return self._snapshot.documents()
+        return read_documents(self.dir.generation_path(self.manifest))
 
     # ---- models (lazy) --------------------------------------------------------------------------
     @property
@@ -383,7 +407,7 @@ class HippoGraph:
         unreadable = [os.path.abspath(w) for w, _ in load_report.skipped if os.path.lexists(w)]
 
         self._ensure_current()
-        current = [(d["id"], d["content_hash"], d["source"]) for d in self.snapshot.documents()]
+        current = [(d["id"], d["content_hash"], d["source"]) for d in self._documents()]
         if plan_sync(keys, current, roots=roots, unreadable=unreadable).empty:
             report = BuildReport(unchanged_documents=len(keys), generation=self.manifest.generation)
             report.timings["total"] = time.perf_counter() - t0
@@ -439,7 +463,12 @@ class HippoGraph:
 
     def refresh(self) -> None:
         """Re-read the manifest and switch to the newest committed generation."""
-        old, old_embedder = self.snapshot, self._embedder
+        if self._snapshot is None:  # opened for writing only: nothing to reopen now
+            self._use_manifest(self.dir.read_manifest())
+            if getattr(self._embedder, "backend", None) == "tfidf":
+                self._embedder = None  # its fit lives in the generation: load the new one on use
+            return
+        old, old_embedder = self._snapshot, self._embedder
         self._embedder = None
         try:
             self._load()
@@ -470,7 +499,7 @@ class HippoGraph:
 
     def documents(self) -> list[dict[str, Any]]:
         """Documents in the index: id, title, source, content hash, metadata."""
-        return self.snapshot.documents()
+        return self._documents()
 
     def triples(self, limit: int | None = None) -> list[dict[str, Any]]:
         """(subject, predicate, object) statements with their provenance (passage id and title,
@@ -573,7 +602,8 @@ class HippoGraph:
         return write_graphml(self.snapshot, path)
 
     def close(self) -> None:
-        self.snapshot.close()
+        if self._snapshot is not None:
+            self._snapshot.close()
 
     def __enter__(self) -> "HippoGraph":
         return self

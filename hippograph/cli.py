@@ -139,7 +139,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     report = None
     if IndexDir(args.index).exists() and not args.overwrite:
-        hg = HippoGraph.open(args.index, **executor)
+        # writing only: the index's read view (tables, graph, vectors, BM25 in RAM) is never opened
+        hg = HippoGraph(args.index, config_overrides=executor, load_snapshot=False)
         given = Config.from_file(args.config).to_dict() if args.config else {}
         given.update({k: v for k, v in overrides.items() if k in LOADER_FIELDS})
         load_config = hg.config.replace(**{k: v for k, v in given.items() if k in LOADER_FIELDS})

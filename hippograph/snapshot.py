@@ -261,13 +261,7 @@ class IndexSnapshot:
         return f"{self.entities[self.fact_subject[idx]]} {self.fact_predicate[idx]} {self.entities[self.fact_object[idx]]}"
 
     def documents(self) -> list[dict[str, Any]]:
-        with validate.reading_db(self.path / META_DB):
-            rows = self.conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
-        return [
-            {"id": r["id"], "title": r["title"], "source": r["source"], "content_hash": r["content_hash"],
-             "metadata": validate.json_column(r["metadata"], self.path / META_DB, f"document {r['id']!r}")}
-            for r in rows
-        ]
+        return _documents(self.conn, self.path / META_DB)
 
     def close(self) -> None:
         self.conn.close()
@@ -314,3 +308,25 @@ class RowIdIndex:
 
     def __repr__(self) -> str:
         return f"RowIdIndex({self.index!r}, rows={self.n_rows})"
+
+
+def _documents(conn: Any, db: Path) -> list[dict[str, Any]]:
+    with validate.reading_db(db):
+        rows = conn.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
+    return [
+        {"id": r["id"], "title": r["title"], "source": r["source"], "content_hash": r["content_hash"],
+         "metadata": validate.json_column(r["metadata"], db, f"document {r['id']!r}")}
+        for r in rows
+    ]
+
+
+def read_documents(gen: Path) -> list[dict[str, Any]]:
+    """A generation's documents (id, title, source, content hash, metadata) read from its tables
+    alone, without opening the rest of the snapshot (what a write needs to plan)."""
+    db = Path(gen) / META_DB
+    with validate.reading_db(db):
+        conn = connect_sqlite(db, readonly=True)
+    try:
+        return _documents(conn, db)
+    finally:
+        conn.close()

@@ -462,3 +462,31 @@ def test_index_without_owner_table_still_opens_and_writes(tmp_path):
     hg.add([{"id": "one", "title": "Delta Station", "text": SHARED}])
     assert len(_tables(hg).passages) == len(DOCS) + 1
     _assert_consistent(hg)
+
+
+def test_write_only_open_never_loads_the_read_view(tmp_path: Path, monkeypatch):
+    """The CLI's add / sync (and `HippoGraph(..., load_snapshot=False)`) write without opening the
+    index's read view (tables, graph, vectors and BM25 in RAM); it opens on first use."""
+    from hippograph import api
+    from hippograph.cli import main as cli
+
+    idx = tmp_path / "idx"
+    HippoGraph.build(DOCS[:2], idx, Config(embedder="tfidf")).close()
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(DOCS[2:]), encoding="utf-8")
+    real = api.IndexSnapshot
+
+    def refuse(*a, **k):
+        raise AssertionError("the read view was opened by a write")
+
+    monkeypatch.setattr(api, "IndexSnapshot", refuse)
+    assert cli(["index", str(extra), "--index", str(idx), "--no-delete", "--json"]) == 0
+    hg = HippoGraph(idx, load_snapshot=False)
+    assert hg.stats()["documents"] == 3 and [d["id"] for d in hg.documents()] == ["alpha", "beta", "gamma"]
+    report = hg.sync([{"id": "delta", "title": "Delta Yard", "text": "Delta Yard was founded by Omar Reyes in Porto."}],
+                     delete_missing=False)
+    assert report.added["documents"] == 1 and hg._snapshot is None
+    monkeypatch.setattr(api, "IndexSnapshot", real)
+    hits = hg.retrieve("Who founded Delta Yard?", top_k=1)  # the read view opens now, on the newest generation
+    assert hg._snapshot is not None and hits[0].doc_id == "delta"
+    hg.close()
