@@ -132,11 +132,14 @@ class HippoGraph:
         show_progress: bool = False,
         overwrite: bool = False,
         executor: str | None = None,
+        load_snapshot: bool = True,
     ) -> "HippoGraph":
         """Index `sources` into a new index at `index_dir` (an existing index needs overwrite=True).
 
         `openie`: path of a HippoRAG OpenIE JSON whose triples replace spaCy extraction.
         `executor`: 'local' or 'ray' (overrides `config.executor`; the index is the same).
+        `load_snapshot=False` returns the index without opening its read view (the CLI, which only
+        reports the build); it opens on first use.
         """
         config = config or Config()
         if executor is not None:
@@ -165,7 +168,7 @@ class HippoGraph:
                     raise SourceError(f"no readable documents found in {sources!r}")
                 cls._write_and_commit(idx, writer, Manifest(generation="", config=config.to_manifest()), t0)
             writer.cleanup()
-        return cls(index_dir)
+        return cls(index_dir, load_snapshot=load_snapshot)
 
     @classmethod
     def open(cls, index_dir: str | Path, **config_overrides: Any) -> "HippoGraph":

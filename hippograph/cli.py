@@ -152,7 +152,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         action = "unchanged" if not report.changed else ("added" if only_added else "synced")
     else:
         hg = HippoGraph.build(
-            args.sources, args.index, config, openie=args.openie, show_progress=progress, overwrite=args.overwrite
+            args.sources, args.index, config, openie=args.openie, show_progress=progress, overwrite=args.overwrite,
+            load_snapshot=False,  # the command only reports the build
         )
         action = "built"
     stats = hg.stats()

@@ -465,8 +465,8 @@ def test_index_without_owner_table_still_opens_and_writes(tmp_path):
 
 
 def test_write_only_open_never_loads_the_read_view(tmp_path: Path, monkeypatch):
-    """The CLI's add / sync (and `HippoGraph(..., load_snapshot=False)`) write without opening the
-    index's read view (tables, graph, vectors and BM25 in RAM); it opens on first use."""
+    """The CLI's build, add and sync (and `HippoGraph(..., load_snapshot=False)`) write without opening
+    the index's read view (tables, graph, vectors and BM25 in RAM); it opens on first use."""
     from hippograph import api
     from hippograph.cli import main as cli
 
@@ -481,6 +481,9 @@ def test_write_only_open_never_loads_the_read_view(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(api, "IndexSnapshot", refuse)
     assert cli(["index", str(extra), "--index", str(idx), "--no-delete", "--json"]) == 0
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps(DOCS[:1]), encoding="utf-8")
+    assert cli(["index", str(first), "--index", str(tmp_path / "built"), "--embedder", "tfidf", "--json"]) == 0  # a build
     hg = HippoGraph(idx, load_snapshot=False)
     assert hg.stats()["documents"] == 3 and [d["id"] for d in hg.documents()] == ["alpha", "beta", "gamma"]
     report = hg.sync([{"id": "delta", "title": "Delta Yard", "text": "Delta Yard was founded by Omar Reyes in Porto."}],
