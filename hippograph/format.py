@@ -340,7 +340,11 @@ class RowWriter:
 
     def append_stored(self, emb: "Embeddings", rows: np.ndarray | slice | None = None, chunk_rows: int = 65536) -> None:
         """Append stored rows of another embeddings file: their codes unchanged when it has
-        this writer's storage, else converted through float32."""
+        this writer's storage, else converted through float32. All rows of a memory-mapped file
+        of this storage are copied file to file by the kernel: they never pass through this
+        process's memory, so growing an index's file does not add its size to the writer's RSS."""
+        if rows is None and self._copy_files(emb):
+            return
         idx = np.arange(len(emb)) if rows is None else (np.arange(len(emb))[rows] if isinstance(rows, slice) else rows)
         for a in range(0, len(idx), chunk_rows):
             part = idx[a:a + chunk_rows]
@@ -349,30 +353,21 @@ class RowWriter:
             else:
                 self._put(*quantize(emb[part], self.storage))
 
-    def append_file_rows(self, src: Path, n: int) -> None:
-        """Append the first `n` stored rows of the embeddings file `src` (this writer's storage and
-        dimension), copied file to file by the kernel: the rows never pass through this process's
-        memory, so copying a grown index's old rows does not add the file's size to its RSS."""
-        src = Path(src)
-        files = [(src, self._out)] + ([(scale_path(src), self._scales)] if self._scales is not None else [])
-        for path, dst in files:
-            if n == 0:
-                continue
-            if not isinstance(dst, np.memmap):
-                raise ValueError(f"{self.path}: cannot copy rows into an empty embeddings file")
-            with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read(fh)
-                offset = fh.tell()
-            if fortran or len(shape) != len(dst.shape):
-                raise ValueError(f"{path}: {shape} rows in Fortran order or of another rank; cannot copy them as bytes")
-            row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
-            if np.dtype(dtype) != dst.dtype or tuple(shape[1:]) != dst.shape[1:] or shape[0] < n:
-                raise ValueError(f"{path}: {shape} {dtype} rows do not fit {self.path} ({dst.shape} {dst.dtype})")
-            start = dst.offset + self.filled * row_bytes
-            _copy_range(path, offset, Path(dst.filename), start, n * row_bytes)
-        self.filled += n
+    def _copy_files(self, emb: "Embeddings") -> bool:
+        """Copy every row of `emb` (same storage and width, C-ordered memory maps) as bytes, codes
+        and scales; False when it cannot be copied that way."""
+        pairs = [(emb.codes, self._out)] + ([(emb.scales, self._scales)] if self._scales is not None else [])
+        if not len(emb) or emb.storage != self.storage or emb.shape[1] != self.dim or (emb.scales is None) != (
+                self._scales is None) or self.filled + len(emb) > self.rows:
+            return False
+        if not all(isinstance(a, np.memmap) and isinstance(b, np.memmap) and a.flags.c_contiguous for a, b in pairs):
+            return False
+        for src, dst in pairs:
+            row_bytes = src.itemsize * int(np.prod(src.shape[1:], dtype=np.int64))
+            _copy_range(Path(src.filename), src.offset, Path(dst.filename), dst.offset + self.filled * row_bytes,
+                        len(emb) * row_bytes)
+        self.filled += len(emb)
+        return True
 
     def close(self) -> None:
         if self.filled != self.rows:

@@ -235,10 +235,8 @@ class Merge:
             n_old = 0 if old is None else len(old)
             writer = RowWriter(dst, n_old + n_new, dim, self.config.embedding_storage)
             try:
-                if old is not None and old.storage == writer.storage:
-                    writer.append_file_rows(src, n_old)  # stored codes, copied file to file by the kernel
-                elif old is not None:
-                    writer.append_stored(old)  # another storage: converted through float32
+                if old is not None:
+                    writer.append_stored(old)  # stored codes, copied file to file by the kernel
                 for s in self.selections:
                     rows = s.rows.get(gran)
                     if rows is None or not len(rows):

@@ -529,7 +529,7 @@ class SpannIndex:
         try:
             for c0 in range(0, rows.size, chunk):
                 r = rows[c0:c0 + chunk]
-                xr = np.ascontiguousarray(X[r]) if ("vectors" in names or self._sketch is not None) else None
+                xr = np.ascontiguousarray(X[r]) if self._writes_entry_vectors() else None
                 parts = {"ids": np.ascontiguousarray(I[r]).tobytes()}
                 if "vectors" in names:
                     parts["vectors"] = xr.tobytes()
@@ -1086,8 +1086,9 @@ class SpannIndex:
         heads_vec = self._head_vectors(kept_heads)
         hp = L.head_proj[kept_heads]
         H = len(segments)
-        V = (np.concatenate([s.vectors for s in segments]) if H else np.zeros((0, self.dim), np.float32)) \
-            if self._writes_entry_vectors() else None
+        V = None  # written only with stored vectors or sketches
+        if self._writes_entry_vectors():
+            V = np.concatenate([s.vectors for s in segments]) if H else np.zeros((0, self.dim), np.float32)
         Iall = np.concatenate([s.ids for s in segments]) if H else np.zeros(0, np.int64)
         length = np.array([s.ids.size for s in segments], np.int64)
         start = (np.cumsum(length) - length).astype(np.int64)

@@ -72,7 +72,7 @@ def synonym_edges(
     if len(new_ids) == 0 or len(embeddings) < 2:
         return []
     base_ids = np.flatnonzero(eligible)
-    query_ids = new_ids[eligible[new_ids]] if len(new_ids) else new_ids
+    query_ids = new_ids[eligible[new_ids]]
     if len(base_ids) < 2 or len(query_ids) == 0:
         return []
     if float(len(new_ids)) * float(len(embeddings)) >= exact_work:
@@ -92,6 +92,12 @@ def synonym_edges(
             if kept >= max_neighbors:
                 break
     return [SynonymEdge(a, b, min(s, 1.0), "embedding") for (a, b), s in sorted(edges.items())]
+
+
+def _runs(sorted_keys: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of equal values in a sorted array."""
+    cuts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    yield from zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [sorted_keys.size])).tolist())
 
 
 def _rows(embeddings: Any, ids: np.ndarray) -> np.ndarray:
@@ -150,8 +156,7 @@ class _Hits:
         if not self.q:
             return
         q, e, s = self._best()
-        cuts = np.flatnonzero(q[1:] != q[:-1]) + 1
-        for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [q.size])).tolist()):
+        for a, b in _runs(q):
             yield int(q[a]), s[a:b], e[a:b]
 
 
@@ -227,10 +232,7 @@ class _Cells:
             flat_q, flat_c = flat_q[keep], flat_c[keep]
             order = np.argsort(flat_c, kind="stable")
             flat_q, flat_c = flat_q[order], flat_c[order]
-            cuts = np.flatnonzero(flat_c[1:] != flat_c[:-1]) + 1
-            for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [flat_c.size])).tolist()):
-                if a == b:
-                    continue
+            for a, b in _runs(flat_c) if flat_c.size else ():
                 c = int(flat_c[a])
                 m_ids = self.members[self.offsets[c]:self.offsets[c + 1]]
                 if m_ids.size == 0:

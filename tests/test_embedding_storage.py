@@ -77,11 +77,14 @@ def test_old_rows_copied_file_to_file_equal_the_source(tmp_path: Path, storage: 
     x = _unit_rows(70, 12, seed=3)
     write_embeddings_file(tmp_path / "a.npy", x, storage)
     a = open_embeddings(tmp_path / "a.npy")
+    copies = []
+    real_copy = fmt._copy_range
+    monkeypatch.setattr(fmt, "_copy_range", lambda *args: (copies.append(args), real_copy(*args)))
     for name, copy_file_range in (("kernel", os.copy_file_range), ("plain", None)):
         if copy_file_range is None:
             monkeypatch.delattr(os, "copy_file_range")
         w = fmt.RowWriter(tmp_path / f"{name}.npy", 70 + 3, 12, storage)
-        w.append_file_rows(tmp_path / "a.npy", 70)
+        w.append_stored(a)
         w.append(x[:3])
         w.close()
         b = open_embeddings(tmp_path / f"{name}.npy")
@@ -90,9 +93,10 @@ def test_old_rows_copied_file_to_file_equal_the_source(tmp_path: Path, storage: 
         if a.scales is not None:
             assert np.array_equal(b.scales[:70], a.scales)
         assert np.array_equal(np.asarray(b[70:]), np.asarray(open_embeddings(tmp_path / "a.npy")[:3]))
+    assert len(copies) == 2 * (2 if storage == "int8" else 1)  # codes (and scales) as bytes, both times
     w = fmt.RowWriter(tmp_path / "bad.npy", 5, 8, storage)
-    with pytest.raises(ValueError, match="do not fit"):
-        w.append_file_rows(tmp_path / "a.npy", 5)  # another dimension
+    with pytest.raises(ValueError):
+        w.append_stored(a)  # another dimension: not copied as bytes, and refused
     w.abort()
 
 
