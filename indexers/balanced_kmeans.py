@@ -15,6 +15,12 @@ Over-full posting lists are split by :func:`split_to_cap` (recursive balanced
 bisection), the SPFresh split.
 
 All distances are squared L2 (for normalised vectors this ranks like cosine).
+
+The input may be a row source (`hippograph.format.Embeddings`: memory-mapped int8 rows,
+dequantised on access) instead of a float32 matrix: passes over every point (nearest
+centroids, centroid sums, distances to the leaf centroid) then read it a block of rows at
+a time (`hippograph.indexers.flat.row_blocks`), and only nodes below the root of the tree
+are copied out as float32, so clustering n points holds about n / branching of them, not n.
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ from typing import Any
 import faiss
 import numpy as np
 import scipy.sparse as sp
+
+from .flat import row_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -75,27 +83,45 @@ class KMeansResult:
     counts: np.ndarray
 
 
-def _centroids(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster means via a sparse indicator product (fast for millions of points)."""
+def _cluster_sums(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster sums of the rows of X via an indicator product (fast for millions of points)."""
     n = X.shape[0]
-    counts = np.bincount(labels, minlength=k)
     if k * n <= 50_000_000:  # dense one-hot product: one BLAS call
         ind = np.zeros((k, n), dtype=np.float32)
         ind[labels, np.arange(n)] = 1.0
-        sums = ind @ X
+        return ind @ X
+    ind = sp.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
+    return np.asarray(ind @ X, dtype=np.float32)
+
+
+def _centroids(X: Any, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster means and sizes; a row source is summed a block at a time."""
+    counts = np.bincount(labels, minlength=k)
+    if isinstance(X, np.ndarray):
+        sums = _cluster_sums(X, labels, k)
     else:
-        ind = sp.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
-        sums = np.asarray(ind @ X, dtype=np.float32)
+        sums = np.zeros((k, X.shape[1]), dtype=np.float32)
+        for b0, rows in row_blocks(X):
+            sums += _cluster_sums(rows, labels[b0:b0 + rows.shape[0]], k)
     with np.errstate(invalid="ignore", divide="ignore"):
         cents = sums / np.maximum(counts, 1)[:, None].astype(np.float32)
     return np.ascontiguousarray(cents, dtype=np.float32), counts
 
 
-def _nearest(X: np.ndarray, C: np.ndarray, kc: int) -> tuple[np.ndarray, np.ndarray]:
-    """kc nearest centroids of each row (squared L2, ascending).
+def _nearest(X: Any, C: np.ndarray, kc: int) -> tuple[np.ndarray, np.ndarray]:
+    """kc nearest centroids of each row (squared L2, ascending), a block of rows at a time
+    (the distance terms of a block are its only n × d temporaries)."""
+    parts = [_nearest_block(rows, C, kc) for _, rows in row_blocks(X)]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return np.zeros((0, min(kc, C.shape[0])), np.float32), np.zeros((0, min(kc, C.shape[0])), np.int64)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    Few centroids (a tree split has ≤ branching): one numpy matmul, faster than
-    faiss.knn's per-call overhead on small inputs; many centroids: faiss.knn.
+
+def _nearest_block(X: np.ndarray, C: np.ndarray, kc: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_nearest` of an in-memory block. Few centroids (a tree split has ≤ branching): one
+    numpy matmul, faster than faiss.knn's per-call overhead on small inputs; many: faiss.knn.
     """
     k = C.shape[0]
     if k > 64:
@@ -144,7 +170,7 @@ def capacitated_assign(X: np.ndarray, cents: np.ndarray, D: np.ndarray, I: np.nd
 
 
 def balanced_kmeans(
-    X: np.ndarray,
+    X: Any,
     k: int,
     *,
     iters: int = 8,
@@ -163,10 +189,12 @@ def balanced_kmeans(
 
     ``max_train`` trains on a random subsample of that many points and then assigns all
     points once (keeps the top tree levels cheap). Returns centroids (k × d), labels (n,)
-    and counts (k,); no cluster is empty when n ≥ k.
+    and counts (k,); no cluster is empty when n ≥ k. ``X`` may be a row source (see the
+    module docstring); it is read whole only when there is no subsample to train on.
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
+    if isinstance(X, np.ndarray) or k <= 1 or max_train is None or n <= max_train:
+        X = np.ascontiguousarray(X if isinstance(X, np.ndarray) else X[:n], dtype=np.float32)
     if k <= 1 or n <= 1:
         labels = np.zeros(n, dtype=np.int64)
         return KMeansResult(X.mean(axis=0, keepdims=True).astype(np.float32), labels, np.array([n]))
@@ -274,7 +302,7 @@ class HeadSelection:
 
 
 def select_heads(
-    X: np.ndarray,
+    X: Any,
     *,
     leaf_size: float,
     branching: int = 32,
@@ -287,9 +315,11 @@ def select_heads(
 
     A node is split into at most ``branching`` balanced clusters; the last split goes
     straight to leaf-sized clusters, whose children are leaves unless one came out
-    larger than 2.5·leaf_size (then it is split again).
+    larger than 2.5·leaf_size (then it is split again). ``X`` may be a row source (see the
+    module docstring).
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    if isinstance(X, np.ndarray):
+        X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
     leaf = np.full(n, -1, dtype=np.int64)
     n_leaves = 0
@@ -307,7 +337,8 @@ def select_heads(
         last = m / leaf_size <= branching
         with (contextlib.nullcontext() if m > 50_000 else blas_single_thread()):
             res = balanced_kmeans(
-                X[idx], k, iters=iters, seed=seed + step,
+                X if m == n else X[idx],  # the root is every row: no copy of them
+                k, iters=iters, seed=seed + step,
                 max_train=max(256 * k, 20_000) if m > 50_000 else None,
             )
         step += 1
@@ -321,7 +352,10 @@ def select_heads(
             continue
         stack.extend((c, last) for c in children)
     cents, _ = _centroids(X, leaf, n_leaves)
-    d = ((X - cents[leaf]) ** 2).sum(axis=1)
+    d = np.empty(n, dtype=np.float32)
+    for b0, rows in row_blocks(X):
+        b1 = b0 + rows.shape[0]
+        d[b0:b1] = ((rows - cents[leaf[b0:b1]]) ** 2).sum(axis=1)
     order = np.lexsort((d, leaf))  # by leaf, then distance to the leaf centroid
     first = np.ones(n, dtype=bool)
     first[1:] = leaf[order][1:] != leaf[order][:-1]

@@ -60,6 +60,38 @@ def as_matrix(vectors: Any, dim: int | None = None, what: str = "vectors") -> np
     return X
 
 
+ROW_BLOCK = 65_536
+"""Rows per block of a whole-input pass over a row source (finite check, nearest centroids,
+centroid sums, projections): 96 MiB of float32 at 384 dimensions."""
+
+
+def as_row_source(vectors: Any, what: str = "vectors") -> Any:
+    """float32 rows to build an index from, without copying a stored matrix.
+
+    Arrays and lists become the float32 matrix `as_matrix` makes. An object with a 2-D
+    ``shape`` that returns float32 rows for slices and row arrays (`hippograph.format.Embeddings`:
+    memory-mapped int8 codes, dequantised on access) is kept as it is and checked a block at a
+    time, so a build of millions of vectors holds blocks of them rather than all of them as float32.
+    """
+    if isinstance(vectors, (np.ndarray, list, tuple)) or not (hasattr(vectors, "shape") and hasattr(vectors, "__getitem__")):
+        return as_matrix(vectors, what=what)
+    shape = tuple(vectors.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{what}: expected a 2-D array (n × dim), got shape {shape}")
+    for _, block in row_blocks(vectors):
+        if not np.isfinite(block).all():
+            raise ValueError(f"{what}: contains NaN or infinite values")
+    return vectors
+
+
+def row_blocks(X: Any, block: int | None = None) -> Any:
+    """(first row, float32 C-contiguous rows) blocks of a matrix or row source, in order
+    (`ROW_BLOCK` rows each by default; blocks of a float32 matrix are views, not copies)."""
+    block = block or ROW_BLOCK
+    for b0 in range(0, int(X.shape[0]), block):
+        yield b0, np.ascontiguousarray(X[b0:b0 + block], dtype=np.float32)
+
+
 def as_ids(ids: Any, n: int, start: int = 0) -> np.ndarray:
     """int64 ids (default start..start+n-1); must be unique and ≥ 0 (-1 is the padding id)."""
     if ids is None:

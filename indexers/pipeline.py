@@ -34,7 +34,7 @@ from hippograph.config import Config
 from hippograph.embedders import Embedder
 from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_FILE,
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
-                               load_embeddings, open_embeddings, write_embeddings_file)
+                               open_embeddings, write_embeddings_file)
 from hippograph import threads
 from hippograph.storage import checkpoint_and_close, connect_sqlite
 from hippograph.tables import CorpusTables
@@ -328,7 +328,7 @@ class IndexWriter:
                                                      self._minhash if self.config.minhash_threshold > 0 else None))
                 self.progress.advance("graph", counts["nodes"], unit="node")
             with self.progress.stage("vectors"):
-                self.vectors.write(gen / VECTORS_DIR, load_embeddings(gen, mmap=True))
+                self.vectors.write(gen / VECTORS_DIR, gen)
                 self.progress.advance("vectors", sum(counts[g] for g in GRANULARITIES), unit="vector")
             with self.progress.stage("BM25"):
                 generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical)

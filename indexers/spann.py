@@ -65,8 +65,8 @@ from hippograph.errors import IndexCorruptError
 
 from . import _diskio as dio
 from .balanced_kmeans import blas_single_thread, select_heads, split_to_cap
-from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, check_k, check_metric,
-                   pad_value)
+from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, as_row_source, check_k, check_metric,
+                   pad_value, row_blocks)
 from .simhash import SimHash, bucket_offsets, probe_masks
 from .sketch import TangentSketch, check_bits, hamming
 
@@ -353,7 +353,7 @@ class SpannIndex:
             np.zeros((0, self.dim), np.float32)
 
     # ------------------------------------------------------------------ closure assignment
-    def _closure(self, X: np.ndarray, heads: np.ndarray, head_norms: np.ndarray,
+    def _closure(self, X: Any, heads: np.ndarray, head_norms: np.ndarray,
                  batch: int = 1024, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Lists of every row of X by the RNG rule: (chosen slots (n, R), distances (n, R)); -1 pads.
 
@@ -386,6 +386,9 @@ class SpannIndex:
               overwrite: bool = False, **build_params: Any) -> "SpannIndex":
         """Build an index of ``vectors`` (n × d) with ``ids`` (default 0..n-1) in ``path``.
 
+        ``vectors`` is a matrix, or a row source such as `hippograph.format.Embeddings`
+        (memory-mapped rows, float32 on access): the build then reads it a block or a tree
+        node at a time instead of holding every vector as float32 (`as_row_source`).
         ``build_params`` are the fields of :class:`BuildParams`. ``path`` must be missing,
         empty, or (with ``overwrite=True``) an existing vector index.
         """
@@ -395,7 +398,7 @@ class SpannIndex:
             raise TypeError(f"unknown SpannIndex build parameter(s): {sorted(unknown)}")
         params = BuildParams(**build_params).validate()
         metric = check_metric(metric)
-        X = as_matrix(vectors)
+        X = as_row_source(vectors)
         n, dim = X.shape
         if n == 0:
             raise ValueError("SpannIndex.build: no vectors (use FlatIndex or make_vector_index for empty sets)")
@@ -468,7 +471,7 @@ class SpannIndex:
                 smp = np.random.default_rng(params.seed).choice(rows.size, min(rows.size, 50_000), replace=False)
                 self._lsh = SimHash.pca(X[rows[smp]] - (X[head_rows[lst[smp]]] if params.lsh_centered else 0.0),
                                         bits, seed=params.seed)
-            proj_rows = self._lsh.project(X)
+            proj_rows = np.concatenate([self._lsh.project(rows) for _, rows in row_blocks(X)])
             head_proj = proj_rows[head_rows] if params.lsh_centered else np.zeros((H, bits), np.float32)
             codes = self._lsh.codes(proj_rows[rows], head_proj[lst])
         else:
@@ -512,7 +515,7 @@ class SpannIndex:
         return self
 
     # ------------------------------------------------------------------ persistence
-    def _write_postings_new(self, path: Path, gen: int, X: np.ndarray, I: np.ndarray, rows: np.ndarray,
+    def _write_postings_new(self, path: Path, gen: int, X: Any, I: np.ndarray, rows: np.ndarray,
                             owner: np.ndarray, heads: np.ndarray | None, chunk: int = 65536) -> dict[str, Any]:
         """Write fresh posting files (X[rows], I[rows] and, with sketches, the tangent codes of
         X[rows] against ``heads[owner]``) chunk by chunk; return the header's postings record

@@ -26,7 +26,8 @@ import numpy as np
 
 from hippograph.config import Config
 from hippograph.errors import HippoGraphError
-from hippograph.format import GRANULARITIES, VECTORS_DIR, VID_MAP, clone_tree, load_array
+from hippograph.format import (GRANULARITIES, VECTORS_DIR, VID_MAP, Embeddings, clone_tree, embedding_path, load_array,
+                              open_embeddings)
 from hippograph.tables import RowMaps
 
 from .report import BuildReport
@@ -122,14 +123,16 @@ class VectorIndexes:
             self._row_vids[gran] = full[maps.keep[gran]]
 
     # ---- writing ------------------------------------------------------------------------
-    def write(self, out: Path, embeddings: dict[str, np.ndarray]) -> None:
-        """Write ``<gen>/vectors/`` from the generation's (memory-mapped) embeddings."""
+    def write(self, out: Path, gen: Path) -> None:
+        """Write ``<gen>/vectors/`` from the generation's embeddings, one granularity mapped at a
+        time: the pages an index build or update reads leave the process with its map."""
         from .flat import FlatIndex
         from .spann import SpannIndex
 
         out.mkdir()
         for gran in GRANULARITIES:
-            vecs = embeddings.get(gran)
+            path = embedding_path(gen, gran)
+            vecs = open_embeddings(path) if path.is_file() else None
             n = 0 if vecs is None else len(vecs)
             if n == 0:
                 self.state.pop(gran, None)
@@ -151,7 +154,8 @@ class VectorIndexes:
                     kind = "flat"
                 else:
                     SpannIndex.build(
-                        np.asarray(vecs, dtype=np.float32), np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
+                        vecs,  # read from the embeddings file a block at a time, never all as float32
+                        np.arange(n, dtype=np.int64), path=out / gran, metric="ip",
                         # the engine scores whole probed lists; per-entry sketches only pay off when a
                         # search reads posting lists from disk with sketch_frac, so engine indexes skip them
                         sketch_bits=0, replica_count=self.config.spann_replica,
@@ -208,7 +212,7 @@ class VectorIndexes:
             return "rebuild", f"{grown} vectors added since it was built from {st['built']}"
         return "update", ""
 
-    def _update_spann(self, gran: str, vecs: np.ndarray, dst: Path) -> None:
+    def _update_spann(self, gran: str, vecs: Embeddings, dst: Path) -> None:
         """Clone the previous generation's SPANN index and apply removals and additions to it."""
         from .spann import SpannIndex, VectorsById
 

@@ -654,3 +654,37 @@ def test_allowed_search_is_top_k_of_kept_entries_in_probed_lists(data, tmp_path,
     _, P = faiss.knn(Q, X[kept], 10, metric=faiss.METRIC_INNER_PRODUCT)
     assert recall(everything, ids[kept][P]) == 1.0
     assert not np.array_equal(plain, got)  # the filter really changed the answer
+
+
+def test_build_from_a_row_source_equals_the_matrix_build(tmp_path, monkeypatch):
+    """A build reading memory-mapped int8 embeddings a block at a time (`Embeddings`: the vectors
+    stage) gives the index a build from the same rows as one float32 matrix gives; the root of the
+    head tree (> 50,000 points: trained on a sample, every point then assigned block by block)
+    and the passes over all points are where the two differ in how they read."""
+    import hippograph.indexers.flat as flat
+    from hippograph.format import open_embeddings, write_embeddings_file
+    from hippograph.indexers.balanced_kmeans import select_heads
+
+    n = 52_000
+    write_embeddings_file(tmp_path / "facts.npy", clustered(n, seed=5, dim=16), "int8")
+    source = open_embeddings(tmp_path / "facts.npy")
+    assert isinstance(source.codes, np.memmap)
+    matrix = np.asarray(source, dtype=np.float32)
+    monkeypatch.setattr(flat, "ROW_BLOCK", 5_000)  # eleven blocks
+    blocks = list(flat.row_blocks(source))
+    assert len(blocks) == 11 and np.array_equal(np.concatenate([b for _, b in blocks]), matrix)
+    a = select_heads(matrix, leaf_size=400.0)
+    b = select_heads(source, leaf_size=400.0)
+    assert np.array_equal(a.rows, b.rows) and np.array_equal(a.leaf, b.leaf)
+    params = dict(n_heads=130, replica_count=4, sketch_bits=0, store_vectors=False)
+    built_a = SpannIndex.build(matrix, path=tmp_path / "a", **params)
+    built_b = SpannIndex.build(source, path=tmp_path / "b", **params)
+    la, lb = lists_of(built_a), lists_of(built_b)
+    assert la.keys() == lb.keys() and all(np.array_equal(la[j], lb[j]) for j in la)
+    Q = clustered(50, seed=6, dim=16)
+    assert np.array_equal(built_a.search(Q, 10)[1], built_b.search(Q, 10)[1])
+    bad = open_embeddings(tmp_path / "facts.npy")
+    bad.scales = np.array(bad.scales)
+    bad.scales[-1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        SpannIndex.build(bad, path=tmp_path / "c", **params)
