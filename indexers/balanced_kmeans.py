@@ -101,8 +101,13 @@ def _centroids(X: Any, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
         sums = _cluster_sums(X, labels, k)
     else:
         sums = np.zeros((k, X.shape[1]), dtype=np.float32)
+        dense = k * X.shape[0] <= 50_000_000
         for b0, rows in row_blocks(X):
-            sums += _cluster_sums(rows, labels[b0:b0 + rows.shape[0]], k)
+            part = labels[b0:b0 + rows.shape[0]]
+            if dense:
+                sums += _cluster_sums(rows, part, k)
+            else:  # x added to its cluster's sum point by point in row order: the sparse product's own order
+                np.add.at(sums, part, rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         cents = sums / np.maximum(counts, 1)[:, None].astype(np.float32)
     return np.ascontiguousarray(cents, dtype=np.float32), counts
