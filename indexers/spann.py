@@ -244,6 +244,7 @@ class _Segment:
     vectors: np.ndarray | None  # None when the posting files do not hold vectors (ids-only, no sketches)
     ids: np.ndarray
     buckets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    proj: np.ndarray | None = None  # LSH projections of a list waiting for its new head's slot
 
 
 # ============================================================================ index
@@ -925,13 +926,15 @@ class SpannIndex:
         Ids-only lists without sketches need them only for LSH codes, list by list."""
         return bool(self.params.store_vectors) or self._sketch is not None
 
-    def _list_segment(self, head: int, vecs: np.ndarray, ids: np.ndarray, head_proj: np.ndarray) -> _Segment:
+    def _list_segment(self, head: int, vecs: np.ndarray | None, ids: np.ndarray, head_proj: np.ndarray,
+                      proj: np.ndarray | None = None) -> _Segment:
         """Sort one list's entries by LSH code and compute its bucket offsets; the segment keeps
-        the vectors only if they will be written (else memory would hold every rewritten entry)."""
+        the vectors only if they will be written (else memory would hold every rewritten entry).
+        ``proj``: the entries' LSH projections when already computed (then ``vecs`` may be None)."""
         bits = self.params.lsh_bits
         keep = self._writes_entry_vectors()
         if bits:
-            codes = self._lsh.codes(self._lsh.project(vecs), head_proj)
+            codes = self._lsh.codes(self._lsh.project(vecs) if proj is None else proj, head_proj)
             o = np.argsort(codes, kind="stable")
             return _Segment(head, vecs[o] if keep else None, ids[o], bucket_offsets(codes[o], bits))
         return _Segment(head, vecs if keep else None, ids, np.array([0, ids.size], np.int32))
@@ -983,7 +986,13 @@ class SpannIndex:
                     retired.append(j)
                     for head_pos, members in groups:
                         new_heads.append(vecs[members[head_pos]])
-                        segments.append(_Segment(-1, vecs[members], lids[members]))  # slot assigned below
+                        # slot assigned below; until then keep the members' LSH projections, not
+                        # their vectors (unless the files store them): a first add after a build
+                        # splits thousands of full lists
+                        mv = vecs[members]
+                        proj = self._lsh.project(mv) if self.params.lsh_bits else None
+                        segments.append(_Segment(-1, mv if self._writes_entry_vectors() else None, lids[members],
+                                                 proj=proj))
                     continue
                 logger.warning("add: list %d has %d entries > cap %d and cannot be split (duplicates)",
                                j, lids.size, cap)
@@ -1004,7 +1013,7 @@ class SpannIndex:
             slot = H0
             for si, seg in enumerate(segments):
                 if seg.head == -1:
-                    segments[si] = self._list_segment(slot, seg.vectors, seg.ids, L.head_proj[slot])
+                    segments[si] = self._list_segment(slot, seg.vectors, seg.ids, L.head_proj[slot], proj=seg.proj)
                     slot += 1
         for j in retired:
             L.alive[j] = False
