@@ -985,7 +985,7 @@ class SpannIndex:
                 if groups is not None:
                     retired.append(j)
                     for head_pos, members in groups:
-                        new_heads.append(vecs[members[head_pos]])
+                        new_heads.append(vecs[members[head_pos]].copy())  # a view would keep all of vecs
                         # slot assigned below; until then keep the members' LSH projections, not
                         # their vectors (unless the files store them): a first add after a build
                         # splits thousands of full lists
