@@ -55,10 +55,9 @@ class Config:
     process may run on (affinity), capped by the cgroup CPU quota and `OMP_NUM_THREADS`; a positive
     value caps that further. Does not change index content."""
     adaptive_threads: bool = False
-    """Shrink the embedder's torch pool while the load average shows other work on the cores
-    (hippograph/threads.py): a build keeps more of its speed on a busy machine, but its vectors then
-    depend on the load (bfloat16 results differ by up to 5e-4 between 1 and 2 threads), so an index
-    grown by `add` no longer equals a scratch build exactly. Off by default."""
+    """Run fewer embedding passes side by side while the load average shows other work on the
+    cores (hippograph/threads.py). Every pass is single-threaded, so this changes speed only, never
+    a vector. Off by default."""
     link_title: bool = True
     """Link every passage's title as an entity of the passage (and of its triples' subjects)."""
 

@@ -129,12 +129,14 @@ def _batched_encode(
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
-SMALL_FORWARD_TOKENS = 32
-"""A forward pass over at most this many (padded) tokens — one short query or mention — runs on one
-thread. Quiet 2-core machine, MiniLM: one 14-token text takes 5.2 ms on 1 thread and 5.1 ms on 2,
-while two texts already take 7.7 vs 6.0 ms. With one core busy elsewhere, the 2-thread pool waits
-on its descheduled thread: single-query embedding p95 went from 7.6 to 162 ms on 2 threads and
-stayed at 9.5 ms on 1 (hybrid `retrieve` p95 182 vs 31 ms)."""
+FORWARD_THREADS = 1
+"""Torch threads inside one forward pass, always: bfloat16 vectors depend on how a pass splits its
+work over threads (1 vs 2 threads differ by up to 7.8e-4, enough to move a synonymy edge across
+its threshold), so a vector must not depend on the machine, its load or the executor. Parallelism
+comes from running several single-threaded passes at once (`embedding_threads` of them), each on
+its own batch: Ray actors, a local build, an `add` and a query then compute identical vectors.
+Single-threaded passes also keep their pace on a busy machine, where a 2-thread pool waits on its
+descheduled thread (single-query p95 7.6 → 162 ms with one core busy elsewhere)."""
 TOKENS_PER_BATCH = 8192
 """Token budget of one embedding batch (64 texts of 128 tokens): caps activation memory for long
 texts (attention is batch × heads × length²) without shrinking batches of short ones."""
@@ -321,14 +323,12 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._dim: int | None = self._dim_from_files(self.path)
         self._lock = threading.Lock()
-        # one forward pass at a time: the torch thread count is process-wide and bfloat16 vectors depend
-        # on it, so a query's mentions embedded on a worker thread must not overlap the query's own pass
-        self._forward_lock = threading.Lock()
         self.cache: Any = None
         if cache_dir is not None:
             from .embedding_cache import EmbeddingCache
 
-            model_key = f"{self.backend}|{self.name}|{self.path}|{self.dim}"
+            # "|1t": vectors of single-threaded passes (FORWARD_THREADS); caches of older pool-sized passes differ
+            model_key = f"{self.backend}|{self.name}|{self.path}|{self.dim}|1t"
             if self.precision != "float32":  # near-identical vectors, but never mixed in one cache
                 model_key += f"|{self.precision}"
             self.cache = EmbeddingCache(cache_dir, model_key, self.dim)
@@ -430,10 +430,20 @@ class SentenceTransformerEmbedder:
             batches.extend(run[a:b] for a, b in _pow2_chunks(len(run), cap))
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(texts), desc=f"embed {Path(self.name).name}", unit="text", disable=not show_progress) as bar:
-            for rows in batches:
-                with self._forward_lock:
-                    vecs = self._forward(model, tok, enc, rows, int(padded[rows[0]]))
+        def forward(rows: np.ndarray) -> np.ndarray:
+            return self._forward(model, tok, enc, rows, int(padded[rows[0]]))
+
+        workers = min(len(batches), embedding_threads(1))
+        with tqdm(total=len(texts), desc=f"embed {Path(self.name).name}", unit="text", disable=not show_progress) as bar, \
+                contextlib.ExitStack() as stack:
+            if workers > 1:  # single-threaded passes side by side (FORWARD_THREADS)
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="hippograph-embed"))
+                results: Iterator[np.ndarray] = pool.map(forward, batches)
+            else:
+                results = map(forward, batches)
+            for rows, vecs in zip(batches, results):
                 if vecs.shape != (len(rows), dim):
                     raise RuntimeError(f"{self.name}: backend returned shape {vecs.shape}, expected {(len(rows), dim)}")
                 out[rows] = vecs
@@ -447,10 +457,8 @@ class SentenceTransformerEmbedder:
         feats = tok.pad({key: [enc[key][i] for i in rows] for key in enc.keys()}, padding="max_length",
                         max_length=length, return_tensors="pt")
         feats = {k: v.to(self.device) for k, v in feats.items()}
-        # thread policy (hippograph/threads.py): available CPUs (fewer on a busy machine if adaptive)
-        threads = 1 if len(rows) * length <= SMALL_FORWARD_TOKENS else embedding_threads(torch.get_num_threads())
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+        if torch.get_num_threads() != FORWARD_THREADS:  # the calling thread's OpenMP setting; see FORWARD_THREADS
+            torch.set_num_threads(FORWARD_THREADS)
         with torch.inference_mode(), self._autocast():
             vecs = model(feats)["sentence_embedding"]
         return vecs.float().cpu().numpy()

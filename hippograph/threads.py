@@ -5,14 +5,12 @@ cgroup CPU quota (a container limited to 1.5 CPUs gets 2 threads, not the host's
 `OMP_NUM_THREADS` when the user set it, and `Config.threads` (0 = auto). Thread pools
 (torch intra-op, faiss/OpenMP, spaCy worker processes) are sized from it.
 
-`busy_threads` adapts the embedder's torch pool to a shared machine (`Config.adaptive_threads`,
-off by default). A torch pool larger than the CPUs it actually gets waits at every parallel
-region on its descheduled threads: on 2 cores with one other busy process, a 2-thread build ran
-at 41 % of its quiet speed and with two at 22 % (issue #13). So when the 1-minute load average,
-minus the threads we run ourselves, says other work occupies cores, the pool shrinks to the cores
-left (at least 1). It is opt-in because the vectors then depend on the machine's load: with
-bfloat16 autocast, MiniLM vectors computed on 1 and on 2 threads differ by up to 5e-4, so an
-index grown by `add` would no longer equal a scratch build of the same documents.
+`busy_threads` adapts how many embedding passes run at once to a shared machine
+(`Config.adaptive_threads`, off by default): when the 1-minute load average, minus the threads we
+run ourselves, says other work occupies cores, fewer passes run side by side (at least 1). Each
+pass is single-threaded (`embedders.FORWARD_THREADS`), so neither setting changes a vector: a
+pass never waits on a descheduled sibling thread, and an index grown by `add`, built on Ray or
+on a busy machine equals a scratch build of the same documents.
 """
 from __future__ import annotations
 
@@ -155,7 +153,7 @@ def busy_threads(own_threads: int, *, cpus: int | None = None, load: float | Non
 
 
 def embedding_threads(own_threads: int) -> int:
-    """Torch threads for one embedding forward pass: the available CPUs, or with
+    """Embedding forward passes to run at once (each on one thread): the available CPUs, or with
     `Config.adaptive_threads` what `busy_threads` leaves on a busy machine."""
     return busy_threads(own_threads) if _adaptive else available_cpus()
 

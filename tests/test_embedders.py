@@ -450,3 +450,34 @@ def test_index_opens_with_this_machines_precision(tmp_path: Path) -> None:
     q = ["who wrote the first program"]
     assert float(f32.embedder.encode(q)[0] @ bf16.embedder.encode(q)[0]) > 0.999
     assert f32.retrieve(q[0], top_k=1)[0].doc_id == bf16.retrieve(q[0], top_k=1)[0].doc_id == "a"
+
+
+@pytest.mark.slow
+def test_vectors_do_not_depend_on_how_many_passes_run_at_once() -> None:
+    """Each forward pass runs on one torch thread and passes run side by side: the vectors are the
+    same bit for bit whether 1 or 2 passes run at once, with another thread embedding concurrently
+    (a query's mentions), and after the process's torch pool was set to 2 threads by someone else."""
+    import threading as _threading
+
+    import torch
+
+    from hippograph import threads
+
+    rng = np.random.default_rng(11)
+    words = "river king museum protein cell war treaty born capital of the in was a Paris 1873 Berlin".split()
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(3, 70, size=120)]
+    model = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=8, precision="bfloat16")
+    try:
+        threads.set_limit(1)
+        one = model.encode(texts)
+        threads.set_limit(2)
+        torch.set_num_threads(2)
+        side: list[np.ndarray] = []
+        other = _threading.Thread(target=lambda: side.append(model.encode(texts)))
+        other.start()
+        two = model.encode(texts)
+        other.join()
+    finally:
+        threads.set_limit(0)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(side[0], one)
