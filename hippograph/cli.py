@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--threads", type=int, metavar="N",
                     help="CPU threads the build may use (default: auto = affinity, cgroup quota, OMP_NUM_THREADS)")
     ix.add_argument("--adaptive-threads", action="store_true",
-                    help="use fewer embedding threads while other work keeps the cores busy (vectors then depend on the load)")
+                    help="run fewer embedding passes at once while other work keeps the cores busy (speed only; vectors never change)")
     ix.add_argument("--embedder", choices=["auto", "sentence-transformers", "tfidf"], help="embedding backend")
     ix.add_argument("--openie", metavar="FILE", help="use triples from a HippoRAG OpenIE JSON instead of spaCy")
     ix.add_argument("--include", action="append", metavar="GLOB", help="only files matching (repeatable)")
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         help="on an existing index, keep documents whose files are no longer under the given sources",
     )
     ix.add_argument("--executor", choices=["local", "ray"], help="where shards are built (default local)")
+    ix.add_argument("--shard-process", choices=["auto", "worker", "inline"],
+                    help="with the local executor: extract and embed in a worker process that exits before the "
+                         "merge stages (less memory), or in this one (default auto: a worker for model embedders)")
     ix.add_argument("--ray-address", metavar="ADDR", help="Ray cluster for --executor ray ('auto', 'ray://host:10001')")
     ix.add_argument("--json", action="store_true", help="print the summary as JSON")
     ix.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -126,6 +129,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.exclude:
         overrides["exclude"] = args.exclude
     executor = {"executor": args.executor} if args.executor else {}
+    if args.shard_process:
+        executor["shard_process"] = args.shard_process
     if args.ray_address:
         if args.executor != "ray":
             raise HippoGraphError("--ray-address: only used with --executor ray")

@@ -121,6 +121,13 @@ class Config:
     executor: str = "local"
     """Where shards are built: 'local' (this process, no Ray needed) or 'ray' (Ray Data actors,
     `pip install 'hippograph[ray]'`; `indexers/ray_executor.py`). Both write the same index."""
+    shard_process: str = "auto"
+    """With `executor='local'`: where the shard stages (extract, embed) run. 'worker' = a child
+    process that holds spaCy and the embedding model and exits once the shards are built, so the
+    writer's merge stages (graph, vectors), where its memory peaks, do not carry the ≈0.75 GB
+    those libraries keep; 'inline' = this process; 'auto' = a worker unless this process has
+    already loaded the embedding model (an open index that answered queries) or the embedder is
+    TF-IDF. Never changes what is written (`indexers/shard_worker.py`)."""
     ray_address: str | None = None
     """Ray cluster to attach to ('auto' = the one `ray start --head` started on this machine, or
     'ray://host:10001'); None = the Ray instance already initialised in this process, else a new
@@ -310,7 +317,7 @@ def _query_time_fields() -> frozenset[str]:
 QUERY_TIME_FIELDS: frozenset[str] = _query_time_fields()
 """Fields that only affect retrieval (everything from `top_k` on); safe to change on an existing index."""
 
-EXECUTION_FIELDS: frozenset[str] = frozenset({"executor", "ray_address", "ray_concurrency", "ray_num_cpus", "ray_num_gpus"})
+EXECUTION_FIELDS: frozenset[str] = frozenset({"executor", "shard_process", "ray_address", "ray_concurrency", "ray_num_cpus", "ray_num_gpus"})
 """Fields that choose where a write runs, not what it writes: never stored in an index's manifest."""
 
 # ---- validation ------------------------------------------------------------------------------
@@ -319,6 +326,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "embedder": ("auto", "sentence-transformers", "tfidf"),
     "embedding_precision": ("auto", "float32", "bfloat16"),
     "embedding_storage": ("int8", "float16", "float32"),
+    "shard_process": ("auto", "worker", "inline"),
 }
 """Options whose value is one of a fixed set of names."""
 

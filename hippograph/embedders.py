@@ -323,6 +323,8 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._dim: int | None = self._dim_from_files(self.path)
         self._lock = threading.Lock()
+        self._passes = 1  # passes run side by side last time (FORWARD_THREADS)
+        self._cache_dir = cache_dir
         self.cache: Any = None
         if cache_dir is not None:
             from .embedding_cache import EmbeddingCache
@@ -433,7 +435,9 @@ class SentenceTransformerEmbedder:
         def forward(rows: np.ndarray) -> np.ndarray:
             return self._forward(model, tok, enc, rows, int(padded[rows[0]]))
 
-        workers = min(len(batches), embedding_threads(1))
+        # our own recent passes are part of the load average `embedding_threads` reads (adaptive)
+        workers = min(len(batches), embedding_threads(self._passes))
+        self._passes = max(1, workers)
         with tqdm(total=len(texts), desc=f"embed {Path(self.name).name}", unit="text", disable=not show_progress) as bar, \
                 contextlib.ExitStack() as stack:
             if workers > 1:  # single-threaded passes side by side (FORWARD_THREADS)
@@ -470,6 +474,16 @@ class SentenceTransformerEmbedder:
         import torch
 
         return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model's weights are in this process (they load on the first `encode`)."""
+        return self._model is not None
+
+    def settings(self) -> dict[str, Any]:
+        """Constructor arguments that make the same embedder in another process."""
+        return {"model": self.name, "device": self.device, "batch_size": self.batch_size,
+                "cache_dir": None if self._cache_dir is None else str(self._cache_dir), "precision": self.precision}
 
     def spec(self) -> dict[str, Any]:
         """Model identity (stored in the manifest). Precision is left out: it is chosen per

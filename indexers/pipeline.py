@@ -20,6 +20,7 @@ identical to a from-scratch build of the same documents (sentence-transformers h
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,12 +42,13 @@ from hippograph.tables import CorpusTables
 from hippograph.text import passage_embedding_text
 from hippograph.types import Document
 
-from . import generation, shards
+from . import generation, shard_worker, shards
 from .chunking import chunk_document
 from .delete import delete_documents
 from .graph_builder import stored_signatures
 from .merge import Merge, table_counts
 from .report import BuildReport, Progress
+from .shard_worker import ShardWorker
 from .vectors import VectorIndexes
 
 logger = logging.getLogger(__name__)
@@ -238,14 +240,23 @@ class IndexWriter:
             from hippograph.errors import ConfigError
 
             raise ConfigError(f"executor={self.config.executor!r}: choose 'local' or 'ray'")
-        assert self._merge is not None
-        for spec in specs:
-            if shards.shard_done(spec.path, spec.key):
-                yield spec, False
-                continue
-            shards.build_shard(spec.documents, self.config, spec.path, embedder=self.embedder, extract=self.extract,
-                               key=spec.key, progress=self.progress, known=self._merge.known)
-            yield spec, True
+        assert self._merge is not None and self._shard_dir is not None
+        with contextlib.ExitStack() as stack:
+            worker: ShardWorker | None = None
+            for spec in specs:
+                if shards.shard_done(spec.path, spec.key):
+                    yield spec, False
+                    continue
+                if worker is None and shard_worker.wanted(self.config, self.embedder, self.extract):
+                    worker = stack.enter_context(ShardWorker(self.config, self.embedder, self._shard_dir.path,
+                                                             self.progress))
+                if worker is not None:  # extract + embed in the worker process (indexers/shard_worker.py)
+                    worker.build(spec, self._merge.known)
+                else:
+                    shards.build_shard(spec.documents, self.config, spec.path, embedder=self.embedder,
+                                       extract=self.extract, key=spec.key, progress=self.progress,
+                                       known=self._merge.known)
+                yield spec, True
 
     def _fresh(self, documents: Iterable[Document]) -> Iterator[Document]:
         """Documents whose id the generation does not hold yet (the others are reported as skipped)."""

@@ -19,7 +19,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -47,7 +47,16 @@ NON_CONTENT_FIELDS = frozenset({"n_process", "spacy_batch_size", "embedding_batc
 """Index-time fields that change how fast a shard is made, not what it holds (excluded from keys)."""
 
 Extract = Callable[[Sequence[Passage]], "list[Extraction]"]
-Known = Callable[[str, CorpusTables], np.ndarray]
+
+
+class KnownQuery(NamedTuple):
+    """The part of a shard's tables a `Known` reads: what a worker process sends its writer."""
+
+    entities: list[str]
+    facts: list[tuple[int, str, int]]
+
+
+Known = Callable[[str, "CorpusTables | KnownQuery"], np.ndarray]
 """(granularity, shard tables) → bool mask of the shard's entities / facts that the index being
 written already holds: their vectors exist, so the shard does not embed them again."""
 

@@ -1,0 +1,249 @@
+"""Shard stages in a worker process: spaCy and the embedding model live in a child, not the writer.
+
+    writer (this process)                         worker (python -m hippograph.indexers.shard_worker)
+    ShardWorker.build(spec) ── pickled request ──► shards.build_shard(...)
+         merge.known(gran, …) ◄── "known" ───────┤  (which entities / facts the index already holds)
+         progress.stage / advance ◄── "stage" ───┤  (timings and counts for the build report)
+         ◄── "done" / "error" ───────────────────┘
+
+Why: torch, sentence-transformers and spaCy hold about 0.75 GB that no `del` gives back (the
+libraries' own allocations, not the model objects). In the writer they stay through the merge
+stages, where its memory peaks (graph, vectors); in a worker they leave when the last shard is
+built. The worker computes exactly what the writer would (same `build_shard`, same embedder
+settings, same batches), so the index is the same bit for bit, and a shard is finished on disk
+(``done.json`` last) before the writer merges it, so a killed worker loses nothing.
+
+The worker is a fresh interpreter (`subprocess`), not a fork (the writer may already run torch
+or server threads) nor a multiprocessing spawn (which re-runs the user's ``__main__``). Requests
+and replies are pickles over its stdin / stdout; its stderr is the writer's (progress bars, logs).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from hippograph.config import Config
+from hippograph.embedders import Embedder, SentenceTransformerEmbedder, TfidfEmbedder, load_embedder
+from hippograph.errors import HippoGraphError
+
+from . import shards
+from .report import BuildReport, Progress
+
+logger = logging.getLogger(__name__)
+
+EMBEDDER_DIR = "worker-embedder"
+"""Under the write's shard directory: a fitted embedder (TF-IDF) saved for the worker to load."""
+
+
+def wanted(config: Config, embedder: Embedder, extract: shards.Extract | None) -> bool:
+    """Whether this write builds its shards in a worker (`Config.shard_process`).
+
+    'auto' does when the worker can re-create everything the shard stages use — spaCy extraction
+    and an embedder it can make from settings or files — and the writer has not loaded the
+    embedding model itself (an open index that answered queries keeps its model: a second copy
+    in a worker would add memory, not save it)."""
+    if config.shard_process == "inline" or extract is not None:
+        return False
+    if config.shard_process == "worker":
+        return True
+    return isinstance(embedder, SentenceTransformerEmbedder) and not embedder.loaded
+
+
+class ShardWorkerError(HippoGraphError):
+    """The worker process failed or exited without finishing a shard."""
+
+
+class ShardWorker:
+    """The writer's handle on one worker process; `build` runs one shard there (context manager)."""
+
+    def __init__(self, config: Config, embedder: Embedder, build_dir: Path, progress: Progress):
+        self.progress = progress
+        env = dict(os.environ)
+        # the worker imports hippograph from wherever this process did (a source checkout too)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self._proc = subprocess.Popen([sys.executable, "-m", "hippograph.indexers.shard_worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._to, self._from = self._proc.stdin, self._proc.stdout
+        hippo = logging.getLogger("hippograph")
+        self._send({"config": config.to_dict(), "embedder": _portable_embedder(embedder, Path(build_dir)),
+                    "show": progress.show, "log_level": hippo.getEffectiveLevel()})
+
+    def build(self, spec: shards.ShardSpec, known: shards.Known | None) -> None:
+        """Build `spec`'s shard in the worker, answering its questions about known entities / facts."""
+        self._send({"spec": spec, "known": known is not None})
+        while True:
+            kind, *body = self._receive(spec)
+            if kind == "known":
+                assert known is not None
+                gran, names, facts = body
+                self._send(known(gran, shards.KnownQuery(names, facts)))
+            elif kind == "stage":
+                name, seconds = body
+                self.progress.report.timings[name] = self.progress.report.timings.get(name, 0.0) + seconds
+            elif kind == "error":
+                exc, remote = body
+                logger.debug("shard worker traceback:\n%s", remote)
+                raise exc
+            elif kind == "done":
+                return
+
+    def close(self) -> None:
+        """Ask the worker to exit; kill it if it does not."""
+        try:
+            self._to.close()  # end of requests: the worker returns
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._from.close()
+
+    def __enter__(self) -> "ShardWorker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self._proc.poll() is None:
+            self._proc.kill()  # interrupted mid-shard: do not wait for it to finish
+        self.close()
+
+    def _send(self, message: Any) -> None:
+        try:
+            pickle.dump(message, self._to, protocol=pickle.HIGHEST_PROTOCOL)
+            self._to.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise self._died(None) from exc
+
+    def _receive(self, spec: shards.ShardSpec) -> tuple:
+        try:
+            return pickle.load(self._from)
+        except (EOFError, pickle.UnpicklingError, OSError) as exc:
+            raise self._died(spec) from exc
+
+    def _died(self, spec: shards.ShardSpec | None) -> ShardWorkerError:
+        code = self._proc.wait()
+        where = f" while building shard {spec.index} ({spec.path})" if spec is not None else ""
+        return ShardWorkerError(f"shard worker process exited with code {code}{where}; "
+                                f"run the same write again to resume from the finished shards")
+
+
+def _portable_embedder(embedder: Embedder, build_dir: Path) -> tuple[str, Any]:
+    """How the worker re-creates `embedder`: from its settings (sentence-transformers) or from its
+    saved files (a fitted TF-IDF)."""
+    if isinstance(embedder, SentenceTransformerEmbedder):
+        return "settings", embedder.settings()
+    if isinstance(embedder, TfidfEmbedder):
+        path = build_dir / EMBEDDER_DIR
+        embedder.save(path)
+        return "saved", (embedder.spec(), str(path))
+    raise HippoGraphError(f"shard_process='worker': cannot hand a {type(embedder).__name__} to a worker process; "
+                          f"use shard_process='inline'")
+
+
+def _make_embedder(how: tuple[str, Any], config: Config) -> Embedder:
+    kind, data = how
+    if kind == "settings":
+        return SentenceTransformerEmbedder(**data)
+    spec, path = data
+    return load_embedder(spec, Path(path), batch_size=config.embedding_batch_size,
+                         precision=config.embedding_precision)
+
+
+# ---- the worker side ---------------------------------------------------------------------------
+class _RemoteProgress(Progress):
+    """Stage timings and counts sent to the writer instead of kept here."""
+
+    def __init__(self, out: IO[bytes], show: bool):
+        super().__init__(BuildReport(), show=show)
+        self._out = out
+
+    def stage(self, name: str):  # type: ignore[override]
+        from contextlib import contextmanager
+        import time
+
+        @contextmanager
+        def timed():
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                _reply(self._out, ("stage", name, time.perf_counter() - t0))
+
+        return timed()
+
+
+def _reply(out: IO[bytes], message: tuple) -> None:
+    pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+    out.flush()
+
+
+def serve(requests: IO[bytes], out: IO[bytes]) -> None:
+    """Build the shards the writer asks for until it closes our stdin."""
+    from hippograph import threads
+
+    init = pickle.load(requests)
+    logging.basicConfig(level=init["log_level"], format="%(levelname)s %(name)s: %(message)s")
+    progress = _RemoteProgress(out, init["show"])
+    failed: tuple | None = None
+    try:
+        config = Config.from_dict(init["config"])
+        threads.set_limit(config.threads, config.adaptive_threads)
+        embedder = _make_embedder(init["embedder"], config)
+    except Exception as exc:  # reported with the first shard, as the writer's own error
+        failed = ("error", _picklable(exc), traceback.format_exc())
+    while True:
+        try:
+            request = pickle.load(requests)
+        except EOFError:
+            break
+        if failed is not None:
+            _reply(out, failed)
+            continue
+        spec: shards.ShardSpec = request["spec"]
+
+        def ask(gran: str, t: Any) -> np.ndarray:
+            _reply(out, ("known", gran, list(t.entities), list(t.facts)))
+            return pickle.load(requests)
+
+        try:
+            shards.build_shard(spec.documents, config, spec.path, embedder=embedder, key=spec.key,
+                               progress=progress, known=ask if request["known"] else None)
+        except Exception as exc:  # handed to the writer, which raises it as its own
+            _reply(out, ("error", _picklable(exc), traceback.format_exc()))
+            continue
+        _reply(out, ("done",))
+    progress.close()
+
+
+def _picklable(exc: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return ShardWorkerError(f"{type(exc).__name__}: {exc}")
+
+
+def main() -> None:
+    # the protocol owns the real stdout; anything printed by libraries goes to stderr
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        serve(sys.stdin.buffer, out)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the writer reports it
+        sys.exit(130)
+    except BrokenPipeError:  # the writer went away
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Shard stages in a worker process (indexers/shard_worker.py): the same files as building them in
+the writer, the writer's `known` answers reach the worker, and a worker that dies is one line and
+a write that resumes."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from hippograph import Config, HippoGraph
+from hippograph.embedders import SentenceTransformerEmbedder, TfidfEmbedder
+from hippograph.errors import HippoGraphError
+from hippograph.indexers import shard_worker
+from hippograph.indexers.loaders import iter_documents
+from hippograph.indexers.shard_worker import ShardWorker, ShardWorkerError
+
+from .conftest import DATA
+
+SHARDS = Config(embedder="tfidf", shard_passages=6)
+
+
+def _files(hg: HippoGraph) -> dict[str, str]:
+    """sha256 of every file of the live generation: the index byte for byte, but for the times
+    JSON headers record."""
+    gen = hg.dir.generation_path(hg.manifest)
+    out = {}
+    for p in sorted(gen.rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.name == "header.json":
+                header = {k: v for k, v in json.loads(data).items() if k not in ("created", "updated")}
+                data = json.dumps(header, sort_keys=True).encode()
+            out[str(p.relative_to(gen))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def _build_then_add(path: Path, config: Config) -> HippoGraph:
+    docs = list(iter_documents(DATA / "corpus", config))
+    cut = len(docs) * 2 // 3
+    HippoGraph.build(docs[:cut], path, config)
+    hg = HippoGraph.open(path, shard_process=config.shard_process)  # where a write runs is not stored
+    hg.add(docs[cut:])  # skips the entities and facts the index holds: asks the writer (`known`)
+    return hg
+
+
+def test_worker_writes_the_same_files_as_the_writer(tmp_path, monkeypatch):
+    inline = _build_then_add(tmp_path / "inline", SHARDS.replace(shard_process="inline"))
+    started: list[int] = []
+    original = ShardWorker.__init__
+
+    def counting(self, *a, **k):
+        original(self, *a, **k)
+        started.append(self._proc.pid)
+
+    monkeypatch.setattr(ShardWorker, "__init__", counting)
+    worker = _build_then_add(tmp_path / "worker", SHARDS.replace(shard_process="worker"))
+    assert len(started) == 2, "one worker process per write (build, add)"
+    assert worker.stats()["passages"] == inline.stats()["passages"] > 4 * SHARDS.shard_passages
+    assert _files(worker) == _files(inline)
+    timings = worker.stats()["timings"]
+    assert timings["extract"] > 0 and timings["embed passages"] > 0, "the worker's stage timings reach the report"
+    assert not (tmp_path / "worker" / ".build").exists()
+
+
+def test_auto_uses_a_worker_only_where_it_saves_memory():
+    auto = Config()
+    tfidf = TfidfEmbedder(64)
+    assert not shard_worker.wanted(auto, tfidf, None)  # TF-IDF: nothing heavy to move out
+    assert shard_worker.wanted(auto.replace(shard_process="worker"), tfidf, None)
+    model = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    assert shard_worker.wanted(auto, model, None)  # the model is not loaded here: load it in the worker
+    assert not shard_worker.wanted(auto.replace(shard_process="inline"), model, None)
+    assert not shard_worker.wanted(auto, model, lambda ps: [])  # a custom extractor runs where it was given
+    model._model = object()  # an open index that answered queries holds its model: keep using it
+    assert not shard_worker.wanted(auto, model, None)
+
+
+def test_a_killed_worker_is_one_line_and_the_write_resumes(tmp_path, monkeypatch):
+    config = SHARDS.replace(shard_process="worker")
+    original = ShardWorker.build
+    calls: list[int] = []
+
+    def kill_on_third(self, spec, known):
+        calls.append(spec.index)
+        if len(calls) == 3:
+            self._proc.kill()
+        return original(self, spec, known)
+
+    monkeypatch.setattr(ShardWorker, "build", kill_on_third)
+    with pytest.raises(ShardWorkerError) as err:
+        HippoGraph.build(DATA / "corpus", tmp_path / "idx", config)
+    message = str(err.value)
+    assert "\n" not in message and "exited with code -9 while building shard 2" in message
+    assert "run the same write again" in message
+    calls.clear()
+    monkeypatch.setattr(ShardWorker, "build", lambda self, spec, known: (calls.append(spec.index), original(self, spec, known)))
+    resumed = HippoGraph.build(DATA / "corpus", tmp_path / "idx", config)
+    assert calls and calls[0] == 2, "the two finished shards were reused, the killed one rebuilt"
+    scratch = HippoGraph.build(DATA / "corpus", tmp_path / "scratch", SHARDS.replace(shard_process="inline"))
+    assert _files(resumed) == _files(scratch)
+
+
+def test_an_error_in_the_worker_is_the_writers_one_line_error(tmp_path, monkeypatch):
+    """The worker cannot load its embedder: the write fails with that error, not a traceback."""
+    monkeypatch.setattr(shard_worker, "_portable_embedder",
+                        lambda embedder, build_dir: ("saved", (embedder.spec(), str(tmp_path / "missing"))))
+    with pytest.raises(HippoGraphError) as err:
+        HippoGraph.build(DATA / "corpus", tmp_path / "idx", SHARDS.replace(shard_process="worker"))
+    assert "missing" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_real_models_in_the_worker_write_the_same_files(tmp_path):
+    """spaCy and MiniLM (bfloat16 where the CPU has it) in the worker: the same bytes as in the writer."""
+    config = Config(embedder="sentence-transformers", shard_passages=8)
+    inline = _build_then_add(tmp_path / "inline", config.replace(shard_process="inline"))
+    worker = _build_then_add(tmp_path / "worker", config)  # 'auto': the writer never loaded MiniLM
+    assert not worker.embedder.loaded, "the writer did not load the model"
+    assert _files(worker) == _files(inline)
