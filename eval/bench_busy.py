@@ -1,16 +1,21 @@
 """Build throughput on a busy machine: quiet vs 1 and 2 other busy processes, per torch thread policy.
 
-    python eval/bench_busy.py [--limit 400] [--busy 0,1,2] [--policies fixed,adaptive,one] [--out FILE]
+    python eval/bench_busy.py [--limit 400] [--busy 0,1,2] [--policies fixed,adaptive,one]
+                              [--checkout PATH ...] [--out FILE]
 
 Each build runs in a fresh process (same model loads, same torch state) over the first
 `--limit` passages of the HotpotQA-100 corpus at default settings (MiniLM, spaCy, 1 process).
 Busy processes are pure-Python spin loops started `--warmup` seconds before the build (so the
 load average sees them) and killed after it. Torch thread policies of the embedder:
 
-* ``fixed``: every forward pass on all available CPUs (the default, `Config.threads` = 0);
-* ``adaptive``: `Config.adaptive_threads` (`threads.busy_threads`): fewer threads while the load
-  average says other work holds cores;
+* ``fixed``: the default (`Config.threads` = 0): as many single-threaded embedding passes side by
+  side as there are available CPUs (before b2d94e7: every pass on all available CPUs);
+* ``adaptive``: `Config.adaptive_threads` (`threads.busy_threads`): fewer passes (before: fewer
+  threads) while the load average says other work holds cores;
 * ``one``: `Config.threads` = 1.
+
+`--checkout` runs the builds of other checkouts (each with its own ``.venv``) in the same run,
+interleaved per busy count, so a baseline shares the machine's state with the change.
 
 Share = passages/s with N busy processes ÷ passages/s quiet, per policy (issue #13 targets:
 ≥ 45 % with one busy process, ≥ 35 % with two). Writes eval/results/busy.md.
@@ -53,23 +58,25 @@ def _child(limit: int, policy: str) -> None:
     print(json.dumps({"wall": wall, "passages": stats["passages"], "timings": stats["timings"]}))
 
 
-def _git_commit() -> str:
+def _git_commit(checkout: Path = ROOT) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True).stdout.strip()
     except OSError:
         return "unknown"
 
 
-def run_one(limit: int, policy: str, busy: int, warmup: float) -> dict:
+def run_one(limit: int, policy: str, busy: int, warmup: float, checkout: Path = ROOT) -> dict:
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
     try:
         if busy:
             time.sleep(warmup)
         load_before = os.getloadavg()[0]
-        out = subprocess.run([sys.executable, __file__, "--child", str(limit), policy],
-                             capture_output=True, text=True, check=True, env=dict(os.environ))
+        python = checkout / ".venv" / "bin" / "python" if checkout != ROOT else Path(sys.executable)
+        out = subprocess.run([str(python), str(checkout / "eval" / "bench_busy.py"), "--child", str(limit), policy],
+                             capture_output=True, text=True, check=True, env=dict(os.environ), cwd=checkout)
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        result.update(policy=policy, busy=busy, load_before=load_before, load_after=os.getloadavg()[0])
+        result.update(policy=policy, busy=busy, load_before=load_before, load_after=os.getloadavg()[0],
+                      commit=_git_commit(checkout))
         return result
     finally:
         for p in spinners:
@@ -83,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--busy", default="0,1,2", help="numbers of busy processes (default 0,1,2)")
     ap.add_argument("--policies", default="fixed,adaptive,one")
     ap.add_argument("--warmup", type=float, default=20.0, help="seconds the busy loops run before a build")
+    ap.add_argument("--checkout", type=Path, nargs="*", default=[ROOT], help="checkouts to measure (default: this one)")
     ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "busy.md"))
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -95,32 +103,36 @@ def main(argv: list[str] | None = None) -> int:
     policies = args.policies.split(",")
     results = []
     for busy in busy_counts:
-        for policy in policies:
-            r = run_one(args.limit, policy, busy, args.warmup)
-            results.append(r)
-            print(f"busy={busy} policy={policy}: {r['wall']:.1f} s, {r['passages'] / r['wall']:.2f} passages/s, "
-                  f"load {r['load_before']:.2f} → {r['load_after']:.2f}", flush=True)
-    quiet: dict[str, float] = {}
-    for r in results:  # the first quiet run of each policy is its reference
+        for checkout in args.checkout:
+            for policy in policies:
+                r = run_one(args.limit, policy, busy, args.warmup, checkout.resolve())
+                results.append(r)
+                print(f"busy={busy} {r['commit']} policy={policy}: {r['wall']:.1f} s, "
+                      f"{r['passages'] / r['wall']:.2f} passages/s, load {r['load_before']:.2f} → {r['load_after']:.2f}",
+                      flush=True)
+    quiet: dict[tuple[str, str], float] = {}
+    for r in results:  # the first quiet run of each checkout and policy is its reference
         if r["busy"] == 0:
-            quiet.setdefault(r["policy"], r["passages"] / r["wall"])
+            quiet.setdefault((r["commit"], r["policy"]), r["passages"] / r["wall"])
     cmd = "python eval/bench_busy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "## Builds on a busy machine (thread policy)",
         "",
-        f"`{cmd.strip()}` — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_git_commit()}, "
+        f"`{cmd.strip()}` — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, bench at commit {_git_commit()}, "
         f"{os.cpu_count()} cores; HotpotQA-100, first {args.limit} passages, MiniLM + spaCy at defaults.",
         "",
-        "| busy processes | policy | wall s | passages/s | share of its quiet run | share of quiet `fixed` | embed s | extract s | load 1-min before → after |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| busy processes | code | policy | wall s | passages/s | share of its quiet run | share of quiet `fixed` | embed s | extract s | load 1-min before → after |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         rate = r["passages"] / r["wall"]
-        own = rate / quiet[r["policy"]] if r["policy"] in quiet else float("nan")
-        ref = rate / quiet["fixed"] if "fixed" in quiet else float("nan")
+        own = rate / quiet[(r["commit"], r["policy"])] if (r["commit"], r["policy"]) in quiet else float("nan")
+        ref = rate / quiet[(r["commit"], "fixed")] if (r["commit"], "fixed") in quiet else float("nan")
         tm = r["timings"]
-        lines.append(f"| {r['busy']} | {r['policy']} | {r['wall']:.1f} | {rate:.2f} | {100 * own:.0f} % | {100 * ref:.0f} % | "
-                     f"{tm.get('embed', 0):.1f} | {tm.get('extract', 0):.1f} | {r['load_before']:.2f} → {r['load_after']:.2f} |")
+        embed = sum(v for k, v in tm.items() if k == "embed" or k.startswith("embed "))  # one stage per granularity
+        lines.append(f"| {r['busy']} | {r['commit']} | {r['policy']} | {r['wall']:.1f} | {rate:.2f} | {100 * own:.0f} % | "
+                     f"{100 * ref:.0f} % | {embed:.1f} | {tm.get('extract', 0):.1f} | "
+                     f"{r['load_before']:.2f} → {r['load_after']:.2f} |")
     lines += ["", "The machine is shared: the load column includes other users' work, so \"quiet\" means no busy loop of ours.", ""]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     (Path(args.out).with_suffix(".json")).write_text(json.dumps(results, indent=1), encoding="utf-8")

@@ -1,9 +1,9 @@
 """Shard stages in a worker process: spaCy and the embedding model live in a child, not the writer.
 
     writer (this process)                         worker (python -m hippograph.indexers.shard_worker)
-    ShardWorker.build(spec) ── pickled request ──► shards.build_shard(...)
+    ShardWorker.build(spec) ── JSON request ────► shards.build_shard(...)
          merge.known(gran, …) ◄── "known" ───────┤  (which entities / facts the index already holds)
-         progress.stage / advance ◄── "stage" ───┤  (timings and counts for the build report)
+         progress.report.timings ◄── "stage" ────┤  (stage timings for the build report)
          ◄── "done" / "error" ───────────────────┘
 
 Why: torch, sentence-transformers and spaCy hold about 0.75 GB that no `del` gives back (the
@@ -15,24 +15,30 @@ settings, same batches), so the index is the same bit for bit, and a shard is fi
 
 The worker is a fresh interpreter (`subprocess`), not a fork (the writer may already run torch
 or server threads) nor a multiprocessing spawn (which re-runs the user's ``__main__``). Requests
-and replies are pickles over its stdin / stdout; its stderr is the writer's (progress bars, logs).
+and replies are JSON lines over its stdin / stdout (no pickles, as nowhere else in hippograph);
+its stderr is the writer's (progress bars, logs).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
-import pickle
 import subprocess
 import sys
+import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 import numpy as np
 
+from hippograph import errors
 from hippograph.config import Config
 from hippograph.embedders import Embedder, SentenceTransformerEmbedder, TfidfEmbedder, load_embedder
 from hippograph.errors import HippoGraphError
+from hippograph.types import Document
 
 from . import shards
 from .report import BuildReport, Progress
@@ -79,22 +85,25 @@ class ShardWorker:
 
     def build(self, spec: shards.ShardSpec, known: shards.Known | None) -> None:
         """Build `spec`'s shard in the worker, answering its questions about known entities / facts."""
-        self._send({"spec": spec, "known": known is not None})
+        self._send({"index": spec.index, "key": spec.key, "path": str(spec.path), "known": known is not None,
+                    "documents": [dataclasses.asdict(d) for d in spec.documents]})
         while True:
-            kind, *body = self._receive(spec)
+            reply = self._receive(spec)
+            kind = reply["kind"]
             if kind == "known":
                 assert known is not None
-                gran, names, facts = body
-                self._send(known(gran, shards.KnownQuery(names, facts)))
+                query = shards.KnownQuery(reply["entities"], [tuple(f) for f in reply["facts"]])
+                self._send({"known": known(reply["gran"], query).astype(int).tolist()})
             elif kind == "stage":
-                name, seconds = body
-                self.progress.report.timings[name] = self.progress.report.timings.get(name, 0.0) + seconds
+                name = reply["name"]
+                self.progress.report.timings[name] = self.progress.report.timings.get(name, 0.0) + reply["seconds"]
             elif kind == "error":
-                exc, remote = body
-                logger.debug("shard worker traceback:\n%s", remote)
-                raise exc
+                logger.debug("shard worker traceback:\n%s", reply["traceback"])
+                raise _error(reply["type"], reply["message"])
             elif kind == "done":
                 return
+            else:
+                raise ShardWorkerError(f"shard worker: unexpected reply {kind!r} while building shard {spec.index}")
 
     def close(self) -> None:
         """Ask the worker to exit; kill it if it does not."""
@@ -117,24 +126,44 @@ class ShardWorker:
             self._proc.kill()  # interrupted mid-shard: do not wait for it to finish
         self.close()
 
-    def _send(self, message: Any) -> None:
+    def _send(self, message: dict) -> None:
         try:
-            pickle.dump(message, self._to, protocol=pickle.HIGHEST_PROTOCOL)
-            self._to.flush()
+            _write(self._to, message)
         except (BrokenPipeError, OSError) as exc:
             raise self._died(None) from exc
 
-    def _receive(self, spec: shards.ShardSpec) -> tuple:
-        try:
-            return pickle.load(self._from)
-        except (EOFError, pickle.UnpicklingError, OSError) as exc:
-            raise self._died(spec) from exc
+    def _receive(self, spec: shards.ShardSpec) -> dict:
+        line = self._from.readline()
+        if not line:
+            raise self._died(spec)
+        return json.loads(line)
 
     def _died(self, spec: shards.ShardSpec | None) -> ShardWorkerError:
         code = self._proc.wait()
         where = f" while building shard {spec.index} ({spec.path})" if spec is not None else ""
         return ShardWorkerError(f"shard worker process exited with code {code}{where}; "
                                 f"run the same write again to resume from the finished shards")
+
+
+def _write(stream: IO[bytes], message: dict) -> None:
+    """One protocol message: a JSON line."""
+    stream.write(json.dumps(message).encode("utf-8") + b"\n")
+    stream.flush()
+
+
+def _error(type_name: str, message: str) -> Exception:
+    """The writer's own exception for a worker's error: the same hippograph error class, an
+    OSError (full disk, permissions) as an OSError, anything else as a `ShardWorkerError`."""
+    cls = getattr(errors, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, HippoGraphError):
+        return cls(message)
+    if type_name in OS_ERRORS:
+        return OS_ERRORS[type_name](message)
+    return ShardWorkerError(f"shard worker: {type_name}: {message}")
+
+
+OS_ERRORS: dict[str, type[OSError]] = {cls.__name__: cls for cls in (
+    OSError, PermissionError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)}
 
 
 def _portable_embedder(embedder: Embedder, build_dir: Path) -> tuple[str, Any]:
@@ -161,76 +190,67 @@ def _make_embedder(how: tuple[str, Any], config: Config) -> Embedder:
 
 # ---- the worker side ---------------------------------------------------------------------------
 class _RemoteProgress(Progress):
-    """Stage timings and counts sent to the writer instead of kept here."""
+    """Stage timings sent to the writer instead of kept here (bars, if shown, are drawn here)."""
 
     def __init__(self, out: IO[bytes], show: bool):
         super().__init__(BuildReport(), show=show)
         self._out = out
 
-    def stage(self, name: str):  # type: ignore[override]
-        from contextlib import contextmanager
-        import time
-
-        @contextmanager
-        def timed():
-            t0 = time.perf_counter()
-            try:
-                yield
-            finally:
-                _reply(self._out, ("stage", name, time.perf_counter() - t0))
-
-        return timed()
-
-
-def _reply(out: IO[bytes], message: tuple) -> None:
-    pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
-    out.flush()
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            _write(self._out, {"kind": "stage", "name": name, "seconds": time.perf_counter() - t0})
 
 
 def serve(requests: IO[bytes], out: IO[bytes]) -> None:
     """Build the shards the writer asks for until it closes our stdin."""
     from hippograph import threads
 
-    init = pickle.load(requests)
+    def read() -> dict | None:
+        line = requests.readline()
+        return json.loads(line) if line else None
+
+    init = read()
+    if init is None:
+        return
     logging.basicConfig(level=init["log_level"], format="%(levelname)s %(name)s: %(message)s")
     progress = _RemoteProgress(out, init["show"])
-    failed: tuple | None = None
+    failed: dict | None = None
     try:
         config = Config.from_dict(init["config"])
         threads.set_limit(config.threads, config.adaptive_threads)
         embedder = _make_embedder(init["embedder"], config)
     except Exception as exc:  # reported with the first shard, as the writer's own error
-        failed = ("error", _picklable(exc), traceback.format_exc())
-    while True:
-        try:
-            request = pickle.load(requests)
-        except EOFError:
-            break
+        failed = _failure(exc)
+    while (request := read()) is not None:
         if failed is not None:
-            _reply(out, failed)
+            _write(out, failed)
             continue
-        spec: shards.ShardSpec = request["spec"]
 
         def ask(gran: str, t: Any) -> np.ndarray:
-            _reply(out, ("known", gran, list(t.entities), list(t.facts)))
-            return pickle.load(requests)
+            _write(out, {"kind": "known", "gran": gran, "entities": list(t.entities),
+                         "facts": [[int(s), str(p), int(o)] for s, p, o in t.facts]})
+            answer = read()
+            if answer is None:
+                raise EOFError("the writer closed the pipe")
+            return np.asarray(answer["known"], dtype=bool)
 
         try:
-            shards.build_shard(spec.documents, config, spec.path, embedder=embedder, key=spec.key,
+            documents = [Document(**d) for d in request["documents"]]
+            shards.build_shard(documents, config, Path(request["path"]), embedder=embedder, key=request["key"],
                                progress=progress, known=ask if request["known"] else None)
         except Exception as exc:  # handed to the writer, which raises it as its own
-            _reply(out, ("error", _picklable(exc), traceback.format_exc()))
+            _write(out, _failure(exc))
             continue
-        _reply(out, ("done",))
+        _write(out, {"kind": "done"})
     progress.close()
 
 
-def _picklable(exc: Exception) -> Exception:
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return ShardWorkerError(f"{type(exc).__name__}: {exc}")
+def _failure(exc: Exception) -> dict:
+    return {"kind": "error", "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
 
 
 def main() -> None:
