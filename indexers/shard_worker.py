@@ -99,7 +99,7 @@ class ShardWorker:
                 self.progress.report.timings[name] = self.progress.report.timings.get(name, 0.0) + reply["seconds"]
             elif kind == "error":
                 logger.debug("shard worker traceback:\n%s", reply["traceback"])
-                raise _error(reply["type"], reply["message"])
+                raise _error(reply)
             elif kind == "done":
                 return
             else:
@@ -151,13 +151,16 @@ def _write(stream: IO[bytes], message: dict) -> None:
     stream.flush()
 
 
-def _error(type_name: str, message: str) -> Exception:
+def _error(reply: dict) -> Exception:
     """The writer's own exception for a worker's error: the same hippograph error class, an
-    OSError (full disk, permissions) as an OSError, anything else as a `ShardWorkerError`."""
+    OSError (full disk, permissions) as that OSError, anything else as a `ShardWorkerError`."""
+    type_name, message = reply["type"], reply["message"]
     cls = getattr(errors, type_name, None)
     if isinstance(cls, type) and issubclass(cls, HippoGraphError):
         return cls(message)
     if type_name in OS_ERRORS:
+        if reply.get("errno") is not None:
+            return OS_ERRORS[type_name](reply["errno"], reply["strerror"], reply.get("filename"))
         return OS_ERRORS[type_name](message)
     return ShardWorkerError(f"shard worker: {type_name}: {message}")
 
@@ -250,7 +253,12 @@ def serve(requests: IO[bytes], out: IO[bytes]) -> None:
 
 
 def _failure(exc: Exception) -> dict:
-    return {"kind": "error", "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+    """An error reply; an OSError keeps its errno and file (a full disk stays a full disk)."""
+    out = {"kind": "error", "type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+    if isinstance(exc, OSError):
+        out.update(errno=exc.errno, strerror=exc.strerror,
+                   filename=None if exc.filename is None else os.fsdecode(exc.filename))
+    return out
 
 
 def main() -> None:

@@ -119,3 +119,15 @@ def test_real_models_in_the_worker_write_the_same_files(tmp_path):
     worker = _build_then_add(tmp_path / "worker", config)  # 'auto': the writer never loaded MiniLM
     assert not worker.embedder.loaded, "the writer did not load the model"
     assert _files(worker) == _files(inline)
+
+
+def test_a_full_disk_in_the_worker_stays_an_oserror_with_its_errno():
+    import errno
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/idx/.build/shard-000001/embeddings/facts.npy")
+    exc = shard_worker._error(json.loads(json.dumps(shard_worker._failure(full))))
+    assert type(exc) is OSError and exc.errno == errno.ENOSPC
+    assert str(exc) == str(full)
+    assert isinstance(shard_worker._error({"type": "IndexWriteError", "message": "x: cannot write"}), HippoGraphError)
+    other = shard_worker._error({"type": "ZeroDivisionError", "message": "division by zero"})
+    assert isinstance(other, ShardWorkerError) and "ZeroDivisionError" in str(other)
