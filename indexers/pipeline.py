@@ -48,7 +48,7 @@ from .delete import delete_documents
 from .graph_builder import stored_signatures
 from .merge import Merge, table_counts
 from .report import BuildReport, Progress
-from .shard_worker import ShardWorker
+from .shard_worker import ShardWorker, ShardWorkerError
 from .vectors import VectorIndexes
 
 logger = logging.getLogger(__name__)
@@ -243,16 +243,25 @@ class IndexWriter:
         assert self._merge is not None and self._shard_dir is not None
         with contextlib.ExitStack() as stack:
             worker: ShardWorker | None = None
+            use_worker = shard_worker.wanted(self.config, self.embedder, self.extract)
             for spec in specs:
                 if shards.shard_done(spec.path, spec.key):
                     yield spec, False
                     continue
-                if worker is None and shard_worker.wanted(self.config, self.embedder, self.extract):
+                if use_worker and worker is None:
                     worker = stack.enter_context(ShardWorker(self.config, self.embedder, self._shard_dir.path,
                                                              self.progress))
                 if worker is not None:  # extract + embed in the worker process (indexers/shard_worker.py)
-                    worker.build(spec, self._merge.known)
-                else:
+                    try:
+                        worker.build(spec, self._merge.known)
+                    except ShardWorkerError:
+                        if self.config.shard_process != "auto" or worker.replied:
+                            raise
+                        # it never got going (an interpreter that cannot run it): 'auto' builds here
+                        logger.warning("the shard worker process could not start (exit code %s); building the "
+                                       "shards in this process instead", worker.returncode)
+                        worker, use_worker = None, False
+                if worker is None:
                     shards.build_shard(spec.documents, self.config, spec.path, embedder=self.embedder,
                                        extract=self.extract, key=spec.key, progress=self.progress,
                                        known=self._merge.known)

@@ -60,7 +60,16 @@ def wanted(config: Config, embedder: Embedder, extract: shards.Extract | None) -
         return False
     if config.shard_process == "worker":
         return True
-    return isinstance(embedder, SentenceTransformerEmbedder) and not embedder.loaded
+    return isinstance(embedder, SentenceTransformerEmbedder) and not embedder.loaded and runs_python(sys.executable)
+
+
+def runs_python(executable: str | None) -> bool:
+    """Whether `executable` is a Python interpreter we can start the worker with: not a frozen
+    application or an embedding host (uWSGI, a GUI app), whose `sys.executable` is the host."""
+    if not executable or getattr(sys, "frozen", False):
+        return False
+    name = Path(executable).name.lower()
+    return name.startswith(("python", "pypy"))
 
 
 class ShardWorkerError(HippoGraphError):
@@ -79,6 +88,8 @@ class ShardWorker:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._to, self._from = self._proc.stdin, self._proc.stdout
+        self.replied = False
+        """Whether the worker has answered anything yet (one that never did could not start)."""
         hippo = logging.getLogger("hippograph")
         self._send({"config": config.to_dict(), "embedder": _portable_embedder(embedder, Path(build_dir)),
                     "show": progress.show, "log_level": hippo.getEffectiveLevel()})
@@ -104,6 +115,11 @@ class ShardWorker:
                 return
             else:
                 raise ShardWorkerError(f"shard worker: unexpected reply {kind!r} while building shard {spec.index}")
+
+    @property
+    def returncode(self) -> int | None:
+        """The worker's exit code once it has exited, else None."""
+        return self._proc.poll()
 
     def close(self) -> None:
         """Ask the worker to exit; kill it if it does not."""
@@ -136,6 +152,7 @@ class ShardWorker:
         line = self._from.readline()
         if not line:
             raise self._died(spec)
+        self.replied = True
         return json.loads(line)
 
     def _died(self, spec: shards.ShardSpec | None) -> ShardWorkerError:

@@ -131,3 +131,31 @@ def test_a_full_disk_in_the_worker_stays_an_oserror_with_its_errno():
     assert isinstance(shard_worker._error({"type": "IndexWriteError", "message": "x: cannot write"}), HippoGraphError)
     other = shard_worker._error({"type": "ZeroDivisionError", "message": "division by zero"})
     assert isinstance(other, ShardWorkerError) and "ZeroDivisionError" in str(other)
+
+
+def test_auto_needs_a_python_interpreter_to_start_the_worker():
+    assert shard_worker.runs_python("/usr/bin/python3.11") and shard_worker.runs_python("C:/Python311/python.exe")
+    assert not shard_worker.runs_python("/usr/bin/uwsgi")  # an embedding host: -m would start the host
+    assert not shard_worker.runs_python("") and not shard_worker.runs_python(None)
+
+
+def test_auto_builds_in_process_when_the_worker_cannot_start(tmp_path, monkeypatch, caplog):
+    """A worker that exits before answering (an interpreter that cannot import hippograph) is no
+    reason to fail a write under 'auto': the shards are built here, with one warning."""
+    import logging
+
+    # as if the embedder were a model 'auto' moves out (TF-IDF keeps this test fast)
+    monkeypatch.setattr(shard_worker, "wanted", lambda config, embedder, extract: config.shard_process != "inline")
+    real_popen = shard_worker.subprocess.Popen
+
+    def broken_interpreter(cmd, **kw):
+        return real_popen([cmd[0], "-c", "import sys; sys.exit(3)"], **kw)
+
+    monkeypatch.setattr(shard_worker.subprocess, "Popen", broken_interpreter)
+    with caplog.at_level(logging.WARNING, logger="hippograph.indexers.pipeline"):
+        built = HippoGraph.build(DATA / "corpus", tmp_path / "auto", SHARDS)  # shard_process='auto'
+    assert "could not start (exit code 3)" in caplog.text
+    scratch = HippoGraph.build(DATA / "corpus", tmp_path / "inline", SHARDS.replace(shard_process="inline"))
+    assert _files(built) == _files(scratch)
+    with pytest.raises(ShardWorkerError, match="exited with code 3"):  # asked for explicitly: an error
+        HippoGraph.build(DATA / "corpus", tmp_path / "worker", SHARDS.replace(shard_process="worker"))
