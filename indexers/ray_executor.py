@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from hippograph.config import Config
-from hippograph.embedders import Embedder, TfidfEmbedder, load_embedder, make_embedder
+from hippograph.embedders import Embedder, make_embedder
 from hippograph.errors import ConfigError, HippoGraphError
 from hippograph.types import Document
 
@@ -40,8 +40,6 @@ RAY_INSTALL_HINT = "pip install 'hippograph[ray]'"
 WINDOW_SHARDS = 64
 """Shards handed to Ray at once: bounds the documents the driver and object store hold, while
 keeping every actor busy (the merge of one window runs while nothing else is queued)."""
-EMBEDDER_DIR = "embedder"
-"""Under the write's shard directory: a fitted embedder (TF-IDF) saved for the actors to load."""
 
 
 def import_ray() -> Any:
@@ -87,9 +85,7 @@ class ShardBuilder:
         self.config = Config.from_dict(config)
         self.extract = extract
         if embedder_dir is not None:
-            self.embedder: Embedder = load_embedder(embedder_spec, Path(embedder_dir),
-                                                    batch_size=self.config.embedding_batch_size,
-                                                    precision=self.config.embedding_precision)
+            self.embedder: Embedder = shards.load_shipped_embedder(embedder_spec, embedder_dir, self.config)
         else:
             self.embedder = make_embedder(self.config)
 
@@ -108,15 +104,6 @@ class ShardBuilder:
         return {k: np.asarray(v) for k, v in out.items()}
 
 
-def _ship_embedder(embedder: Embedder, build_dir: Path) -> str | None:
-    """Save a fitted embedder where the actors can load it; None = actors make their own."""
-    if embedder.spec().get("backend") != TfidfEmbedder.backend:
-        return None
-    path = build_dir / EMBEDDER_DIR
-    embedder.save(path)
-    return str(path)
-
-
 def build_shards(
     specs: Iterable[ShardSpec],
     config: Config,
@@ -133,7 +120,7 @@ def build_shards(
     if not window:
         return  # nothing to add: Ray is not started
     with ray_session(config, show_progress) as ray:
-        embedder_dir = _ship_embedder(embedder, Path(build_dir))
+        embedder_dir = shards.ship_fitted_embedder(embedder, Path(build_dir))
         while window:
             todo = [s for s in window if not shards.shard_done(s.path, s.key)]
             if todo:

@@ -79,7 +79,11 @@ class Progress:
         try:
             yield
         finally:
-            self.report.timings[name] = self.report.timings.get(name, 0.0) + time.perf_counter() - t0
+            self.record(name, time.perf_counter() - t0)
+
+    def record(self, name: str, seconds: float) -> None:
+        """Add `seconds` to stage `name`'s time (a stage timed elsewhere, e.g. in a worker process)."""
+        self.report.timings[name] = self.report.timings.get(name, 0.0) + seconds
 
     def advance(self, name: str, n: int, unit: str = "item") -> None:
         """Count `n` more units done in stage `name` (shown as a bar with count and rate)."""

@@ -26,17 +26,15 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import numpy as np
 
 from hippograph import errors
 from hippograph.config import Config
-from hippograph.embedders import Embedder, SentenceTransformerEmbedder, TfidfEmbedder, load_embedder
+from hippograph.embedders import Embedder, SentenceTransformerEmbedder
 from hippograph.errors import HippoGraphError
 from hippograph.types import Document
 
@@ -44,10 +42,6 @@ from . import shards
 from .report import BuildReport, Progress
 
 logger = logging.getLogger(__name__)
-
-EMBEDDER_DIR = "worker-embedder"
-"""Under the write's shard directory: a fitted embedder (TF-IDF) saved for the worker to load."""
-
 
 def wanted(config: Config, embedder: Embedder, extract: shards.Extract | None) -> bool:
     """Whether this write builds its shards in a worker (`Config.shard_process`).
@@ -106,8 +100,7 @@ class ShardWorker:
                 query = shards.KnownQuery(reply["entities"], [tuple(f) for f in reply["facts"]])
                 self._send({"known": known(reply["gran"], query).astype(int).tolist()})
             elif kind == "stage":
-                name = reply["name"]
-                self.progress.report.timings[name] = self.progress.report.timings.get(name, 0.0) + reply["seconds"]
+                self.progress.record(reply["name"], reply["seconds"])
             elif kind == "error":
                 logger.debug("shard worker traceback:\n%s", reply["traceback"])
                 raise _error(reply)
@@ -188,15 +181,14 @@ OS_ERRORS: dict[str, type[OSError]] = {cls.__name__: cls for cls in (
 
 def _portable_embedder(embedder: Embedder, build_dir: Path) -> tuple[str, Any]:
     """How the worker re-creates `embedder`: from its settings (sentence-transformers) or from its
-    saved files (a fitted TF-IDF)."""
+    saved files (a fitted TF-IDF, `shards.ship_fitted_embedder`)."""
     if isinstance(embedder, SentenceTransformerEmbedder):
         return "settings", embedder.settings()
-    if isinstance(embedder, TfidfEmbedder):
-        path = build_dir / EMBEDDER_DIR
-        embedder.save(path)
-        return "saved", (embedder.spec(), str(path))
-    raise HippoGraphError(f"shard_process='worker': cannot hand a {type(embedder).__name__} to a worker process; "
-                          f"use shard_process='inline'")
+    shipped = shards.ship_fitted_embedder(embedder, build_dir)
+    if shipped is None:
+        raise HippoGraphError(f"shard_process='worker': cannot hand a {type(embedder).__name__} to a worker "
+                              f"process; use shard_process='inline'")
+    return "saved", (embedder.spec(), shipped)
 
 
 def _make_embedder(how: tuple[str, Any], config: Config) -> Embedder:
@@ -204,8 +196,7 @@ def _make_embedder(how: tuple[str, Any], config: Config) -> Embedder:
     if kind == "settings":
         return SentenceTransformerEmbedder(**data)
     spec, path = data
-    return load_embedder(spec, Path(path), batch_size=config.embedding_batch_size,
-                         precision=config.embedding_precision)
+    return shards.load_shipped_embedder(spec, path, config)
 
 
 # ---- the worker side ---------------------------------------------------------------------------
@@ -216,13 +207,8 @@ class _RemoteProgress(Progress):
         super().__init__(BuildReport(), show=show)
         self._out = out
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            _write(self._out, {"kind": "stage", "name": name, "seconds": time.perf_counter() - t0})
+    def record(self, name: str, seconds: float) -> None:
+        _write(self._out, {"kind": "stage", "name": name, "seconds": seconds})
 
 
 def serve(requests: IO[bytes], out: IO[bytes]) -> None:
@@ -245,19 +231,20 @@ def serve(requests: IO[bytes], out: IO[bytes]) -> None:
         embedder = _make_embedder(init["embedder"], config)
     except Exception as exc:  # reported with the first shard, as the writer's own error
         failed = _failure(exc)
+
+    def ask(gran: str, t: Any) -> np.ndarray:
+        """`shards.Known` answered by the writer's merge."""
+        _write(out, {"kind": "known", "gran": gran, "entities": list(t.entities),
+                     "facts": [[int(s), str(p), int(o)] for s, p, o in t.facts]})
+        answer = read()
+        if answer is None:
+            raise EOFError("the writer closed the pipe")
+        return np.asarray(answer["known"], dtype=bool)
+
     while (request := read()) is not None:
         if failed is not None:
             _write(out, failed)
             continue
-
-        def ask(gran: str, t: Any) -> np.ndarray:
-            _write(out, {"kind": "known", "gran": gran, "entities": list(t.entities),
-                         "facts": [[int(s), str(p), int(o)] for s, p, o in t.facts]})
-            answer = read()
-            if answer is None:
-                raise EOFError("the writer closed the pipe")
-            return np.asarray(answer["known"], dtype=bool)
-
         try:
             documents = [Document(**d) for d in request["documents"]]
             shards.build_shard(documents, config, Path(request["path"]), embedder=embedder, key=request["key"],

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from hippograph.config import EXECUTION_FIELDS, Config
-from hippograph.embedders import Embedder
+from hippograph.embedders import Embedder, TfidfEmbedder, load_embedder
 from hippograph.format import GRANULARITIES, load_array, save_array, write_json_atomic
 from hippograph.tables import CorpusTables, DocumentRow, document_hash
 from hippograph.text import normalize_entity, passage_embedding_text
@@ -238,6 +238,27 @@ def build_shard(
     write_json_atomic(out / DONE, {"format": SHARD_FORMAT, "version": SHARD_VERSION, "key": key, "counts": counts,
                                    "dim": int(embedder.dim)})
     return out
+
+
+SHIPPED_EMBEDDER = "embedder"
+"""Under a write's shard directory: a fitted embedder (TF-IDF) saved for the processes that build
+its shards elsewhere (Ray actors, the local worker process) to load."""
+
+
+def ship_fitted_embedder(embedder: Embedder, build_dir: Path) -> str | None:
+    """Save a fitted embedder where other shard-building processes can load it (its path); None
+    for an embedder they make from settings instead (sentence-transformers)."""
+    if embedder.spec().get("backend") != TfidfEmbedder.backend:
+        return None
+    path = Path(build_dir) / SHIPPED_EMBEDDER
+    embedder.save(path)
+    return str(path)
+
+
+def load_shipped_embedder(spec: dict, path: str | Path, config: Config) -> Embedder:
+    """The embedder `ship_fitted_embedder` saved, with this write's batch size and precision."""
+    return load_embedder(spec, Path(path), batch_size=config.embedding_batch_size,
+                         precision=config.embedding_precision)
 
 
 _EXTRACTORS: dict[str, object] = {}
