@@ -9,14 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import os
 import re
-import signal
-import sys
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -26,6 +19,7 @@ from hippograph.threads import spacy_processes
 from hippograph.text import TITLE_QUALIFIER, normalize_entity, title_entity_names, title_without_qualifier
 from hippograph.types import Extraction, Passage, Triple
 
+from .spacy_pool import SpacyPool
 from .spo_rules import PERSONAL_PRONOUNS, SentenceRules, entity_spans
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -303,7 +297,7 @@ class TripleExtractor:
         self.config = config or Config()
         self.resolve_pronouns = resolve_pronouns
         self.spawned_pool = spawned_pool
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: SpacyPool | None = None
         self.common_noun_chunks = common_noun_chunks
         self.nlp, self.model_name = load_nlp(self.config.spacy_model)
         self.blank = self.model_name == BLANK_MODEL
@@ -342,34 +336,28 @@ class TripleExtractor:
             chunk = batch * 2
             chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
             if self.spawned_pool:
+                if self._pool is None:
+                    self._pool = SpacyPool(n_process, self.config.to_dict(), self.resolve_pronouns,
+                                           self.common_noun_chunks)
                 try:
-                    for part in self._spawned(n_process).map(_worker_extract, chunks):
+                    for part in self._pool.map(chunks):
                         out.extend(part)
                         bar.update(len(part))
-                except BrokenProcessPool as exc:
-                    self.close()
-                    raise RuntimeError(f"a spaCy extraction process exited unexpectedly ({exc})") from None
+                except RuntimeError:
+                    self.close()  # a broken pool; the next call starts a fresh one
+                    raise
                 return out
             init = (self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks)
-            with mp.get_context().Pool(n_process, initializer=_worker_init, initargs=init) as pool:
-                for part in pool.imap(_worker_extract, chunks):
+            with mp.get_context().Pool(n_process, initializer=worker_init, initargs=init) as pool:
+                for part in pool.imap(worker_extract, chunks):
                     out.extend(part)
                     bar.update(len(part))
         return out
 
-    def _spawned(self, n_process: int) -> ProcessPoolExecutor:
-        """The kept pool of `n_process` spawned extraction processes (started on first use)."""
-        if self._pool is None:
-            log.info("extraction: starting %d spaCy processes, kept for the whole write", n_process)
-            init = (self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks, os.getpid())
-            self._pool = ProcessPoolExecutor(n_process, mp_context=mp.get_context("spawn"),
-                                             initializer=_worker_init, initargs=init)
-        return self._pool
-
     def close(self) -> None:
         """Stop the kept pool of extraction processes, if any (`spawned_pool`)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def extract_doc(self, doc: "Doc", passage: Passage) -> Extraction:
@@ -452,33 +440,15 @@ class TripleExtractor:
 _WORKER: TripleExtractor | None = None
 
 
-def _worker_init(config: dict[str, Any], resolve_pronouns: bool, common_noun_chunks: bool, parent: int = 0) -> None:
-    """Pool initializer: build the worker's extractor (a fork reuses the parent's cached model).
-
-    `parent` (the kept spawned pool): the pid that started this process. Such a process leaves
-    Ctrl-C to its parent (which stops the pool), exits when the parent dies (a killed shard worker
-    must not leave its spaCy processes behind, holding its pipes), and does not import torch:
-    spaCy's thinc imports it when installed (≈ 0.23 GB per process), though no pipeline we load
-    uses it."""
+def worker_init(config: dict[str, Any], resolve_pronouns: bool, common_noun_chunks: bool) -> None:
+    """Pool initializer: build the worker's extractor (a fork reuses the parent's cached model)."""
     global _WORKER
-    if parent:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        threading.Thread(target=_exit_with, args=(parent,), name="hippograph-parent-watch", daemon=True).start()
-        if "torch" not in sys.modules:
-            sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` now raises ImportError
     _WORKER = TripleExtractor(
         Config.from_dict(config), resolve_pronouns=resolve_pronouns, common_noun_chunks=common_noun_chunks
     )
 
 
-def _exit_with(parent: int, every: float = 1.0) -> None:
-    """Exit this process once `parent` is no longer its parent (it died; we were re-parented)."""
-    while os.getppid() == parent:
-        time.sleep(every)
-    os._exit(1)
-
-
-def _worker_extract(passages: list[Passage]) -> list[Extraction]:
+def worker_extract(passages: list[Passage]) -> list[Extraction]:
     assert _WORKER is not None, "worker not initialised"
     nlp = _WORKER.nlp
     docs = nlp.pipe((parse_input(nlp, p) for p in passages), batch_size=_WORKER.config.spacy_batch_size)
