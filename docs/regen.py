@@ -36,9 +36,10 @@ TEXT_CHARS = 60
 VOLATILE = re.compile(r'("took_ms": )[0-9.]+')
 """Values that differ run to run; masked on both sides when checking."""
 NUMBER = re.compile(r"-?\d+\.\d+")
-TOLERANCE = 0.0015
+TOLERANCE = 0.0025
 """Decimals may differ by this much between a check and the docs: MiniLM runs bfloat16 on CPUs with
-native bf16 and float32 elsewhere (cosine agreement ≥ 0.9999), which can move a 4th decimal."""
+native bf16 and float32 elsewhere (cosine agreement ≥ 0.9999), and bf16 kernels differ between CPUs
+(Intel AMX vs AMD AVX512-BF16 moved a score by 0.0015, shown as 0.668 vs 0.670 at three decimals)."""
 CHECKOUT = "/path/to/hippograph"
 """Shown in place of this checkout's absolute path (document sources are absolute paths)."""
 
