@@ -36,6 +36,12 @@ DEFAULT_DISABLE: tuple[str, ...] = ("lemmatizer",)
 """Pipes not run by default. The lemmatizer stays loaded: verb lemmas are computed lazily
 for predicate verbs only (`rule_lemmatize`), which is cheaper than lemmatising every token."""
 
+POOL_START_BATCHES = 32
+"""`spawned_pool` starts its processes for a call of at least this many spaCy batches (2,048 passages
+at the default batch of 64, half a default shard). Starting them takes a few seconds and 0.23 GB
+each (eval/results/spacy_pool.md), more than they save on an add of 1 % to a 100k index, whose
+memory target is 1.5 GB; once started, the pool serves every later call of two batches or more."""
+
 _NLP_CACHE: dict[tuple[str, tuple[str, ...]], tuple["Language", str]] = {}
 
 # Noun-chunk / entity filters
@@ -322,6 +328,8 @@ class TripleExtractor:
         n_process = spacy_processes(self.config.n_process, auto=self.spawned_pool)  # capped at the available CPUs
         if n_process > 1 and len(passages) < 2 * batch:
             n_process = 1  # worker start-up costs more than it saves on tiny inputs
+        if n_process > 1 and self.spawned_pool and self._pool is None and len(passages) < POOL_START_BATCHES * batch:
+            n_process = 1  # a small write (an add): the pool's start and memory would cost more than it saves
         if n_process > 1 and mp.current_process().daemon:
             log.info("extraction inside a daemon process: running single-process")
             n_process = 1

@@ -13,6 +13,7 @@ from hippograph.errors import SourceError
 from hippograph.indexers import extraction
 from hippograph.indexers.extraction import BLANK_MODEL, TripleExtractor, load_nlp, load_openie
 from hippograph.text import normalize_entity, title_entity_names
+from hippograph.threads import available_cpus
 from hippograph.types import Extraction, Passage
 
 pytestmark = pytest.mark.slow
@@ -226,6 +227,9 @@ def test_process_pool_matches_single_process(extractor):
     assert ("company c", "founded by", "alice smith") in {(t.subject, t.predicate, t.object) for t in multi[2].triples}
 
 
+NEEDS_TWO_CPUS = pytest.mark.skipif(available_cpus() < 2, reason="a pool of spaCy processes needs 2 CPUs")
+
+
 def _company_passages(n: int) -> list[Passage]:
     return [make_passage(f"Company {i} was founded by Alice Smith in {1900 + i}. It makes widgets in Ohio.",
                          title=f"Company {i}", pid=str(i)) for i in range(n)]
@@ -239,16 +243,21 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
+@NEEDS_TWO_CPUS
 def test_spawned_pool_matches_single_process_and_is_kept_across_calls(extractor):
     passages = _company_passages(40)
-    pooled = TripleExtractor(Config(n_process=2, spacy_batch_size=4), spawned_pool=True)
+    pooled = TripleExtractor(Config(n_process=2, spacy_batch_size=1), spawned_pool=True)
     try:
+        small = pooled.extract(passages[:10])
+        assert pooled._pool is None, "a small write (10 < POOL_START_BATCHES batches) does not start the pool"
         first = pooled.extract(passages)
         pool = pooled._pool
-        assert pool is not None, "40 passages in batches of 4 should have used the pool"
+        assert pool is not None, "40 batches of one passage start the pool"
         pids = pool.pids()
         second = pooled.extract(passages[::-1])
         assert pooled._pool is pool and pool.pids() == pids  # one pool for the whole write
+        again = pooled.extract(passages[:10])  # once started, it serves smaller calls too
+        assert pooled._pool is pool and pool.pids() == pids
         assert len(pids) == 2
         if Path("/proc/self/maps").exists():  # spaCy's thinc would import torch: kept out (0.23 GB each)
             assert all("libtorch" not in Path(f"/proc/{pid}/maps").read_text() for pid in pids)
@@ -259,6 +268,7 @@ def test_spawned_pool_matches_single_process_and_is_kept_across_calls(extractor)
     key = lambda out: [(e.passage_id, e.entities, e.triples, e.sentences) for e in out]  # noqa: E731
     assert key(first) == key(single)
     assert key(second) == key(single[::-1])
+    assert key(small) == key(again) == key(single[:10])
 
 
 def test_spacy_processes_auto_means_the_available_cpus_only_where_a_pool_is_allowed():
@@ -270,18 +280,19 @@ def test_spacy_processes_auto_means_the_available_cpus_only_where_a_pool_is_allo
     assert Config().n_process == 0
 
 
+@NEEDS_TWO_CPUS
 def test_spawned_pool_losing_a_process_is_one_error_not_a_hang(extractor):
     import os
     import signal as sig
 
-    pooled = TripleExtractor(Config(n_process=2, spacy_batch_size=4), spawned_pool=True)
+    pooled = TripleExtractor(Config(n_process=2, spacy_batch_size=1), spawned_pool=True)
     try:
-        pooled.extract(_company_passages(16))
+        pooled.extract(_company_passages(40))
         victim = pooled._pool.pids()[0]
         os.kill(victim, sig.SIGKILL)
         with pytest.raises(RuntimeError, match="spaCy extraction process exited unexpectedly"):
             pooled.extract(_company_passages(40))
-        assert pooled._pool is None  # the broken pool is dropped; the next call starts a fresh one
+        assert pooled._pool is None  # the broken pool is dropped; a later big call starts a fresh one
         assert len(pooled.extract(_company_passages(16))) == 16
     finally:
         pooled.close()

@@ -48,7 +48,7 @@ def _build_then_add(path: Path, config: Config) -> HippoGraph:
     return hg
 
 
-def test_worker_writes_the_same_files_as_the_writer(tmp_path, monkeypatch, caplog, capfd):
+def test_worker_writes_the_same_files_as_the_writer(tmp_path, monkeypatch):
     inline = _build_then_add(tmp_path / "inline", SHARDS.replace(shard_process="inline"))
     started: list[int] = []
     original = ShardWorker.__init__
@@ -58,17 +58,27 @@ def test_worker_writes_the_same_files_as_the_writer(tmp_path, monkeypatch, caplo
         started.append(self._proc.pid)
 
     monkeypatch.setattr(ShardWorker, "__init__", counting)
-    caplog.set_level(logging.INFO, logger="hippograph")  # the worker logs at the writer's level, to stderr
-    # spaCy batches of one passage: every shard is big enough for the worker's pool of spaCy processes
-    worker = _build_then_add(tmp_path / "worker", SHARDS.replace(shard_process="worker", spacy_batch_size=1))
+    worker = _build_then_add(tmp_path / "worker", SHARDS.replace(shard_process="worker"))
     assert len(started) == 2, "one worker process per write (build, add)"
-    if available_cpus() > 1:  # n_process 0 (auto) = the available CPUs, in the worker only
-        assert capfd.readouterr().err.count(f"starting {available_cpus()} spaCy processes") == 2
     assert worker.stats()["passages"] == inline.stats()["passages"] > 4 * SHARDS.shard_passages
     assert _files(worker) == _files(inline)
     timings = worker.stats()["timings"]
     assert timings["extract"] > 0 and timings["embed passages"] > 0, "the worker's stage timings reach the report"
     assert not (tmp_path / "worker" / ".build").exists()
+
+
+# spaCy batches of one passage and one shard of the whole sample (45 passages ≥ POOL_START_BATCHES):
+# big enough for the worker to start its pool of spaCy processes (n_process 0 = auto)
+POOLED = SHARDS.replace(spacy_batch_size=1, shard_passages=1000)
+
+
+def test_the_workers_spacy_pool_writes_the_same_files(tmp_path, caplog, capfd):
+    inline = HippoGraph.build(DATA / "corpus", tmp_path / "inline", POOLED.replace(shard_process="inline"))
+    caplog.set_level(logging.INFO, logger="hippograph")  # the worker logs at the writer's level, to its stderr
+    worker = HippoGraph.build(DATA / "corpus", tmp_path / "worker", POOLED.replace(shard_process="worker"))
+    assert _files(worker) == _files(inline)
+    started = capfd.readouterr().err.count(f"starting {available_cpus()} spaCy processes")
+    assert started == (1 if available_cpus() > 1 else 0), "one pool for the write, in the worker only"
 
 
 def test_auto_uses_a_worker_only_where_it_saves_memory():
@@ -98,24 +108,24 @@ def _children(pid: int) -> set[int]:
 
 
 def test_a_killed_worker_is_one_line_and_the_write_resumes(tmp_path, monkeypatch, capfd):
-    # spaCy batches of one passage: the worker runs its pool of spaCy processes (n_process auto)
-    config = SHARDS.replace(shard_process="worker", spacy_batch_size=1)
+    # shard 0 (40 passages) starts the worker's pool of spaCy processes; the worker dies in shard 1
+    config = POOLED.replace(shard_process="worker", shard_passages=40)
     original = ShardWorker.build
     calls: list[int] = []
     orphans: set[int] = set()
 
-    def kill_on_third(self, spec, known):
+    def kill_on_second(self, spec, known):
         calls.append(spec.index)
-        if len(calls) == 3:
+        if len(calls) == 2:
             orphans.update(_children(self._proc.pid))
             self._proc.kill()
         return original(self, spec, known)
 
-    monkeypatch.setattr(ShardWorker, "build", kill_on_third)
+    monkeypatch.setattr(ShardWorker, "build", kill_on_second)
     with pytest.raises(ShardWorkerError) as err:
         HippoGraph.build(DATA / "corpus", tmp_path / "idx", config)
     message = str(err.value)
-    assert "\n" not in message and "exited with code -9 while building shard 2" in message
+    assert "\n" not in message and "exited with code -9 while building shard 1" in message
     assert "run the same write again" in message
     if Path("/proc/self/stat").exists() and available_cpus() > 1:
         assert orphans, "the worker had started its spaCy processes"
@@ -129,8 +139,8 @@ def test_a_killed_worker_is_one_line_and_the_write_resumes(tmp_path, monkeypatch
     calls.clear()
     monkeypatch.setattr(ShardWorker, "build", lambda self, spec, known: (calls.append(spec.index), original(self, spec, known)))
     resumed = HippoGraph.build(DATA / "corpus", tmp_path / "idx", config)
-    assert calls and calls[0] == 2, "the two finished shards were reused, the killed one rebuilt"
-    scratch = HippoGraph.build(DATA / "corpus", tmp_path / "scratch", SHARDS.replace(shard_process="inline"))
+    assert calls == [1], "the finished shard was reused, the killed one rebuilt"
+    scratch = HippoGraph.build(DATA / "corpus", tmp_path / "scratch", config.replace(shard_process="inline"))
     assert _files(resumed) == _files(scratch)
 
 
