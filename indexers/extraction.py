@@ -6,12 +6,13 @@ onto passages so the graph can be built from LLM triples side by side with spaCy
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing as mp
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Sequence
 
 from hippograph.config import Config
 from hippograph.errors import SourceError
@@ -336,10 +337,11 @@ class TripleExtractor:
         out: list[Extraction] = []
         with tqdm(total=len(passages), desc="extracting", unit="passage", disable=not show_progress) as bar:
             if n_process == 1:
-                docs = self.nlp.pipe((parse_input(self.nlp, p) for p in passages), batch_size=batch)
-                for passage, doc in zip(passages, docs):
-                    out.append(self.extract_doc(doc, passage))
-                    bar.update(1)
+                with memory_zone(self.nlp):
+                    docs = self.nlp.pipe((parse_input(self.nlp, p) for p in passages), batch_size=batch)
+                    for passage, doc in zip(passages, docs):
+                        out.append(self.extract_doc(doc, passage))
+                        bar.update(1)
                 return out
             chunk = batch * 2
             chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
@@ -459,8 +461,18 @@ def worker_init(config: dict[str, Any], resolve_pronouns: bool, common_noun_chun
 def worker_extract(passages: list[Passage]) -> list[Extraction]:
     assert _WORKER is not None, "worker not initialised"
     nlp = _WORKER.nlp
-    docs = nlp.pipe((parse_input(nlp, p) for p in passages), batch_size=_WORKER.config.spacy_batch_size)
-    return [_WORKER.extract_doc(doc, p) for doc, p in zip(docs, passages)]
+    with memory_zone(nlp):
+        docs = nlp.pipe((parse_input(nlp, p) for p in passages), batch_size=_WORKER.config.spacy_batch_size)
+        return [_WORKER.extract_doc(doc, p) for doc, p in zip(docs, passages)]
+
+
+def memory_zone(nlp: "Language") -> ContextManager[Any]:
+    """spaCy's `memory_zone` (3.8+): the strings a block of passages adds to the vocabulary are
+    freed after it (extractions hold plain `str`), so a process extracting a whole corpus does not
+    keep every token it ever saw (kernel docs: 84.8k strings after 4,000 passages instead of
+    132.8k, the same extractions). A no-op on older spaCy."""
+    zone = getattr(nlp, "memory_zone", None)
+    return zone() if zone is not None else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------------- OpenIE import

@@ -298,6 +298,20 @@ def test_spawned_pool_losing_a_process_is_one_error_not_a_hang(extractor):
         pooled.close()
 
 
+def test_extraction_does_not_grow_the_vocabulary(extractor):
+    """Strings a block of passages adds are freed after it (spaCy memory zones): a process that
+    extracts a whole corpus keeps a bounded vocabulary, with the same extractions."""
+    if not hasattr(extractor.nlp, "memory_zone"):
+        pytest.skip("spaCy < 3.8 has no memory zones")
+    before = len(extractor.nlp.vocab.strings)
+    text = "Zorblax Quintessor founded Vexmoor Industries in Plimbury. It builds qwertonic flanges."
+    (first,) = extractor.extract([make_passage(text, title="Vexmoor Industries")])
+    assert len(extractor.nlp.vocab.strings) == before
+    (again,) = extractor.extract([make_passage(text, title="Vexmoor Industries")])
+    assert (first.entities, first.triples) == (again.entities, again.triples)
+    assert ("zorblax quintessor", "found", "vexmoor industries") in {(t.subject, t.predicate, t.object) for t in first.triples}
+
+
 def test_extract_query(extractor):
     got = extractor.extract_query("What year was the editor of the Journal of Psychotherapy Integration born?")
     assert "journal of psychotherapy integration" in got
