@@ -39,8 +39,8 @@ for predicate verbs only (`rule_lemmatize`), which is cheaper than lemmatising e
 
 POOL_START_BATCHES = 32
 """`spawned_pool` starts its processes for a call of at least this many spaCy batches (2,048 passages
-at the default batch of 64, half a default shard). Starting them takes a few seconds and 0.23 GB
-each (eval/results/spacy_pool.md), more than they save on an add of 1 % to a 100k index, whose
+at the default batch of 64, half a default shard). Starting two takes about 2 s and 0.23 GB each
+(eval/results/spacy_pool.md): not worth it for an add of 1 % to a 100k index (1,000 passages), whose
 memory target is 1.5 GB; once started, the pool serves every later call of two batches or more."""
 
 _NLP_CACHE: dict[tuple[str, tuple[str, ...]], tuple["Language", str]] = {}
