@@ -337,7 +337,9 @@ class TripleExtractor:
         out: list[Extraction] = []
         with tqdm(total=len(passages), desc="extracting", unit="passage", disable=not show_progress) as bar:
             if n_process == 1:
-                with memory_zone(self.nlp):
+                # memory zones only in a process of our own: in the user's process another thread may
+                # be answering a query with the same (cached) spaCy model, whose strings a zone would free
+                with memory_zone(self.nlp) if self.spawned_pool else contextlib.nullcontext():
                     docs = self.nlp.pipe((parse_input(self.nlp, p) for p in passages), batch_size=batch)
                     for passage, doc in zip(passages, docs):
                         out.append(self.extract_doc(doc, passage))
@@ -470,7 +472,9 @@ def memory_zone(nlp: "Language") -> ContextManager[Any]:
     """spaCy's `memory_zone` (3.8+): the strings a block of passages adds to the vocabulary are
     freed after it (extractions hold plain `str`), so a process extracting a whole corpus does not
     keep every token it ever saw (kernel docs: 84.8k strings after 4,000 passages instead of
-    132.8k, the same extractions). A no-op on older spaCy."""
+    132.8k, the same extractions). A no-op on older spaCy. Only for a process that extracts and
+    nothing else (pool processes, the shard worker): a zone frees the strings any thread adds
+    meanwhile, which would break a query parsing with the same model in another thread."""
     zone = getattr(nlp, "memory_zone", None)
     return zone() if zone is not None else contextlib.nullcontext()
 

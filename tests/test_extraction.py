@@ -298,17 +298,22 @@ def test_spawned_pool_losing_a_process_is_one_error_not_a_hang(extractor):
         pooled.close()
 
 
-def test_extraction_does_not_grow_the_vocabulary(extractor):
-    """Strings a block of passages adds are freed after it (spaCy memory zones): a process that
-    extracts a whole corpus keeps a bounded vocabulary, with the same extractions."""
+def test_the_shard_workers_extraction_does_not_grow_the_vocabulary(extractor):
+    """In the shard worker (`spawned_pool`), the strings a block of passages adds are freed after it
+    (spaCy memory zones): extracting a whole corpus keeps a bounded vocabulary, with the same
+    extractions. In the user's process the vocabulary is left alone: another thread may be parsing
+    a query with the same cached model."""
     if not hasattr(extractor.nlp, "memory_zone"):
         pytest.skip("spaCy < 3.8 has no memory zones")
-    before = len(extractor.nlp.vocab.strings)
+    own = TripleExtractor(Config(n_process=1), spawned_pool=True)
+    assert own.nlp is extractor.nlp  # one cached model per process
     text = "Zorblax Quintessor founded Vexmoor Industries in Plimbury. It builds qwertonic flanges."
-    (first,) = extractor.extract([make_passage(text, title="Vexmoor Industries")])
-    assert len(extractor.nlp.vocab.strings) == before
-    (again,) = extractor.extract([make_passage(text, title="Vexmoor Industries")])
-    assert (first.entities, first.triples) == (again.entities, again.triples)
+    before = len(own.nlp.vocab.strings)
+    (first,) = own.extract([make_passage(text, title="Vexmoor Industries")])
+    assert len(own.nlp.vocab.strings) == before
+    (plain,) = extractor.extract([make_passage(text, title="Vexmoor Industries")])
+    assert len(extractor.nlp.vocab.strings) > before, "outside the worker, no zone"
+    assert (first.entities, first.triples) == (plain.entities, plain.triples)
     assert ("zorblax quintessor", "found", "vexmoor industries") in {(t.subject, t.predicate, t.object) for t in first.triples}
 
 
