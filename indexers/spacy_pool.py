@@ -32,7 +32,6 @@ class SpacyPool:
 
     def __init__(self, processes: int, config: dict[str, Any], resolve_pronouns: bool, common_noun_chunks: bool):
         log.info("extraction: starting %d spaCy processes, kept for the whole write", processes)
-        self.processes = processes
         self._executor = ProcessPoolExecutor(
             processes, mp_context=mp.get_context("spawn"), initializer=_start,
             initargs=(os.getpid(), config, resolve_pronouns, common_noun_chunks))

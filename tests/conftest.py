@@ -25,3 +25,12 @@ def sample_index(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("idx") / "sample"
     HippoGraph.build(DATA / "corpus", path, Config(embedder="tfidf"))
     return path
+
+
+def process_running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (Linux /proc)."""
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -14,6 +14,8 @@ from hippograph.indexers import extraction
 from hippograph.indexers.extraction import BLANK_MODEL, TripleExtractor, load_nlp, load_openie
 from hippograph.text import normalize_entity, title_entity_names
 from hippograph.threads import available_cpus
+
+from .conftest import process_running
 from hippograph.types import Extraction, Passage
 
 pytestmark = pytest.mark.slow
@@ -235,14 +237,6 @@ def _company_passages(n: int) -> list[Passage]:
                          title=f"Company {i}", pid=str(i)) for i in range(n)]
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @NEEDS_TWO_CPUS
 def test_spawned_pool_matches_single_process_and_is_kept_across_calls(extractor):
     passages = _company_passages(40)
@@ -263,7 +257,7 @@ def test_spawned_pool_matches_single_process_and_is_kept_across_calls(extractor)
             assert all("libtorch" not in Path(f"/proc/{pid}/maps").read_text() for pid in pids)
     finally:
         pooled.close()
-    assert pooled._pool is None and not any(_running(pid) for pid in pids)
+    assert pooled._pool is None and not any(process_running(pid) for pid in pids)
     single = extractor.extract(passages)
     key = lambda out: [(e.passage_id, e.entities, e.triples, e.sentences) for e in out]  # noqa: E731
     assert key(first) == key(single)

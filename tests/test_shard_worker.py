@@ -19,7 +19,7 @@ from hippograph.indexers.loaders import iter_documents
 from hippograph.indexers.shard_worker import ShardWorker, ShardWorkerError
 from hippograph.threads import available_cpus
 
-from .conftest import DATA
+from .conftest import DATA, process_running
 
 SHARDS = Config(embedder="tfidf", shard_passages=6)
 
@@ -132,8 +132,7 @@ def test_a_killed_worker_is_one_line_and_the_write_resumes(tmp_path, monkeypatch
         deadline = time.monotonic() + 15
         while any(Path(f"/proc/{pid}").exists() for pid in orphans) and time.monotonic() < deadline:
             time.sleep(0.2)
-        alive = [pid for pid in orphans if Path(f"/proc/{pid}/stat").exists()
-                 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        alive = [pid for pid in orphans if process_running(pid)]
         assert not alive, "the killed worker's spaCy processes exit with it"
         assert "leaked semaphore" not in capfd.readouterr().err
     calls.clear()
