@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .errors import HippoGraphError
 from .format import replaced_on_success
+from .tables import fact_passage_rows
 
 if TYPE_CHECKING:
     from .snapshot import IndexSnapshot
@@ -49,20 +50,20 @@ def iter_triples(snap: "IndexSnapshot") -> Iterator[dict[str, Any]]:
     rows.row_factory = None
     lookup = snap.conn.cursor()
     lookup.row_factory = None
-    current, passage, offsets = -1, None, {}
-    for p_idx, f_idx, sentence in rows.execute(
-        "SELECT passage_idx, fact_idx, sentence FROM fact_passages ORDER BY passage_idx, rowid"
-    ):
+    current, passage = -1, None
+    query = ("SELECT passage_idx, fact_idx, sentence_start, sentence_end FROM (%s) "
+             "ORDER BY passage_idx, row_order" % fact_passage_rows(snap.conn))
+    for p_idx, f_idx, start, end in rows.execute(query):
         if p_idx != current:
-            current, offsets = p_idx, {}
+            current = p_idx
             passage = lookup.execute(
-                "SELECT id, doc_id, title, text, span_start FROM passages WHERE idx = ?", (p_idx,)
+                "SELECT id, doc_id, title, span_start FROM passages WHERE idx = ?", (p_idx,)
             ).fetchone()
-        pid, doc_id, title, text, base = passage
-        if sentence not in offsets:
-            at = text.find(sentence) if sentence else -1
-            offsets[sentence] = (base + at, base + at + len(sentence)) if at >= 0 else (None, None)
-        start, end = offsets[sentence]
+        pid, doc_id, title, base = passage
+        if isinstance(start, int) and isinstance(end, int):
+            start, end = base + start, base + end
+        else:
+            start = end = None
         yield {
             "subject": snap.entities[snap.fact_subject[f_idx]],
             "predicate": snap.fact_predicate[f_idx],

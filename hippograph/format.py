@@ -38,10 +38,12 @@ import scipy.sparse as sp
 
 from .errors import IndexCorruptError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """On-disk format version written into the manifest. 2: embeddings stored per
-`EMBEDDING_STORAGE` (int8 + scales by default). This code reads versions 1 and 2; a newer
-index is refused with one line ("upgrade hippograph")."""
+`EMBEDDING_STORAGE` (int8 + scales by default). 3: ``fact_passages`` holds each triple's
+sentence as a character span of the passage text, not the sentence text (`tables.sentence_span`).
+This code reads versions 1 to 3 (an older table is rewritten by the next write); a newer index
+is refused with one line ("upgrade hippograph")."""
 
 EMBEDDING_STORAGE = ("int8", "float16", "float32")
 """Stored dtypes of the embeddings files (`Config.embedding_storage`)."""

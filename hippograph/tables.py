@@ -34,7 +34,9 @@ CREATE TABLE entities (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE mentions (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, PRIMARY KEY (entity_idx, passage_idx));
 CREATE TABLE facts (idx INTEGER PRIMARY KEY, subject_idx INTEGER NOT NULL, predicate TEXT NOT NULL, object_idx INTEGER NOT NULL);
 CREATE INDEX facts_key ON facts(subject_idx, object_idx, predicate);
-CREATE TABLE fact_passages (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence TEXT NOT NULL);
+CREATE TABLE fact_passages (
+    fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence_start INTEGER, sentence_end INTEGER
+);
 CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);
 CREATE TABLE synonyms (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL);
 """
@@ -49,6 +51,59 @@ CREATE TABLE IF NOT EXISTS passage_owners (
     span_start INTEGER NOT NULL, span_end INTEGER NOT NULL
 );
 """
+
+
+# A triple's sentence is stored as its character span in the passage text (NULL, NULL when the
+# extractor gave none or one the passage does not contain). Format 2 stored the sentence text
+# on every row: half of meta.sqlite on the kernel docs. Those tables are still read (the span
+# is computed in SQL, as `sentence_span` computes it) and rewritten by the next write.
+_LEGACY_START = "CASE WHEN fp.sentence = '' OR instr(p.text, fp.sentence) = 0 THEN NULL ELSE instr(p.text, fp.sentence) - 1 END"
+_LEGACY_ROWS = (f"SELECT fp.rowid AS row_order, fp.fact_idx AS fact_idx, fp.passage_idx AS passage_idx, "
+                f"{_LEGACY_START} AS sentence_start, ({_LEGACY_START}) + length(fp.sentence) AS sentence_end "
+                "FROM {schema}.fact_passages fp LEFT JOIN {schema}.passages p ON p.idx = fp.passage_idx")
+_ROWS = ("SELECT rowid AS row_order, fact_idx, passage_idx, sentence_start, sentence_end "
+         "FROM {schema}.fact_passages")
+
+
+def sentence_span(text: str, sentence: str) -> tuple[int | None, int | None]:
+    """The character span of a triple's sentence in its passage text (first occurrence), or
+    (None, None) when there is no sentence or the text does not contain it."""
+    at = text.find(sentence) if sentence else -1
+    return (at, at + len(sentence)) if at >= 0 else (None, None)
+
+
+def stores_sentence_text(conn: sqlite3.Connection, schema: str = "main") -> bool:
+    """Does this database's fact_passages hold sentence texts (format 2 and before)?"""
+    return any(r[1] == "sentence" for r in conn.execute(f"PRAGMA {schema}.table_info(fact_passages)"))
+
+
+def fact_passage_rows(conn: sqlite3.Connection, schema: str = "main") -> str:
+    """A SELECT of (row_order, fact_idx, passage_idx, sentence_start, sentence_end) over
+    fact_passages, for either table layout."""
+    return (_LEGACY_ROWS if stores_sentence_text(conn, schema) else _ROWS).format(schema=schema)
+
+
+def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
+    """Rewrite a format-2 fact_passages table (a sentence text per row) as spans, once, in the
+    copy a write is making; True if it did. The freed pages are returned by a VACUUM."""
+    if not stores_sentence_text(conn):
+        return False
+    conn.commit()
+    conn.executescript(
+        "BEGIN;"
+        "DROP INDEX IF EXISTS fact_passages_passage;"
+        "ALTER TABLE fact_passages RENAME TO fact_passages_v2;"
+        "CREATE TABLE fact_passages (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, "
+        "sentence_start INTEGER, sentence_end INTEGER);"
+        "INSERT INTO fact_passages SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM ("
+        + _LEGACY_ROWS.format(schema="main").replace("main.fact_passages", "main.fact_passages_v2")
+        + ") ORDER BY row_order;"
+        "DROP TABLE fact_passages_v2;"
+        "CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);"
+        "COMMIT;"
+    )
+    conn.execute("VACUUM")
+    return True
 
 
 def document_hash(doc: Document) -> str:
@@ -99,7 +154,8 @@ class CorpusTables:
     entities: list[str] = field(default_factory=list)
     mentions: list[tuple[int, int]] = field(default_factory=list)  # entity_idx, passage_idx
     facts: list[tuple[int, str, int]] = field(default_factory=list)  # subject_idx, predicate, object_idx
-    fact_passages: list[tuple[int, int, str]] = field(default_factory=list)  # fact_idx, passage_idx, sentence
+    fact_passages: list[tuple[int, int, int | None, int | None]] = field(default_factory=list)
+    """fact_idx, passage_idx, sentence start, end (characters of the passage text; see `sentence_span`)."""
     synonyms: list[tuple[int, int, float, str]] = field(default_factory=list)  # a, b, score, kind
     passage_owners: list[tuple[int, str, str, int, int]] = field(default_factory=list)
     """Further documents holding an identical passage: passage_idx, doc_id, source, span start, end."""
@@ -156,10 +212,10 @@ class CorpusTables:
 
         s_keep = [i for i, (p, _, _) in enumerate(self.sentences) if p_map[p] >= 0]
         mentions = [(e, p_map[p]) for e, p in self.mentions if p_map[p] >= 0]
-        occurrences = [(f, p_map[p], sent) for f, p, sent in self.fact_passages if p_map[p] >= 0]
+        occurrences = [(f, p_map[p], a, b) for f, p, a, b in self.fact_passages if p_map[p] >= 0]
 
         f_used = [False] * n_f
-        for f, _, _ in occurrences:
+        for f, *_ in occurrences:
             f_used[f] = True
         f_keep = [i for i in range(n_f) if f_used[i]]
         e_used = [False] * n_e
@@ -183,7 +239,7 @@ class CorpusTables:
             entities=[self.entities[i] for i in e_keep],
             mentions=[(e_map[e], p) for e, p in mentions],
             facts=[(e_map[s], pred, e_map[o]) for s, pred, o in (self.facts[i] for i in f_keep)],
-            fact_passages=[(f_map[f], p, sent) for f, p, sent in occurrences],
+            fact_passages=[(f_map[f], p, a, b) for f, p, a, b in occurrences],
             synonyms=[
                 (e_map[a], e_map[b], score, kind)
                 for a, b, score, kind in self.synonyms
@@ -242,7 +298,7 @@ class CorpusTables:
             conn.executemany("INSERT INTO mentions VALUES (?,?)", self.mentions[c.get("mentions", 0):])
             f0 = c.get("facts", 0)
             conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", ((i, *f) for i, f in enumerate(self.facts[f0:], f0)))
-            conn.executemany("INSERT INTO fact_passages VALUES (?,?,?)", self.fact_passages[c.get("triples", 0):])
+            conn.executemany("INSERT INTO fact_passages VALUES (?,?,?,?)", self.fact_passages[c.get("triples", 0):])
             conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", self.synonyms[c.get("synonyms", 0):])
             conn.executemany("INSERT INTO passage_owners VALUES (?,?,?,?,?)",
                              self.passage_owners[c.get("passage_owners", 0):])
@@ -265,7 +321,9 @@ class CorpusTables:
             t.entities = [r[0] for r in conn.execute("SELECT name FROM entities ORDER BY idx")]
             t.mentions = conn.execute("SELECT entity_idx, passage_idx FROM mentions ORDER BY rowid").fetchall()
             t.facts = conn.execute("SELECT subject_idx, predicate, object_idx FROM facts ORDER BY idx").fetchall()
-            t.fact_passages = conn.execute("SELECT fact_idx, passage_idx, sentence FROM fact_passages ORDER BY rowid").fetchall()
+            t.fact_passages = conn.execute(
+                "SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM (%s) ORDER BY row_order"
+                % fact_passage_rows(conn)).fetchall()
             t.synonyms = conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY rowid").fetchall()
             has_owners = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='passage_owners'").fetchone()

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from hippograph.storage import checkpoint_and_close, connect_sqlite
-from hippograph.tables import OWNERS_SCHEMA, SCHEMA, RowMaps
+from hippograph.tables import OWNERS_SCHEMA, SCHEMA, RowMaps, fact_passage_rows
 
 from .generation import read_columns
 
@@ -67,8 +67,8 @@ INSERT INTO main.facts
     SELECT fmap.new, es.new, f.predicate, eo.new FROM old.facts f JOIN fmap ON fmap.old = f.idx
     JOIN emap es ON es.old = f.subject_idx JOIN emap eo ON eo.old = f.object_idx ORDER BY fmap.new;
 INSERT INTO main.fact_passages
-    SELECT fmap.new, pmap.new, fp.sentence FROM old.fact_passages fp
-    JOIN pmap ON pmap.old = fp.passage_idx JOIN fmap ON fmap.old = fp.fact_idx ORDER BY fp.rowid;
+    SELECT fmap.new, pmap.new, fp.sentence_start, fp.sentence_end FROM ({fact_passages}) fp
+    JOIN pmap ON pmap.old = fp.passage_idx JOIN fmap ON fmap.old = fp.fact_idx ORDER BY fp.row_order;
 INSERT INTO main.synonyms
     SELECT ea.new, eb.new, s.score, s.kind FROM old.synonyms s
     JOIN emap ea ON ea.old = s.a JOIN emap eb ON eb.old = s.b ORDER BY s.rowid;
@@ -105,7 +105,7 @@ def delete_documents(src: Path, dst: Path, doc_ids: Sequence[str]) -> tuple[RowM
         conn.executemany("INSERT OR IGNORE INTO doomed VALUES (?)", ((str(i),) for i in doc_ids))
         conn.executescript(MAPS)
         before = _counts(conn, "old")
-        conn.executescript("BEGIN;" + COPY + "COMMIT;")
+        conn.executescript("BEGIN;" + COPY.replace("{fact_passages}", fact_passage_rows(conn, "old")) + "COMMIT;")
         after = _counts(conn, "main")
         keep = {}
         for name, table in (("passages", "pmap"), ("sentences", "smap"), ("facts", "fmap"), ("entities", "emap")):

@@ -27,7 +27,7 @@ from hippograph.config import Config
 from hippograph.errors import HippoGraphError
 from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_embeddings, load_array, open_embeddings
 from hippograph.storage import connect_sqlite
-from hippograph.tables import OWNERS_SCHEMA, CorpusTables
+from hippograph.tables import OWNERS_SCHEMA, CorpusTables, upgrade_fact_passages
 
 from .graph_builder import lsh_synonyms, minhash_signatures, stored_signatures, synonymy_eligible
 from .synonymy import synonym_edges
@@ -70,6 +70,8 @@ class Merge:
         self.progress = progress
         self.conn = connect_sqlite(self.gen / "meta.sqlite")
         self.conn.executescript(OWNERS_SCHEMA)
+        if upgrade_fact_passages(self.conn):  # a format-2 index: its sentence texts become spans
+            logger.info("%s: fact_passages rewritten with sentence spans (format 3)", self.gen / "meta.sqlite")
         self.conn.row_factory = None
         self.base = table_counts(self.conn)
         self.n = dict(self.base)
@@ -194,7 +196,7 @@ class Merge:
             if kept[p]:
                 by_passage.setdefault(int(p_map[p]), []).append(int(e_map[e]))
         mentions = [(e, p) for p, es in by_passage.items() for e in sorted(es)]
-        occurrences = [(int(f_map[f]), int(p_map[p]), sent) for f, p, sent in t.fact_passages if kept[p]]
+        occurrences = [(int(f_map[f]), int(p_map[p]), a, b) for f, p, a, b in t.fact_passages if kept[p]]
 
         with self.conn:
             self.conn.executemany("INSERT INTO documents VALUES (?,?,?,?,?)", (
@@ -206,7 +208,7 @@ class Merge:
             self.conn.executemany("INSERT INTO entities VALUES (?,?)", new_entities)
             self.conn.executemany("INSERT INTO mentions VALUES (?,?)", mentions)
             self.conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", new_facts)
-            self.conn.executemany("INSERT INTO fact_passages VALUES (?,?,?)", occurrences)
+            self.conn.executemany("INSERT INTO fact_passages VALUES (?,?,?,?)", occurrences)
             self.conn.executemany("INSERT INTO passage_owners VALUES (?,?,?,?,?)", owners)
         added = {"documents": len(t.documents), "passages": len(new_passages), "sentences": len(sentences),
                  "entities": len(new_entities), "facts": len(new_facts), "triples": len(occurrences),

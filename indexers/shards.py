@@ -26,7 +26,7 @@ import numpy as np
 from hippograph.config import EXECUTION_FIELDS, Config
 from hippograph.embedders import Embedder, TfidfEmbedder, load_embedder
 from hippograph.format import GRANULARITIES, load_array, save_array, write_json_atomic
-from hippograph.tables import CorpusTables, DocumentRow, document_hash
+from hippograph.tables import CorpusTables, DocumentRow, document_hash, sentence_span
 from hippograph.text import normalize_entity, passage_embedding_text
 from hippograph.types import Document, Extraction, Passage
 
@@ -180,7 +180,7 @@ def _append(t: CorpusTables, passages: Sequence[Passage], extractions: Sequence[
             if f is None:
                 f = fact_ids[key] = len(t.facts)
                 t.facts.append(key)
-            t.fact_passages.append((f, p_idx, triple.sentence))
+            t.fact_passages.append((f, p_idx, *sentence_span(passage.text, triple.sentence)))
         t.mentions.extend((e, p_idx) for e in sorted(mentioned))
 
 
