@@ -67,18 +67,22 @@ from . import _diskio as dio
 from .balanced_kmeans import blas_single_thread, select_heads, split_to_cap
 from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, as_row_source, check_k, check_metric,
                    pad_value, row_blocks)
+from .head_store import HEAD_ROLES, read_heads, write_heads
 from .simhash import SimHash, bucket_offsets, probe_masks
 from .sketch import TangentSketch, check_bits, hamming
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "hippograph-spann"
-VERSION = 3
+VERSION = 4
 """Newest header version this code reads and writes. Version 2 adds the per-entry sketch
 file (``postings.sketches``, a fourth CRC per segment, ``sketch_planes``); an index built
 with ``sketch_bits=0`` has the version-1 layout and is still written as version 1, so
 older hippograph releases keep reading it. Version 3: posting lists without a vectors file
-(``store_vectors=False``): entries are ids, their vectors come from the caller's store."""
+(``store_vectors=False``): entries are ids, their vectors come from the caller's store.
+Version 4 (``store_vectors=False`` indexes from now on): the head index is stored as arrays
+(`head_store`: heads as int8 codes + scales, the HNSW graph as neighbour arrays) instead of
+a faiss file; a version-3 index keeps its faiss file until its heads next change."""
 _SKETCH_SEED = 104729
 _SKETCH_BLOCK = 64
 """Queries per batch whose probed heads' sketch terms are computed together (bounds RAM)."""
@@ -310,11 +314,12 @@ class SpannIndex:
         """faiss head-search output → distance (ascending is better)."""
         return (1.0 - faiss_scores) if self.metric == "ip" else faiss_scores
 
-    def _new_head_index(self, n_heads: int) -> Any:
+    def _new_head_index(self, n_heads: int, kind: str | None = None) -> Any:
+        """An empty head index: HNSW or flat as `params.head_index` says for `n_heads`, or the given kind."""
         p = self.params
         mt = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
         use_hnsw = p.head_index == "hnsw" or (p.head_index == "auto" and n_heads >= p.hnsw_min_heads)
-        if use_hnsw:
+        if use_hnsw if kind is None else kind == "hnsw":
             idx = faiss.IndexHNSWFlat(self.dim, p.hnsw_m, mt)
             idx.hnsw.efConstruction = p.hnsw_ef_construction
             idx.hnsw.efSearch = p.hnsw_ef_search
@@ -585,7 +590,13 @@ class SpannIndex:
         """Write the changed small files under generation ``gen``, then the header."""
         p = self.path
         L = self._lists
-        if "heads" in changed:
+        if "heads" in changed and not self.params.store_vectors:  # version 4: heads as checked arrays
+            files, self._header["heads"] = write_heads(p, gen, self._head_index)
+            for role in ("heads", *HEAD_ROLES):
+                self._files.pop(role, None)
+            self._files.update(files)
+            self._header["version"] = max(int(self._header.get("version", 0)), 4)
+        elif "heads" in changed:
             tmp = p / f".heads.g{gen}.faiss.tmp-{os.getpid()}"
             faiss.write_index(self._head_index, str(tmp))
             with open(tmp, "rb+") as f:
@@ -652,7 +663,12 @@ class SpannIndex:
             post = header["postings"]
             n_entries = int(post["n_entries"])
             segs = [list(map(int, s)) for s in post["segments"]]
-            roles = ["heads", "list_start", "list_len", "head_alive", "buckets", "head_proj", "ids", "tomb", "planes"]
+            head_roles = [r for r in HEAD_ROLES if r in files] if "head_vectors" in files else ["heads"]
+            heads_meta = header["heads"] if "head_vectors" in files else None
+            if heads_meta is not None and (not isinstance(heads_meta, dict) or heads_meta.get("kind") not in ("flat", "hnsw")
+                                           or (heads_meta["kind"] == "hnsw" and "hnsw_neighbors" not in files)):
+                raise ValueError(f"heads record {heads_meta!r}")
+            roles = [*head_roles, "list_start", "list_len", "head_alive", "buckets", "head_proj", "ids", "tomb", "planes"]
             if self.params.sketch_bits:
                 roles.append("sketch_planes")
                 if "sketches" not in post:
@@ -698,10 +714,14 @@ class SpannIndex:
             self._sketch = TangentSketch(sp)
         self._live = dio.load_npy(paths["ids"], "ids", dtype=np.int64, ndim=1)
         self._tomb = dio.load_npy(paths["tomb"], "tombstones", dtype=np.int64, ndim=1)
-        try:
-            self._head_index = faiss.read_index(str(paths["heads"]))
-        except Exception as exc:
-            raise IndexCorruptError(f"{paths['heads']}: cannot read head index ({exc})") from exc
+        if heads_meta is not None:
+            self._head_index = read_heads(paths, heads_meta, self._new_head_index(H, heads_meta["kind"]), self.dim, H)
+            paths["heads"] = paths["head_vectors"]
+        else:
+            try:
+                self._head_index = faiss.read_index(str(paths["heads"]))
+            except Exception as exc:
+                raise IndexCorruptError(f"{paths['heads']}: cannot read head index ({exc})") from exc
         if self._head_index.d != self.dim or self._head_index.ntotal != H:
             raise IndexCorruptError(f"{paths['heads']}: head index has {self._head_index.ntotal} × "
                                     f"{self._head_index.d}, header expects {H} × {self.dim}")
@@ -1160,9 +1180,9 @@ _POSTING_ROLES = ("vectors", "ids", "sketches")
 
 
 def _header_version(params: BuildParams) -> int:
-    """Header version for an index: 3 without stored vectors, 2 with sketches, else 1 (the
-    layout older releases read)."""
-    return 3 if not params.store_vectors else 2 if params.sketch_bits else 1
+    """Header version for an index: 4 without stored vectors (heads as arrays), 2 with
+    sketches, else 1 (the layout older releases read)."""
+    return 4 if not params.store_vectors else 2 if params.sketch_bits else 1
 
 
 def _kept(ids: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""A SPANN head index on disk as checked arrays instead of faiss's own file.
+
+SPANN heads are real vectors of the index: rows of the generation's int8 embeddings, so
+every head is exactly ``code × scale`` and is stored so (388 bytes at 384 dimensions
+instead of 1,536); vectors that are not (a standalone index of float data) are stored as
+float16 when that is exact, else float32. An HNSW head index also stores its graph
+(neighbour lists, their offsets, node levels, entry point), which faiss accepts back
+as it is: the reopened index searches and grows exactly like the one written
+(tests/test_spann.py). Reading checks every array first — shapes, dtypes, offsets that
+match the levels, links that point at nodes of a high enough level — so a damaged or
+crafted file is one IndexCorruptError, never a read outside the arrays inside faiss.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from hippograph.errors import IndexCorruptError
+from hippograph.format import dequantize, quantize
+
+from . import _diskio as dio
+
+HEAD_ROLES = ("head_vectors", "head_scales", "hnsw_neighbors", "hnsw_offsets", "hnsw_levels")
+"""Header file roles of a stored head index (scales only for int8 vectors, the graph only for HNSW)."""
+
+
+def exact_codes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The smallest stored form that reads back bit for bit: int8 codes + per-row scales,
+    float16, or the float32 rows themselves."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    for storage in ("int8", "float16"):
+        codes, scales = quantize(x, storage)
+        if np.array_equal(dequantize(codes, scales), x):
+            return codes, scales
+    return x, None
+
+
+def write_heads(dirpath: Path, gen: int, index: Any) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Write a flat or HNSW faiss head index as arrays; return (file records by role, the
+    header's ``heads`` record: kind, entry point, top level)."""
+    n = int(index.ntotal)
+    vectors = index.reconstruct_n(0, n) if n else np.zeros((0, index.d), np.float32)
+    codes, scales = exact_codes(vectors)
+    files = {"head_vectors": dio.write_npy(dirpath, f"head_vectors.g{gen}.npy", codes)}
+    if scales is not None:
+        files["head_scales"] = dio.write_npy(dirpath, f"head_scales.g{gen}.npy", scales)
+    meta: dict[str, Any] = {"kind": "flat"}
+    if isinstance(index, faiss.IndexHNSW):
+        h = index.hnsw
+        files["hnsw_neighbors"] = dio.write_npy(dirpath, f"hnsw_neighbors.g{gen}.npy",
+                                                faiss.vector_to_array(h.neighbors).astype(np.int32))
+        files["hnsw_offsets"] = dio.write_npy(dirpath, f"hnsw_offsets.g{gen}.npy",
+                                              faiss.vector_to_array(h.offsets).astype(np.int64))
+        files["hnsw_levels"] = dio.write_npy(dirpath, f"hnsw_levels.g{gen}.npy",
+                                             faiss.vector_to_array(h.levels).astype(np.int32))
+        meta = {"kind": "hnsw", "entry_point": int(h.entry_point), "max_level": int(h.max_level)}
+    return files, meta
+
+
+def read_heads(paths: dict[str, Path], meta: Any, empty: Any, dim: int, n: int) -> Any:
+    """Fill `empty` (a new flat or HNSW faiss index of the recorded kind) from the stored
+    arrays in `paths` (by role), after checking them against `n` heads of `dim`."""
+    vec_path = paths["head_vectors"]
+    codes = dio.load_npy(vec_path, "head_vectors", ndim=2)
+    if codes.dtype not in (np.int8, np.float16, np.float32) or codes.shape != (n, dim):
+        raise IndexCorruptError(f"{vec_path}: head vectors are {codes.dtype} {codes.shape}, expected {n} × {dim}")
+    scales = None
+    if codes.dtype == np.int8:
+        if "head_scales" not in paths:
+            raise IndexCorruptError(f"{vec_path}: int8 head vectors without a head_scales file")
+        scales = dio.load_npy(paths["head_scales"], "head_scales", dtype=np.float32, ndim=1)
+        if scales.shape != (n,):
+            raise IndexCorruptError(f"{paths['head_scales']}: {scales.size} head scales, expected {n}")
+    vectors = np.ascontiguousarray(dequantize(codes, scales), dtype=np.float32)
+    if not isinstance(empty, faiss.IndexHNSW):
+        empty.add(vectors)
+        return empty
+    h = empty.hnsw
+    neighbors = dio.load_npy(paths["hnsw_neighbors"], "hnsw_neighbors", dtype=np.int32, ndim=1)
+    offsets = dio.load_npy(paths["hnsw_offsets"], "hnsw_offsets", dtype=np.int64, ndim=1)
+    levels = dio.load_npy(paths["hnsw_levels"], "hnsw_levels", dtype=np.int32, ndim=1)
+    entry, top = meta.get("entry_point"), meta.get("max_level")
+    check_graph(paths["hnsw_neighbors"], neighbors, offsets, levels, entry, top,
+                faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64))
+    empty.storage.add(vectors)
+    faiss.copy_array_to_vector(neighbors, h.neighbors)
+    faiss.copy_array_to_vector(offsets.astype(np.uint64), h.offsets)
+    faiss.copy_array_to_vector(levels, h.levels)
+    h.entry_point, h.max_level = int(entry), int(top)
+    empty.ntotal = n
+    return empty
+
+
+def check_graph(path: Path, neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarray, entry: Any, top: Any,
+                cum: np.ndarray) -> None:
+    """An HNSW graph faiss can walk without leaving its arrays: node i has levels[i] ≥ 1
+    levels whose neighbour slots are offsets[i] + cum[l] … cum[l+1]; a link at level l is
+    -1 or a node that has level l; the entry point is a node of the top level."""
+    n = levels.size
+    bad = None
+    if offsets.shape != (n + 1,):
+        bad = f"{offsets.size} offsets for {n} nodes"
+    elif n and (levels.min() < 1 or levels.max() >= cum.size):
+        bad = f"node levels outside 1..{cum.size - 1}"
+    elif offsets[0] != 0 or not np.array_equal(np.diff(offsets), cum[levels] if n else np.zeros(0, np.int64)) \
+            or offsets[-1] != neighbors.size:
+        bad = "neighbour offsets do not match the node levels"
+    elif not isinstance(entry, int) or not isinstance(top, int) or isinstance(entry, bool) or isinstance(top, bool):
+        bad = f"entry point {entry!r} / top level {top!r} are not integers"
+    elif n == 0 and (entry != -1 or top != -1):
+        bad = "an empty graph with an entry point"
+    elif n and not (0 <= entry < n and top == int(levels.max()) - 1 and levels[entry] - 1 == top):
+        bad = f"entry point {entry} is not a node of the top level {top}"
+    if bad is None and n:
+        # the level of every neighbour slot: node i contributes levels[i] runs, run l of cum[l+1]-cum[l] slots
+        first_run = np.cumsum(levels) - levels
+        run_level = np.arange(int(levels.sum())) - np.repeat(first_run, levels)
+        slot_level = np.repeat(run_level, (cum[1:] - cum[:-1])[run_level])
+        link = neighbors.astype(np.int64)
+        target_ok = (link >= 0) & (link < n)
+        ok = (link == -1) | target_ok
+        ok[target_ok] &= levels[link[target_ok]] > slot_level[target_ok]
+        if not ok.all():
+            bad = f"{int((~ok).sum())} neighbour links point outside the graph or its levels"
+    if bad is not None:
+        raise IndexCorruptError(f"{path}: damaged HNSW head graph ({bad})")

@@ -1,0 +1,153 @@
+"""SPANN head indexes stored as arrays (`indexers/head_store.py`, SPANN header version 4): int8
+heads when the vectors are int8 rows, the HNSW graph as arrays; reopened indexes search and grow
+exactly like faiss's own file; damaged graphs are one-line errors; version-3 files still open."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from hippograph.errors import IndexCorruptError
+from hippograph.format import dequantize, quantize
+from hippograph.indexers import _diskio as dio
+from hippograph.indexers.head_store import exact_codes
+from hippograph.indexers.spann import SpannIndex, VectorsById
+
+from .test_spann import clustered
+
+PARAMS = dict(head_index="hnsw", head_ratio=0.2, hnsw_m=8, list_cap=40, store_vectors=False)
+
+
+@pytest.fixture(scope="module")
+def rows() -> np.ndarray:
+    """int8-stored embeddings as the engine reads them: code × scale."""
+    return dequantize(*quantize(clustered(3000, seed=3), "int8"))
+
+
+def _build(x: np.ndarray, path: Path, n: int = 2000) -> SpannIndex:
+    return SpannIndex.build(x[:n], path=path, **PARAMS)
+
+
+def _open(path: Path, x: np.ndarray) -> SpannIndex:
+    return SpannIndex.open(path, vectors=VectorsById(x))
+
+
+def _graph(index: SpannIndex) -> list[np.ndarray]:
+    h = index._head_index.hnsw
+    return [faiss.vector_to_array(a) for a in (h.neighbors, h.offsets, h.levels)] + [
+        index._head_index.reconstruct_n(0, index._head_index.ntotal)]
+
+
+def test_exact_codes_pick_the_smallest_exact_form(rows):
+    codes, scales = exact_codes(rows[:50])
+    assert codes.dtype == np.int8 and np.array_equal(dequantize(codes, scales), rows[:50])
+    half = clustered(50, seed=8).astype(np.float16).astype(np.float32)
+    assert exact_codes(half)[0].dtype == np.float16
+    raw = clustered(50, seed=9)
+    assert exact_codes(raw)[0].dtype == np.float32 and exact_codes(raw)[1] is None
+
+
+def test_hnsw_heads_stored_as_int8_arrays_reopen_identical(rows, tmp_path):
+    x = rows
+    built = _build(x, tmp_path / "i")
+    header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
+    assert header["version"] == 4 and header["heads"]["kind"] == "hnsw" and "heads" not in header["files"]
+    assert np.load(tmp_path / "i" / header["files"]["head_vectors"]["name"]).dtype == np.int8
+    assert not list((tmp_path / "i").glob("*.faiss"))
+    re = _open(tmp_path / "i", x)
+    assert all(np.array_equal(a, b) for a, b in zip(_graph(built), _graph(re)))
+    q = clustered(100, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
+    # the arrays take a fraction of faiss's file of the same head index
+    faiss.write_index(built._head_index, str(tmp_path / "heads.faiss"))
+    stored = sum(r["bytes"] for role, r in header["files"].items() if role.startswith(("head_v", "head_s", "hnsw")))
+    assert stored < 0.5 * (tmp_path / "heads.faiss").stat().st_size
+
+
+def test_grows_like_faiss_own_file(rows, tmp_path):
+    """A version-3 copy (faiss's head file) and the version-4 index, both reopened, take the same
+    add (splits add HNSW heads) to the same index; the v3 copy is written as version 4 after it."""
+    x = rows
+    _build(x, tmp_path / "v4")
+    shutil.copytree(tmp_path / "v4", tmp_path / "v3")
+    v3 = tmp_path / "v3"
+    header = json.loads((v3 / dio.HEADER).read_text())
+    faiss.write_index(_open(v3, x)._head_index, str(v3 / "heads.g1.faiss"))
+    for role in ("head_vectors", "head_scales", "hnsw_neighbors", "hnsw_offsets", "hnsw_levels"):
+        (v3 / header["files"].pop(role)["name"]).unlink()
+    header["files"]["heads"] = dio.file_record(v3 / "heads.g1.faiss")
+    header["version"] = 3
+    del header["heads"]
+    (v3 / dio.HEADER).write_text(json.dumps(header))
+    a, b = _open(tmp_path / "v4", x), _open(v3, x)
+    q = clustered(100, seed=5)
+    assert all(np.array_equal(s, t) for s, t in zip(a.search(q, 10), b.search(q, 10)))
+    for index in (a, b):
+        index.add(x[2000:], np.arange(2000, 3000))
+    assert (~a.list_table()["alive"]).any(), "the add split lists"
+    a, b = _open(tmp_path / "v4", x), _open(v3, x)
+    assert json.loads((v3 / dio.HEADER).read_text())["version"] == 4 and not list(v3.glob("*.faiss"))
+    assert all(np.array_equal(s, t) for s, t in zip(_graph(a), _graph(b)))
+    assert all(np.array_equal(s, t) for s, t in zip(a.search(q, 10), b.search(q, 10)))
+
+
+def _damage(path: Path, role: str, fn) -> None:
+    header = json.loads((path / dio.HEADER).read_text())
+    name = header["files"][role]["name"]
+    np.save(path / name, fn(np.load(path / name)), allow_pickle=False)
+    header["files"][role] = dio.file_record(path / name)  # a consistent record: only the content is wrong
+    (path / dio.HEADER).write_text(json.dumps(header))
+
+
+def _with(a: np.ndarray, i, value) -> np.ndarray:
+    a = a.copy()
+    a[i] = value
+    return a
+
+
+@pytest.mark.parametrize("role,fn,message", [
+    ("hnsw_neighbors", lambda a: _with(a, 0, 10 ** 6), "neighbour links point outside"),
+    ("hnsw_neighbors", lambda a: a[:-1], "offsets do not match"),
+    ("hnsw_levels", lambda a: _with(a, np.argmin(a), 40), "levels"),
+    ("hnsw_offsets", lambda a: _with(a, 1, a[1] + 1), "offsets do not match"),
+    ("head_vectors", lambda a: a[:, :-1], "head vectors"),
+    ("head_scales", lambda a: a[:-1], "head scales"),
+])
+def test_damaged_head_arrays_are_one_line_errors(rows, tmp_path, role, fn, message):
+    _build(rows, tmp_path / "i")
+    _damage(tmp_path / "i", role, fn)
+    with pytest.raises(IndexCorruptError, match=message) as err:
+        _open(tmp_path / "i", rows)
+    assert "\n" not in str(err.value)
+
+
+def test_a_link_to_a_node_without_that_level_is_refused(rows, tmp_path):
+    """Within the arrays but above the target's levels: faiss would read another node's slots."""
+    _build(rows, tmp_path / "i")
+    header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
+    levels = np.load(tmp_path / "i" / header["files"]["hnsw_levels"]["name"])
+    offsets = np.load(tmp_path / "i" / header["files"]["hnsw_offsets"]["name"])
+    top_node = int(header["heads"]["entry_point"])
+    low_node = int(np.flatnonzero(levels == 1)[0])
+    shape = faiss.IndexHNSWFlat(8, 8)  # kept alive while its vector is read
+    cum = faiss.vector_to_array(shape.hnsw.cum_nneighbor_per_level)
+    slot = int(offsets[top_node] + cum[1])  # the entry point's first level-1 link
+    _damage(tmp_path / "i", "hnsw_neighbors", lambda a: _with(a, slot, low_node))
+    with pytest.raises(IndexCorruptError, match="neighbour links point outside the graph or its levels"):
+        _open(tmp_path / "i", rows)
+
+
+def test_flat_heads_and_float_vectors(tmp_path):
+    """A flat head index of raw float32 vectors: heads stored as float32, reopened identical."""
+    x = clustered(1500, seed=6)
+    built = SpannIndex.build(x, path=tmp_path / "f", head_index="flat", store_vectors=False)
+    header = json.loads((tmp_path / "f" / dio.HEADER).read_text())
+    assert header["heads"] == {"kind": "flat"} and "head_scales" not in header["files"]
+    assert np.load(tmp_path / "f" / header["files"]["head_vectors"]["name"]).dtype == np.float32
+    re = SpannIndex.open(tmp_path / "f", vectors=VectorsById(x))
+    q = clustered(50, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
