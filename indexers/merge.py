@@ -243,9 +243,8 @@ class Merge:
                     rows = s.rows.get(gran)
                     if rows is None or not len(rows):
                         continue
-                    emb = load_array(s.path / "embeddings" / f"{gran}.npy", mmap=True)
-                    for a in range(0, len(rows), 65536):
-                        writer.append(emb[rows[a:a + 65536]])
+                    # shards store rows as the index does (codes copied); a shard of older code holds float32
+                    writer.append_stored(open_embeddings(s.path / "embeddings" / f"{gran}.npy"), rows)
                 writer.close()
             except BaseException:
                 writer.abort()

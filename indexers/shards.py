@@ -2,7 +2,8 @@
 
 A shard is a directory holding the tables of its documents with shard-local row ids
 (``tables.sqlite``, the schema of `CorpusTables`), the embeddings of its units
-(``embeddings/<gran>.npy``) and, written last and atomically, ``done.json`` with the
+(``embeddings/<gran>.npy``, stored as `Config.embedding_storage` says, like the index's; version-1
+shards hold float32, and the merge reads both) and, written last and atomically, ``done.json`` with the
 shard's key. `build_shard` is a plain function of (documents, config) → shard directory,
 so a distributed engine (Ray Data ``map_batches``) can run it per batch; the merge step
 (`indexers.merge`) interns entities and facts across shards.
@@ -25,7 +26,7 @@ import numpy as np
 
 from hippograph.config import EXECUTION_FIELDS, Config
 from hippograph.embedders import Embedder, TfidfEmbedder, load_embedder
-from hippograph.format import GRANULARITIES, load_array, save_array, write_json_atomic
+from hippograph.format import GRANULARITIES, Embeddings, open_embeddings, save_array, write_embeddings_file, write_json_atomic
 from hippograph.tables import CorpusTables, DocumentRow, document_hash, sentence_span
 from hippograph.text import normalize_entity, passage_embedding_text
 from hippograph.types import Document, Extraction, Passage
@@ -40,7 +41,8 @@ SHARD_PREFIX = "shard-"
 TABLES = "tables.sqlite"
 DONE = "done.json"
 SHARD_FORMAT = "hippograph-shard"
-SHARD_VERSION = 1
+SHARD_VERSION = 2
+"""2: embeddings in the index's storage (int8 + scales by default); 1: float32."""
 
 NON_CONTENT_FIELDS = frozenset({"n_process", "spacy_batch_size", "embedding_batch_size", "embedding_cache_dir",
                                 *EXECUTION_FIELDS})
@@ -232,7 +234,10 @@ def build_shard(
             full[~skip] = vecs
             vecs = full
             save_array(out / "embeddings" / f"{gran}.known.npy", np.flatnonzero(skip))
-        save_array(out / "embeddings" / f"{gran}.npy", vecs)
+        # stored as the index stores them (int8 + scales by default): the merge copies the codes, so the
+        # index holds the same bytes as when it quantised float32 shard rows itself, and `.build/`
+        # takes a quarter of the disk
+        write_embeddings_file(out / "embeddings" / f"{gran}.npy", vecs, config.embedding_storage)
     t.save(out / TABLES)
     counts = t.counts()
     write_json_atomic(out / DONE, {"format": SHARD_FORMAT, "version": SHARD_VERSION, "key": key, "counts": counts,
@@ -288,7 +293,7 @@ class Shard:
 
     path: Path
     tables: CorpusTables
-    embeddings: dict[str, np.ndarray]
+    embeddings: dict[str, Embeddings]
 
 
 def read_done(path: Path) -> dict:
@@ -309,7 +314,7 @@ def shard_done(path: Path, key: str) -> bool:
 def read_shard(path: Path) -> Shard:
     path = Path(path)
     tables = CorpusTables.load(path / TABLES)
-    emb = {g: load_array(path / "embeddings" / f"{g}.npy", mmap=True) for g in GRANULARITIES}
+    emb = {g: open_embeddings(path / "embeddings" / f"{g}.npy") for g in GRANULARITIES}
     return Shard(path, tables, emb)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hippograph import Config, HippoGraph
-from hippograph.format import GRANULARITIES, GRAPH_DIR, load_embeddings
+from hippograph.format import GRANULARITIES, GRAPH_DIR, embedding_path, load_embeddings, open_embeddings, quantize, scale_path
 from hippograph.indexers import shards
 
 from .conftest import DATA
@@ -106,6 +106,43 @@ def test_killed_build_resumes_from_finished_shards(one_shard, tmp_path, monkeypa
     assert report_shards == one_shard.stats()["passages"]
     n_shards = len(calls) + 3
     assert len(calls) == n_shards - 3 and len(calls) > 0, "the three finished shards were not redone"
+    _assert_same_index(one_shard, resumed, [q["question"] for q in sample_questions[:10]])
+
+
+def test_shards_store_the_index_codes_and_older_float32_shards_merge_alike(one_shard, tmp_path, monkeypatch,
+                                                                          sample_questions):
+    """Shards hold int8 codes + scales (what the merge copies); a shard of older code (float32
+    rows) is quantised by the merge instead, to the same bytes."""
+    real = shards.build_shard
+    built: list[int] = []
+
+    def dies_after_three(documents, config, out_dir, **kw):
+        if len(built) == 3:
+            raise KeyboardInterrupt
+        built.append(1)
+        return real(documents, config, out_dir, **kw)
+
+    target = tmp_path / "idx"
+    monkeypatch.setattr(shards, "build_shard", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        HippoGraph.build(DATA / "corpus", target, SMALL_SHARDS)
+    monkeypatch.setattr(shards, "build_shard", real)
+    finished = sorted((target / ".build" / "build").glob("shard-*/done.json"))
+    assert len(finished) == 3
+    for done in finished:  # what version-1 shards held: float32 rows, no scales
+        for gran in GRANULARITIES:
+            path = done.parent / "embeddings" / f"{gran}.npy"
+            emb = open_embeddings(path)
+            assert emb.storage == "int8" and scale_path(path).is_file()
+            rows = emb[np.arange(len(emb))]
+            assert np.array_equal(quantize(rows, "int8")[0], emb.codes)
+            np.save(path, rows)
+            scale_path(path).unlink()
+    resumed = HippoGraph.build(DATA / "corpus", target, SMALL_SHARDS)
+    for gran in GRANULARITIES:
+        a = open_embeddings(embedding_path(one_shard.dir.generation_path(one_shard.manifest), gran))
+        b = open_embeddings(embedding_path(resumed.dir.generation_path(resumed.manifest), gran))
+        assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scales, b.scales), gran
     _assert_same_index(one_shard, resumed, [q["question"] for q in sample_questions[:10]])
 
 
