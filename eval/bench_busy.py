@@ -1,10 +1,14 @@
 """Build throughput on a busy machine: quiet vs 1 and 2 other busy processes, per torch thread policy.
 
     python eval/bench_busy.py [--limit 400] [--busy 0,1,2] [--policies fixed,adaptive,one]
-                              [--checkout PATH ...] [--out FILE]
+                              [--corpus FILE] [--checkout PATH ...] [--out FILE]
 
 Each build runs in a fresh process (same model loads, same torch state) over the first
-`--limit` passages of the HotpotQA-100 corpus at default settings (MiniLM, spaCy, 1 process).
+`--limit` documents of the HotpotQA-100 corpus (or `--corpus`: a JSON list of records with
+"title" and "text", e.g. bench_scale's generated corpus.json) at default settings (MiniLM, spaCy).
+HotpotQA-100 makes one shard below the spaCy pool's threshold (2,048 passages), so its builds
+extract in one process; a corpus of 4,096 generated documents makes one full shard, and the
+shard worker extracts with a pool of spaCy processes, as a large build does.
 Busy processes are pure-Python spin loops started `--warmup` seconds before the build (so the
 load average sees them) and killed after it. Torch thread policies of the embedder:
 
@@ -37,14 +41,14 @@ CORPUS = ROOT.parent / "shared" / "datasets" / "hotpotqa_train100" / "hotpotqa_t
 SPIN = "while True:\n    pass\n"
 
 
-def _child(limit: int, policy: str) -> None:
+def _child(limit: int, policy: str, corpus: Path = CORPUS) -> None:
     """One build in this process; prints a JSON line with wall time and stage timings."""
     import shutil
 
     from hippograph import Config, HippoGraph
 
     policies = {"fixed": {}, "adaptive": {"adaptive_threads": True}, "one": {"threads": 1}}
-    records = json.loads(CORPUS.read_text(encoding="utf-8"))[:limit]
+    records = json.loads(Path(corpus).read_text(encoding="utf-8"))[:limit]
     docs = [{"id": str(i), "title": r["title"], "text": r["text"]} for i, r in enumerate(records)]
     tmp = Path(tempfile.mkdtemp(prefix="hg-bench-busy-"))
     try:
@@ -65,14 +69,14 @@ def _git_commit(checkout: Path = ROOT) -> str:
         return "unknown"
 
 
-def run_one(limit: int, policy: str, busy: int, warmup: float, checkout: Path = ROOT) -> dict:
+def run_one(limit: int, policy: str, busy: int, warmup: float, checkout: Path = ROOT, corpus: Path = CORPUS) -> dict:
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
     try:
         if busy:
             time.sleep(warmup)
         load_before = os.getloadavg()[0]
         python = checkout / ".venv" / "bin" / "python" if checkout != ROOT else Path(sys.executable)
-        out = subprocess.run([str(python), str(checkout / "eval" / "bench_busy.py"), "--child", str(limit), policy],
+        out = subprocess.run([str(python), str(checkout / "eval" / "bench_busy.py"), "--child", str(limit), policy, str(corpus)],
                              capture_output=True, text=True, check=True, env=dict(os.environ), cwd=checkout)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result.update(policy=policy, busy=busy, load_before=load_before, load_after=os.getloadavg()[0],
@@ -86,16 +90,17 @@ def run_one(limit: int, policy: str, busy: int, warmup: float, checkout: Path = 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=400, help="passages of the HotpotQA-100 corpus (default 400)")
+    ap.add_argument("--limit", type=int, default=400, help="documents of the corpus (default 400)")
+    ap.add_argument("--corpus", type=Path, default=CORPUS, help="JSON list of title/text records (default HotpotQA-100)")
     ap.add_argument("--busy", default="0,1,2", help="numbers of busy processes (default 0,1,2)")
     ap.add_argument("--policies", default="fixed,adaptive,one")
     ap.add_argument("--warmup", type=float, default=20.0, help="seconds the busy loops run before a build")
     ap.add_argument("--checkout", type=Path, nargs="*", default=[ROOT], help="checkouts to measure (default: this one)")
     ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "busy.md"))
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        _child(int(args.child[0]), args.child[1])
+        _child(int(args.child[0]), args.child[1], Path(args.child[2]))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for busy in busy_counts:
         for checkout in args.checkout:
             for policy in policies:
-                r = run_one(args.limit, policy, busy, args.warmup, checkout.resolve())
+                r = run_one(args.limit, policy, busy, args.warmup, checkout.resolve(), args.corpus.resolve())
                 results.append(r)
                 print(f"busy={busy} {r['commit']} policy={policy}: {r['wall']:.1f} s, "
                       f"{r['passages'] / r['wall']:.2f} passages/s, load {r['load_before']:.2f} → {r['load_after']:.2f}",
@@ -114,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:  # the first quiet run of each checkout and policy is its reference
         if r["busy"] == 0:
             quiet.setdefault((r["commit"], r["policy"]), r["passages"] / r["wall"])
+    corpus_name = "HotpotQA-100" if args.corpus.resolve() == CORPUS.resolve() else f"`{args.corpus}`"
     cmd = "python eval/bench_busy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "## Builds on a busy machine (thread policy)",
         "",
         f"`{cmd.strip()}` — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, bench at commit {_git_commit()}, "
-        f"{os.cpu_count()} cores; HotpotQA-100, first {args.limit} passages, MiniLM + spaCy at defaults.",
+        f"{os.cpu_count()} cores; {corpus_name}, first {args.limit} documents ({results[0]['passages'] if results else 0} passages), "
+        "MiniLM + spaCy at defaults.",
         "",
         "| busy processes | code | policy | wall s | passages/s | share of its quiet run | share of quiet `fixed` | embed s | extract s | load 1-min before → after |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
