@@ -74,20 +74,29 @@ def test_many_shards_equal_one_shard(one_shard, tmp_path, sample_questions):
     _assert_same_index(one_shard, many, [q["question"] for q in sample_questions[:10]])
 
 
-def test_killed_build_resumes_from_finished_shards(one_shard, tmp_path, monkeypatch, sample_questions, caplog):
+def _killed_after(n: int, sources, target, config: Config, monkeypatch) -> list[int]:
+    """Build until `n` shards are finished, then die as a killed build would (KeyboardInterrupt
+    between shards n and n + 1); the sizes of the finished shards. `build_shard` is left patched
+    for the caller to replace."""
     built: list[int] = []
     real = shards.build_shard
 
-    def dies_after_three(documents, config, out_dir, **kw):
-        if len(built) == 3:
-            raise KeyboardInterrupt  # the build is killed between shards 3 and 4
+    def dies_after_n(documents, config, out_dir, **kw):
+        if len(built) == n:
+            raise KeyboardInterrupt
         built.append(len(documents))
         return real(documents, config, out_dir, **kw)
 
-    target = tmp_path / "idx"
-    monkeypatch.setattr(shards, "build_shard", dies_after_three)
+    monkeypatch.setattr(shards, "build_shard", dies_after_n)
     with pytest.raises(KeyboardInterrupt):
-        HippoGraph.build(DATA / "corpus", target, SMALL_SHARDS)
+        HippoGraph.build(sources, target, config)
+    return built
+
+
+def test_killed_build_resumes_from_finished_shards(one_shard, tmp_path, monkeypatch, sample_questions, caplog):
+    real = shards.build_shard
+    target = tmp_path / "idx"
+    built = _killed_after(3, DATA / "corpus", target, SMALL_SHARDS, monkeypatch)
     assert len(built) == 3 and not (target / "manifest.json").exists()
     finished = sorted(p.name for p in (target / ".build" / "build").glob("shard-*/done.json"))
     assert len(finished) == 3
@@ -114,18 +123,8 @@ def test_shards_store_the_index_codes_and_older_float32_shards_merge_alike(one_s
     """Shards hold int8 codes + scales (what the merge copies); a shard of older code (float32
     rows) is quantised by the merge instead, to the same bytes."""
     real = shards.build_shard
-    built: list[int] = []
-
-    def dies_after_three(documents, config, out_dir, **kw):
-        if len(built) == 3:
-            raise KeyboardInterrupt
-        built.append(1)
-        return real(documents, config, out_dir, **kw)
-
     target = tmp_path / "idx"
-    monkeypatch.setattr(shards, "build_shard", dies_after_three)
-    with pytest.raises(KeyboardInterrupt):
-        HippoGraph.build(DATA / "corpus", target, SMALL_SHARDS)
+    _killed_after(3, DATA / "corpus", target, SMALL_SHARDS, monkeypatch)
     monkeypatch.setattr(shards, "build_shard", real)
     finished = sorted((target / ".build" / "build").glob("shard-*/done.json"))
     assert len(finished) == 3
@@ -148,19 +147,9 @@ def test_shards_store_the_index_codes_and_older_float32_shards_merge_alike(one_s
 
 def test_resume_with_another_config_starts_over(tmp_path, monkeypatch, caplog):
     real = shards.build_shard
-    built: list[int] = []
-
-    def dies_after_two(documents, config, out_dir, **kw):
-        if len(built) == 2:
-            raise KeyboardInterrupt
-        built.append(1)
-        return real(documents, config, out_dir, **kw)
-
     target = tmp_path / "idx"
     tiny = ONE_SHARD.replace(shard_passages=1)
-    monkeypatch.setattr(shards, "build_shard", dies_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        HippoGraph.build(DOCS, target, tiny)
+    _killed_after(2, DOCS, target, tiny, monkeypatch)
     calls: list[int] = []
 
     def counting(documents, config, out_dir, **kw):
