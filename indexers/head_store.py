@@ -94,6 +94,11 @@ def read_heads(paths: dict[str, Path], meta: Any, empty: Any, dim: int, n: int) 
     return empty
 
 
+GRAPH_BLOCK = 65_536
+"""Nodes whose links are checked at a time: the check's temporaries stay near 50 MB at M = 48,
+however many heads the index has."""
+
+
 def check_graph(path: Path, neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarray, entry: Any, top: Any,
                 cum: np.ndarray) -> None:
     """An HNSW graph faiss can walk without leaving its arrays: node i has levels[i] ≥ 1
@@ -114,16 +119,27 @@ def check_graph(path: Path, neighbors: np.ndarray, offsets: np.ndarray, levels: 
         bad = "an empty graph with an entry point"
     elif n and not (0 <= entry < n and top == int(levels.max()) - 1 and levels[entry] - 1 == top):
         bad = f"entry point {entry} is not a node of the top level {top}"
-    if bad is None and n:
-        # the level of every neighbour slot: node i contributes levels[i] runs, run l of cum[l+1]-cum[l] slots
-        first_run = np.cumsum(levels) - levels
-        run_level = np.arange(int(levels.sum())) - np.repeat(first_run, levels)
-        slot_level = np.repeat(run_level, (cum[1:] - cum[:-1])[run_level])
-        link = neighbors.astype(np.int64)
-        target_ok = (link >= 0) & (link < n)
-        ok = (link == -1) | target_ok
-        ok[target_ok] &= levels[link[target_ok]] > slot_level[target_ok]
-        if not ok.all():
-            bad = f"{int((~ok).sum())} neighbour links point outside the graph or its levels"
+    for a in range(0, n if bad is None else 0, GRAPH_BLOCK):
+        bad = _bad_links(neighbors, offsets, levels, cum, a, min(n, a + GRAPH_BLOCK))
+        if bad is not None:
+            break
     if bad is not None:
         raise IndexCorruptError(f"{path}: damaged HNSW head graph ({bad})")
+
+
+def _bad_links(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarray, cum: np.ndarray, a: int,
+               b: int) -> str | None:
+    """The problem with the links of nodes a..b-1 (offsets already checked), or None. Node i
+    contributes levels[i] runs of slots, run l holding cum[l+1] - cum[l] slots of level l."""
+    n = levels.size
+    lv = levels[a:b].astype(np.int64)
+    first_run = np.cumsum(lv) - lv
+    run_level = np.arange(int(lv.sum())) - np.repeat(first_run, lv)
+    slot_level = np.repeat(run_level, (cum[1:] - cum[:-1])[run_level])
+    link = neighbors[offsets[a]:offsets[b]].astype(np.int64)
+    inside = (link >= 0) & (link < n)
+    ok = (link == -1) | inside
+    ok[inside] &= levels[link[inside]] > slot_level[inside]
+    if ok.all():
+        return None
+    return f"{int((~ok).sum())} neighbour links point outside the graph or its levels"

@@ -125,9 +125,15 @@ def test_damaged_head_arrays_are_one_line_errors(rows, tmp_path, role, fn, messa
     assert "\n" not in str(err.value)
 
 
-def test_a_link_to_a_node_without_that_level_is_refused(rows, tmp_path):
-    """Within the arrays but above the target's levels: faiss would read another node's slots."""
+@pytest.mark.parametrize("block", [7, 65_536])
+def test_a_link_to_a_node_without_that_level_is_refused(rows, tmp_path, monkeypatch, block):
+    """Within the arrays but above the target's levels: faiss would read another node's slots.
+    Checked a block of nodes at a time (`GRAPH_BLOCK`): small blocks give the same verdicts."""
+    from hippograph.indexers import head_store
+
+    monkeypatch.setattr(head_store, "GRAPH_BLOCK", block)
     _build(rows, tmp_path / "i")
+    _open(tmp_path / "i", rows)  # intact: opens
     header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
     levels = np.load(tmp_path / "i" / header["files"]["hnsw_levels"]["name"])
     offsets = np.load(tmp_path / "i" / header["files"]["hnsw_offsets"]["name"])
