@@ -60,9 +60,9 @@ CREATE TABLE IF NOT EXISTS passage_owners (
 _LEGACY_START = "CASE WHEN fp.sentence = '' OR instr(p.text, fp.sentence) = 0 THEN NULL ELSE instr(p.text, fp.sentence) - 1 END"
 _LEGACY_ROWS = (f"SELECT fp.rowid AS row_order, fp.fact_idx AS fact_idx, fp.passage_idx AS passage_idx, "
                 f"{_LEGACY_START} AS sentence_start, ({_LEGACY_START}) + length(fp.sentence) AS sentence_end "
-                "FROM {schema}.fact_passages fp LEFT JOIN {schema}.passages p ON p.idx = fp.passage_idx")
+                "FROM {schema}.{table} fp LEFT JOIN {schema}.passages p ON p.idx = fp.passage_idx")
 _ROWS = ("SELECT rowid AS row_order, fact_idx, passage_idx, sentence_start, sentence_end "
-         "FROM {schema}.fact_passages")
+         "FROM {schema}.{table}")
 
 
 def sentence_span(text: str, sentence: str) -> tuple[int | None, int | None]:
@@ -80,7 +80,7 @@ def stores_sentence_text(conn: sqlite3.Connection, schema: str = "main") -> bool
 def fact_passage_rows(conn: sqlite3.Connection, schema: str = "main") -> str:
     """A SELECT of (row_order, fact_idx, passage_idx, sentence_start, sentence_end) over
     fact_passages, for either table layout."""
-    return (_LEGACY_ROWS if stores_sentence_text(conn, schema) else _ROWS).format(schema=schema)
+    return (_LEGACY_ROWS if stores_sentence_text(conn, schema) else _ROWS).format(schema=schema, table="fact_passages")
 
 
 def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
@@ -96,7 +96,7 @@ def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
         "CREATE TABLE fact_passages (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, "
         "sentence_start INTEGER, sentence_end INTEGER);"
         "INSERT INTO fact_passages SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM ("
-        + _LEGACY_ROWS.format(schema="main").replace("main.fact_passages", "main.fact_passages_v2")
+        + _LEGACY_ROWS.format(schema="main", table="fact_passages_v2")
         + ") ORDER BY row_order;"
         "DROP TABLE fact_passages_v2;"
         "CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);"

@@ -51,11 +51,11 @@ def write_heads(dirpath: Path, gen: int, index: Any) -> tuple[dict[str, dict[str
     if isinstance(index, faiss.IndexHNSW):
         h = index.hnsw
         files["hnsw_neighbors"] = dio.write_npy(dirpath, f"hnsw_neighbors.g{gen}.npy",
-                                                faiss.vector_to_array(h.neighbors).astype(np.int32))
+                                                np.asarray(faiss.vector_to_array(h.neighbors), dtype=np.int32))
         files["hnsw_offsets"] = dio.write_npy(dirpath, f"hnsw_offsets.g{gen}.npy",
                                               faiss.vector_to_array(h.offsets).astype(np.int64))
         files["hnsw_levels"] = dio.write_npy(dirpath, f"hnsw_levels.g{gen}.npy",
-                                             faiss.vector_to_array(h.levels).astype(np.int32))
+                                             np.asarray(faiss.vector_to_array(h.levels), dtype=np.int32))
         meta = {"kind": "hnsw", "entry_point": int(h.entry_point), "max_level": int(h.max_level)}
     return files, meta
 

@@ -716,14 +716,13 @@ class SpannIndex:
         self._tomb = dio.load_npy(paths["tomb"], "tombstones", dtype=np.int64, ndim=1)
         if heads_meta is not None:
             self._head_index = read_heads(paths, heads_meta, self._new_head_index(H, heads_meta["kind"]), self.dim, H)
-            paths["heads"] = paths["head_vectors"]
         else:
             try:
                 self._head_index = faiss.read_index(str(paths["heads"]))
             except Exception as exc:
                 raise IndexCorruptError(f"{paths['heads']}: cannot read head index ({exc})") from exc
         if self._head_index.d != self.dim or self._head_index.ntotal != H:
-            raise IndexCorruptError(f"{paths['heads']}: head index has {self._head_index.ntotal} × "
+            raise IndexCorruptError(f"{paths[head_roles[0]]}: head index has {self._head_index.ntotal} × "
                                     f"{self._head_index.d}, header expects {H} × {self.dim}")
         self._open_postings()
         if "vectors" not in post:

@@ -14,9 +14,9 @@ from hippograph.indexers import extraction
 from hippograph.indexers.extraction import BLANK_MODEL, TripleExtractor, load_nlp, load_openie
 from hippograph.text import normalize_entity, title_entity_names
 from hippograph.threads import available_cpus
+from hippograph.types import Extraction, Passage
 
 from .conftest import process_running
-from hippograph.types import Extraction, Passage
 
 pytestmark = pytest.mark.slow
 
