@@ -85,6 +85,13 @@ class Config:
     'int8' (per-row scale, 1/4 of float32's bytes; cosine ≥ 0.9999 to the float32 vector),
     'float16' (1/2) or 'float32'. On MuSiQue the embeddings are ≈40 KB of an index's ≈55 KB per
     passage in float32, ≈10 KB in int8 (hippograph/format.py, "Embedding storage")."""
+    sentence_vectors: str = "late"
+    """How sentence units are embedded: 'late' (default) reads each sentence in its passage — the
+    mean of the passage pass's token vectors over the sentence ("late chunking"), so sentences cost no
+    model pass of their own and "It was founded in 1990." keeps what "it" is; sentences past the
+    model's window (256 tokens) are embedded on their own. 'separate' embeds every sentence on its own
+    (indexes written before this option). Needs a mean-pooling model (MiniLM); TF-IDF always embeds
+    sentences on their own. Measured in eval/results/sentence_vectors.md."""
     tfidf_dim: int = 256
     """Output dimension of the zero-model TF-IDF/LSA embedder."""
     embedding_cache_dir: str | None = None
@@ -283,7 +290,7 @@ class Config:
         if not isinstance(data, dict):
             raise IndexCorruptError(f"{path}: manifest config must be an object, got {type(data).__name__}")
         try:
-            return cls.from_dict(data)
+            return cls.from_dict({**LEGACY_DEFAULTS, **data})
         except ConfigError as exc:
             name = getattr(exc, "option", None)
             default = f"; the default is {_DEFAULTS[name]!r}: set it or remove it" if name in _DEFAULTS else ""
@@ -325,12 +332,17 @@ QUERY_TIME_FIELDS: frozenset[str] = _query_time_fields()
 EXECUTION_FIELDS: frozenset[str] = frozenset({"executor", "shard_process", "ray_address", "ray_concurrency", "ray_num_cpus", "ray_num_gpus"})
 """Fields that choose where a write runs, not what it writes: never stored in an index's manifest."""
 
+LEGACY_DEFAULTS: dict[str, Any] = {"sentence_vectors": "separate"}
+"""Index-content options an index manifest written before they existed lacks, with the value that
+index was written with (not today's default): an update keeps writing what the index holds."""
+
 # ---- validation ------------------------------------------------------------------------------
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("hybrid", "ppr", "dense", "bm25"),
     "embedder": ("auto", "sentence-transformers", "tfidf"),
     "embedding_precision": ("auto", "float32", "bfloat16"),
     "embedding_storage": ("int8", "float16", "float32"),
+    "sentence_vectors": ("late", "separate"),
     "shard_process": ("auto", "worker", "inline"),
 }
 """Options whose value is one of a fixed set of names."""

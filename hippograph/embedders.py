@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
@@ -154,6 +155,24 @@ def _pow2_chunks(n: int, cap: int) -> list[tuple[int, int]]:
         out.append((a, a + step))
         a += step
     return out
+
+
+def span_means(tokens: np.ndarray, offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean token vector of each character span of one text (rows not normalised) and whether the
+    span lies inside the tokens the model saw. `tokens` (≥ len(offsets), dim) are the text's token
+    vectors, `offsets` their character spans ((0, 0) for special tokens)."""
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    real = off[:, 1] > off[:, 0]
+    seen_end = int(off[real, 1].max()) if real.any() else 0
+    means = np.zeros((len(spans), tokens.shape[-1]), dtype=np.float32)
+    ok = np.zeros(len(spans), dtype=bool)
+    for k, (a, b) in enumerate(spans):
+        inside = real & (off[:, 0] < b) & (off[:, 1] > a)
+        if b <= seen_end and inside.any():
+            means[k] = tokens[:len(off)][inside].mean(axis=0)
+            ok[k] = True
+    return means, ok
 
 
 def padded_length(n_tokens: int, max_len: int) -> int:
@@ -326,6 +345,7 @@ class SentenceTransformerEmbedder:
         self._passes = 1  # passes run side by side last time (FORWARD_THREADS)
         self._cache_dir = cache_dir
         self.cache: Any = None
+        self.span_cache: Any = None
         if cache_dir is not None:
             from .embedding_cache import EmbeddingCache
 
@@ -334,6 +354,7 @@ class SentenceTransformerEmbedder:
             if self.precision != "float32":  # near-identical vectors, but never mixed in one cache
                 model_key += f"|{self.precision}"
             self.cache = EmbeddingCache(cache_dir, model_key, self.dim)
+            self.span_cache = EmbeddingCache(cache_dir, model_key + "|span-mean", self.dim)
 
     @property
     def needs_fit(self) -> bool:
@@ -361,6 +382,22 @@ class SentenceTransformerEmbedder:
             return int(cfg["word_embedding_dimension"])
         except (OSError, ValueError, KeyError, StopIteration, TypeError, AttributeError):
             return None
+
+    @functools.cached_property
+    def pools_token_means(self) -> bool:
+        """Whether the model's sentence vector is the mean of its token vectors (MiniLM's
+        Transformer→Pooling(mean)→Normalize): then a span of a text has a vector of the same kind,
+        the mean of the span's tokens (`encode_with_spans`)."""
+        try:
+            modules = json.loads((self.path / "modules.json").read_text(encoding="utf-8"))
+            types = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+            if types[:2] != ["Transformer", "Pooling"] or set(types[2:]) - {"Normalize"}:
+                return False
+            cfg = json.loads((self.path / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+            modes = {k for k, v in cfg.items() if k.startswith("pooling_mode_") and v}
+        except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return False
+        return modes == {"pooling_mode_mean_tokens"} and bool(getattr(self._load().tokenizer, "is_fast", False))
 
     def _load(self) -> Any:
         if self._model is not None:
@@ -407,7 +444,61 @@ class SentenceTransformerEmbedder:
 
         return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
 
-    def _encode_by_length(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+    def encode_with_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], *, batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(text vectors (n, dim), span vectors (total spans, dim)), both unit rows, from one pass per text.
+
+        `spans[i]` are character spans of `texts[i]`. A span's vector is the mean of the text's
+        token vectors that fall in it ("late chunking": the span read in its text's context), the
+        text's own vector exactly what `encode` gives. A span the model's window (`max_seq_length`
+        tokens) does not reach is encoded on its own. Needs `pools_token_means`.
+        """
+        items = _check_texts(texts, type(self).__name__)
+        if len(spans) != len(items):
+            raise ValueError(f"encode_with_spans: {len(items)} texts but {len(spans)} span lists")
+        if not self.pools_token_means:
+            raise ConfigError(f"{self.name}: span vectors need a model that mean-pools its tokens")
+        bs = self.batch_size if batch_size is None else _check_batch_size(batch_size)
+        span_lists = [[(int(a), int(b)) for a, b in row] for row in spans]
+        starts = np.cumsum([0] + [len(row) for row in span_lists])
+        text_vecs = np.zeros((len(items), self.dim), dtype=np.float32)
+        span_vecs = np.zeros((int(starts[-1]), self.dim), dtype=np.float32)
+        todo = np.arange(len(items))
+        span_keys = [f"{t}\x1f{a}:{b}" for t, row in zip(items, span_lists) for a, b in row]
+        cache = self.cache is not None
+        if cache:
+            try:
+                text_vecs, text_found = self.cache.get_many(items)
+                span_vecs, span_found = self.span_cache.get_many(span_keys)
+            except sqlite3.DatabaseError as exc:
+                logger.warning("embedding cache %s unreadable (%s); computing without it", self.cache.path, exc)
+                cache = False
+            else:
+                whole = np.array([span_found[starts[i]:starts[i + 1]].all() for i in range(len(items))], dtype=bool)
+                todo = np.flatnonzero(~(text_found & whole))
+        if len(todo):
+            sub_texts = [items[i] for i in todo]
+            tv, sv, covered = self._encode_by_length(sub_texts, bs, False, [span_lists[i] for i in todo])
+            if not covered.all():  # beyond the model's window: the span's text on its own
+                flat = [t[a:b] for t, row in zip(sub_texts, (span_lists[i] for i in todo)) for a, b in row]
+                miss = np.flatnonzero(~covered)
+                sv[miss] = self.encode([flat[j] for j in miss], batch_size=bs)
+            text_vecs[todo] = tv
+            rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in todo])
+            span_vecs[rows] = sv
+            if cache:
+                try:
+                    self.cache.put_many(sub_texts, tv)
+                    self.span_cache.put_many([span_keys[j] for j in rows], sv)
+                except sqlite3.DatabaseError as exc:
+                    logger.warning("embedding cache %s not writable (%s); vectors not cached", self.cache.path, exc)
+        return text_vecs, span_vecs
+
+    def _encode_by_length(
+        self, texts: list[str], batch_size: int, show_progress: bool,
+        spans: list[list[tuple[int, int]]] | None = None,
+    ) -> Any:
         """Encode in batches of texts padded to the same fixed length (`padded_length`).
 
         A text's padding then depends only on its own token count, never on its batch
@@ -415,14 +506,24 @@ class SentenceTransformerEmbedder:
         a vector moves by up to 1e-5 in cosine in bfloat16 — enough to move a synonymy edge
         across its threshold between a scratch and an incremental build. Few distinct lengths
         keep the kernel caches small, and near-equal lengths waste less than a padded batch.
+
+        With `spans` (character spans per text) it returns (text vectors, span vectors, covered):
+        each span's mean token vector from the same pass, `covered` False where the window
+        ends before the span does (that row is left zero).
         """
         model = self._load()
         dim = self.dim
         out = np.zeros((len(texts), dim), dtype=np.float32)
+        n_spans = 0 if spans is None else sum(len(row) for row in spans)
+        span_out = np.zeros((n_spans, dim), dtype=np.float32)
+        covered = np.zeros(n_spans, dtype=bool)
         if not texts:
-            return out
+            return out if spans is None else (out, span_out, covered)
         tok, max_len = model.tokenizer, int(model.max_seq_length)
-        enc = tok(texts, add_special_tokens=True, truncation=True, max_length=max_len)  # tokenised once
+        enc = tok(texts, add_special_tokens=True, truncation=True, max_length=max_len,  # tokenised once
+                  return_offsets_mapping=spans is not None)
+        offsets = enc.pop("offset_mapping", None)
+        first_span = np.cumsum([0] + [len(row) for row in spans]) if spans is not None else None
         padded = np.asarray([padded_length(len(ids), max_len) for ids in enc["input_ids"]], dtype=np.int64)
         order = np.argsort(padded, kind="stable")
         bounds = np.flatnonzero(np.diff(padded[order])) + 1
@@ -433,7 +534,13 @@ class SentenceTransformerEmbedder:
         from tqdm.auto import tqdm
 
         def forward(rows: np.ndarray) -> np.ndarray:
-            return self._forward(model, tok, enc, rows, int(padded[rows[0]]))
+            vecs, tokens = self._forward(model, tok, enc, rows, int(padded[rows[0]]), spans is not None)
+            if spans is not None:
+                for j, i in enumerate(rows):
+                    means, ok = span_means(tokens[j], offsets[i], spans[i])
+                    span_out[first_span[i]:first_span[i + 1]] = means
+                    covered[first_span[i]:first_span[i + 1]] = ok
+            return vecs
 
         # our own recent passes are part of the load average `embedding_threads` reads (adaptive)
         workers = min(len(batches), embedding_threads(self._passes))
@@ -452,10 +559,15 @@ class SentenceTransformerEmbedder:
                     raise RuntimeError(f"{self.name}: backend returned shape {vecs.shape}, expected {(len(rows), dim)}")
                 out[rows] = vecs
                 bar.update(len(rows))
-        return l2_normalize(out)
+        if spans is None:
+            return l2_normalize(out)
+        return l2_normalize(out), l2_normalize(span_out), covered
 
-    def _forward(self, model: Any, tok: Any, enc: Any, rows: np.ndarray, length: int) -> np.ndarray:
-        """One batch through the model: `rows` of the tokenised `enc`, padded to `length` tokens."""
+    def _forward(
+        self, model: Any, tok: Any, enc: Any, rows: np.ndarray, length: int, tokens: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One batch through the model: `rows` of the tokenised `enc`, padded to `length` tokens;
+        (sentence vectors, token vectors (rows, length, dim) when `tokens`, else None)."""
         import torch
 
         feats = tok.pad({key: [enc[key][i] for i in rows] for key in enc.keys()}, padding="max_length",
@@ -464,8 +576,9 @@ class SentenceTransformerEmbedder:
         if torch.get_num_threads() != FORWARD_THREADS:  # the calling thread's OpenMP setting; see FORWARD_THREADS
             torch.set_num_threads(FORWARD_THREADS)
         with torch.inference_mode(), self._autocast():
-            vecs = model(feats)["sentence_embedding"]
-        return vecs.float().cpu().numpy()
+            output = model(feats)
+        vecs = output["sentence_embedding"].float().cpu().numpy()
+        return vecs, output["token_embeddings"].float().cpu().numpy() if tokens else None
 
     def _autocast(self) -> Any:
         """bfloat16 autocast (matrix products in bf16, norms and softmax in float32) or a no-op."""

@@ -32,7 +32,7 @@ from hippograph.text import normalize_entity, passage_embedding_text
 from hippograph.types import Document, Extraction, Passage
 
 from .chunking import chunk_document, split_sentences
-from .embedding import encode_units
+from .embedding import encode_passages_with_sentences, encode_units, late_sentences
 from .report import Progress
 
 logger = logging.getLogger(__name__)
@@ -197,6 +197,20 @@ def unit_texts(t: CorpusTables, gran: str) -> list[str]:
     return list(t.entities)
 
 
+def sentence_spans_in(t: CorpusTables, passage_texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+    """Each passage's sentences as character spans of the text it is embedded as (`unit_texts`:
+    the title may come first), in the order of the sentence rows."""
+    spans: list[list[tuple[int, int]]] = [[] for _ in passage_texts]
+    last = 0
+    for p, s, e in t.sentences:
+        if p < last:
+            raise ValueError("sentence rows are not in passage order")
+        last = p
+        shift = len(passage_texts[p]) - len(t.passages[p].text)  # the text ends the embedded text
+        spans[p].append((s + shift, e + shift))
+    return spans
+
+
 def build_shard(
     documents: Sequence[Document],
     config: Config,
@@ -222,13 +236,21 @@ def build_shard(
     out.mkdir(parents=True)
     t = shard_tables(documents, extract or default_extractor(config, progress), config, progress)
     (out / "embeddings").mkdir()
+    read_in_passage: dict[str, np.ndarray] = {}  # late sentence vectors, made by the passages' pass
     for gran in GRANULARITIES:
         texts = unit_texts(t, gran)
         skip = known(gran, t) if known is not None and gran in ("entities", "facts") else None
         with _stage(progress, f"embed {gran}"):
             todo = texts if skip is None else [x for x, k in zip(texts, skip) if not k]
-            vecs = encode_units(embedder, todo, batch_size=config.embedding_batch_size, progress=progress,
-                                stage=f"embed {gran}")
+            if gran == "passages" and late_sentences(config, embedder):
+                vecs, read_in_passage["sentences"] = encode_passages_with_sentences(
+                    embedder, texts, sentence_spans_in(t, texts), batch_size=config.embedding_batch_size,
+                    progress=progress)
+            elif gran in read_in_passage:
+                vecs = read_in_passage.pop(gran)
+            else:
+                vecs = encode_units(embedder, todo, batch_size=config.embedding_batch_size, progress=progress,
+                                    stage=f"embed {gran}")
         if skip is not None and skip.any():
             full = np.zeros((len(texts), embedder.dim), dtype=np.float32)
             full[~skip] = vecs
