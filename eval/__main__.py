@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma list of systems or groups (baselines, hippograph, ablations, all)")
     r.add_argument("--out", type=Path, default=EVAL_DIR / "results", help="results directory")
     r.add_argument("--report", type=Path, default=None,
-                   help="markdown report to regenerate (default eval/RESULTS.md; --quick: OUT/runs/RESULTS_quick.md)")
+                   help="markdown report to regenerate (default: eval/RESULTS.md when OUT is eval/results, else OUT/RESULTS.md; --quick: OUT/runs/RESULTS_quick.md)")
     r.add_argument("--cache", type=Path, default=EVAL_DIR / "cache", help="index/embedding cache directory")
     r.add_argument("--data-root", type=Path, default=None, help="datasets directory (default ../shared/datasets)")
     r.add_argument("--embedder", choices=["minilm", "tfidf"], default=None,
@@ -45,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--plots", type=Path, default=EVAL_DIR / "results" / "plots", help="PNG directory (replaced)")
     sub.add_parser("list", help="list systems and datasets")
     return ap
+
+
+def default_report_path(out: Path, quick: bool) -> Path:
+    """Where `run` writes its report unless told: eval/RESULTS.md only for a full run into the
+    repository's own results directory; a quick run, or one written elsewhere, keeps it under OUT."""
+    if quick:
+        return out / "runs" / "RESULTS_quick.md"
+    if out.resolve() == (EVAL_DIR / "results").resolve():
+        return EVAL_DIR / "RESULTS.md"
+    return out / "RESULTS.md"
 
 
 def split_dataset_specs(value: str) -> list[str]:
@@ -99,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = run(opts)
     # quick runs keep every artefact under OUT/runs/ (ignored by git) so they never replace the real report
-    report_path = args.report or (args.out / "runs" / "RESULTS_quick.md" if args.quick else EVAL_DIR / "RESULTS.md")
+    report_path = args.report or default_report_path(args.out, args.quick)
     plots_dir = args.out / "runs" / "plots_quick" if args.quick else args.out / "plots"
     report.generate(results, report_path, plots_dir, EVAL_DIR / "results")
     print(report.console_summary(results))

@@ -353,3 +353,11 @@ def test_dataset_specs_keep_the_comma_of_a_custom_spec():
     assert split_dataset_specs("musique_train100,custom:c.json,q.jsonl,scifact") == [
         "musique_train100", "custom:c.json,q.jsonl", "scifact"]
     assert split_dataset_specs("a,b") == ["a", "b"]
+
+
+def test_a_run_written_elsewhere_leaves_the_repository_report_alone(tmp_path):
+    from eval.__main__ import EVAL_DIR, default_report_path
+
+    assert default_report_path(EVAL_DIR / "results", quick=False) == EVAL_DIR / "RESULTS.md"
+    assert default_report_path(tmp_path, quick=False) == tmp_path / "RESULTS.md"
+    assert default_report_path(tmp_path, quick=True) == tmp_path / "runs" / "RESULTS_quick.md"
