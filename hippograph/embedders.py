@@ -440,7 +440,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
 
         def compute(todo: list[str]) -> np.ndarray:
-            return self._encode_by_length(todo, bs, show_progress)
+            return self._encode_by_length(todo, bs, show_progress)[0]
 
         return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
 
@@ -479,11 +479,17 @@ class SentenceTransformerEmbedder:
                 todo = np.flatnonzero(~(text_found & whole))
         if len(todo):
             sub_texts = [items[i] for i in todo]
-            tv, sv, covered = self._encode_by_length(sub_texts, bs, False, [span_lists[i] for i in todo])
+            sub_spans = [span_lists[i] for i in todo]
+            tv, sv, covered = self._encode_by_length(sub_texts, bs, False, sub_spans)
             if not covered.all():  # beyond the model's window: the span's text on its own
-                flat = [t[a:b] for t, row in zip(sub_texts, (span_lists[i] for i in todo)) for a, b in row]
                 miss = np.flatnonzero(~covered)
-                sv[miss] = self.encode([flat[j] for j in miss], batch_size=bs)
+                sub_starts = np.cumsum([0] + [len(row) for row in sub_spans])
+                owner = np.searchsorted(sub_starts, miss, side="right") - 1
+                missed_texts = []
+                for j, i in zip(miss, owner):
+                    a, b = sub_spans[i][j - sub_starts[i]]
+                    missed_texts.append(sub_texts[i][a:b])
+                sv[miss] = self.encode(missed_texts, batch_size=bs)
             text_vecs[todo] = tv
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in todo])
             span_vecs[rows] = sv
@@ -498,7 +504,7 @@ class SentenceTransformerEmbedder:
     def _encode_by_length(
         self, texts: list[str], batch_size: int, show_progress: bool,
         spans: list[list[tuple[int, int]]] | None = None,
-    ) -> Any:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Encode in batches of texts padded to the same fixed length (`padded_length`).
 
         A text's padding then depends only on its own token count, never on its batch
@@ -507,9 +513,9 @@ class SentenceTransformerEmbedder:
         across its threshold between a scratch and an incremental build. Few distinct lengths
         keep the kernel caches small, and near-equal lengths waste less than a padded batch.
 
-        With `spans` (character spans per text) it returns (text vectors, span vectors, covered):
-        each span's mean token vector from the same pass, `covered` False where the window
-        ends before the span does (that row is left zero).
+        Returns (text vectors, span vectors, covered). With `spans` (character spans per text)
+        the span vectors are each span's mean token vector from the same pass, `covered` False
+        where the window ends before the span does (that row is left zero); without, both are empty.
         """
         model = self._load()
         dim = self.dim
@@ -518,7 +524,7 @@ class SentenceTransformerEmbedder:
         span_out = np.zeros((n_spans, dim), dtype=np.float32)
         covered = np.zeros(n_spans, dtype=bool)
         if not texts:
-            return out if spans is None else (out, span_out, covered)
+            return out, span_out, covered
         tok, max_len = model.tokenizer, int(model.max_seq_length)
         enc = tok(texts, add_special_tokens=True, truncation=True, max_length=max_len,  # tokenised once
                   return_offsets_mapping=spans is not None)
@@ -559,8 +565,6 @@ class SentenceTransformerEmbedder:
                     raise RuntimeError(f"{self.name}: backend returned shape {vecs.shape}, expected {(len(rows), dim)}")
                 out[rows] = vecs
                 bar.update(len(rows))
-        if spans is None:
-            return l2_normalize(out)
         return l2_normalize(out), l2_normalize(span_out), covered
 
     def _forward(

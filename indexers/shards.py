@@ -236,19 +236,21 @@ def build_shard(
     out.mkdir(parents=True)
     t = shard_tables(documents, extract or default_extractor(config, progress), config, progress)
     (out / "embeddings").mkdir()
-    read_in_passage: dict[str, np.ndarray] = {}  # late sentence vectors, made by the passages' pass
+    late = late_sentences(config, embedder)
+    late_sentence_rows: np.ndarray | None = None  # made by the passages' pass when `late`
     for gran in GRANULARITIES:
-        texts = unit_texts(t, gran)
         skip = known(gran, t) if known is not None and gran in ("entities", "facts") else None
         with _stage(progress, f"embed {gran}"):
-            todo = texts if skip is None else [x for x, k in zip(texts, skip) if not k]
-            if gran == "passages" and late_sentences(config, embedder):
-                vecs, read_in_passage["sentences"] = encode_passages_with_sentences(
+            if gran == "passages" and late:
+                texts = unit_texts(t, gran)
+                vecs, late_sentence_rows = encode_passages_with_sentences(
                     embedder, texts, sentence_spans_in(t, texts), batch_size=config.embedding_batch_size,
                     progress=progress)
-            elif gran in read_in_passage:
-                vecs = read_in_passage.pop(gran)
+            elif gran == "sentences" and late_sentence_rows is not None:
+                vecs = late_sentence_rows
             else:
+                texts = unit_texts(t, gran)
+                todo = texts if skip is None else [x for x, k in zip(texts, skip) if not k]
                 vecs = encode_units(embedder, todo, batch_size=config.embedding_batch_size, progress=progress,
                                     stage=f"embed {gran}")
         if skip is not None and skip.any():
