@@ -3,11 +3,13 @@
 SPANN heads are real vectors of the index: rows of the generation's int8 embeddings, so
 every head is exactly ``code × scale`` and is stored so (388 bytes at 384 dimensions
 instead of 1,536); vectors that are not (a standalone index of float data) are stored as
-float16 when that is exact, else float32. An HNSW head index also stores its graph
-(neighbour lists, their offsets, node levels, entry point), which faiss accepts back
-as it is: the reopened index searches and grows exactly like the one written
-(tests/test_spann.py). Reading checks every array first — shapes, dtypes, offsets that
-match the levels, links that point at nodes of a high enough level — so a damaged or
+float16 when that is exact, else float32. An HNSW head index also stores its graph: node
+levels, entry point, and each node's links per level packed without faiss's unused (-1)
+slots (SPANN header version 5: 70 % of the slots at M = 48 are unused; version 4 stored
+every slot and their offsets, which the levels already give). Unpacked, faiss takes the
+graph back as it was: the reopened index searches and grows exactly like the one written
+(tests/test_head_store.py). Reading checks every array first — shapes, dtypes, degrees
+that fit their levels, links that point at nodes of a high enough level — so a damaged or
 crafted file is one IndexCorruptError, never a read outside the arrays inside faiss.
 """
 from __future__ import annotations
@@ -23,8 +25,12 @@ from hippograph.format import dequantize, quantize
 
 from . import _diskio as dio
 
-HEAD_ROLES = ("head_vectors", "head_scales", "hnsw_neighbors", "hnsw_offsets", "hnsw_levels")
-"""Header file roles of a stored head index (scales only for int8 vectors, the graph only for HNSW)."""
+HEAD_ROLES = ("head_vectors", "head_scales", "hnsw_links", "hnsw_degrees", "hnsw_neighbors", "hnsw_offsets",
+              "hnsw_levels")
+"""Header file roles of a stored head index (scales only for int8 vectors, the graph only for HNSW:
+packed links + degrees from version 5, every slot + offsets in version 4)."""
+HNSW_GRAPH_ROLES = (("hnsw_links", "hnsw_degrees", "hnsw_levels"), ("hnsw_neighbors", "hnsw_offsets", "hnsw_levels"))
+"""The file roles an HNSW head graph needs: version 5's, or version 4's."""
 
 
 def exact_codes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -50,14 +56,68 @@ def write_heads(dirpath: Path, gen: int, index: Any) -> tuple[dict[str, dict[str
     meta: dict[str, Any] = {"kind": "flat"}
     if isinstance(index, faiss.IndexHNSW):
         h = index.hnsw
-        files["hnsw_neighbors"] = dio.write_npy(dirpath, f"hnsw_neighbors.g{gen}.npy",
-                                                np.asarray(faiss.vector_to_array(h.neighbors), dtype=np.int32))
-        files["hnsw_offsets"] = dio.write_npy(dirpath, f"hnsw_offsets.g{gen}.npy",
-                                              faiss.vector_to_array(h.offsets).astype(np.int64))
-        files["hnsw_levels"] = dio.write_npy(dirpath, f"hnsw_levels.g{gen}.npy",
-                                             np.asarray(faiss.vector_to_array(h.levels), dtype=np.int32))
+        neighbors = np.asarray(faiss.vector_to_array(h.neighbors), dtype=np.int32)
+        levels = np.asarray(faiss.vector_to_array(h.levels), dtype=np.int32)
+        cum = faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64)
+        packed = pack_links(neighbors, levels, cum)
+        if packed is not None:
+            files["hnsw_links"] = dio.write_npy(dirpath, f"hnsw_links.g{gen}.npy", packed[0])
+            files["hnsw_degrees"] = dio.write_npy(dirpath, f"hnsw_degrees.g{gen}.npy", packed[1])
+        else:  # links after an unused slot (faiss never leaves any): every slot, as version 4 did
+            files["hnsw_neighbors"] = dio.write_npy(dirpath, f"hnsw_neighbors.g{gen}.npy", neighbors)
+            files["hnsw_offsets"] = dio.write_npy(dirpath, f"hnsw_offsets.g{gen}.npy",
+                                                  faiss.vector_to_array(h.offsets).astype(np.int64))
+        files["hnsw_levels"] = dio.write_npy(dirpath, f"hnsw_levels.g{gen}.npy", levels)
         meta = {"kind": "hnsw", "entry_point": int(h.entry_point), "max_level": int(h.max_level)}
     return files, meta
+
+
+def head_version(files: dict[str, Any]) -> int:
+    """SPANN header version stored head arrays need: 5 for packed HNSW links, else 4."""
+    return 5 if "hnsw_links" in files else 4
+
+
+def _runs(levels: np.ndarray, cum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets (n + 1), first slot of each (node, level) run, slots of each run): node i owns
+    slots offsets[i] … offsets[i + 1], levels[i] runs of them, run l holding cum[l + 1] - cum[l]."""
+    lv = levels.astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(cum[lv])]).astype(np.int64)
+    run_level = np.arange(int(lv.sum())) - np.repeat(np.cumsum(lv) - lv, lv)
+    run_start = np.repeat(offsets[:-1], lv) + cum[run_level]
+    return offsets, run_start, cum[run_level + 1] - cum[run_level]
+
+
+def pack_links(neighbors: np.ndarray, levels: np.ndarray, cum: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(links, degrees): each (node, level) run's used slots, in order, and how many there are;
+    None when some run has a link after an unused (-1) slot, which packing would lose."""
+    _, run_start, run_slots = _runs(levels, cum)
+    used = neighbors != -1
+    run_of_slot = np.repeat(np.arange(run_start.size), run_slots)
+    degrees = np.bincount(run_of_slot[used], minlength=run_start.size)
+    if used.size != run_slots.sum() or not np.all(
+            np.flatnonzero(used) - run_start[run_of_slot[used]] < degrees[run_of_slot[used]]):
+        return None
+    dtype = np.uint8 if run_slots.size == 0 or run_slots.max() <= 255 else np.int32
+    return neighbors[used], degrees.astype(dtype)
+
+
+def unpack_links(path: Path, links: np.ndarray, degrees: np.ndarray, levels: np.ndarray,
+                 cum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbors with -1 in unused slots, offsets): faiss's arrays from `pack_links`' output,
+    after checking the degrees fit the levels (levels themselves are checked by `check_graph`)."""
+    n = levels.size
+    if n and (levels.min() < 1 or levels.max() >= cum.size):
+        raise IndexCorruptError(f"{path}: damaged HNSW head graph (node levels outside 1..{cum.size - 1})")
+    offsets, run_start, run_slots = _runs(levels, cum)
+    deg = degrees.astype(np.int64)
+    if deg.shape != run_start.shape or (deg.size and (deg.min() < 0 or (deg > run_slots).any())) \
+            or int(deg.sum()) != links.size:
+        raise IndexCorruptError(f"{path}: damaged HNSW head graph (link degrees do not match the node levels "
+                                f"or the {links.size} links)")
+    neighbors = np.full(int(offsets[-1]), -1, dtype=np.int32)
+    first = np.cumsum(deg) - deg
+    neighbors[np.repeat(run_start, deg) + np.arange(links.size) - np.repeat(first, deg)] = links
+    return neighbors, offsets
 
 
 def read_heads(paths: dict[str, Path], meta: Any, empty: Any, dim: int, n: int) -> Any:
@@ -79,12 +139,21 @@ def read_heads(paths: dict[str, Path], meta: Any, empty: Any, dim: int, n: int) 
         empty.add(vectors)
         return empty
     h = empty.hnsw
-    neighbors = dio.load_npy(paths["hnsw_neighbors"], "hnsw_neighbors", dtype=np.int32, ndim=1)
-    offsets = dio.load_npy(paths["hnsw_offsets"], "hnsw_offsets", dtype=np.int64, ndim=1)
+    cum = faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64)
     levels = dio.load_npy(paths["hnsw_levels"], "hnsw_levels", dtype=np.int32, ndim=1)
+    if "hnsw_links" in paths:
+        graph_path = paths["hnsw_links"]
+        links = dio.load_npy(graph_path, "hnsw_links", dtype=np.int32, ndim=1)
+        degrees = dio.load_npy(paths["hnsw_degrees"], "hnsw_degrees", ndim=1)
+        if degrees.dtype not in (np.uint8, np.int32):
+            raise IndexCorruptError(f"{paths['hnsw_degrees']}: hnsw_degrees array has dtype {degrees.dtype}")
+        neighbors, offsets = unpack_links(graph_path, links, degrees, levels, cum)
+    else:  # version 4: every slot and the offsets
+        graph_path = paths["hnsw_neighbors"]
+        neighbors = dio.load_npy(graph_path, "hnsw_neighbors", dtype=np.int32, ndim=1)
+        offsets = dio.load_npy(paths["hnsw_offsets"], "hnsw_offsets", dtype=np.int64, ndim=1)
     entry, top = meta.get("entry_point"), meta.get("max_level")
-    check_graph(paths["hnsw_neighbors"], neighbors, offsets, levels, entry, top,
-                faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64))
+    check_graph(graph_path, neighbors, offsets, levels, entry, top, cum)
     empty.storage.add(vectors)
     faiss.copy_array_to_vector(neighbors, h.neighbors)
     faiss.copy_array_to_vector(offsets.astype(np.uint64), h.offsets)

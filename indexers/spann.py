@@ -67,14 +67,14 @@ from . import _diskio as dio
 from .balanced_kmeans import blas_single_thread, select_heads, split_to_cap
 from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, as_row_source, check_k, check_metric,
                    pad_value, row_blocks)
-from .head_store import HEAD_ROLES, read_heads, write_heads
+from .head_store import HEAD_ROLES, HNSW_GRAPH_ROLES, head_version, read_heads, write_heads
 from .simhash import SimHash, bucket_offsets, probe_masks
 from .sketch import TangentSketch, check_bits, hamming
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "hippograph-spann"
-VERSION = 4
+VERSION = 5
 """Newest header version this code reads and writes. Version 2 adds the per-entry sketch
 file (``postings.sketches``, a fourth CRC per segment, ``sketch_planes``); an index built
 with ``sketch_bits=0`` has the version-1 layout and is still written as version 1, so
@@ -82,7 +82,12 @@ older hippograph releases keep reading it. Version 3: posting lists without a ve
 (``store_vectors=False``): entries are ids, their vectors come from the caller's store.
 Version 4 (``store_vectors=False`` indexes from now on): the head index is stored as arrays
 (`head_store`: heads as int8 codes + scales, the HNSW graph as neighbour arrays) instead of
-a faiss file; a version-3 index keeps its faiss file until its heads next change."""
+a faiss file; a version-3 index keeps its faiss file until its heads next change. Version 5:
+an HNSW head graph stored as packed links + degrees (`head_store`), written whenever heads change,
+and ids-only posting files (and the live-id file) of int32 ids while every id fits (``postings.id_bytes``
+4; a version-4 index keeps its int64 files until a compaction rewrites them)."""
+INT32_MAX = 2**31 - 1
+"""Largest id an int32 posting file holds."""
 _SKETCH_SEED = 104729
 _SKETCH_BLOCK = 64
 """Queries per batch whose probed heads' sketch terms are computed together (bounds RAM)."""
@@ -527,7 +532,11 @@ class SpannIndex:
         X[rows] against ``heads[owner]``) chunk by chunk; return the header's postings record
         (file names, entry count, one CRC segment)."""
         import zlib
-        names = {"vectors": f"postings.g{gen}.f32", "ids": f"postings.g{gen}.i64"}
+        id_bytes = self._new_id_bytes(I)
+        id_dtype = np.int32 if id_bytes == 4 else np.int64
+        if id_bytes == 4:
+            self._header["version"] = max(int(self._header.get("version", 0)), 5)
+        names = {"vectors": f"postings.g{gen}.f32", "ids": f"postings.g{gen}.i{8 * id_bytes}"}
         if not self.params.store_vectors:
             del names["vectors"]
         if self._sketch is not None:
@@ -539,7 +548,7 @@ class SpannIndex:
             for c0 in range(0, rows.size, chunk):
                 r = rows[c0:c0 + chunk]
                 xr = np.ascontiguousarray(X[r]) if self._writes_entry_vectors() else None
-                parts = {"ids": np.ascontiguousarray(I[r]).tobytes()}
+                parts = {"ids": np.ascontiguousarray(I[r], dtype=id_dtype).tobytes()}
                 if "vectors" in names:
                     parts["vectors"] = xr.tobytes()
                 if self._sketch is not None:
@@ -556,7 +565,13 @@ class SpannIndex:
         for role, name in names.items():
             os.replace(tmp[role], path / name)
         seg = [int(rows.size)] + [crc[role] & 0xFFFFFFFF for role in names]
-        return {**names, "n_entries": int(rows.size), "segments": [seg]}
+        return {**names, "n_entries": int(rows.size), "segments": [seg], "id_bytes": id_bytes}
+
+    def _new_id_bytes(self, ids: np.ndarray) -> int:
+        """Bytes per id in a fresh posting file: 4 for ids-only lists whose ids fit in int32 (the
+        engine's indexes), else 8 (the layout older releases read for indexes that store vectors)."""
+        fits = not ids.size or int(np.max(ids)) <= INT32_MAX
+        return 4 if not self.params.store_vectors and fits else 8
 
     def _append_postings(self, vecs: np.ndarray, ids: np.ndarray, sketches: np.ndarray | None = None) -> int:
         """Append entries (and their sketch codes when the index has sketches) at the recorded
@@ -564,7 +579,10 @@ class SpannIndex:
         import zlib
         post = self._header["postings"]
         n0 = int(post["n_entries"])
-        data = {"ids": np.ascontiguousarray(ids, np.int64)}
+        id_bytes = posting_row_bytes(self._header)["ids"]
+        if id_bytes == 4 and ids.size and int(np.max(ids)) > INT32_MAX:
+            raise ValueError(f"{self.path}: ids past {INT32_MAX} do not fit the int32 posting file; rebuild the index")
+        data = {"ids": np.ascontiguousarray(ids, np.int32 if id_bytes == 4 else np.int64)}
         if "vectors" in post:
             data["vectors"] = np.ascontiguousarray(vecs, np.float32)
         if "sketches" in post:
@@ -595,7 +613,7 @@ class SpannIndex:
             for role in ("heads", *HEAD_ROLES):
                 self._files.pop(role, None)
             self._files.update(files)
-            self._header["version"] = max(int(self._header.get("version", 0)), 4)
+            self._header["version"] = max(int(self._header.get("version", 0)), head_version(files))
         elif "heads" in changed:
             tmp = p / f".heads.g{gen}.faiss.tmp-{os.getpid()}"
             faiss.write_index(self._head_index, str(tmp))
@@ -610,7 +628,10 @@ class SpannIndex:
             self._files["buckets"] = dio.write_npy(p, f"buckets.g{gen}.npy", L.buckets)
             self._files["head_proj"] = dio.write_npy(p, f"head_proj.g{gen}.npy", L.head_proj)
         if "ids" in changed:
-            self._files["ids"] = dio.write_npy(p, f"ids.g{gen}.npy", self._live)
+            live = self._live
+            if posting_row_bytes(self._header)["ids"] == 4 and (not live.size or int(live.max()) <= INT32_MAX):
+                live = live.astype(np.int32)
+            self._files["ids"] = dio.write_npy(p, f"ids.g{gen}.npy", live)
         if "tomb" in changed:
             self._files["tomb"] = dio.write_npy(p, f"tomb.g{gen}.npy", self._tomb)
         post = self._header["postings"]
@@ -631,7 +652,8 @@ class SpannIndex:
         # plain ndarray views of the maps: slicing them skips np.memmap's per-call overhead
         self._vec = (np.memmap(self.path / post["vectors"], dtype=np.float32, mode="r", shape=(n, self.dim))
                      .view(np.ndarray) if "vectors" in post else None)
-        self._eid = np.memmap(self.path / post["ids"], dtype=np.int64, mode="r", shape=(n,)).view(np.ndarray)
+        id_dtype = np.int32 if posting_row_bytes(self._header)["ids"] == 4 else np.int64
+        self._eid = np.memmap(self.path / post["ids"], dtype=id_dtype, mode="r", shape=(n,)).view(np.ndarray)
         if "sketches" in post:
             self._sk = np.memmap(self.path / post["sketches"], dtype=np.uint8, mode="r",
                                  shape=(n, self._sketch.code_bytes)).view(np.ndarray)
@@ -666,7 +688,7 @@ class SpannIndex:
             head_roles = [r for r in HEAD_ROLES if r in files] if "head_vectors" in files else ["heads"]
             heads_meta = header["heads"] if "head_vectors" in files else None
             if heads_meta is not None and (not isinstance(heads_meta, dict) or heads_meta.get("kind") not in ("flat", "hnsw")
-                                           or (heads_meta["kind"] == "hnsw" and "hnsw_neighbors" not in files)):
+                                           or (heads_meta["kind"] == "hnsw" and not any(set(g) <= set(files) for g in HNSW_GRAPH_ROLES))):
                 raise ValueError(f"heads record {heads_meta!r}")
             roles = [*head_roles, "list_start", "list_len", "head_alive", "buckets", "head_proj", "ids", "tomb", "planes"]
             if self.params.sketch_bits:
@@ -681,7 +703,10 @@ class SpannIndex:
             raise IndexCorruptError(f"{hfile}: incomplete or invalid SPANN header ({exc!r})") from exc
         self._header, self._files = header, files
         names = _posting_names(post)
-        row_bytes = posting_row_bytes({"dim": self.dim, "params": {"sketch_bits": self.params.sketch_bits}})
+        if post.get("id_bytes", 8) not in (4, 8):
+            raise IndexCorruptError(f"{hfile}: posting ids of {post.get('id_bytes')!r} bytes (4 or 8)")
+        row_bytes = posting_row_bytes({"dim": self.dim, "params": {"sketch_bits": self.params.sketch_bits},
+                                       "postings": post})
         if any(len(sg) != 1 + len(names) for sg in segs):
             raise IndexCorruptError(f"{hfile}: posting segments need {1 + len(names)} fields "
                                     f"(end + one CRC per file of {sorted(names)})")
@@ -712,7 +737,10 @@ class SpannIndex:
                 raise IndexCorruptError(f"{paths['sketch_planes']}: sketch planes have shape {sp.shape}, "
                                         f"expected ({sbits}, {self.dim})")
             self._sketch = TangentSketch(sp)
-        self._live = dio.load_npy(paths["ids"], "ids", dtype=np.int64, ndim=1)
+        self._live = dio.load_npy(paths["ids"], "ids", ndim=1)
+        if self._live.dtype not in (np.int32, np.int64):
+            raise IndexCorruptError(f"{paths['ids']}: ids array has dtype {self._live.dtype}, expected int32 or int64")
+        self._live = self._live.astype(np.int64)
         self._tomb = dio.load_npy(paths["tomb"], "tombstones", dtype=np.int64, ndim=1)
         if heads_meta is not None:
             self._head_index = read_heads(paths, heads_meta, self._new_head_index(H, heads_meta["kind"]), self.dim, H)
@@ -973,6 +1001,8 @@ class SpannIndex:
         dup = I[np.isin(I, self._live)]
         if dup.size:
             raise ValueError(f"add: ids already in the index: {dup[:10].tolist()}")
+        if posting_row_bytes(self._header)["ids"] == 4 and int(I.max()) > INT32_MAX:
+            raise ValueError(f"{self.path}: ids past {INT32_MAX} do not fit the int32 posting file; rebuild the index")
         if self._tomb.size and np.isin(I, self._tomb).any():
             logger.info("add: re-adding removed ids; compacting first")
             self.compact()
@@ -1234,8 +1264,8 @@ def _posting_names(post: dict[str, Any]) -> dict[str, str]:
 
 def posting_row_bytes(header: dict[str, Any]) -> dict[str, int]:
     """{role: bytes per entry} of a SPANN header's posting files: the one description of the
-    on-disk layout (float32 vector, int64 id, packed sketch code)."""
-    return {"vectors": int(header["dim"]) * 4, "ids": 8,
+    on-disk layout (float32 vector, int32 or int64 id, packed sketch code)."""
+    return {"vectors": int(header["dim"]) * 4, "ids": int(header.get("postings", {}).get("id_bytes", 8)),
             "sketches": int(header["params"].get("sketch_bits", 0)) // 8}
 
 

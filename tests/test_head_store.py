@@ -1,6 +1,7 @@
-"""SPANN head indexes stored as arrays (`indexers/head_store.py`, SPANN header version 4): int8
-heads when the vectors are int8 rows, the HNSW graph as arrays; reopened indexes search and grow
-exactly like faiss's own file; damaged graphs are one-line errors; version-3 files still open."""
+"""SPANN head indexes stored as arrays (`indexers/head_store.py`, SPANN header versions 4 and 5): int8
+heads when the vectors are int8 rows, the HNSW graph as arrays (version 5: packed links); reopened
+indexes search and grow exactly like faiss's own file; damaged graphs are one-line errors; version-3
+and version-4 files still open."""
 from __future__ import annotations
 
 import json
@@ -51,11 +52,27 @@ def test_exact_codes_pick_the_smallest_exact_form(rows):
     assert exact_codes(raw)[0].dtype == np.float32 and exact_codes(raw)[1] is None
 
 
+def _as_version_4(path: Path, x: np.ndarray) -> None:
+    """Rewrite a version-5 index's head graph as version 4 wrote it: every slot, and the offsets."""
+    header = json.loads((path / dio.HEADER).read_text())
+    index = _open(path, x)  # kept alive while its graph's arrays are read
+    h = index._head_index.hnsw
+    for role in ("hnsw_links", "hnsw_degrees"):
+        (path / header["files"].pop(role)["name"]).unlink()
+    for role, arr in (("hnsw_neighbors", faiss.vector_to_array(h.neighbors).astype(np.int32)),
+                      ("hnsw_offsets", faiss.vector_to_array(h.offsets).astype(np.int64))):
+        header["files"][role] = dio.write_npy(path, f"{role}.g{header['generation']}.npy", arr)
+    header["version"] = 4
+    (path / dio.HEADER).write_text(json.dumps(header))
+
+
 def test_hnsw_heads_stored_as_int8_arrays_reopen_identical(rows, tmp_path):
     x = rows
     built = _build(x, tmp_path / "i")
     header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
-    assert header["version"] == 4 and header["heads"]["kind"] == "hnsw" and "heads" not in header["files"]
+    assert header["version"] == 5 and header["heads"]["kind"] == "hnsw" and "heads" not in header["files"]
+    assert {"hnsw_links", "hnsw_degrees", "hnsw_levels"} <= set(header["files"])
+    assert not {"hnsw_neighbors", "hnsw_offsets"} & set(header["files"])
     assert np.load(tmp_path / "i" / header["files"]["head_vectors"]["name"]).dtype == np.int8
     assert not list((tmp_path / "i").glob("*.faiss"))
     re = _open(tmp_path / "i", x)
@@ -66,6 +83,24 @@ def test_hnsw_heads_stored_as_int8_arrays_reopen_identical(rows, tmp_path):
     faiss.write_index(built._head_index, str(tmp_path / "heads.faiss"))
     stored = sum(r["bytes"] for role, r in header["files"].items() if role.startswith(("head_v", "head_s", "hnsw")))
     assert stored < 0.5 * (tmp_path / "heads.faiss").stat().st_size
+    # packed links: the unused (-1) slots faiss keeps are not stored
+    neighbors = faiss.vector_to_array(built._head_index.hnsw.neighbors)
+    links = np.load(tmp_path / "i" / header["files"]["hnsw_links"]["name"])
+    assert links.size == int((neighbors != -1).sum()) < neighbors.size
+
+
+def test_version_4_graphs_still_open_identical(rows, tmp_path):
+    built = _build(rows, tmp_path / "i")
+    _as_version_4(tmp_path / "i", rows)
+    re = _open(tmp_path / "i", rows)
+    assert all(np.array_equal(a, b) for a, b in zip(_graph(built), _graph(re)))
+    q = clustered(50, seed=11)
+    assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
+    re.add(rows[2000:], np.arange(2000, 3000))  # heads change: written as version 5
+    header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
+    assert header["version"] == 5 and "hnsw_links" in header["files"] and "hnsw_neighbors" not in header["files"]
+    assert not list((tmp_path / "i").glob("hnsw_neighbors*")) and not list((tmp_path / "i").glob("hnsw_offsets*"))
+    assert all(np.array_equal(a, b) for a, b in zip(_graph(re), _graph(_open(tmp_path / "i", rows))))
 
 
 def test_grows_like_faiss_own_file(rows, tmp_path):
@@ -77,7 +112,7 @@ def test_grows_like_faiss_own_file(rows, tmp_path):
     v3 = tmp_path / "v3"
     header = json.loads((v3 / dio.HEADER).read_text())
     faiss.write_index(_open(v3, x)._head_index, str(v3 / "heads.g1.faiss"))
-    for role in ("head_vectors", "head_scales", "hnsw_neighbors", "hnsw_offsets", "hnsw_levels"):
+    for role in ("head_vectors", "head_scales", "hnsw_links", "hnsw_degrees", "hnsw_levels"):
         (v3 / header["files"].pop(role)["name"]).unlink()
     header["files"]["heads"] = dio.file_record(v3 / "heads.g1.faiss")
     header["version"] = 3
@@ -90,7 +125,7 @@ def test_grows_like_faiss_own_file(rows, tmp_path):
         index.add(x[2000:], np.arange(2000, 3000))
     assert (~a.list_table()["alive"]).any(), "the add split lists"
     a, b = _open(tmp_path / "v4", x), _open(v3, x)
-    assert json.loads((v3 / dio.HEADER).read_text())["version"] == 4 and not list(v3.glob("*.faiss"))
+    assert json.loads((v3 / dio.HEADER).read_text())["version"] == 5 and not list(v3.glob("*.faiss"))
     assert all(np.array_equal(s, t) for s, t in zip(_graph(a), _graph(b)))
     assert all(np.array_equal(s, t) for s, t in zip(a.search(q, 10), b.search(q, 10)))
 
@@ -109,16 +144,24 @@ def _with(a: np.ndarray, i, value) -> np.ndarray:
     return a
 
 
-@pytest.mark.parametrize("role,fn,message", [
-    ("hnsw_neighbors", lambda a: _with(a, 0, 10 ** 6), "neighbour links point outside"),
-    ("hnsw_neighbors", lambda a: a[:-1], "offsets do not match"),
-    ("hnsw_levels", lambda a: _with(a, np.argmin(a), 40), "levels"),
-    ("hnsw_offsets", lambda a: _with(a, 1, a[1] + 1), "offsets do not match"),
-    ("head_vectors", lambda a: a[:, :-1], "head vectors"),
-    ("head_scales", lambda a: a[:-1], "head scales"),
+@pytest.mark.parametrize("version,role,fn,message", [
+    (5, "hnsw_links", lambda a: _with(a, 0, 10 ** 6), "neighbour links point outside"),
+    (5, "hnsw_links", lambda a: a[:-1], "link degrees do not match"),
+    (5, "hnsw_degrees", lambda a: _with(a, 0, a[0] + 1), "link degrees do not match"),
+    (5, "hnsw_degrees", lambda a: _with(a, 0, 255), "link degrees do not match"),
+    (5, "hnsw_degrees", lambda a: a.astype(np.int64), "hnsw_degrees array has dtype"),
+    (5, "hnsw_levels", lambda a: _with(a, np.argmin(a), 40), "levels"),
+    (4, "hnsw_neighbors", lambda a: _with(a, 0, 10 ** 6), "neighbour links point outside"),
+    (4, "hnsw_neighbors", lambda a: a[:-1], "offsets do not match"),
+    (4, "hnsw_levels", lambda a: _with(a, np.argmin(a), 40), "levels"),
+    (4, "hnsw_offsets", lambda a: _with(a, 1, a[1] + 1), "offsets do not match"),
+    (5, "head_vectors", lambda a: a[:, :-1], "head vectors"),
+    (5, "head_scales", lambda a: a[:-1], "head scales"),
 ])
-def test_damaged_head_arrays_are_one_line_errors(rows, tmp_path, role, fn, message):
+def test_damaged_head_arrays_are_one_line_errors(rows, tmp_path, version, role, fn, message):
     _build(rows, tmp_path / "i")
+    if version == 4:
+        _as_version_4(tmp_path / "i", rows)
     _damage(tmp_path / "i", role, fn)
     with pytest.raises(IndexCorruptError, match=message) as err:
         _open(tmp_path / "i", rows)
@@ -133,6 +176,7 @@ def test_a_link_to_a_node_without_that_level_is_refused(rows, tmp_path, monkeypa
 
     monkeypatch.setattr(head_store, "GRAPH_BLOCK", block)
     _build(rows, tmp_path / "i")
+    _as_version_4(tmp_path / "i", rows)  # every slot stored: the damage below is one slot
     _open(tmp_path / "i", rows)  # intact: opens
     header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
     levels = np.load(tmp_path / "i" / header["files"]["hnsw_levels"]["name"])
@@ -157,3 +201,28 @@ def test_flat_heads_and_float_vectors(tmp_path):
     re = SpannIndex.open(tmp_path / "f", vectors=VectorsById(x))
     q = clustered(50, seed=7)
     assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
+
+
+def test_a_packed_link_to_a_node_without_that_level_is_refused(rows, tmp_path):
+    """The same damage in version 5's packed links: the entry point's first level-1 link."""
+    _build(rows, tmp_path / "i")
+    header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
+    levels = np.load(tmp_path / "i" / header["files"]["hnsw_levels"]["name"])
+    degrees = np.load(tmp_path / "i" / header["files"]["hnsw_degrees"]["name"]).astype(np.int64)
+    top_node = int(header["heads"]["entry_point"])
+    low_node = int(np.flatnonzero(levels == 1)[0])
+    run = int(levels[:top_node].sum()) + 1  # runs are node by node, level by level
+    assert degrees[run] > 0
+    _damage(tmp_path / "i", "hnsw_links", lambda a: _with(a, int(degrees[:run].sum()), low_node))
+    with pytest.raises(IndexCorruptError, match="neighbour links point outside the graph or its levels"):
+        _open(tmp_path / "i", rows)
+
+
+def test_a_header_naming_half_a_graph_is_refused(rows, tmp_path):
+    _build(rows, tmp_path / "i")
+    header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
+    del header["files"]["hnsw_degrees"]
+    (tmp_path / "i" / dio.HEADER).write_text(json.dumps(header))
+    with pytest.raises(IndexCorruptError, match="heads record") as err:
+        _open(tmp_path / "i", rows)
+    assert "\n" not in str(err.value)

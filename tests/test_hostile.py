@@ -635,7 +635,8 @@ def test_v2_fixture_is_what_these_tests_assume(spann_base, capsys):
     assert kinds == {"passages": "flat", "sentences": "spann", "facts": "spann", "entities": "spann"}
     assert hg.manifest.format_version >= 2 and hg.config.embedding_storage == "int8"  # v2 files and later
     header = json.loads((_gen(spann_base) / "vectors" / "facts" / "header.json").read_text())
-    assert "vectors" not in header["postings"] and header["postings"]["ids"].endswith(".i64")  # ids only
+    post = header["postings"]
+    assert "vectors" not in post and post["ids"].endswith(".i32") and post["id_bytes"] == 4  # int32 ids only
     _query_all_modes(spann_base)
     assert _check(spann_base, capsys)[0] == 0
 
@@ -644,8 +645,8 @@ def test_v2_fixture_is_what_these_tests_assume(spann_base, capsys):
 def test_spann_posting_ids_outside_the_embeddings_are_refused_on_open(spann_index, capsys, gran, value):
     """Before: an out-of-range id read as a zero vector and a negative one was dropped, silently."""
     gen = _gen(spann_index)
-    path = next((gen / "vectors" / gran).glob("postings.*.i64"))
-    ids = np.fromfile(path, dtype=np.int64)
+    path = next((gen / "vectors" / gran).glob("postings.*.i32"))
+    ids = np.fromfile(path, dtype=np.int32)
     rows = len(np.load(gen / "embeddings" / f"{gran}.npy", mmap_mode="r"))
     _set(ids, len(ids) // 2, rows if value == "rows" else value).tofile(path)
     _reseal(spann_index)
@@ -660,8 +661,8 @@ def test_spann_posting_ids_are_bounded_by_the_vector_id_map_after_a_delete(spann
     vid2row = np.load(gen / "vectors" / "sentences.vid2row.npy")
     assert (vid2row == -1).any()  # ids are no longer row numbers
     _query_all_modes(spann_index)
-    path = next((gen / "vectors" / "sentences").glob("postings.*.i64"))
-    ids = np.fromfile(path, dtype=np.int64)
+    path = next((gen / "vectors" / "sentences").glob("postings.*.i32"))
+    ids = np.fromfile(path, dtype=np.int32)
     n = json.loads((gen / "vectors" / "sentences" / "header.json").read_text())["postings"]["n_entries"]
     _set(ids, n - 1, len(vid2row)).tofile(path)
     _reseal(spann_index)

@@ -688,3 +688,77 @@ def test_build_from_a_row_source_equals_the_matrix_build(tmp_path, monkeypatch):
     bad.scales[-1] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         SpannIndex.build(bad, path=tmp_path / "c", **params)
+
+
+def _as_int64_postings(path: Path) -> None:
+    """Rewrite an ids-only index's posting and live-id files as version 4 wrote them (int64)."""
+    import zlib
+
+    from hippograph.indexers import _diskio as dio
+
+    h = json.loads((path / "header.json").read_text())
+    post = h["postings"]
+    old = path / post["ids"]
+    ids = np.fromfile(old, dtype=np.int32)[: post["n_entries"]].astype(np.int64)
+    old.unlink()
+    post["ids"] = post["ids"].replace(".i32", ".i64")
+    ids.tofile(path / post["ids"])
+    ends = [sg[0] for sg in post["segments"]]
+    assert "vectors" not in post  # column 1 of a segment is then the ids' CRC
+    post["segments"] = [[sg[0], zlib.crc32(ids[a:sg[0]].tobytes()) & 0xFFFFFFFF, *sg[2:]]
+                        for a, sg in zip([0] + ends[:-1], post["segments"])]
+    del post["id_bytes"]
+    live = np.load(path / h["files"]["ids"]["name"]).astype(np.int64)
+    h["files"]["ids"] = dio.write_npy(path, h["files"]["ids"]["name"], live)
+    h["version"] = 4
+    (path / "header.json").write_text(json.dumps(h))
+
+
+def test_ids_only_posting_files_hold_int32_ids(data, tmp_path):
+    """Version 5: half the bytes per entry; searches, adds (with splits), removals and compaction
+    give what the int64 files of version 4 give, and a version-4 index is rewritten as int32 by
+    its next compaction."""
+    X, Q, ids, _ = data
+    vecs = VectorsById(X, ids)
+    a = SpannIndex.build(X[:2500], ids[:2500], path=tmp_path / "a", list_cap=40, store_vectors=False, sketch_bits=0)
+    post = a._header["postings"]
+    assert a._header["version"] == 5 and post["id_bytes"] == 4 and post["ids"].endswith(".i32")
+    assert (tmp_path / "a" / post["ids"]).stat().st_size == 4 * post["n_entries"]
+    assert np.load(tmp_path / "a" / a._header["files"]["ids"]["name"]).dtype == np.int32
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    _as_int64_postings(tmp_path / "b")
+    a = SpannIndex.open(tmp_path / "a", vectors=vecs, verify=True)
+    b = SpannIndex.open(tmp_path / "b", vectors=vecs, verify=True)
+    assert b._eid.dtype == np.int64 and a._eid.dtype == np.int32
+    for step in range(4):
+        if step == 1:
+            for index in (a, b):
+                index.add(X[2500:], ids[2500:])
+            assert (~a.list_table()["alive"]).any(), "the add split lists"
+            assert b._header["postings"].get("id_bytes", 8) == 8  # appended to the int64 file
+        elif step == 2:
+            for index in (a, b):
+                index.remove(ids[:300:3])
+        elif step == 3:
+            for index in (a, b):
+                index.compact()
+            assert b._header["postings"]["id_bytes"] == 4 and b._header["version"] == 5
+        sa, ia = a.search(Q, 10)
+        sb, ib = b.search(Q, 10)
+        assert ia.dtype == np.int64 and np.array_equal(ia, ib) and np.array_equal(sa, sb)
+        reopened = SpannIndex.open(tmp_path / "a", vectors=vecs, verify=True)
+        assert np.array_equal(reopened.search(Q, 10)[1], ia)
+
+
+def test_ids_past_int32_keep_int64_files(data, tmp_path):
+    X, Q, _, _ = data
+    small = SpannIndex.build(X[:500], np.arange(500), path=tmp_path / "small", store_vectors=False)
+    assert small._new_id_bytes(np.arange(10)) == 4
+    assert small._new_id_bytes(np.array([5, 2**31 - 1])) == 4 and small._new_id_bytes(np.array([5, 2**31])) == 8
+    with pytest.raises(ValueError, match="do not fit the int32 posting file"):
+        small.add(X[500:510], np.arange(2**31, 2**31 + 10))
+    assert np.array_equal(SpannIndex.open(tmp_path / "small", vectors=VectorsById(X[:500])).search(Q, 5)[1],
+                          small.search(Q, 5)[1])  # nothing written
+    stored = SpannIndex.build(X[:500], np.arange(500), path=tmp_path / "stored")  # stores its vectors
+    assert stored._header["postings"].get("id_bytes", 8) == 8 and stored._header["version"] < 4
+    assert stored._new_id_bytes(np.arange(10)) == 8
