@@ -59,7 +59,18 @@ else:
     eligible = np.fromiter((synonymy_eligible(x, c.synonymy_min_chars) for x in names), dtype=bool, count=n)
 t_emb = time.perf_counter() - t0
 # as IndexWriter._load_minhash reads them (an index of format 1 stored all 32 bits)
-old = stored_signatures(load_array(gen / "graph" / "minhash.npy")[:e0]) if e0 else None
+# (an index written since the band keys stores no signatures: they are computed from the names, untimed)
+mh = gen / "graph" / "minhash.npy"
+if e0 and mh.is_file():
+    old = stored_signatures(load_array(mh)[:e0])
+elif e0:
+    t_sig = time.perf_counter()
+    old_names = [r[0] for r in conn.execute("SELECT name FROM entities WHERE idx < ? ORDER BY idx", (e0,))]
+    old = stored_signatures(minhash_signatures(old_names, eligible[:e0], c.minhash_num_perm))
+    del old_names
+    t0 += time.perf_counter() - t_sig
+else:
+    old = None
 if streamed:
     sig = np.empty((n, c.minhash_num_perm), dtype=np.uint8)
     if e0:

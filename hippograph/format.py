@@ -66,6 +66,10 @@ GRAPH_WEIGHTS = "weights.npy"
 GRAPH_KINDS = "kinds.npy"
 GRAPH_SPECIFICITY = "specificity.npy"
 MINHASH_FILE = "minhash.npy"
+"""MinHash signatures (uint8, one row per entity) as indexes before the band keys stored them; read to convert."""
+MINHASH_BANDS_FILE = "minhash_bands.npy"
+"""MinHash LSH band keys (uint32, one row per entity, one column per band): what a write reads to link
+new entities' surface forms (`indexers.graph_builder.band_keys`)."""
 VID_MAP = "{gran}.vid2row.npy"
 """Per-generation map vector id → row (-1 = deleted), present only when ids are not row numbers."""
 

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import validate
-from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, MINHASH_FILE, VECTORS_DIR,
+from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, META_DB, MINHASH_BANDS_FILE,
+                     MINHASH_FILE, VECTORS_DIR,
                      EDGE_SYNONYM, embedding_path, open_embeddings, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
@@ -47,6 +48,7 @@ class IndexSnapshot:
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{gen}: damaged index arrays ({exc})") from exc
         validate.check_minhash(gen / GRAPH_DIR / MINHASH_FILE, self.n_entities)
+        validate.check_minhash_bands(gen / GRAPH_DIR / MINHASH_BANDS_FILE, self.n_entities)
         dim = manifest.embedder.get("dim") if isinstance(manifest.embedder.get("dim"), int) else None
         self._embeddings = {gran: self._open_embeddings(gran, dim) for gran in GRANULARITIES}
         self._vector_indexes: dict[str, Any] = {gran: self._open_vector_index(gran, dim) for gran in GRANULARITIES}

@@ -404,6 +404,17 @@ def check_vector_index(vdir: Path, index: Any, id_space: int, dim: int | None, w
         raise IndexCorruptError(f"{named('buckets')}: {what} LSH bucket offsets are not ascending inside their lists")
 
 
+def check_minhash_bands(path: Path, n_entities: int) -> None:
+    """graph/minhash_bands.npy, which only a write reads: uint32 band keys, one row per entity.
+    Header only; every value is a valid key."""
+    if not path.is_file():
+        return
+    shape, dtype, _, _ = npy_layout(path)
+    if dtype != np.uint32 or len(shape) != 2 or shape[0] != n_entities:
+        raise IndexCorruptError(f"{path}: MinHash band keys must be uint32, one row per entity "
+                                f"({n_entities}); found {dtype} {shape}")
+
+
 def check_minhash(path: Path, n_entities: int) -> None:
     """graph/minhash.npy, which only a write reads (synonymy of new entities): integer signatures, one
     row per entity. Header only; every integer value is a valid signature."""

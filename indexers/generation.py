@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hippograph.format import (GRAPH_INDICES, GRAPH_INDPTR, GRAPH_KINDS, GRAPH_SPECIFICITY, GRAPH_WEIGHTS,
-                               LEXICAL_PASSAGES, MINHASH_FILE)
+                               LEXICAL_PASSAGES, MINHASH_BANDS_FILE)
 from hippograph.text import passage_embedding_text
 
 from .graph_builder import build_adjacency_arrays, specificity
@@ -39,9 +39,9 @@ def read_columns(conn: sqlite3.Connection, sql: str, dtypes: Sequence[type]) -> 
 
 
 def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages: int,
-                minhash: np.ndarray | None) -> dict[str, int]:
+                minhash_bands: np.ndarray | None) -> dict[str, int]:
     """CSR adjacency (fact, mention and synonymy edges), edge kinds, specificity and MinHash
-    signatures into ``<gen>/graph/``; returns node and edge counts."""
+    band keys into ``<gen>/graph/``; returns node and edge counts."""
     out.mkdir()
     # fact edge weight = number of triples: one (subject, object) pair per occurrence
     subj, obj = read_columns(conn, "SELECT f.subject_idx, f.object_idx FROM fact_passages fp "
@@ -57,8 +57,8 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
     np.save(out / GRAPH_WEIGHTS, adjacency.data.astype(np.float32), allow_pickle=False)
     np.save(out / GRAPH_KINDS, kind.data.astype(np.int8), allow_pickle=False)
     np.save(out / GRAPH_SPECIFICITY, specificity(mentions, n_entities).astype(np.float32), allow_pickle=False)
-    if minhash is not None and len(minhash) == n_entities:
-        np.save(out / MINHASH_FILE, minhash, allow_pickle=False)
+    if minhash_bands is not None and len(minhash_bands) == n_entities:
+        np.save(out / MINHASH_BANDS_FILE, minhash_bands, allow_pickle=False)
     return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}
 
 

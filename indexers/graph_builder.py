@@ -147,6 +147,34 @@ def stored_signatures(signatures: np.ndarray) -> np.ndarray:
     return (np.asarray(signatures) & 0xFF).astype(np.uint8)
 
 
+def band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
+    """(n, bands) uint32: each LSH band (datasketch's ranges for `threshold`) of each signature
+    hashed to 32 bits. The index stores these instead of the signatures (14 × 4 = 56 bytes per
+    entity instead of 128 at 128 permutations and threshold 0.7): entities whose band agrees share
+    that band's key, and `lsh_pairs` checks every shared key on the signatures themselves."""
+    num_perm = signatures.shape[1]
+    ranges = _lsh_bands(float(threshold), int(num_perm))
+    mult = _band_multipliers(num_perm)
+    out = np.empty((len(signatures), len(ranges)), dtype=np.uint32)
+    for s in range(0, len(signatures), _BAND_CHUNK):  # a chunk of rows at a time: no uint64 copy of them all
+        part = np.asarray(signatures[s:s + _BAND_CHUNK]).astype(np.uint64)
+        for i, (a, b) in enumerate(ranges):
+            # wraps mod 2**64: a hash of the band; its high half is the key
+            out[s:s + len(part), i] = ((part[:, a:b] * mult[a:b]).sum(axis=1) >> np.uint64(32)).astype(np.uint32)
+    return out
+
+
+def band_count(threshold: float, num_perm: int) -> int:
+    """Columns of `band_keys` for these settings."""
+    return len(_lsh_bands(float(threshold), int(num_perm)))
+
+
+@functools.lru_cache(maxsize=8)
+def _band_multipliers(num_perm: int) -> np.ndarray:
+    """Odd 64-bit multipliers of the band hash (fixed: stored keys must stay comparable)."""
+    return np.random.default_rng(20251125).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
+
+
 def lsh_synonyms(
     signatures: np.ndarray,
     eligible: np.ndarray,
@@ -157,24 +185,33 @@ def lsh_synonyms(
 ) -> list[SynonymEdge]:
     """Pairs (new entity, any entity) whose signatures agree on a whole LSH band and whose
     estimated Jaccard ≥ threshold — datasketch `MinHashLSH`'s banding, vectorised with numpy."""
-    num_perm = signatures.shape[1]
+    return lsh_pairs(band_keys(signatures, threshold), eligible, new_ids, threshold=threshold, existing=existing,
+                     num_perm=signatures.shape[1], signatures_of=lambda ids: signatures[ids])
+
+
+def lsh_pairs(
+    keys: np.ndarray,
+    eligible: np.ndarray,
+    new_ids: np.ndarray,
+    *,
+    threshold: float,
+    existing: set[tuple[int, int]],
+    num_perm: int,
+    signatures_of: Callable[[np.ndarray], np.ndarray],
+) -> list[SynonymEdge]:
+    """`lsh_synonyms` from stored band keys (`band_keys`): candidate pairs share a band key; the
+    signatures of candidates only (`signatures_of(ids)`, rows in the order asked) decide."""
     ranges = _lsh_bands(float(threshold), int(num_perm))
-    chance = 2.0 ** -(8 * signatures.dtype.itemsize) if signatures.dtype.itemsize <= 2 else 0.0
     elig = np.flatnonzero(eligible)
-    is_new = np.zeros(len(signatures), dtype=bool)
+    is_new = np.zeros(len(keys), dtype=bool)
     is_new[new_ids] = True
     is_new &= eligible
     if not is_new.any() or len(elig) < 2:
         return []
-    mult = np.random.default_rng(20251125).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
     candidates: set[tuple[int, int]] = set()
-    keys = np.empty(len(elig), dtype=np.uint64)
-    for a, b in ranges:
-        for s in range(0, len(elig), _BAND_CHUNK):  # a chunk of rows at a time: no uint64 copy of every signature
-            part = signatures[elig[s:s + _BAND_CHUNK], a:b].astype(np.uint64)
-            keys[s:s + len(part)] = (part * mult[a:b]).sum(axis=1)  # wraps mod 2**64: a hash of the band
-        order = np.argsort(keys, kind="stable")
-        ks = keys[order]
+    for band in range(len(ranges)):
+        order = np.argsort(keys[elig, band], kind="stable")
+        ks = keys[elig[order], band]
         cuts = np.flatnonzero(ks[1:] != ks[:-1]) + 1
         starts = np.concatenate([[0], cuts])
         ends = np.concatenate([cuts, [len(ks)]])
@@ -189,11 +226,16 @@ def lsh_synonyms(
                 for j in members.tolist():
                     if i != j:
                         candidates.add((i, j) if i < j else (j, i))
+    pairs = sorted(p for p in candidates if p not in existing)
+    if not pairs:
+        return []
+    ids = np.unique(np.asarray(pairs, dtype=np.int64))
+    sigs = np.asarray(signatures_of(ids))
+    row = {int(e): k for k, e in enumerate(ids)}
+    chance = 2.0 ** -(8 * sigs.dtype.itemsize) if sigs.dtype.itemsize <= 2 else 0.0
     edges: list[SynonymEdge] = []
-    for i, j in sorted(candidates):
-        if (i, j) in existing:
-            continue
-        eq = signatures[i] == signatures[j]
+    for i, j in pairs:
+        eq = sigs[row[i]] == sigs[row[j]]
         if not any(eq[a:b].all() for a, b in ranges):
             continue  # band-hash collision, not a real band match
         jac = float(np.count_nonzero(eq)) / num_perm

@@ -29,7 +29,7 @@ from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_emb
 from hippograph.storage import connect_sqlite
 from hippograph.tables import OWNERS_SCHEMA, CorpusTables, upgrade_fact_passages
 
-from .graph_builder import lsh_synonyms, minhash_signatures, stored_signatures, synonymy_eligible
+from .graph_builder import band_keys, lsh_pairs, minhash_signatures, stored_signatures, synonymy_eligible
 from .synonymy import synonym_edges
 from .report import BuildReport, Progress
 from .shards import TABLES
@@ -251,17 +251,18 @@ class Merge:
                 raise
 
     # ---- synonymy --------------------------------------------------------------------------
-    def link_synonyms(self, base_minhash: np.ndarray | None) -> np.ndarray | None:
+    def link_synonyms(self, base_bands: np.ndarray | None) -> np.ndarray | None:
         """Synonymy edges from this write's new entities to all entities (embedding kNN and
-        MinHash LSH), inserted as rows; returns the MinHash signatures of every entity (or None).
+        MinHash LSH), inserted as rows; returns the MinHash band keys of every entity (or None).
         Entity names are streamed from the table, vectors read from the embeddings file: memory
-        holds one bool and one 128-byte signature per entity, not the names or vectors."""
+        holds one bool and the band keys (56 bytes) per entity and the signatures of new entities;
+        an old entity's signature is recomputed from its name when a band key pairs it."""
         c = self.config
         e0, e1 = self.base["entities"], self.n["entities"]
         new_ids = np.arange(e0, e1, dtype=np.int64)
-        minhash = base_minhash if base_minhash is not None and len(base_minhash) == e0 else None
+        bands = base_bands if base_bands is not None and len(base_bands) == e0 else None
         if not len(new_ids):
-            return minhash if c.minhash_threshold > 0 else None
+            return bands if c.minhash_threshold > 0 else None
         eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in self._names(0)), dtype=bool,
                                count=e1)
         ents = open_embeddings(embedding_path(self.gen, "entities"))  # as stored: a scratch build sees the same values
@@ -270,25 +271,44 @@ class Merge:
                               eligible=eligible)
         self.progress.advance("synonymy", len(new_ids), unit="entity")
         if c.minhash_threshold > 0:
-            have = 0 if minhash is None else len(minhash)
-            signatures = np.empty((e1, c.minhash_num_perm), dtype=np.uint8)
-            if have:
-                signatures[:have] = minhash
+            have = 0 if bands is None else len(bands)
+            fresh = np.empty((e1 - have, c.minhash_num_perm), dtype=np.uint8)  # signatures of rows have..e1
             names = self._names(have)
             for a in range(have, e1, SIGNATURE_CHUNK):
                 part = list(islice(names, SIGNATURE_CHUNK))
-                signatures[a:a + len(part)] = stored_signatures(
+                fresh[a - have:a - have + len(part)] = stored_signatures(
                     minhash_signatures(part, eligible[a:a + len(part)], c.minhash_num_perm))
-            minhash = signatures
+            new_bands = band_keys(fresh, c.minhash_threshold)
+            bands = new_bands if bands is None else np.concatenate([bands, new_bands])
+
+            def signatures_of(ids: np.ndarray) -> np.ndarray:
+                out = np.empty((len(ids), c.minhash_num_perm), dtype=np.uint8)
+                old = ids < have
+                out[~old] = fresh[ids[~old] - have]
+                if old.any():  # the same signatures a scratch build computes: seeded, from the name
+                    out[old] = stored_signatures(minhash_signatures(self._names_of(ids[old]), eligible[ids[old]],
+                                                                    c.minhash_num_perm))
+                return out
+
             # every embedding edge has a new endpoint, so none is already a synonym row
-            edges += lsh_synonyms(minhash, eligible, new_ids, threshold=c.minhash_threshold,
-                                  existing={(e.a, e.b) for e in edges})
+            edges += lsh_pairs(bands, eligible, new_ids, threshold=c.minhash_threshold,
+                               existing={(e.a, e.b) for e in edges}, num_perm=c.minhash_num_perm,
+                               signatures_of=signatures_of)
         else:
-            minhash = None
+            bands = None
         with self.conn:
             self.conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", ((e.a, e.b, e.score, e.kind) for e in edges))
         self.n["synonyms"] += len(edges)
-        return minhash
+        return bands
+
+    def _names_of(self, ids: np.ndarray) -> list[str]:
+        """Entity names of rows `ids` (in that order), read from the table in chunks."""
+        name: dict[int, str] = {}
+        for a in range(0, len(ids), 900):  # under SQLite's bound-parameter limit
+            part = [int(i) for i in ids[a:a + 900]]
+            q = f"SELECT idx, name FROM entities WHERE idx IN ({','.join('?' * len(part))})"
+            name.update(self.conn.execute(q, part).fetchall())
+        return [name[int(i)] for i in ids]
 
     def _names(self, start: int) -> Iterator[str]:
         """Entity names from row `start` on, in row order, streamed from the table."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from hippograph.config import Config
 from hippograph.embedders import Embedder
-from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_FILE,
+from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_BANDS_FILE, MINHASH_FILE,
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
                                open_embeddings, write_embeddings_file)
 from hippograph import threads
@@ -45,7 +45,7 @@ from hippograph.types import Document
 from . import generation, shard_worker, shards
 from .chunking import chunk_document
 from .delete import delete_documents
-from .graph_builder import stored_signatures
+from .graph_builder import band_count, band_keys, stored_signatures
 from .merge import Merge, table_counts
 from .report import BuildReport, Progress
 from .shard_worker import ShardWorker, ShardWorkerError
@@ -93,7 +93,7 @@ class IndexWriter:
         self._shard_dir: shards.ShardDir | None = None
         self._merge: Merge | None = None
         self._emb_src: dict[str, Path] = {}
-        self._minhash: np.ndarray | None = None
+        self._minhash_bands: np.ndarray | None = None
         db = self.gen / META_DB
         base_rows: dict[str, int] = {}
         if self.base is None:
@@ -105,7 +105,7 @@ class IndexWriter:
                 if src.is_file():
                     self._emb_src[gran] = src
             base_rows = self._rows()
-            self._load_minhash(self.base / GRAPH_DIR / MINHASH_FILE, base_rows["entities"])
+            self._load_minhash_bands(self.base / GRAPH_DIR, base_rows["entities"])
         self.vectors = VectorIndexes(config, self.report, self.base, (lifecycle or {}).get("vectors"), base_rows)
 
     # ---- state ------------------------------------------------------------------------
@@ -122,11 +122,22 @@ class IndexWriter:
         finally:
             conn.close()
 
-    def _load_minhash(self, path: Path, n_entities: int) -> None:
-        if self.config.minhash_threshold > 0 and path.is_file():
-            sig = load_array(path)
-            if sig.ndim == 2 and sig.shape == (n_entities, self.config.minhash_num_perm):
-                self._minhash = stored_signatures(sig)  # a version-1 index stored all 32 bits
+    def _load_minhash_bands(self, graph: Path, n_entities: int) -> None:
+        """The base's band keys; from an index that stored signatures (before the keys), keys made
+        from them once. Absent or of another shape: the merge hashes every name again."""
+        c = self.config
+        if c.minhash_threshold <= 0:
+            return
+        if (graph / MINHASH_BANDS_FILE).is_file():
+            keys = load_array(graph / MINHASH_BANDS_FILE)
+            if keys.ndim == 2 and len(keys) == n_entities and keys.dtype == np.uint32 \
+                    and keys.shape[1] == band_count(c.minhash_threshold, c.minhash_num_perm):
+                self._minhash_bands = keys
+        elif (graph / MINHASH_FILE).is_file():
+            sig = load_array(graph / MINHASH_FILE)
+            if sig.ndim == 2 and sig.shape == (n_entities, c.minhash_num_perm):
+                # a version-1 index stored all 32 bits
+                self._minhash_bands = band_keys(stored_signatures(sig), c.minhash_threshold)
 
     def indexed_documents(self) -> list[tuple[str, str, str]]:
         """(id, content hash, source) of every document the generation holds (one column query)."""
@@ -196,8 +207,8 @@ class IndexWriter:
                 writer.close()
                 self._emb_src[gran] = dst
             self.vectors.renumber(maps)
-            if self._minhash is not None and len(self._minhash) == maps.old_counts["entities"]:
-                self._minhash = self._minhash[maps.keep["entities"]]
+            if self._minhash_bands is not None and len(self._minhash_bands) == maps.old_counts["entities"]:
+                self._minhash_bands = self._minhash_bands[maps.keep["entities"]]
             self.report.deleted_documents.extend(doomed)
             for k in ("documents", "passages", "sentences", "entities", "facts", "synonyms"):
                 self.report.count("deleted", k, before[k] - after[k])
@@ -312,7 +323,7 @@ class IndexWriter:
                 if embedding_path(self.gen, gran).is_file():
                     self._emb_src[gran] = embedding_path(self.gen, gran)
             with self.progress.stage("synonymy"):
-                self._minhash = m.link_synonyms(self._minhash)
+                self._minhash_bands = m.link_synonyms(self._minhash_bands)
             for k, v in m.added().items():
                 self.report.count("added", k, v)
         finally:
@@ -345,7 +356,7 @@ class IndexWriter:
             counts = table_counts(conn)
             with self.progress.stage("graph"):
                 counts.update(generation.write_graph(conn, gen / GRAPH_DIR, counts["entities"], counts["passages"],
-                                                     self._minhash if self.config.minhash_threshold > 0 else None))
+                                                     self._minhash_bands if self.config.minhash_threshold > 0 else None))
                 self.progress.advance("graph", counts["nodes"], unit="node")
             with self.progress.stage("vectors"):
                 self.vectors.write(gen / VECTORS_DIR, gen)

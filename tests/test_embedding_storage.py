@@ -159,13 +159,26 @@ def _as_version_1(src: Path, dst: Path) -> Path:
     manifest["format_version"] = 1
     manifest["config"].pop("embedding_storage", None)
     gen = dst / manifest["generation"]
-    mh = gen / "graph" / "minhash.npy"
-    if mh.is_file():
-        sig = np.load(mh).astype(np.uint32) | np.uint32(0xABCD0000)  # high bits a v1 file has and v2 drops
-        np.save(mh, sig)
-        manifest["checksums"].pop("graph/minhash.npy", None)
+    bands = gen / "graph" / "minhash_bands.npy"
+    if bands.is_file():  # v1 stored each entity's full 32-bit signature instead
+        bands.unlink()
+        manifest["checksums"].pop("graph/minhash_bands.npy", None)
+        np.save(gen / "graph" / "minhash.npy", _signatures(gen).astype(np.uint32))
     (dst / "manifest.json").write_text(json.dumps(manifest))
     return dst
+
+
+def _signatures(gen: Path) -> np.ndarray:
+    """Full MinHash signatures of a generation's entity names, as a scratch build computes them."""
+    import sqlite3
+
+    from hippograph.indexers.graph_builder import minhash_signatures, synonymy_eligible
+
+    with sqlite3.connect(gen / "meta.sqlite") as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM entities ORDER BY idx")]
+    config = Config()
+    eligible = np.array([synonymy_eligible(n, config.synonymy_min_chars) for n in names], dtype=bool)
+    return minhash_signatures(names, eligible, config.minhash_num_perm)
 
 
 def test_version_1_index_opens_and_grows(float32_index: Path, sample_questions: list[dict], tmp_path: Path):
@@ -183,7 +196,13 @@ def test_version_1_index_opens_and_grows(float32_index: Path, sample_questions: 
         gen = hg.dir.generation_path(hg.manifest)
         grown = open_embeddings(embedding_path(gen, "entities"))  # grew: rewritten in the configured storage
         assert grown.storage == "int8" and len(grown) == hg.stats()["entities"]
-        assert np.load(gen / "graph" / "minhash.npy").dtype == np.uint8
+        from hippograph.indexers.graph_builder import band_keys, stored_signatures
+
+        # the v1 signatures became band keys, the same a scratch build stores for these names
+        keys = np.load(gen / "graph" / "minhash_bands.npy")
+        want = band_keys(stored_signatures(_signatures(gen)), Config().minhash_threshold)
+        assert keys.dtype == np.uint32 and np.array_equal(keys, want)
+        assert not (gen / "graph" / "minhash.npy").exists()
         assert hg.retrieve(sample_questions[0]["question"], top_k=3)
         assert hg.dir.verify() == []
 

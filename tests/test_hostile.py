@@ -723,7 +723,7 @@ def test_spann_list_tables_and_live_ids_are_checked(spann_index, capsys, damage)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_minhash_sketches_of_the_wrong_type_are_refused_before_a_write_reads_them(spann_index, capsys, dtype):
     """Before: `add` died in a TypeError traceback ('bitwise_and' on floats) building its writer."""
-    path = _gen(spann_index) / "graph" / "minhash.npy"
+    path = _gen(spann_index) / "graph" / "minhash_bands.npy"
     _edit_npy(path, lambda a: a.astype(dtype))
     _reseal(spann_index)
     _assert_refused(spann_index, capsys, path.name)

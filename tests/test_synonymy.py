@@ -136,7 +136,7 @@ def test_build_streams_names_signatures_and_vectors_in_chunks(tmp_path, monkeypa
         hg.close()
         with sqlite3.connect(gen / "meta.sqlite") as conn:
             edges = conn.execute("SELECT * FROM synonyms ORDER BY 1, 2, 4").fetchall()
-        return edges, np.load(gen / "graph" / "minhash.npy")
+        return edges, np.load(gen / "graph" / "minhash_bands.npy")
 
     want_edges, want_sig = build("default")
     monkeypatch.setattr(merge, "SIGNATURE_CHUNK", 2)
@@ -145,3 +145,58 @@ def test_build_streams_names_signatures_and_vectors_in_chunks(tmp_path, monkeypa
     got_edges, got_sig = build("chunked")
     assert want_edges and got_edges == want_edges
     np.testing.assert_array_equal(got_sig, want_sig)
+
+
+def test_minhash_pairs_of_old_and_new_entities_from_stored_band_keys(tmp_path, monkeypatch):
+    """The index stores band keys, not signatures: an add pairs a new name with an old one through
+    them, recomputing only the old candidates' signatures from their names, and ends with the
+    synonymy rows and band keys of a scratch build."""
+    import sqlite3
+
+    from hippograph import Config, HippoGraph
+    from hippograph.indexers import graph_builder
+
+    docs = [{"id": f"d{i}", "title": t, "text": x} for i, (t, x) in enumerate([
+        ("Kessel Shipworks", "Kessel Shipworks was founded by Orla Vance in Ostrel."),
+        ("Drumlow", "Drumlow lies on the Wren river. Orla Vance studied in Drumlow."),
+        ("Kessel Shipwork", "The Kessel Shipwork yard repairs ferries for Drumlow Port."),
+        ("Orla", "Orla M. Vance moved from Ostrel to Drumlow Port in 1990."),
+    ])]
+    config = Config(embedder="tfidf", synonymy_threshold=0.99, minhash_threshold=0.5)
+    recomputed: list[int] = []
+    real = graph_builder.minhash_signatures
+
+    def counting(names, eligible, num_perm):
+        recomputed.append(len(names))
+        return real(names, eligible, num_perm)
+
+    def tables(path):
+        with HippoGraph.open(path) as hg:
+            gen = hg.dir.generation_path(hg.manifest)
+        with sqlite3.connect(gen / "meta.sqlite") as conn:
+            names = [r[0] for r in conn.execute("SELECT name FROM entities ORDER BY idx")]
+            edges = conn.execute("SELECT a, b, round(score, 6), kind FROM synonyms ORDER BY a, b, kind").fetchall()
+        return names, edges, np.load(gen / "graph" / "minhash_bands.npy")
+
+    from hippograph.indexers import merge
+    # MinHash only: a TF-IDF embedder fitted on two documents links other pairs by embedding,
+    # and LSH skips pairs an embedding edge already links
+    monkeypatch.setattr(merge, "synonym_edges", lambda *a, **k: [])
+    HippoGraph.build(docs, tmp_path / "scratch", config).close()
+    HippoGraph.build(docs[:2], tmp_path / "grown", config).close()
+    old_names = tables(tmp_path / "grown")[0]
+    monkeypatch.setattr(merge, "minhash_signatures", counting)
+    with HippoGraph.open(tmp_path / "grown") as hg:
+        hg.add(docs[2:])
+    names, edges, bands = tables(tmp_path / "grown")
+    want_names, want_edges, want_bands = tables(tmp_path / "scratch")
+    assert sorted(names) == sorted(want_names)
+    # rows are numbered in arrival order: compare by name
+    by_name = lambda ns, es: {(ns[a], ns[b], s, k) for a, b, s, k in es}  # noqa: E731
+    assert by_name(names, edges) == by_name(want_names, want_edges)
+    assert np.array_equal(bands[np.argsort(names)], want_bands[np.argsort(want_names)])
+    crossing = [(names[a], names[b]) for a, b, _, k in edges
+                if k == "minhash" and (names[a] in old_names) != (names[b] in old_names)]
+    assert crossing, "no MinHash edge between an old and a new entity"
+    # signatures were computed for the new names in one pass, then for old candidates only
+    assert recomputed[0] == len(names) - len(old_names) and sum(recomputed[1:]) < len(old_names)
