@@ -361,3 +361,28 @@ def test_a_run_written_elsewhere_leaves_the_repository_report_alone(tmp_path):
     assert default_report_path(EVAL_DIR / "results", quick=False) == EVAL_DIR / "RESULTS.md"
     assert default_report_path(tmp_path, quick=False) == tmp_path / "RESULTS.md"
     assert default_report_path(tmp_path, quick=True) == tmp_path / "runs" / "RESULTS_quick.md"
+
+
+def test_bench_disk_reports_what_the_new_layouts_save(tmp_path, capsys):
+    """eval/bench_disk.py on a small index with SPANN granularities: per-file bytes add up to the
+    total it reports, and its version-4 / signature "before" is larger than now."""
+    import re
+
+    from eval.bench_disk import file_groups, live_generation, main
+    from hippograph import Config, HippoGraph
+
+    index = tmp_path / "idx"
+    from .conftest import DATA
+
+    HippoGraph.build(DATA / "corpus" / "people", index,
+                     Config(embedder="tfidf", spann_min_vectors=20)).close()
+    out = tmp_path / "disk.md"
+    assert main([str(index), "--out", str(out)]) == 0
+    text = out.read_text()
+    total = sum(file_groups(live_generation(index)).values())
+    n = int(re.search(r"([\d,]+) passages", text).group(1).replace(",", ""))
+    assert f"{total / n / 1e3:.2f} KB per passage" in text
+    assert "| MinHash |" in text and "HNSW" not in text  # few heads: flat head indexes
+    found = re.search(r"Before those layouts: ([\d.]+) KB per passage; now ([\d.]+)\.$", text, re.M)
+    before, now = map(float, found.groups())
+    assert before > now
