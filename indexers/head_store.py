@@ -82,9 +82,14 @@ def _runs(levels: np.ndarray, cum: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     slots offsets[i] … offsets[i + 1], levels[i] runs of them, run l holding cum[l + 1] - cum[l]."""
     lv = levels.astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(cum[lv])]).astype(np.int64)
-    run_level = np.arange(int(lv.sum())) - np.repeat(np.cumsum(lv) - lv, lv)
+    run_level = _run_levels(lv)
     run_start = np.repeat(offsets[:-1], lv) + cum[run_level]
     return offsets, run_start, cum[run_level + 1] - cum[run_level]
+
+
+def _run_levels(lv: np.ndarray) -> np.ndarray:
+    """The level of each (node, level) run of nodes with `lv` levels each, node by node: 0, 1, …, lv[i] − 1."""
+    return np.arange(int(lv.sum())) - np.repeat(np.cumsum(lv) - lv, lv)
 
 
 def pack_links(neighbors: np.ndarray, levels: np.ndarray, cum: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -201,9 +206,7 @@ def _bad_links(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarray, c
     """The problem with the links of nodes a..b-1 (offsets already checked), or None. Node i
     contributes levels[i] runs of slots, run l holding cum[l+1] - cum[l] slots of level l."""
     n = levels.size
-    lv = levels[a:b].astype(np.int64)
-    first_run = np.cumsum(lv) - lv
-    run_level = np.arange(int(lv.sum())) - np.repeat(first_run, lv)
+    run_level = _run_levels(levels[a:b].astype(np.int64))
     slot_level = np.repeat(run_level, (cum[1:] - cum[:-1])[run_level])
     link = neighbors[offsets[a]:offsets[b]].astype(np.int64)
     inside = (link >= 0) & (link < n)

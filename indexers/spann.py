@@ -533,7 +533,7 @@ class SpannIndex:
         (file names, entry count, one CRC segment)."""
         import zlib
         id_bytes = self._new_id_bytes(I)
-        id_dtype = np.int32 if id_bytes == 4 else np.int64
+        id_dtype = _id_dtype(id_bytes)
         if id_bytes == 4:
             self._header["version"] = max(int(self._header.get("version", 0)), 5)
         names = {"vectors": f"postings.g{gen}.f32", "ids": f"postings.g{gen}.i{8 * id_bytes}"}
@@ -579,10 +579,7 @@ class SpannIndex:
         import zlib
         post = self._header["postings"]
         n0 = int(post["n_entries"])
-        id_bytes = posting_row_bytes(self._header)["ids"]
-        if id_bytes == 4 and ids.size and int(np.max(ids)) > INT32_MAX:
-            raise ValueError(f"{self.path}: ids past {INT32_MAX} do not fit the int32 posting file; rebuild the index")
-        data = {"ids": np.ascontiguousarray(ids, np.int32 if id_bytes == 4 else np.int64)}
+        data = {"ids": np.ascontiguousarray(ids, _id_dtype(posting_row_bytes(self._header)["ids"]))}  # add checked the range
         if "vectors" in post:
             data["vectors"] = np.ascontiguousarray(vecs, np.float32)
         if "sketches" in post:
@@ -652,8 +649,8 @@ class SpannIndex:
         # plain ndarray views of the maps: slicing them skips np.memmap's per-call overhead
         self._vec = (np.memmap(self.path / post["vectors"], dtype=np.float32, mode="r", shape=(n, self.dim))
                      .view(np.ndarray) if "vectors" in post else None)
-        id_dtype = np.int32 if posting_row_bytes(self._header)["ids"] == 4 else np.int64
-        self._eid = np.memmap(self.path / post["ids"], dtype=id_dtype, mode="r", shape=(n,)).view(np.ndarray)
+        self._eid = np.memmap(self.path / post["ids"], dtype=_id_dtype(posting_row_bytes(self._header)["ids"]),
+                              mode="r", shape=(n,)).view(np.ndarray)
         if "sketches" in post:
             self._sk = np.memmap(self.path / post["sketches"], dtype=np.uint8, mode="r",
                                  shape=(n, self._sketch.code_bytes)).view(np.ndarray)
@@ -1255,6 +1252,11 @@ class VectorsById:
         if ok.any():
             out[ok] = np.asarray(self.vectors[rows[ok]], np.float32)
         return out
+
+
+def _id_dtype(id_bytes: int) -> type:
+    """numpy type of posting ids stored in `id_bytes` bytes (`posting_row_bytes`)."""
+    return np.int32 if id_bytes == 4 else np.int64
 
 
 def _posting_names(post: dict[str, Any]) -> dict[str, str]:
