@@ -45,7 +45,8 @@ def sqlite_tables(db: Path) -> dict[str, int]:
 
 
 def older_layout_bytes(gen: Path, n_entities: int, num_perm: int) -> dict[str, tuple[int, int]]:
-    """{what: (bytes now, bytes in the layout before)} for the parts version 5 and the band keys changed."""
+    """{what: (bytes now, bytes in the layout before)} for the parts SPANN versions 5 and 6 and the band
+    keys changed (before version 6 every head was stored as int8 codes + a scale)."""
     out: dict[str, tuple[int, int]] = {}
     for header_path in sorted((gen / "vectors").glob("*/header.json")):
         h = json.loads(header_path.read_text(encoding="utf-8"))
@@ -61,6 +62,10 @@ def older_layout_bytes(gen: Path, n_entities: int, num_perm: int) -> dict[str, t
             slots = int(cum[levels.astype(np.int64)].sum())
             now = files["hnsw_links"]["bytes"] + files["hnsw_degrees"]["bytes"]
             out[f"{gran} HNSW graph"] = (now, 128 + 4 * slots + 128 + 8 * (levels.size + 1))
+        if "head_ids" in files:
+            n_heads = int(np.load(d / files["head_ids"]["name"], mmap_mode="r").shape[0])
+            now = sum(files[r]["bytes"] for r in ("head_ids", "head_vectors", "head_scales") if r in files)
+            out[f"{gran} heads"] = (now, 128 + n_heads * int(h["dim"]) + 128 + 4 * n_heads)
         post = h["postings"]
         if post.get("id_bytes", 8) == 4:
             n = int(post["n_entries"])
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     older = older_layout_bytes(gen, counts["entities"], config.minhash_num_perm)
     if older:
         saved = sum(b - a for a, b in older.values())
-        lines += ["", "Against the layouts before SPANN header version 5 and the MinHash band keys (computed from "
+        lines += ["", "Against the layouts before SPANN header versions 5 and 6 and the MinHash band keys (computed from "
                   "this index's arrays):", "", "| part | MB now | MB before | bytes per passage saved |",
                   "|---|---:|---:|---:|"]
         lines += [f"| {k} | {a / 1e6:.2f} | {b / 1e6:.2f} | {(b - a) / n:,.0f} |" for k, (a, b) in older.items()]

@@ -1,9 +1,11 @@
 """A SPANN head index on disk as checked arrays instead of faiss's own file.
 
-SPANN heads are real vectors of the index: rows of the generation's int8 embeddings, so
-every head is exactly ``code × scale`` and is stored so (388 bytes at 384 dimensions
-instead of 1,536); vectors that are not (a standalone index of float data) are stored as
-float16 when that is exact, else float32. An HNSW head index also stores its graph: node
+SPANN heads are real vectors of the index. When the index reads its vectors from elsewhere
+(ids-only posting lists: the generation's embeddings), a head whose id is live and whose row
+reads back bit for bit is stored as that id alone (``head_ids``, SPANN header version 6: 4
+bytes instead of 388); the others — heads whose vector was removed, or that do not match their
+row — keep their vector: rows of int8 embeddings exactly as ``code × scale`` (388 bytes at 384
+dimensions instead of 1,536), other vectors as float16 when that is exact, else float32. An HNSW head index also stores its graph: node
 levels, entry point, and each node's links per level packed without faiss's unused (-1)
 slots (SPANN header version 5: 70 % of the slots at M = 48 are unused; version 4 stored
 every slot and their offsets, which the levels already give). Unpacked, faiss takes the
@@ -25,10 +27,13 @@ from hippograph.format import dequantize, quantize
 
 from . import _diskio as dio
 
-HEAD_ROLES = ("head_vectors", "head_scales", "hnsw_links", "hnsw_degrees", "hnsw_neighbors", "hnsw_offsets",
+HEAD_ROLES = ("head_ids", "head_vectors", "head_scales", "hnsw_links", "hnsw_degrees", "hnsw_neighbors", "hnsw_offsets",
               "hnsw_levels")
-"""Header file roles of a stored head index (scales only for int8 vectors, the graph only for HNSW:
-packed links + degrees from version 5, every slot + offsets in version 4)."""
+"""Header file roles of a stored head index (ids from version 6, when some heads are stored as
+ids; scales only for int8 vectors; the graph only for HNSW: packed links + degrees from version 5,
+every slot + offsets in version 4)."""
+REF_BLOCK = 65_536
+"""Heads compared with (or read from) their rows at a time when storing them as ids."""
 HNSW_GRAPH_ROLES = (("hnsw_links", "hnsw_degrees", "hnsw_levels"), ("hnsw_neighbors", "hnsw_offsets", "hnsw_levels"))
 """The file roles an HNSW head graph needs: version 5's, or version 4's."""
 
@@ -37,20 +42,41 @@ def exact_codes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The smallest stored form that reads back bit for bit: int8 codes + per-row scales,
     float16, or the float32 rows themselves."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
-    for storage in ("int8", "float16"):
+    for storage in ("int8", "float16") if x.size else ():  # no rows: no scales file either
         codes, scales = quantize(x, storage)
         if np.array_equal(dequantize(codes, scales), x):
             return codes, scales
     return x, None
 
 
-def write_heads(dirpath: Path, gen: int, index: Any) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def head_refs(vectors: np.ndarray, head_ids: np.ndarray, fetch: Any) -> np.ndarray:
+    """The id to store for each head: its ``head_ids`` entry (-1 = none) where ``fetch`` (ids →
+    float32 rows) reads that id back as exactly the head's vector, else -1 (store the vector)."""
+    refs = np.full(vectors.shape[0], -1, np.int64)
+    cand = np.flatnonzero(head_ids >= 0)
+    for a in range(0, cand.size, REF_BLOCK):
+        c = cand[a:a + REF_BLOCK]
+        same = (np.asarray(fetch(head_ids[c]), np.float32) == vectors[c]).all(axis=1)
+        refs[c[same]] = head_ids[c[same]]
+    return refs
+
+
+def write_heads(dirpath: Path, gen: int, index: Any, head_ids: np.ndarray | None = None,
+                fetch: Any = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Write a flat or HNSW faiss head index as arrays; return (file records by role, the
-    header's ``heads`` record: kind, entry point, top level)."""
+    header's ``heads`` record: kind, entry point, top level). With ``head_ids`` (each slot's
+    live vector id, -1 = none) and ``fetch`` (ids → rows), heads that are those rows are
+    stored as their ids (`head_refs`)."""
     n = int(index.ntotal)
     vectors = index.reconstruct_n(0, n) if n else np.zeros((0, index.d), np.float32)
+    refs = head_refs(vectors, head_ids, fetch) if head_ids is not None and fetch is not None else None
+    files = {}
+    if refs is not None and (refs >= 0).any():
+        fits = refs.max() <= np.iinfo(np.int32).max
+        files["head_ids"] = dio.write_npy(dirpath, f"head_ids.g{gen}.npy", refs.astype(np.int32 if fits else np.int64))
+        vectors = vectors[refs < 0]
     codes, scales = exact_codes(vectors)
-    files = {"head_vectors": dio.write_npy(dirpath, f"head_vectors.g{gen}.npy", codes)}
+    files["head_vectors"] = dio.write_npy(dirpath, f"head_vectors.g{gen}.npy", codes)
     if scales is not None:
         files["head_scales"] = dio.write_npy(dirpath, f"head_scales.g{gen}.npy", scales)
     meta: dict[str, Any] = {"kind": "flat"}
@@ -73,8 +99,9 @@ def write_heads(dirpath: Path, gen: int, index: Any) -> tuple[dict[str, dict[str
 
 
 def head_version(files: dict[str, Any]) -> int:
-    """SPANN header version stored head arrays need: 5 for packed HNSW links, else 4."""
-    return 5 if "hnsw_links" in files else 4
+    """SPANN header version stored head arrays need: 6 for heads stored as ids, 5 for packed
+    HNSW links, else 4."""
+    return 6 if "head_ids" in files else 5 if "hnsw_links" in files else 4
 
 
 def _runs(levels: np.ndarray, cum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,21 +152,47 @@ def unpack_links(path: Path, links: np.ndarray, degrees: np.ndarray, levels: np.
     return neighbors, offsets
 
 
-def read_heads(paths: dict[str, Path], meta: Any, empty: Any, dim: int, n: int) -> Any:
+def read_head_ids(path: Path, n: int, live: np.ndarray) -> np.ndarray:
+    """The stored head ids (-1 = vector stored), checked: one per head, each -1 or a live id of
+    the index (`live`, sorted), so every id read through the vectors is one the index holds."""
+    refs = dio.load_npy(path, "head_ids", ndim=1)
+    if refs.dtype not in (np.int32, np.int64) or refs.shape != (n,):
+        raise IndexCorruptError(f"{path}: head ids are {refs.dtype} {refs.shape}, expected {n} integers")
+    refs = refs.astype(np.int64)
+    ref = refs[refs >= 0]
+    pos = np.searchsorted(live, ref)
+    if (refs < -1).any() or (pos >= live.size).any() or not np.array_equal(live[np.minimum(pos, live.size - 1)], ref):
+        raise IndexCorruptError(f"{path}: head ids that are not live vectors of the index")
+    return refs
+
+
+def read_heads(paths: dict[str, Path], meta: Any, empty: Any, dim: int, n: int, refs: np.ndarray | None = None,
+               fetch: Any = None) -> Any:
     """Fill `empty` (a new flat or HNSW faiss index of the recorded kind) from the stored
-    arrays in `paths` (by role), after checking them against `n` heads of `dim`."""
+    arrays in `paths` (by role), after checking them against `n` heads of `dim`; heads stored
+    as ids (`refs` ≥ 0, from `read_head_ids`) are read through `fetch` (ids → float32 rows)."""
     vec_path = paths["head_vectors"]
+    stored = np.ones(n, bool) if refs is None else refs < 0
+    n_stored = int(stored.sum())
     codes = dio.load_npy(vec_path, "head_vectors", ndim=2)
-    if codes.dtype not in (np.int8, np.float16, np.float32) or codes.shape != (n, dim):
-        raise IndexCorruptError(f"{vec_path}: head vectors are {codes.dtype} {codes.shape}, expected {n} × {dim}")
+    if codes.dtype not in (np.int8, np.float16, np.float32) or codes.shape != (n_stored, dim):
+        raise IndexCorruptError(f"{vec_path}: head vectors are {codes.dtype} {codes.shape}, expected {n_stored} × {dim}")
     scales = None
     if codes.dtype == np.int8:
         if "head_scales" not in paths:
             raise IndexCorruptError(f"{vec_path}: int8 head vectors without a head_scales file")
         scales = dio.load_npy(paths["head_scales"], "head_scales", dtype=np.float32, ndim=1)
-        if scales.shape != (n,):
-            raise IndexCorruptError(f"{paths['head_scales']}: {scales.size} head scales, expected {n}")
-    vectors = np.ascontiguousarray(dequantize(codes, scales), dtype=np.float32)
+        if scales.shape != (n_stored,):
+            raise IndexCorruptError(f"{paths['head_scales']}: {scales.size} head scales, expected {n_stored}")
+    if refs is None:
+        vectors = np.ascontiguousarray(dequantize(codes, scales), dtype=np.float32)
+    else:
+        vectors = np.empty((n, dim), np.float32)
+        vectors[stored] = dequantize(codes, scales)
+        by_id = np.flatnonzero(~stored)
+        for a in range(0, by_id.size, REF_BLOCK):
+            b = by_id[a:a + REF_BLOCK]
+            vectors[b] = fetch(refs[b])
     if not isinstance(empty, faiss.IndexHNSW):
         empty.add(vectors)
         return empty

@@ -67,14 +67,14 @@ from . import _diskio as dio
 from .balanced_kmeans import blas_single_thread, select_heads, split_to_cap
 from .flat import (INDEX_FORMATS, FlatIndex, as_ids, as_matrix, as_queries, as_row_source, check_k, check_metric,
                    pad_value, row_blocks)
-from .head_store import HEAD_ROLES, HNSW_GRAPH_ROLES, head_version, read_heads, write_heads
+from .head_store import HEAD_ROLES, HNSW_GRAPH_ROLES, head_version, read_head_ids, read_heads, write_heads
 from .simhash import SimHash, bucket_offsets, probe_masks
 from .sketch import TangentSketch, check_bits, hamming
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "hippograph-spann"
-VERSION = 5
+VERSION = 6
 """Newest header version this code reads and writes. Version 2 adds the per-entry sketch
 file (``postings.sketches``, a fourth CRC per segment, ``sketch_planes``); an index built
 with ``sketch_bits=0`` has the version-1 layout and is still written as version 1, so
@@ -273,6 +273,7 @@ class SpannIndex:
         self._header: dict[str, Any] = {}
         self._files: dict[str, dict[str, Any]] = {}
         self._head_index: Any = None
+        self._head_ids: np.ndarray = np.zeros(0, np.int64)  # vector id each head slot was taken from
         self._sel: Any = None
         self._sel_bitmap: np.ndarray | None = None
         self._lists: _Lists | None = None
@@ -426,6 +427,7 @@ class SpannIndex:
         head_rows = hsel.rows
         H = head_rows.size
         heads = np.ascontiguousarray(X[head_rows])
+        self._head_ids = I[head_rows]
         self._head_index = self._new_head_index(H)
         self._head_index.add(heads)
         t_heads = time.perf_counter()
@@ -471,6 +473,7 @@ class SpannIndex:
             new_rows = np.asarray(extra_rows, np.int64)
             self._head_index.add(np.ascontiguousarray(X[new_rows]))
             head_rows = np.concatenate([head_rows, new_rows])
+            self._head_ids = np.concatenate([self._head_ids, I[new_rows]])
             logger.info("SPANN build: split %d over-full lists into %d", over.size, new_rows.size)
             H = head_rows.size
 
@@ -605,8 +608,9 @@ class SpannIndex:
         """Write the changed small files under generation ``gen``, then the header."""
         p = self.path
         L = self._lists
-        if "heads" in changed and not self.params.store_vectors:  # version 4: heads as checked arrays
-            files, self._header["heads"] = write_heads(p, gen, self._head_index)
+        if "heads" in changed and not self.params.store_vectors:  # version 4+: heads as checked arrays
+            live_ids = np.where(np.isin(self._head_ids, self._live), self._head_ids, -1)
+            files, self._header["heads"] = write_heads(p, gen, self._head_index, live_ids, self._fetch)
             for role in ("heads", *HEAD_ROLES):
                 self._files.pop(role, None)
             self._files.update(files)
@@ -739,22 +743,28 @@ class SpannIndex:
             raise IndexCorruptError(f"{paths['ids']}: ids array has dtype {self._live.dtype}, expected int32 or int64")
         self._live = self._live.astype(np.int64)
         self._tomb = dio.load_npy(paths["tomb"], "tombstones", dtype=np.int64, ndim=1)
+        if "vectors" not in post:
+            if vectors is None:
+                raise IndexCorruptError(f"{hfile}: the posting lists keep no vectors (store_vectors=False); "
+                                        "open the index through its generation, which supplies them")
+            self._fetch = vectors
+        self._head_ids = np.full(H, -1, np.int64)
+        if "head_ids" in paths:
+            if self._fetch is None:
+                raise IndexCorruptError(f"{paths['head_ids']}: heads stored as ids in an index that keeps its vectors")
+            self._head_ids = read_head_ids(paths["head_ids"], H, np.sort(self._live))
         if heads_meta is not None:
-            self._head_index = read_heads(paths, heads_meta, self._new_head_index(H, heads_meta["kind"]), self.dim, H)
+            self._head_index = read_heads(paths, heads_meta, self._new_head_index(H, heads_meta["kind"]), self.dim, H,
+                                          self._head_ids if "head_ids" in paths else None, self._fetch)
         else:
             try:
                 self._head_index = faiss.read_index(str(paths["heads"]))
             except Exception as exc:
                 raise IndexCorruptError(f"{paths['heads']}: cannot read head index ({exc})") from exc
         if self._head_index.d != self.dim or self._head_index.ntotal != H:
-            raise IndexCorruptError(f"{paths[head_roles[0]]}: head index has {self._head_index.ntotal} × "
+            raise IndexCorruptError(f"{paths.get('head_vectors', paths.get('heads'))}: head index has {self._head_index.ntotal} × "
                                     f"{self._head_index.d}, header expects {H} × {self.dim}")
         self._open_postings()
-        if "vectors" not in post:
-            if vectors is None:
-                raise IndexCorruptError(f"{hfile}: the posting lists keep no vectors (store_vectors=False); "
-                                        "open the index through its generation, which supplies them")
-            self._fetch = vectors
         self._update_selector()
         return self
 
@@ -1015,6 +1025,7 @@ class SpannIndex:
         bounds = list(first) + [lst.size]
         segments: list[_Segment] = []
         new_heads: list[np.ndarray] = []
+        new_head_ids: list[int] = []
         retired: list[int] = []
         cap = self.cap
         for t, j in enumerate(touched):
@@ -1032,6 +1043,7 @@ class SpannIndex:
                     retired.append(j)
                     for head_pos, members in groups:
                         new_heads.append(vecs[members[head_pos]].copy())  # a view would keep all of vecs
+                        new_head_ids.append(int(lids[members[head_pos]]))
                         # slot assigned below; until then keep the members' LSH projections, not
                         # their vectors (unless the files store them): a first add after a build
                         # splits thousands of full lists
@@ -1051,6 +1063,7 @@ class SpannIndex:
             bits = self.params.lsh_bits
             hp = self._lsh.project(hv) if (bits and self.params.lsh_centered) else np.zeros((nh, bits), np.float32)
             self._head_index.add(hv)
+            self._head_ids = np.concatenate([self._head_ids, np.asarray(new_head_ids, np.int64)])
             L.start = np.concatenate([L.start, np.zeros(nh, np.int64)])
             L.length = np.concatenate([L.length, np.zeros(nh, np.int64)])
             L.alive = np.concatenate([L.alive, np.ones(nh, bool)])
@@ -1115,7 +1128,9 @@ class SpannIndex:
             return 0
         self._live = np.setdiff1d(self._live, R, assume_unique=True)
         self._tomb = np.union1d(self._tomb, R)
-        self._commit(self._next_gen(), {"ids", "tomb"})
+        # heads stored as ids of removed vectors must now store their vector
+        heads_gone = bool(np.isin(self._head_ids, R).any()) and "head_ids" in self._files
+        self._commit(self._next_gen(), {"ids", "tomb"} | ({"heads"} if heads_gone else set()))
         return int(R.size)
 
     def compact(self) -> None:
@@ -1142,6 +1157,7 @@ class SpannIndex:
             kept.append(j)
         kept_heads = np.asarray(kept, np.int64)
         heads_vec = self._head_vectors(kept_heads)
+        self._head_ids = self._head_ids[kept_heads]
         hp = L.head_proj[kept_heads]
         H = len(segments)
         V = None  # written only with stored vectors or sketches

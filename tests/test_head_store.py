@@ -1,7 +1,7 @@
-"""SPANN head indexes stored as arrays (`indexers/head_store.py`, SPANN header versions 4 and 5): int8
-heads when the vectors are int8 rows, the HNSW graph as arrays (version 5: packed links); reopened
-indexes search and grow exactly like faiss's own file; damaged graphs are one-line errors; version-3
-and version-4 files still open."""
+"""SPANN head indexes stored as arrays (`indexers/head_store.py`, SPANN header versions 4 to 6): heads
+as the ids of their rows (version 6) or as int8 vectors when the vectors are int8 rows, the HNSW graph
+as arrays (version 5: packed links); reopened indexes search and grow exactly like faiss's own file;
+damaged graphs and head ids are one-line errors; version-3, 4 and 5 files still open."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ import pytest
 from hippograph.errors import IndexCorruptError
 from hippograph.format import dequantize, quantize
 from hippograph.indexers import _diskio as dio
-from hippograph.indexers.head_store import exact_codes
+from hippograph.indexers.head_store import exact_codes, head_refs, write_heads
 from hippograph.indexers.spann import SpannIndex, VectorsById
 
 from .test_spann import clustered
@@ -52,8 +52,22 @@ def test_exact_codes_pick_the_smallest_exact_form(rows):
     assert exact_codes(raw)[0].dtype == np.float32 and exact_codes(raw)[1] is None
 
 
+def _as_version_5(path: Path, x: np.ndarray) -> None:
+    """Rewrite a version-6 index's heads as version 5 wrote them: every head's vector, no ids."""
+    header = json.loads((path / dio.HEADER).read_text())
+    index = _open(path, x)
+    for role in ("head_ids", "head_vectors", "head_scales"):
+        if role in header["files"]:
+            (path / header["files"].pop(role)["name"]).unlink()
+    files, _ = write_heads(path, header["generation"], index._head_index)
+    header["files"].update({r: f for r, f in files.items() if r.startswith("head_")})
+    header["version"] = 5
+    (path / dio.HEADER).write_text(json.dumps(header))
+
+
 def _as_version_4(path: Path, x: np.ndarray) -> None:
-    """Rewrite a version-5 index's head graph as version 4 wrote it: every slot, and the offsets."""
+    """Rewrite a version-6 index's heads as version 4 wrote them: vectors, every slot, and the offsets."""
+    _as_version_5(path, x)
     header = json.loads((path / dio.HEADER).read_text())
     index = _open(path, x)  # kept alive while its graph's arrays are read
     h = index._head_index.hnsw
@@ -66,9 +80,62 @@ def _as_version_4(path: Path, x: np.ndarray) -> None:
     (path / dio.HEADER).write_text(json.dumps(header))
 
 
+def test_heads_stored_as_ids_reopen_identical(rows, tmp_path):
+    """Version 6: every head is a live row of the index, so each is stored as its id (4 bytes)
+    and read back through the index's vectors; the reopened index is the same index."""
+    built = _build(rows, tmp_path / "i")
+    header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
+    assert header["version"] == 6 and header["heads"]["kind"] == "hnsw"
+    head_ids = np.load(tmp_path / "i" / header["files"]["head_ids"]["name"])
+    assert head_ids.dtype == np.int32 and head_ids.size == built._head_index.ntotal and (head_ids >= 0).all()
+    assert np.array_equal(rows[head_ids], built.head_vectors())  # the ids are the heads' rows
+    assert np.load(tmp_path / "i" / header["files"]["head_vectors"]["name"]).shape == (0, rows.shape[1])
+    re = _open(tmp_path / "i", rows)
+    assert all(np.array_equal(a, b) for a, b in zip(_graph(built), _graph(re)))
+    q = clustered(100, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
+
+
+def test_heads_of_removed_vectors_keep_their_vector(rows, tmp_path):
+    """A removed vector's row leaves the generation's embeddings: the heads taken from removed
+    vectors are rewritten as vectors by `remove`, the index reopens identical through vectors
+    that no longer hold those rows, and later adds and compaction keep it so."""
+    index = _build(rows, tmp_path / "i")
+    heads_before = index.head_vectors()
+    gone = np.asarray(index._head_ids[:7].tolist() + list(range(0, 2000, 50)))
+    index.remove(gone)
+    header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
+    refs = np.load(tmp_path / "i" / header["files"]["head_ids"]["name"]).astype(np.int64)
+    stored = np.load(tmp_path / "i" / header["files"]["head_vectors"]["name"])
+    assert (refs[:7] == -1).all() and not np.isin(refs, gone).any() and stored.shape[0] == int((refs == -1).sum()) >= 7
+    vid2row = np.arange(rows.shape[0])
+    vid2row[gone] = -1  # what the next generation's map says: the removed rows are gone (read as zeros)
+    without = VectorsById.from_map(rows, vid2row)
+    re = SpannIndex.open(tmp_path / "i", vectors=without)
+    assert np.array_equal(re.head_vectors(), heads_before)
+    q = clustered(100, seed=12)
+    assert all(np.array_equal(a, b) for a, b in zip(index.search(q, 10), re.search(q, 10)))
+    for step in ("add", "compact"):
+        re.add(rows[2000:], np.arange(2000, 3000)) if step == "add" else re.compact()
+        again = SpannIndex.open(tmp_path / "i", vectors=without)
+        assert np.array_equal(again.head_vectors(), re.head_vectors())
+        assert all(np.array_equal(a, b) for a, b in zip(again.search(q, 10), re.search(q, 10)))
+
+
+def test_only_heads_that_read_back_exactly_become_ids(rows):
+    """`head_refs`: an id whose row differs from the head (or is unknown, -1) keeps the vector."""
+    heads = rows[[3, 5, 8, 13]]
+    other = rows.copy()
+    other[5, 0] += 1e-3  # the row of id 5 is no longer the head taken from it
+    refs = head_refs(heads, np.array([3, 5, 8, -1]), VectorsById(other))
+    assert refs.tolist() == [3, -1, 8, -1]
+
+
 def test_hnsw_heads_stored_as_int8_arrays_reopen_identical(rows, tmp_path):
+    """Version 5: heads stored as int8 vectors (what version 6 keeps for heads without a row)."""
     x = rows
     built = _build(x, tmp_path / "i")
+    _as_version_5(tmp_path / "i", x)
     header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
     assert header["version"] == 5 and header["heads"]["kind"] == "hnsw" and "heads" not in header["files"]
     assert {"hnsw_links", "hnsw_degrees", "hnsw_levels"} <= set(header["files"])
@@ -96,9 +163,10 @@ def test_version_4_graphs_still_open_identical(rows, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(_graph(built), _graph(re)))
     q = clustered(50, seed=11)
     assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
-    re.add(rows[2000:], np.arange(2000, 3000))  # heads change: written as version 5
+    re.add(rows[2000:], np.arange(2000, 3000))  # heads change: written as version 6
     header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
-    assert header["version"] == 5 and "hnsw_links" in header["files"] and "hnsw_neighbors" not in header["files"]
+    assert header["version"] == 6 and "hnsw_links" in header["files"] and "hnsw_neighbors" not in header["files"]
+    assert "head_ids" in header["files"]
     assert not list((tmp_path / "i").glob("hnsw_neighbors*")) and not list((tmp_path / "i").glob("hnsw_offsets*"))
     assert all(np.array_equal(a, b) for a, b in zip(_graph(re), _graph(_open(tmp_path / "i", rows))))
 
@@ -112,8 +180,9 @@ def test_grows_like_faiss_own_file(rows, tmp_path):
     v3 = tmp_path / "v3"
     header = json.loads((v3 / dio.HEADER).read_text())
     faiss.write_index(_open(v3, x)._head_index, str(v3 / "heads.g1.faiss"))
-    for role in ("head_vectors", "head_scales", "hnsw_links", "hnsw_degrees", "hnsw_levels"):
-        (v3 / header["files"].pop(role)["name"]).unlink()
+    for role in ("head_ids", "head_vectors", "head_scales", "hnsw_links", "hnsw_degrees", "hnsw_levels"):
+        if role in header["files"]:
+            (v3 / header["files"].pop(role)["name"]).unlink()
     header["files"]["heads"] = dio.file_record(v3 / "heads.g1.faiss")
     header["version"] = 3
     del header["heads"]
@@ -125,7 +194,7 @@ def test_grows_like_faiss_own_file(rows, tmp_path):
         index.add(x[2000:], np.arange(2000, 3000))
     assert (~a.list_table()["alive"]).any(), "the add split lists"
     a, b = _open(tmp_path / "v4", x), _open(v3, x)
-    assert json.loads((v3 / dio.HEADER).read_text())["version"] == 5 and not list(v3.glob("*.faiss"))
+    assert json.loads((v3 / dio.HEADER).read_text())["version"] == 6 and not list(v3.glob("*.faiss"))
     assert all(np.array_equal(s, t) for s, t in zip(_graph(a), _graph(b)))
     assert all(np.array_equal(s, t) for s, t in zip(a.search(q, 10), b.search(q, 10)))
 
@@ -157,11 +226,18 @@ def _with(a: np.ndarray, i, value) -> np.ndarray:
     (4, "hnsw_offsets", lambda a: _with(a, 1, a[1] + 1), "offsets do not match"),
     (5, "head_vectors", lambda a: a[:, :-1], "head vectors"),
     (5, "head_scales", lambda a: a[:-1], "head scales"),
+    (6, "head_ids", lambda a: _with(a, 0, 10 ** 6), "head ids that are not live vectors"),
+    (6, "head_ids", lambda a: _with(a, 0, -2), "head ids that are not live vectors"),
+    (6, "head_ids", lambda a: _with(a, 0, -1), "head vectors"),  # one more stored vector than the file has
+    (6, "head_ids", lambda a: a[:-1], "head ids are"),
+    (6, "head_ids", lambda a: a.astype(np.float32), "head_ids"),
 ])
 def test_damaged_head_arrays_are_one_line_errors(rows, tmp_path, version, role, fn, message):
     _build(rows, tmp_path / "i")
     if version == 4:
         _as_version_4(tmp_path / "i", rows)
+    elif version == 5:
+        _as_version_5(tmp_path / "i", rows)
     _damage(tmp_path / "i", role, fn)
     with pytest.raises(IndexCorruptError, match=message) as err:
         _open(tmp_path / "i", rows)
@@ -192,15 +268,21 @@ def test_a_link_to_a_node_without_that_level_is_refused(rows, tmp_path, monkeypa
 
 
 def test_flat_heads_and_float_vectors(tmp_path):
-    """A flat head index of raw float32 vectors: heads stored as float32, reopened identical."""
+    """A flat head index of raw float32 vectors: heads stored as ids (version 6) or as float32
+    (version 5), reopened identical either way."""
     x = clustered(1500, seed=6)
     built = SpannIndex.build(x, path=tmp_path / "f", head_index="flat", store_vectors=False)
-    header = json.loads((tmp_path / "f" / dio.HEADER).read_text())
-    assert header["heads"] == {"kind": "flat"} and "head_scales" not in header["files"]
-    assert np.load(tmp_path / "f" / header["files"]["head_vectors"]["name"]).dtype == np.float32
-    re = SpannIndex.open(tmp_path / "f", vectors=VectorsById(x))
     q = clustered(50, seed=7)
-    assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
+    for version in (6, 5):
+        if version == 5:
+            _as_version_5(tmp_path / "f", x)
+        header = json.loads((tmp_path / "f" / dio.HEADER).read_text())
+        assert header["heads"] == {"kind": "flat"} and "head_scales" not in header["files"]
+        assert ("head_ids" in header["files"]) == (version == 6)
+        stored = np.load(tmp_path / "f" / header["files"]["head_vectors"]["name"])
+        assert stored.dtype == np.float32 and stored.shape[0] == (0 if version == 6 else built.n_heads)
+        re = SpannIndex.open(tmp_path / "f", vectors=VectorsById(x))
+        assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
 
 
 def test_a_packed_link_to_a_node_without_that_level_is_refused(rows, tmp_path):

@@ -715,14 +715,14 @@ def _as_int64_postings(path: Path) -> None:
 
 
 def test_ids_only_posting_files_hold_int32_ids(data, tmp_path):
-    """Version 5: half the bytes per entry; searches, adds (with splits), removals and compaction
+    """Version 5 (6 with heads as ids): half the bytes per entry; searches, adds (with splits), removals and compaction
     give what the int64 files of version 4 give, and a version-4 index is rewritten as int32 by
     its next compaction."""
     X, Q, ids, _ = data
     vecs = VectorsById(X, ids)
     a = SpannIndex.build(X[:2500], ids[:2500], path=tmp_path / "a", list_cap=40, store_vectors=False, sketch_bits=0)
     post = a._header["postings"]
-    assert a._header["version"] == 5 and post["id_bytes"] == 4 and post["ids"].endswith(".i32")
+    assert a._header["version"] == 6 and post["id_bytes"] == 4 and post["ids"].endswith(".i32")
     assert (tmp_path / "a" / post["ids"]).stat().st_size == 4 * post["n_entries"]
     assert np.load(tmp_path / "a" / a._header["files"]["ids"]["name"]).dtype == np.int32
     shutil.copytree(tmp_path / "a", tmp_path / "b")
@@ -742,7 +742,7 @@ def test_ids_only_posting_files_hold_int32_ids(data, tmp_path):
         elif step == 3:
             for index in (a, b):
                 index.compact()
-            assert b._header["postings"]["id_bytes"] == 4 and b._header["version"] == 5
+            assert b._header["postings"]["id_bytes"] == 4 and b._header["version"] == 6
         sa, ia = a.search(Q, 10)
         sb, ib = b.search(Q, 10)
         assert ia.dtype == np.int64 and np.array_equal(ia, ib) and np.array_equal(sa, sb)
