@@ -38,11 +38,12 @@ import scipy.sparse as sp
 
 from .errors import IndexCorruptError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """On-disk format version written into the manifest. 2: embeddings stored per
 `EMBEDDING_STORAGE` (int8 + scales by default). 3: ``fact_passages`` holds each triple's
 sentence as a character span of the passage text, not the sentence text (`tables.sentence_span`).
-This code reads versions 1 to 3 (an older table is rewritten by the next write); a newer index
+4: ``mentions`` is a WITHOUT ROWID table (`tables.upgrade_mentions`).
+This code reads versions 1 to 4 (an older table is rewritten by the next write); a newer index
 is refused with one line ("upgrade hippograph")."""
 
 EMBEDDING_STORAGE = ("int8", "float16", "float32")

@@ -31,7 +31,8 @@ CREATE TABLE passages (
 CREATE INDEX passages_doc ON passages(doc_id);
 CREATE TABLE sentences (idx INTEGER PRIMARY KEY, passage_idx INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL);
 CREATE TABLE entities (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE mentions (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, PRIMARY KEY (entity_idx, passage_idx));
+CREATE TABLE mentions (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, PRIMARY KEY (entity_idx, passage_idx))
+    WITHOUT ROWID;
 CREATE TABLE facts (idx INTEGER PRIMARY KEY, subject_idx INTEGER NOT NULL, predicate TEXT NOT NULL, object_idx INTEGER NOT NULL);
 CREATE INDEX facts_key ON facts(subject_idx, object_idx, predicate);
 CREATE TABLE fact_passages (
@@ -100,6 +101,32 @@ def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
         + ") ORDER BY row_order;"
         "DROP TABLE fact_passages_v2;"
         "CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);"
+        "COMMIT;"
+    )
+    conn.execute("VACUUM")
+    return True
+
+
+def mentions_have_rowid(conn: sqlite3.Connection) -> bool:
+    """Is this database's mentions table a rowid table with a separate key index (format 3 and
+    before)? Format 4 stores it WITHOUT ROWID: one b-tree keyed (entity, passage), half the bytes."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='mentions'").fetchone()
+    return row is not None and "WITHOUT ROWID" not in " ".join(str(row[0]).upper().split())
+
+
+def upgrade_mentions(conn: sqlite3.Connection) -> bool:
+    """Rewrite a format-3 mentions table WITHOUT ROWID, once, in the copy a write is making;
+    True if it did. The freed pages are returned by a VACUUM."""
+    if not mentions_have_rowid(conn):
+        return False
+    conn.commit()
+    conn.executescript(
+        "BEGIN;"
+        "ALTER TABLE mentions RENAME TO mentions_v3;"
+        "CREATE TABLE mentions (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, "
+        "PRIMARY KEY (entity_idx, passage_idx)) WITHOUT ROWID;"
+        "INSERT INTO mentions SELECT entity_idx, passage_idx FROM mentions_v3 ORDER BY entity_idx, passage_idx;"
+        "DROP TABLE mentions_v3;"
         "COMMIT;"
     )
     conn.execute("VACUUM")
@@ -319,7 +346,8 @@ class CorpusTables:
             conn.row_factory = None  # plain tuples: several times faster for the big tables
             t.sentences = conn.execute("SELECT passage_idx, start, end FROM sentences ORDER BY idx").fetchall()
             t.entities = [r[0] for r in conn.execute("SELECT name FROM entities ORDER BY idx")]
-            t.mentions = conn.execute("SELECT entity_idx, passage_idx FROM mentions ORDER BY rowid").fetchall()
+            t.mentions = conn.execute(  # the order the merge inserts them in, in either table layout
+                "SELECT entity_idx, passage_idx FROM mentions ORDER BY passage_idx, entity_idx").fetchall()
             t.facts = conn.execute("SELECT subject_idx, predicate, object_idx FROM facts ORDER BY idx").fetchall()
             t.fact_passages = conn.execute(
                 "SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM (%s) ORDER BY row_order"

@@ -62,7 +62,7 @@ INSERT INTO main.sentences
 INSERT INTO main.entities SELECT emap.new, e.name FROM old.entities e JOIN emap ON emap.old = e.idx ORDER BY emap.new;
 INSERT INTO main.mentions
     SELECT emap.new, pmap.new FROM old.mentions m
-    JOIN pmap ON pmap.old = m.passage_idx JOIN emap ON emap.old = m.entity_idx ORDER BY m.rowid;
+    JOIN pmap ON pmap.old = m.passage_idx JOIN emap ON emap.old = m.entity_idx ORDER BY emap.new, pmap.new;
 INSERT INTO main.facts
     SELECT fmap.new, es.new, f.predicate, eo.new FROM old.facts f JOIN fmap ON fmap.old = f.idx
     JOIN emap es ON es.old = f.subject_idx JOIN emap eo ON eo.old = f.object_idx ORDER BY fmap.new;

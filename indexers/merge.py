@@ -27,7 +27,7 @@ from hippograph.config import Config
 from hippograph.errors import HippoGraphError
 from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_embeddings, load_array, open_embeddings
 from hippograph.storage import connect_sqlite
-from hippograph.tables import OWNERS_SCHEMA, CorpusTables, upgrade_fact_passages
+from hippograph.tables import OWNERS_SCHEMA, CorpusTables, upgrade_fact_passages, upgrade_mentions
 
 from .graph_builder import band_keys, lsh_pairs, minhash_signatures, stored_signatures, synonymy_eligible
 from .synonymy import synonym_edges
@@ -72,6 +72,8 @@ class Merge:
         self.conn.executescript(OWNERS_SCHEMA)
         if upgrade_fact_passages(self.conn):  # a format-2 index: its sentence texts become spans
             logger.info("%s: fact_passages rewritten with sentence spans (format 3)", self.gen / "meta.sqlite")
+        if upgrade_mentions(self.conn):  # a format-3 index: mentions become one b-tree
+            logger.info("%s: mentions rewritten WITHOUT ROWID (format 4)", self.gen / "meta.sqlite")
         self.conn.row_factory = None
         self.base = table_counts(self.conn)
         self.n = dict(self.base)

@@ -1,0 +1,72 @@
+"""Format 4: ``mentions`` is a WITHOUT ROWID table (one b-tree keyed by entity and passage instead
+of a rowid table plus its key index); format-3 indexes open and grow with the same results, and
+their next write rewrites the table (`tables.upgrade_mentions`)."""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+from hippograph import HippoGraph
+from hippograph.format import FORMAT_VERSION
+from hippograph.tables import CorpusTables, mentions_have_rowid
+
+NEW_DOC = {"id": "new-doc", "title": "Orla Vance",
+           "text": "Orla Vance founded Kessel Shipworks in Ostrel. Orla Vance studied in Drumlow."}
+
+
+def _meta(index: Path) -> Path:
+    manifest = json.loads((index / "manifest.json").read_text())
+    return index / manifest["generation"] / "meta.sqlite"
+
+
+def _as_version_3(src: Path, dst: Path) -> Path:
+    """A copy of an index as format 3 wrote it: mentions as a rowid table with a primary-key index."""
+    shutil.copytree(src, dst)
+    conn = sqlite3.connect(_meta(dst))
+    conn.executescript(
+        "BEGIN;"
+        "CREATE TABLE v3 (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, "
+        "PRIMARY KEY (entity_idx, passage_idx));"
+        "INSERT INTO v3 SELECT entity_idx, passage_idx FROM mentions ORDER BY passage_idx, entity_idx;"
+        "DROP TABLE mentions; ALTER TABLE v3 RENAME TO mentions;"
+        "COMMIT; VACUUM;")
+    conn.close()
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["format_version"] = 3
+    manifest["checksums"].pop("meta.sqlite", None)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def _mentions(index: Path) -> list[tuple[int, int]]:
+    with sqlite3.connect(_meta(index)) as conn:
+        return conn.execute("SELECT entity_idx, passage_idx FROM mentions ORDER BY 1, 2").fetchall()
+
+
+def test_version_3_mentions_read_grow_and_upgrade(sample_index: Path, tmp_path: Path) -> None:
+    new = tmp_path / "v4"
+    shutil.copytree(sample_index, new)
+    old = _as_version_3(sample_index, tmp_path / "v3")
+    with sqlite3.connect(_meta(new)) as a, sqlite3.connect(_meta(old)) as b:
+        assert not mentions_have_rowid(a) and mentions_have_rowid(b)
+    assert len(_mentions(new)) > 50 and _mentions(new) == _mentions(old)
+    assert CorpusTables.load(_meta(old)).mentions == CorpusTables.load(_meta(new)).mentions
+    question = "Who founded Kessel Shipworks?"
+    with HippoGraph.open(new) as a, HippoGraph.open(old) as b:
+        assert b.manifest.format_version == 3
+        assert [h.passage_id for h in a.retrieve(question, top_k=5)] == [h.passage_id for h in b.retrieve(question, top_k=5)]
+        for hg in (a, b):
+            assert hg.add([NEW_DOC]).added["documents"] == 1
+        assert b.manifest.format_version == FORMAT_VERSION == 4
+        with sqlite3.connect(_meta(old)) as conn:  # the add rewrote the copied table WITHOUT ROWID
+            assert not mentions_have_rowid(conn)
+        assert _mentions(old) == _mentions(new) and len(_mentions(new)) > len(_mentions(sample_index))
+        assert CorpusTables.load(_meta(old)).mentions == CorpusTables.load(_meta(new)).mentions
+        assert [h.passage_id for h in a.retrieve(question, top_k=5)] == [h.passage_id for h in b.retrieve(question, top_k=5)]
+        assert b.dir.verify() == []
+        doomed = a.triples(limit=1)[0]["doc_id"]
+        for hg in (a, b):
+            hg.delete(doomed)
+        assert _mentions(old) == _mentions(new)
