@@ -136,3 +136,22 @@ def test_lsh_band_keys_hashed_in_chunks_give_the_same_pairs(monkeypatch):
     monkeypatch.setattr(graph_builder, "_BAND_CHUNK", 5)
     got = minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3)
     assert len(want) > 20 and got == want
+
+
+def test_rows_sharing_a_key_with_new_rows_match_a_brute_force_search():
+    """`lsh_pairs` looks only at rows sharing a band key with a new row (a table over the keys' low bits,
+    then an exact check): the rows are those of the all-pairs definition, also when many keys agree in
+    their low bits only."""
+    from hippograph.indexers.graph_builder import _KEY_FILTER_BITS, _sharing_a_key
+
+    rng = np.random.default_rng(7)
+    for spread in (50, 1 << 32):
+        col = rng.integers(0, spread, size=5000, dtype=np.uint64).astype(np.uint32)
+        col[::3] = (col[::3] & np.uint32((1 << _KEY_FILTER_BITS) - 1)) | np.uint32(1 << 28)  # low-bit twins
+        new_rows = rng.choice(5000, size=40, replace=False)
+        eligible = rng.random(5000) < 0.8
+        seen = np.zeros(1 << _KEY_FILTER_BITS, dtype=bool)
+        got = _sharing_a_key(col, new_rows, eligible, seen)
+        expected = np.flatnonzero(np.isin(col, col[new_rows]) & eligible)
+        assert np.array_equal(got, expected) and got.size >= eligible[new_rows].sum()
+        assert not seen.any(), "the table is left empty for the next band"
