@@ -85,7 +85,9 @@ Version 4 (``store_vectors=False`` indexes from now on): the head index is store
 a faiss file; a version-3 index keeps its faiss file until its heads next change. Version 5:
 an HNSW head graph stored as packed links + degrees (`head_store`), written whenever heads change,
 and ids-only posting files (and the live-id file) of int32 ids while every id fits (``postings.id_bytes``
-4; a version-4 index keeps its int64 files until a compaction rewrites them)."""
+4; a version-4 index keeps its int64 files until a compaction rewrites them). Version 6: heads
+that are live rows of the caller's store are stored as their ids (``head_ids``) and read through
+it on open; the others keep their vectors (`head_store.write_heads`)."""
 INT32_MAX = 2**31 - 1
 """Largest id an int32 posting file holds."""
 _SKETCH_SEED = 104729
