@@ -9,9 +9,15 @@ trained on a sample, and below it exactly. Recall of the pairs against the exact
 measured in eval/results/synonymy.md (eval/bench_synonymy.py).
 
 Memory stays bounded either way: the entity vectors are read from the embeddings file (a memory
-map) `BASE_CHUNK` rows or one cell at a time, queries `QUERY_BLOCK` at a time, and only the scores
-at or above the threshold are kept. Holding a float32 copy of every entity vector (and a faiss
-index of them) cost 2 × 1.5 KB per entity: about 4 GB at 100k passages, in every `add` too.
+map) `BASE_CHUNK` rows at a time (a cell's members too), queries `QUERY_BLOCK` at a time, at most
+`CELL_PRODUCTS` scores at once, and only the scores at or above the threshold are kept, at most
+`max_neighbors + 1` per query. Holding a float32 copy of every entity vector (and a faiss index of
+them) cost 2 × 1.5 KB per entity: about 4 GB at 100k passages, in every `add` too.
+
+Work stays linear in the pairs above the threshold, however degenerate the vectors: TF-IDF/LSA
+vectors of short names put thousands of entities at cosine ≥ 0.8 of each other (kernel docs: 52M
+such scores among 244k entities), so each score matrix keeps a query's best `cap` only, and kept
+pairs are re-sorted geometrically and per finished query block (`_Hits`; eval/results/synonymy_tfidf.md).
 """
 from __future__ import annotations
 
@@ -106,24 +112,54 @@ def _rows(embeddings: Any, ids: np.ndarray) -> np.ndarray:
 
 
 HITS_COMPACT = 1 << 22
-"""Pending (query, entity, score) triples that trigger trimming every query to its best `cap`."""
+"""Pending (query, entity, score) triples that trigger trimming every query to its best `cap` (or
+more: compaction waits until the triples added since the last one outnumber those it kept)."""
+CELL_PRODUCTS = 1 << 25
+"""Query × entity scores computed at a time within one cell (128 MB of float32): a crowded cell
+(degenerate vectors, e.g. TF-IDF names) is searched in row blocks rather than as one matrix."""
 
 
 class _Hits:
     """(query, entity, score) triples at or above the threshold; each query keeps its best `cap`
-    (its own entry included), so a crowd of near-duplicates cannot grow memory without bound."""
+    (its own entry included; ties by entity id), so a crowd of near-duplicates cannot grow memory
+    without bound.
+
+    The work stays linear in the triples added: each `add` keeps at most `cap` per query row,
+    compaction is geometric (a triple is re-sorted O(1) times), and `seal` sets finished queries
+    aside for good. A fixed trigger re-sorted every kept triple on each add once the kept ones
+    reached it: hours on TF-IDF entity names (eval/results/synonymy_tfidf.md)."""
 
     def __init__(self, cap: int) -> None:
         self.cap = max(1, int(cap))
         self.q: list[np.ndarray] = []
         self.e: list[np.ndarray] = []
         self.s: list[np.ndarray] = []
-        self.pending = 0
+        self.pending = 0  # triples in q/e/s
+        self.kept = 0  # of which survived the last compaction
+        self.sealed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add(self, scores: np.ndarray, query_ids: np.ndarray, entity_ids: np.ndarray, threshold: float) -> None:
-        r, c = np.nonzero(scores >= threshold)
+        """A (queries × entities) score matrix; each row keeps its best `cap` at or above threshold."""
+        hit = scores >= threshold
+        over = np.flatnonzero(np.count_nonzero(hit, axis=1) > self.cap)
+        if over.size:
+            hit[over] = self._best_of_rows(scores[over], entity_ids)
+        r, c = np.nonzero(hit)
         if r.size:
             self._keep(query_ids[r], entity_ids[c], scores[r, c])
+
+    def _best_of_rows(self, scores: np.ndarray, entity_ids: np.ndarray) -> np.ndarray:
+        """Mask of each row's best `cap` entries (scores descending, ties by entity id): what
+        `_best` would keep of them, so trimming here changes no result."""
+        by_id = np.argsort(entity_ids, kind="stable")
+        sub = scores[:, by_id]
+        kth = -np.partition(-sub, self.cap - 1, axis=1)[:, self.cap - 1:self.cap]
+        above = sub > kth
+        tied = sub == kth
+        room = self.cap - np.count_nonzero(above, axis=1, keepdims=True)
+        keep = np.empty_like(above)
+        keep[:, by_id] = above | (tied & (np.cumsum(tied, axis=1) <= room))
+        return keep
 
     def add_ranked(self, scores: np.ndarray, query_ids: np.ndarray, entity_ids: np.ndarray,
                    threshold: float) -> None:
@@ -137,9 +173,16 @@ class _Hits:
         self.e.append(e)
         self.s.append(s.astype(np.float32))
         self.pending += int(q.size)
-        if self.pending > HITS_COMPACT:
+        if self.pending - self.kept > max(HITS_COMPACT, self.kept):
             q, e, s = self._best()
             self.q, self.e, self.s, self.pending = [q], [e], [s], int(q.size)
+            self.kept = self.pending
+
+    def seal(self) -> None:
+        """The queries added so far get no more triples: trim them once and set them aside."""
+        if self.q:
+            self.sealed.append(self._best())
+        self.q, self.e, self.s, self.pending, self.kept = [], [], [], 0, 0
 
     def _best(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All triples grouped by query, scores descending (ties by entity id), `cap` per query."""
@@ -152,12 +195,12 @@ class _Hits:
         return q[keep], e[keep], s[keep]
 
     def per_query(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(query id, scores descending, entity ids), at most `cap` per query."""
-        if not self.q:
-            return
-        q, e, s = self._best()
-        for a, b in _runs(q):
-            yield int(q[a]), s[a:b], e[a:b]
+        """(query id, scores descending, entity ids), at most `cap` per query; a query sealed
+        in one part gets no triples in another."""
+        self.seal()
+        for q, e, s in self.sealed:
+            for a, b in _runs(q) if q.size else ():
+                yield int(q[a]), s[a:b], e[a:b]
 
 
 def _exact_neighbours(embeddings: Any, base_ids: np.ndarray, query_ids: np.ndarray, threshold: float,
@@ -181,6 +224,7 @@ def _exact_neighbours(embeddings: Any, base_ids: np.ndarray, query_ids: np.ndarr
             ok = I >= 0
             D = np.where(ok, D, -np.inf).astype(np.float32)
             hits.add_ranked(D, q_ids, b_ids[np.where(ok, I, 0)], threshold)
+        hits.seal()
     return hits.per_query()
 
 
@@ -234,9 +278,14 @@ class _Cells:
             flat_q, flat_c = flat_q[order], flat_c[order]
             for a, b in _runs(flat_c) if flat_c.size else ():
                 c = int(flat_c[a])
-                m_ids = self.members[self.offsets[c]:self.offsets[c + 1]]
-                if m_ids.size == 0:
-                    continue
+                cell_ids = self.members[self.offsets[c]:self.offsets[c + 1]]
                 rows = flat_q[a:b]
-                hits.add(Q[rows] @ _rows(embeddings, m_ids).T, q_ids[rows], m_ids, threshold)
+                for ma in range(0, cell_ids.size, BASE_CHUNK):
+                    m_ids = cell_ids[ma:ma + BASE_CHUNK]
+                    M = _rows(embeddings, m_ids).T
+                    step = max(1, CELL_PRODUCTS // m_ids.size)
+                    for ra in range(0, rows.size, step):
+                        r = rows[ra:ra + step]
+                        hits.add(Q[r] @ M, q_ids[r], m_ids, threshold)
+            hits.seal()
         return hits.per_query()

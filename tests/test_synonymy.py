@@ -200,3 +200,66 @@ def test_minhash_pairs_of_old_and_new_entities_from_stored_band_keys(tmp_path, m
     assert crossing, "no MinHash edge between an old and a new entity"
     # signatures were computed for the new names in one pass, then for old candidates only
     assert recomputed[0] == len(names) - len(old_names) and sum(recomputed[1:]) < len(old_names)
+
+
+def _count_sorts(monkeypatch) -> dict[str, int]:
+    """Counts triples handed to `_Hits._keep` and triples re-sorted by `_Hits._best`."""
+    seen = {"kept": 0, "sorted": 0}
+    keep, best = synonymy._Hits._keep, synonymy._Hits._best
+
+    def counting_keep(self, q, e, s):
+        seen["kept"] += int(q.size)
+        keep(self, q, e, s)
+
+    def counting_best(self):
+        seen["sorted"] += sum(int(q.size) for q in self.q)
+        return best(self)
+
+    monkeypatch.setattr(synonymy._Hits, "_keep", counting_keep)
+    monkeypatch.setattr(synonymy._Hits, "_best", counting_best)
+    return seen
+
+
+def test_hits_resort_each_triple_a_bounded_number_of_times(monkeypatch):
+    """Kept triples beyond the compaction trigger (many queries × `cap`) must not be re-sorted on
+    every add: the old fixed trigger did, which took hours on TF-IDF entity names."""
+    monkeypatch.setattr(synonymy, "HITS_COMPACT", 100)
+    seen = _count_sorts(monkeypatch)
+    rng = np.random.default_rng(7)
+    hits, want = synonymy._Hits(cap=5), {}
+    for call in range(200):  # 20 new queries × 10 entities per call, all above the threshold
+        q_ids = np.arange(call * 20, call * 20 + 20)
+        e_ids = rng.choice(1000, 10, replace=False)
+        scores = rng.choice([0.9, 0.95, 1.0], size=(20, 10)).astype(np.float32)  # ties, decided by id
+        hits.add(scores, q_ids, e_ids, threshold=0.8)
+        for r, q in enumerate(q_ids.tolist()):
+            want[q] = sorted(zip((-scores[r]).tolist(), e_ids.tolist()))[:5]
+    assert seen["sorted"] <= 3 * 200 * 20 * 10  # linear in the triples added (old: ≈ 100×)
+    got = {qi: [(-si, ei) for si, ei in zip(s.tolist(), e.tolist())] for qi, s, e in hits.per_query()}
+    assert got == {k: [(float(np.float32(a)), b) for a, b in v] for k, v in want.items()}
+
+
+def test_degenerate_vectors_give_bounded_triples_and_matrices(monkeypatch):
+    """TF-IDF-like input: a crowd of identical vectors, all-zero vectors and a few groups. Every
+    query hands at most `cap` triples per score matrix to the hits, and no score matrix exceeds
+    `CELL_PRODUCTS` (the old code kept crowd² triples and scored a whole cell at once)."""
+    x = np.concatenate([np.repeat(_clustered(1, 1, 32, 0.0, seed=8), 1500, axis=0),
+                        np.zeros((300, 32), np.float32), _clustered(100, 3, 32, 0.1, seed=9)])
+    names = [f"entity {i}" for i in range(len(x))]
+    monkeypatch.setattr(synonymy, "CELL_PRODUCTS", 50_000, raising=False)
+    seen = _count_sorts(monkeypatch)
+    shapes = []
+    add = synonymy._Hits.add
+
+    def recording_add(self, scores, q, e, threshold):
+        shapes.append(scores.shape)
+        add(self, scores, q, e, threshold)
+
+    monkeypatch.setattr(synonymy._Hits, "add", recording_add)
+    edges = synonym_edges(x, names, np.arange(len(x)), threshold=0.8, max_neighbors=5, min_chars=3, exact_work=0)
+    cap = 6  # max_neighbors + the query itself
+    assert seen["kept"] <= sum(rows for rows, _ in shapes) * cap
+    assert max(rows * cols for rows, cols in shapes) <= 50_000
+    assert len(edges) <= len(x) * 5
+    degree = np.bincount([i for e in edges for i in (e.a, e.b)], minlength=len(x))
+    assert (degree[:1500] >= 5).all() and not degree[1500:1800].any()  # the crowd linked, zeros never
