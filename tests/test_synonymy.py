@@ -235,7 +235,10 @@ def test_hits_resort_each_triple_a_bounded_number_of_times(monkeypatch):
         for r, q in enumerate(q_ids.tolist()):
             want[q] = sorted(zip((-scores[r]).tolist(), e_ids.tolist()))[:5]
     assert seen["sorted"] <= 3 * 200 * 20 * 10  # linear in the triples added (old: ≈ 100×)
-    got = {qi: [(-si, ei) for si, ei in zip(s.tolist(), e.tolist())] for qi, s, e in hits.per_query()}
+    q, e, s = hits.triples()
+    got = {}
+    for qi, ei, si in zip(q.tolist(), e.tolist(), s.tolist()):
+        got.setdefault(qi, []).append((-si, ei))
     assert got == {k: [(float(np.float32(a)), b) for a, b in v] for k, v in want.items()}
 
 
