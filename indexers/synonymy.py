@@ -130,6 +130,9 @@ more: compaction waits until the triples added since the last one outnumber thos
 CELL_PRODUCTS = 1 << 25
 """Query × entity scores computed at a time within one cell (128 MB of float32): a crowded cell
 (degenerate vectors, e.g. TF-IDF names) is searched in row blocks rather than as one matrix."""
+TRIM_SCORES = 1 << 22
+"""Scores of over-full rows (more than `cap` at or above the threshold) trimmed at a time: the
+trim's temporaries stay tens of MB however many rows of a crowded cell are over."""
 
 
 class _Hits:
@@ -155,8 +158,10 @@ class _Hits:
         """A (queries × entities) score matrix; each row keeps its best `cap` at or above threshold."""
         hit = scores >= threshold
         over = np.flatnonzero(np.count_nonzero(hit, axis=1) > self.cap)
-        if over.size:
-            hit[over] = self._best_of_rows(scores[over], entity_ids)
+        step = max(1, TRIM_SCORES // max(1, scores.shape[1]))
+        for a in range(0, over.size, step):
+            rows = over[a:a + step]
+            hit[rows] = self._best_of_rows(scores[rows], entity_ids)
         r, c = np.nonzero(hit)
         if r.size:
             self._keep(query_ids[r], entity_ids[c], scores[r, c])
@@ -171,7 +176,7 @@ class _Hits:
         tied = sub == kth
         room = self.cap - np.count_nonzero(above, axis=1, keepdims=True)
         keep = np.empty_like(above)
-        keep[:, by_id] = above | (tied & (np.cumsum(tied, axis=1) <= room))
+        keep[:, by_id] = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
         return keep
 
     def add_ranked(self, scores: np.ndarray, query_ids: np.ndarray, entity_ids: np.ndarray,

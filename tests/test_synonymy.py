@@ -224,6 +224,7 @@ def test_hits_resort_each_triple_a_bounded_number_of_times(monkeypatch):
     """Kept triples beyond the compaction trigger (many queries × `cap`) must not be re-sorted on
     every add: the old fixed trigger did, which took hours on TF-IDF entity names."""
     monkeypatch.setattr(synonymy, "HITS_COMPACT", 100)
+    monkeypatch.setattr(synonymy, "TRIM_SCORES", 30, raising=False)  # over-full rows trimmed 3 at a time
     seen = _count_sorts(monkeypatch)
     rng = np.random.default_rng(7)
     hits, want = synonymy._Hits(cap=5), {}
