@@ -22,9 +22,10 @@ from hippograph.format import EDGE_FACT, EDGE_KIND_NAMES, EDGE_MENTION, EDGE_SYN
 _ALNUM = re.compile(r"[a-z0-9]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SynonymEdge:
-    """An undirected synonymy edge between two entities (a < b)."""
+    """An undirected synonymy edge between two entities (a < b). Slots: millions of them at once
+    (6.9M on TF-IDF kernel-docs names) cost 0.15 instead of 0.45 KB each."""
 
     a: int
     b: int
