@@ -49,13 +49,16 @@ def load_entities(index: Path) -> tuple[np.ndarray, list[str]]:
     gen = index / manifest.get("generation", "")
     if not (gen / "meta.sqlite").is_file():
         gen = sorted(index.glob("gen-*"))[-1]
-    vecs = np.load(gen / "embeddings" / "entities.npy", mmap_mode="r")
+    sys.path.insert(0, str(ROOT))
+    from hippograph.format import open_embeddings
+
+    vecs = open_embeddings(gen / "embeddings" / "entities.npy")  # int8 codes × their scales, as the index reads them
     con = sqlite3.connect(f"file:{gen / 'meta.sqlite'}?mode=ro", uri=True)
     try:
         names = [r[0] for r in con.execute("SELECT name FROM entities ORDER BY idx")]
     finally:
         con.close()
-    return np.ascontiguousarray(vecs, dtype=np.float32), names
+    return np.ascontiguousarray(vecs[np.arange(len(vecs))], dtype=np.float32), names
 
 
 def _git_commit() -> str:
