@@ -12,14 +12,7 @@ from hippograph import HippoGraph
 from hippograph.format import FORMAT_VERSION
 from hippograph.tables import CorpusTables, mentions_have_rowid
 
-NEW_DOC = {"id": "new-doc", "title": "Orla Vance",
-           "text": "Orla Vance founded Kessel Shipworks in Ostrel. Orla Vance studied in Drumlow."}
-
-
-def _meta(index: Path) -> Path:
-    manifest = json.loads((index / "manifest.json").read_text())
-    return index / manifest["generation"] / "meta.sqlite"
-
+from .test_sentence_spans import NEW_DOC, _meta
 
 def _as_version_3(src: Path, dst: Path) -> Path:
     """A copy of an index as format 3 wrote it: mentions as a rowid table with a primary-key index."""
