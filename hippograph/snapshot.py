@@ -26,7 +26,7 @@ from .format import (GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, LEXICAL_PASSAGES, ME
                      EDGE_SYNONYM, embedding_path, open_embeddings, vid_map_path)
 from .errors import IndexCorruptError
 from .storage import Manifest, connect_sqlite
-from .tables import row_to_passage
+from .tables import row_to_passage, unpack_text
 from .text import title_entity_names
 from .types import Passage
 
@@ -257,7 +257,7 @@ class IndexSnapshot:
                 "SELECT p.text, s.start, s.end FROM sentences s JOIN passages p ON p.idx = s.passage_idx WHERE s.idx = ?",
                 (int(idx),),
             ).fetchone()
-            return r[0][r[1] : r[2]] if r else ""
+            return unpack_text(r[0])[r[1] : r[2]] if r else ""
 
     def fact_text(self, idx: int) -> str:
         return f"{self.entities[self.fact_subject[idx]]} {self.fact_predicate[idx]} {self.entities[self.fact_object[idx]]}"

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from hippograph.storage import checkpoint_and_close, connect_sqlite
-from hippograph.tables import OWNERS_SCHEMA, SCHEMA, RowMaps, fact_passage_rows
+from hippograph.tables import OWNERS_SCHEMA, SCHEMA, RowMaps, fact_passage_rows, pack_text
 
 from .generation import read_columns
 
@@ -50,7 +50,7 @@ CREATE UNIQUE INDEX temp.emap_old ON emap(old);
 COPY = """
 INSERT INTO main.documents SELECT * FROM old.documents WHERE id NOT IN (SELECT id FROM doomed) ORDER BY rowid;
 INSERT INTO main.passages
-    SELECT pmap.new, p.id, coalesce(h.doc_id, p.doc_id), p.title, p.text, coalesce(h.source, p.source),
+    SELECT pmap.new, p.id, coalesce(h.doc_id, p.doc_id), p.title, pack_text(p.text), coalesce(h.source, p.source),
            coalesce(h.span_start, p.span_start), coalesce(h.span_end, p.span_end),
            CASE WHEN h.doc_id IS NULL THEN p.metadata
                 ELSE coalesce((SELECT d.metadata FROM old.documents d WHERE d.id = h.doc_id), '{}') END
@@ -95,6 +95,7 @@ def delete_documents(src: Path, dst: Path, doc_ids: Sequence[str]) -> tuple[RowM
     try:
         conn.executescript(SCHEMA)
         conn.executescript(OWNERS_SCHEMA)
+        conn.create_function("pack_text", 1, pack_text, deterministic=True)  # older texts are written packed
         conn.execute("ATTACH DATABASE ? AS old", (str(src),))
         has_owners = conn.execute(
             "SELECT 1 FROM old.sqlite_master WHERE type='table' AND name='passage_owners'").fetchone()

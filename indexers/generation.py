@@ -13,8 +13,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hippograph.format import (GRAPH_INDICES, GRAPH_INDPTR, GRAPH_KINDS, GRAPH_SPECIFICITY, GRAPH_WEIGHTS,
-                               LEXICAL_PASSAGES, MINHASH_BANDS_FILE)
+                               LEXICAL_PASSAGES, META_DB, MINHASH_BANDS_FILE)
+from hippograph.tables import unpack_text
 from hippograph.text import passage_embedding_text
+from hippograph.validate import reading_db
 
 from .graph_builder import build_adjacency_arrays, specificity
 
@@ -67,7 +69,11 @@ def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | 
     out.mkdir()
     if lexical is None:
         return
-    texts = [passage_embedding_text(title, text)
-             for title, text in conn.execute("SELECT title, text FROM passages ORDER BY idx")]
+    rows = conn.execute("SELECT title, text FROM passages ORDER BY idx")
+    try:
+        with reading_db(out.parent / META_DB):  # a damaged stored text is one line naming the file
+            texts = [passage_embedding_text(title, unpack_text(text)) for title, text in rows]
+    finally:
+        rows.close()  # a read stopped by damage must not leave the table locked for the close
     if texts:
         lexical(texts, out / LEXICAL_PASSAGES)

@@ -27,7 +27,8 @@ from hippograph.config import Config
 from hippograph.errors import HippoGraphError
 from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_embeddings, load_array, open_embeddings
 from hippograph.storage import connect_sqlite
-from hippograph.tables import OWNERS_SCHEMA, CorpusTables, upgrade_fact_passages, upgrade_mentions
+from hippograph.tables import (OWNERS_SCHEMA, CorpusTables, pack_text, upgrade_fact_passages, upgrade_mentions,
+                               upgrade_passage_text)
 
 from .graph_builder import band_keys, lsh_pairs, minhash_signatures, stored_signatures, synonymy_eligible
 from .synonymy import synonym_edges
@@ -74,6 +75,8 @@ class Merge:
             logger.info("%s: fact_passages rewritten with sentence spans (format 3)", self.gen / "meta.sqlite")
         if upgrade_mentions(self.conn):  # a format-3 index: mentions become one b-tree
             logger.info("%s: mentions rewritten WITHOUT ROWID (format 4)", self.gen / "meta.sqlite")
+        if upgrade_passage_text(self.conn):  # before format 5: passage texts become compressed
+            logger.info("%s: passage texts compressed (format 5)", self.gen / "meta.sqlite")
         self.conn.row_factory = None
         self.base = table_counts(self.conn)
         self.n = dict(self.base)
@@ -204,7 +207,7 @@ class Merge:
             self.conn.executemany("INSERT INTO documents VALUES (?,?,?,?,?)", (
                 (d.id, d.title, d.source, d.content_hash, _json(d.metadata)) for d in t.documents))
             self.conn.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?)", (
-                (row, p.id, p.doc_id, p.title, p.text, p.source, p.span[0], p.span[1], _json(p.metadata))
+                (row, p.id, p.doc_id, p.title, pack_text(p.text), p.source, p.span[0], p.span[1], _json(p.metadata))
                 for row, p in new_passages))
             self.conn.executemany("INSERT INTO sentences VALUES (?,?,?,?)", sentences)
             self.conn.executemany("INSERT INTO entities VALUES (?,?)", new_entities)

@@ -12,7 +12,7 @@ import pytest
 
 from hippograph import HippoGraph
 from hippograph.format import FORMAT_VERSION
-from hippograph.tables import CorpusTables, sentence_span, stores_sentence_text
+from hippograph.tables import CorpusTables, sentence_span, stores_sentence_text, unpack_text
 
 NEW_DOC = {"id": "new-doc", "title": "Orla Vance",
            "text": "Orla Vance founded Kessel Shipworks in Ostrel. Orla Vance studied in Drumlow."}
@@ -29,10 +29,28 @@ def _meta(index: Path) -> Path:
     return index / manifest["generation"] / "meta.sqlite"
 
 
+def _unpack_texts(conn: sqlite3.Connection) -> None:
+    """Store every passage text as TEXT, as formats before 5 did (`tables.pack_text`)."""
+    rows = conn.execute("SELECT idx, text FROM passages").fetchall()
+    with conn:
+        conn.executemany("UPDATE passages SET text = ? WHERE idx = ?", [(unpack_text(t), i) for i, t in rows])
+        conn.execute("PRAGMA user_version = 0")
+
+
+def _mark_format(index: Path, version: int) -> Path:
+    """Record an older format version in a tampered copy's manifest (and drop meta.sqlite's checksum)."""
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["format_version"] = version
+    manifest["checksums"].pop("meta.sqlite", None)
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    return index
+
+
 def _as_version_2(src: Path, dst: Path) -> Path:
     """A copy of an index as format 2 wrote it: the sentence text on every fact_passages row."""
     shutil.copytree(src, dst)
     conn = sqlite3.connect(_meta(dst))
+    _unpack_texts(conn)
     conn.executescript(
         "BEGIN;"
         "CREATE TABLE v2 (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence TEXT NOT NULL);"
@@ -43,11 +61,7 @@ def _as_version_2(src: Path, dst: Path) -> Path:
         "CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);"
         "COMMIT; VACUUM;")
     conn.close()
-    manifest = json.loads((dst / "manifest.json").read_text())
-    manifest["format_version"] = 2
-    manifest["checksums"].pop("meta.sqlite", None)
-    (dst / "manifest.json").write_text(json.dumps(manifest))
-    return dst
+    return _mark_format(dst, 2)
 
 
 @pytest.fixture()
