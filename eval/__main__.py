@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1, help="spaCy processes for hippograph index builds")
     r.add_argument("--latency-queries", type=int, default=100, help="questions timed one at a time per system")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                   help="engine Config field for every hippograph system, repeatable; VALUE is JSON "
+                        "(e.g. --set synonymy_threshold=0.9); index-time fields key the index cache")
     r.add_argument("-v", "--verbose", action="store_true")
     g = sub.add_parser("report", help="regenerate the markdown report from a results JSON")
     g.add_argument("--results", type=Path, default=EVAL_DIR / "results" / "latest.json")
@@ -55,6 +58,20 @@ def default_report_path(out: Path, quick: bool) -> Path:
     if out.resolve() == (EVAL_DIR / "results").resolve():
         return EVAL_DIR / "RESULTS.md"
     return out / "RESULTS.md"
+
+
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """`--set FIELD=VALUE` items as a dict; VALUE is read as JSON, else kept as a string."""
+    out: dict[str, object] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            out[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name.strip()] = value
+    return out
 
 
 def split_dataset_specs(value: str) -> list[str]:
@@ -100,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     opts = RunOptions(
+        overrides=overrides,
         datasets=[d.strip() for d in datasets if d.strip()], systems=systems, out_dir=args.out,
         cache_dir=args.cache, embedder=args.embedder or ("tfidf" if args.quick else "minilm"), quick=args.quick,
         rebuild=args.rebuild, jobs=args.jobs, latency_queries=args.latency_queries, progress=not args.no_progress,

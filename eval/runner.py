@@ -45,6 +45,8 @@ class RunOptions:
     """spaCy worker processes for hippograph builds (speed only; not part of the cache key)."""
     latency_queries: int = 100
     """Questions timed one at a time per system (p50/p95); all questions are run batched."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Engine Config fields changed from the defaults (`--set`); index-time ones key the index cache."""
     progress: bool = True
     command: str = ""
     data_root: Path | None = None
@@ -86,7 +88,8 @@ class RssSampler:
                 "delta_mb": round(self.peak_mb - self.start_mb, 1)}
 
 
-def engine_config(embedder: str, jobs: int = 1, embedding_cache_dir: Path | None = None) -> Any:
+def engine_config(embedder: str, jobs: int = 1, embedding_cache_dir: Path | None = None,
+                  overrides: dict[str, Any] | None = None) -> Any:
     """The engine Config every system shares: `minilm` (sentence-transformers) or `tfidf`; defaults otherwise.
 
     `embedding_cache_dir` lets hippograph builds reuse MiniLM vectors of texts embedded by an
@@ -98,7 +101,8 @@ def engine_config(embedder: str, jobs: int = 1, embedding_cache_dir: Path | None
     if embedder not in names:
         raise ValueError(f"unknown embedder {embedder!r}; use one of {', '.join(names)}")
     return Config(embedder=names[embedder], n_process=jobs,
-                  embedding_cache_dir=str(embedding_cache_dir) if embedding_cache_dir else None)
+                  embedding_cache_dir=str(embedding_cache_dir) if embedding_cache_dir else None).replace(
+                      **(overrides or {}))
 
 
 def machine_info() -> dict[str, Any]:
@@ -209,7 +213,8 @@ def run(opts: RunOptions) -> dict[str, Any]:
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if opts.quick else "")
     run_dir = Path(opts.out_dir) / "runs" / run_id
     ctx = RunContext(
-        engine_config(opts.embedder, opts.jobs, None if opts.rebuild else Path(opts.cache_dir) / "vectors"),
+        engine_config(opts.embedder, opts.jobs, None if opts.rebuild else Path(opts.cache_dir) / "vectors",
+                      opts.overrides),
         Path(opts.cache_dir), rebuild=opts.rebuild)
 
     benches = list(opts.benchmarks)

@@ -386,3 +386,18 @@ def test_bench_disk_reports_what_the_new_layouts_save(tmp_path, capsys):
     found = re.search(r"Before those layouts: ([\d.]+) KB per passage; now ([\d.]+)\.$", text, re.M)
     before, now = map(float, found.groups())
     assert before > now
+
+
+def test_set_overrides_reach_the_engine_config():
+    from eval.__main__ import parse_overrides
+    from eval.runner import engine_config
+    from hippograph.errors import ConfigError
+
+    overrides = parse_overrides(["synonymy_threshold=0.9", "use_synonymy=false", "mode=ppr"])
+    assert overrides == {"synonymy_threshold": 0.9, "use_synonymy": False, "mode": "ppr"}
+    cfg = engine_config("tfidf", overrides=overrides)
+    assert (cfg.synonymy_threshold, cfg.use_synonymy, cfg.mode, cfg.embedder) == (0.9, False, "ppr", "tfidf")
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_overrides(["synonymy_threshold"])
+    with pytest.raises(ConfigError):
+        engine_config("tfidf", overrides={"no_such_field": 1})
