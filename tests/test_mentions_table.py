@@ -13,6 +13,7 @@ from hippograph.tables import CorpusTables, mentions_have_rowid
 
 from .test_sentence_spans import NEW_DOC, _mark_format, _meta, _unpack_texts
 
+
 def _as_version_3(src: Path, dst: Path) -> Path:
     """A copy of an index as format 3 wrote it: mentions as a rowid table with a primary-key index."""
     shutil.copytree(src, dst)
