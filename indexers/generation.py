@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hippograph.format import (GRAPH_INDICES, GRAPH_INDPTR, GRAPH_KINDS, GRAPH_SPECIFICITY, GRAPH_WEIGHTS,
-                               LEXICAL_PASSAGES, META_DB, MINHASH_BANDS_FILE)
+                               LEXICAL_PASSAGES, MINHASH_BANDS_FILE)
 from hippograph.tables import unpack_text
 from hippograph.text import passage_embedding_text
 from hippograph.validate import reading_db
@@ -64,14 +64,15 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
     return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}
 
 
-def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | None) -> None:
-    """BM25 over every passage's embedding text, into ``<gen>/lexical/passages``."""
+def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | None, rows_from: Path) -> None:
+    """BM25 over every passage's embedding text, into ``<gen>/lexical/passages``. `rows_from` is the
+    database the rows were copied from (the live generation's), named when a stored text is damaged."""
     out.mkdir()
     if lexical is None:
         return
     rows = conn.execute("SELECT title, text FROM passages ORDER BY idx")
     try:
-        with reading_db(out.parent / META_DB):  # a damaged stored text is one line naming the file
+        with reading_db(rows_from):  # a damaged stored text is one line naming the file
             texts = [passage_embedding_text(title, unpack_text(text)) for title, text in rows]
     finally:
         rows.close()  # a read stopped by damage must not leave the table locked for the close

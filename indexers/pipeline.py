@@ -362,7 +362,7 @@ class IndexWriter:
                 self.vectors.write(gen / VECTORS_DIR, gen)
                 self.progress.advance("vectors", sum(counts[g] for g in GRANULARITIES), unit="vector")
             with self.progress.stage("BM25"):
-                generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical)
+                generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical, (self.base or gen) / META_DB)
                 self.progress.advance("BM25", counts["passages"], unit="passage")
         finally:
             checkpoint_and_close(conn)  # one self-contained file, journal mode DELETE
