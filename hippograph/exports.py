@@ -160,7 +160,7 @@ def iter_edges(snap: "IndexSnapshot") -> Iterator[tuple[str, str, str, dict[str,
         }
     for i, (e, p) in enumerate(cur.execute("SELECT entity_idx, passage_idx FROM mentions ORDER BY passage_idx, entity_idx")):
         yield f"p{p}", f"e{e}", f"m{i}", {"kind": "mention", "label": "mentions", "weight": 1.0}
-    for i, (a, b, score) in enumerate(cur.execute("SELECT a, b, score FROM synonyms ORDER BY rowid")):
+    for i, (a, b, score) in enumerate(cur.execute("SELECT a, b, score FROM synonyms ORDER BY a, b")):
         yield f"e{a}", f"e{b}", f"s{i}", {"kind": "synonym", "label": "synonym", "weight": float(score)}
 
 

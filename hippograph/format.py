@@ -38,13 +38,16 @@ import scipy.sparse as sp
 
 from .errors import IndexCorruptError
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 """On-disk format version written into the manifest. 2: embeddings stored per
 `EMBEDDING_STORAGE` (int8 + scales by default). 3: ``fact_passages`` holds each triple's
 sentence as a character span of the passage text, not the sentence text (`tables.sentence_span`).
 4: ``mentions`` is a WITHOUT ROWID table (`tables.upgrade_mentions`). 5: a passage text is stored
 zlib-compressed (a BLOB) where that is smaller (`tables.pack_text`, `tables.upgrade_passage_text`).
-This code reads versions 1 to 5 (an older table is rewritten by the next write); a newer index
+6: ``synonyms`` is a WITHOUT ROWID table keyed by the entity pair with coded kinds
+(`tables.SYNONYMS_TABLE`, `tables.upgrade_synonyms`) and ``facts_key`` indexes entity pairs only
+(`tables.FACTS_KEY_INDEX`, `tables.upgrade_facts_key`).
+This code reads versions 1 to 6 (an older table is rewritten by the next write); a newer index
 is refused with one line ("upgrade hippograph")."""
 
 EMBEDDING_STORAGE = ("int8", "float16", "float32")

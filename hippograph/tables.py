@@ -19,7 +19,22 @@ import numpy as np
 from .storage import checkpoint_and_close, connect_sqlite
 from .types import Document, Passage
 
-SCHEMA = """
+SYNONYMS_TABLE = ("CREATE TABLE synonyms (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL, "
+                  "kind INTEGER NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID")
+"""Format 6: one b-tree keyed by the entity pair, `kind` as its position in `SYNONYM_KINDS` (format 5
+and before: a rowid table naming the kind; kernel docs 749 → 483 bytes per passage)."""
+
+FACTS_KEY_INDEX = "CREATE INDEX facts_key ON facts(subject_idx, object_idx)"
+"""Format 6: the merge finds a fact by its entity pair, then its predicate among the pair's few
+facts (format 5 and before also indexed the predicate text: kernel docs 372 → 226 bytes per passage)."""
+
+SYNONYM_KINDS = ("embedding", "minhash")
+"""Where a synonym edge came from, by its stored code: embedding kNN, MinHash LSH over name shingles."""
+
+TABLES_USER_VERSION = 6
+"""meta.sqlite's ``PRAGMA user_version`` when every table is in this code's layout (`upgrade_tables`)."""
+
+SCHEMA = f"""
 CREATE TABLE documents (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL,
     content_hash TEXT NOT NULL, metadata TEXT NOT NULL
@@ -35,13 +50,13 @@ CREATE TABLE entities (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE mentions (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, PRIMARY KEY (entity_idx, passage_idx))
     WITHOUT ROWID;
 CREATE TABLE facts (idx INTEGER PRIMARY KEY, subject_idx INTEGER NOT NULL, predicate TEXT NOT NULL, object_idx INTEGER NOT NULL);
-CREATE INDEX facts_key ON facts(subject_idx, object_idx, predicate);
+{FACTS_KEY_INDEX};
 CREATE TABLE fact_passages (
     fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence_start INTEGER, sentence_end INTEGER
 );
 CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);
-CREATE TABLE synonyms (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL);
-PRAGMA user_version = 5;
+{SYNONYMS_TABLE};
+PRAGMA user_version = {TABLES_USER_VERSION};
 """
 
 # Documents that contain an identical passage (same title + text) after the first one: the
@@ -88,7 +103,7 @@ def fact_passage_rows(conn: sqlite3.Connection, schema: str = "main") -> str:
 
 def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
     """Rewrite a format-2 fact_passages table (a sentence text per row) as spans, once, in the
-    copy a write is making; True if it did. The freed pages are returned by a VACUUM."""
+    copy a write is making; True if it did (`upgrade_tables` then VACUUMs)."""
     if not stores_sentence_text(conn):
         return False
     conn.commit()
@@ -105,20 +120,24 @@ def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
         "CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);"
         "COMMIT;"
     )
-    conn.execute("VACUUM")
     return True
+
+
+def has_rowid(conn: sqlite3.Connection, table: str, schema: str = "main") -> bool:
+    """Is `table` a rowid table (not WITHOUT ROWID) in this database?"""
+    row = conn.execute(f"SELECT sql FROM {schema}.sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()
+    return row is not None and "WITHOUT ROWID" not in " ".join(str(row[0]).upper().split())
 
 
 def mentions_have_rowid(conn: sqlite3.Connection) -> bool:
     """Is this database's mentions table a rowid table with a separate key index (format 3 and
     before)? Format 4 stores it WITHOUT ROWID: one b-tree keyed (entity, passage), half the bytes."""
-    row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='mentions'").fetchone()
-    return row is not None and "WITHOUT ROWID" not in " ".join(str(row[0]).upper().split())
+    return has_rowid(conn, "mentions")
 
 
 def upgrade_mentions(conn: sqlite3.Connection) -> bool:
     """Rewrite a format-3 mentions table WITHOUT ROWID, once, in the copy a write is making;
-    True if it did. The freed pages are returned by a VACUUM."""
+    True if it did (`upgrade_tables` then VACUUMs)."""
     if not mentions_have_rowid(conn):
         return False
     conn.commit()
@@ -131,7 +150,41 @@ def upgrade_mentions(conn: sqlite3.Connection) -> bool:
         "DROP TABLE mentions_v3;"
         "COMMIT;"
     )
-    conn.execute("VACUUM")
+    return True
+
+
+def synonym_kind_sql(column: str) -> str:
+    """SQL giving the stored code (`SYNONYM_KINDS`) of a synonym row's kind, named (format 5 and
+    before) or already a code."""
+    cases = " ".join(f"WHEN '{name}' THEN {code}" for code, name in enumerate(SYNONYM_KINDS))
+    return f"CASE {column} {cases} ELSE {column} END"
+
+
+def synonym_kind_name(value: Any) -> str:
+    """The kind of a stored synonym row, from its code (format 6) or its name (before)."""
+    if isinstance(value, str) and value in SYNONYM_KINDS:
+        return value
+    if isinstance(value, int) and 0 <= value < len(SYNONYM_KINDS):
+        return SYNONYM_KINDS[value]
+    raise ValueError(f"unknown synonym kind {value!r}")
+
+
+def upgrade_synonyms(conn: sqlite3.Connection) -> bool:
+    """Rewrite a format-5 synonyms table (rowid, kind named) as format 6's `SYNONYMS_TABLE`, once,
+    in the copy a write is making; True if it did (`upgrade_tables` then VACUUMs). Pairs are
+    unique by construction; a crafted repeat keeps its first row."""
+    if not has_rowid(conn, "synonyms"):
+        return False
+    conn.commit()
+    conn.executescript(
+        "BEGIN;"
+        "ALTER TABLE synonyms RENAME TO synonyms_v5;"
+        f"{SYNONYMS_TABLE};"
+        f"INSERT OR IGNORE INTO synonyms SELECT a, b, score, {synonym_kind_sql('kind')} FROM synonyms_v5 "
+        "ORDER BY a, b, rowid;"
+        "DROP TABLE synonyms_v5;"
+        "COMMIT;"
+    )
     return True
 
 
@@ -176,7 +229,7 @@ def unpack_text(value: Any) -> str:
 
 def upgrade_passage_text(conn: sqlite3.Connection, batch: int = 4096) -> bool:
     """Compress the passage texts of an index written before format 5, once, in the copy a write
-    is making; True if it did. The freed pages are returned by a VACUUM."""
+    is making; True if it did (`upgrade_tables` then VACUUMs)."""
     if conn.execute("PRAGMA user_version").fetchone()[0] >= PACKED_TEXT_USER_VERSION:
         return False
     changed, last = False, -1
@@ -189,9 +242,38 @@ def upgrade_passage_text(conn: sqlite3.Connection, batch: int = 4096) -> bool:
             conn.executemany("UPDATE passages SET text = ? WHERE idx = ?", packed)
             changed = changed or bool(packed)
         conn.execute(f"PRAGMA user_version = {PACKED_TEXT_USER_VERSION}")
-    if changed:
-        conn.execute("VACUUM")
     return changed
+
+
+def upgrade_facts_key(conn: sqlite3.Connection) -> bool:
+    """Rebuild a facts_key index that holds predicates (format 5 and before) as `FACTS_KEY_INDEX`,
+    once, in the copy a write is making; True if it did (`upgrade_tables` then VACUUMs)."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type='index' AND name='facts_key'").fetchone()
+    if row is not None and "predicate" not in str(row[0]):
+        return False
+    conn.commit()
+    conn.executescript(f"BEGIN; DROP INDEX IF EXISTS facts_key; {FACTS_KEY_INDEX}; COMMIT;")
+    return True
+
+
+TABLE_UPGRADES = (
+    (upgrade_fact_passages, "fact_passages rewritten with sentence spans (format 3)"),
+    (upgrade_mentions, "mentions rewritten WITHOUT ROWID (format 4)"),
+    (upgrade_passage_text, "passage texts compressed (format 5)"),
+    (upgrade_synonyms, "synonyms rewritten WITHOUT ROWID with coded kinds (format 6)"),
+    (upgrade_facts_key, "facts_key index rebuilt without predicates (format 6)"),
+)
+
+
+def upgrade_tables(conn: sqlite3.Connection) -> list[str]:
+    """Bring the tables of an older meta.sqlite (the copy a write is making) to this code's layout,
+    oldest step first, then one VACUUM returns the freed pages; what was done, for the log."""
+    done = [what for upgrade, what in TABLE_UPGRADES if upgrade(conn)]
+    if conn.execute("PRAGMA user_version").fetchone()[0] < TABLES_USER_VERSION:
+        conn.execute(f"PRAGMA user_version = {TABLES_USER_VERSION}")
+    if done:
+        conn.execute("VACUUM")
+    return done
 
 
 def document_hash(doc: Document) -> str:
@@ -387,7 +469,8 @@ class CorpusTables:
             f0 = c.get("facts", 0)
             conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", ((i, *f) for i, f in enumerate(self.facts[f0:], f0)))
             conn.executemany("INSERT INTO fact_passages VALUES (?,?,?,?)", self.fact_passages[c.get("triples", 0):])
-            conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", self.synonyms[c.get("synonyms", 0):])
+            conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)",
+                             ((a, b, w, SYNONYM_KINDS.index(kind)) for a, b, w, kind in self.synonyms[c.get("synonyms", 0):]))
             conn.executemany("INSERT INTO passage_owners VALUES (?,?,?,?,?)",
                              self.passage_owners[c.get("passage_owners", 0):])
         finally:
@@ -413,7 +496,8 @@ class CorpusTables:
             t.fact_passages = conn.execute(
                 "SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM (%s) ORDER BY row_order"
                 % fact_passage_rows(conn)).fetchall()
-            t.synonyms = conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY rowid").fetchall()
+            t.synonyms = [(a, b, w, synonym_kind_name(kind))  # pair order: format 6's key, either layout
+                          for a, b, w, kind in conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY a, b")]
             has_owners = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='passage_owners'").fetchone()
             if has_owners:  # absent in indexes written before shared passages were tracked
@@ -421,7 +505,7 @@ class CorpusTables:
                     "SELECT passage_idx, doc_id, source, span_start, span_end FROM passage_owners ORDER BY rowid"
                 ).fetchall()
             return t
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a damaged text or synonym kind
             from .errors import IndexCorruptError
 
             raise IndexCorruptError(f"{path}: damaged metadata database ({exc})") from exc

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from hippograph.storage import checkpoint_and_close, connect_sqlite
-from hippograph.tables import OWNERS_SCHEMA, SCHEMA, RowMaps, fact_passage_rows, pack_text
+from hippograph.tables import OWNERS_SCHEMA, SCHEMA, RowMaps, fact_passage_rows, pack_text, synonym_kind_sql
 
 from .generation import read_columns
 
@@ -69,9 +69,9 @@ INSERT INTO main.facts
 INSERT INTO main.fact_passages
     SELECT fmap.new, pmap.new, fp.sentence_start, fp.sentence_end FROM ({fact_passages}) fp
     JOIN pmap ON pmap.old = fp.passage_idx JOIN fmap ON fmap.old = fp.fact_idx ORDER BY fp.row_order;
-INSERT INTO main.synonyms
-    SELECT ea.new, eb.new, s.score, s.kind FROM old.synonyms s
-    JOIN emap ea ON ea.old = s.a JOIN emap eb ON eb.old = s.b ORDER BY s.rowid;
+INSERT OR IGNORE INTO main.synonyms
+    SELECT ea.new, eb.new, s.score, {synonym_kind} FROM old.synonyms s
+    JOIN emap ea ON ea.old = s.a JOIN emap eb ON eb.old = s.b ORDER BY ea.new, eb.new;
 INSERT INTO main.passage_owners
     SELECT pmap.new, o.doc_id, o.source, o.span_start, o.span_end FROM old.passage_owners o
     JOIN pmap ON pmap.old = o.passage_idx
@@ -106,7 +106,8 @@ def delete_documents(src: Path, dst: Path, doc_ids: Sequence[str]) -> tuple[RowM
         conn.executemany("INSERT OR IGNORE INTO doomed VALUES (?)", ((str(i),) for i in doc_ids))
         conn.executescript(MAPS)
         before = _counts(conn, "old")
-        conn.executescript("BEGIN;" + COPY.replace("{fact_passages}", fact_passage_rows(conn, "old")) + "COMMIT;")
+        conn.executescript("BEGIN;" + COPY.replace("{fact_passages}", fact_passage_rows(conn, "old"))
+                           .replace("{synonym_kind}", synonym_kind_sql("s.kind")) + "COMMIT;")
         after = _counts(conn, "main")
         keep = {}
         for name, table in (("passages", "pmap"), ("sentences", "smap"), ("facts", "fmap"), ("entities", "emap")):

@@ -49,7 +49,7 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
     subj, obj = read_columns(conn, "SELECT f.subject_idx, f.object_idx FROM fact_passages fp "
                                    "JOIN facts f ON f.idx = fp.fact_idx", (np.int64, np.int64))
     m_e, m_p = read_columns(conn, "SELECT entity_idx, passage_idx FROM mentions", (np.int64, np.int64))
-    syn_a, syn_b, syn_w = read_columns(conn, "SELECT a, b, score FROM synonyms ORDER BY rowid",
+    syn_a, syn_b, syn_w = read_columns(conn, "SELECT a, b, score FROM synonyms ORDER BY a, b",
                                        (np.int64, np.int64, np.float64))
     mentions = np.stack([m_e, m_p], axis=1) if len(m_e) else np.zeros((0, 2), dtype=np.int64)
     adjacency, kind = build_adjacency_arrays(

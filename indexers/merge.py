@@ -27,8 +27,7 @@ from hippograph.config import Config
 from hippograph.errors import HippoGraphError
 from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_embeddings, load_array, open_embeddings
 from hippograph.storage import connect_sqlite
-from hippograph.tables import (OWNERS_SCHEMA, CorpusTables, pack_text, upgrade_fact_passages, upgrade_mentions,
-                               upgrade_passage_text)
+from hippograph.tables import OWNERS_SCHEMA, SYNONYM_KINDS, CorpusTables, pack_text, upgrade_tables
 
 from .graph_builder import band_keys, lsh_pairs, minhash_signatures, stored_signatures, synonymy_eligible
 from .synonymy import synonym_edges
@@ -71,12 +70,8 @@ class Merge:
         self.progress = progress
         self.conn = connect_sqlite(self.gen / "meta.sqlite")
         self.conn.executescript(OWNERS_SCHEMA)
-        if upgrade_fact_passages(self.conn):  # a format-2 index: its sentence texts become spans
-            logger.info("%s: fact_passages rewritten with sentence spans (format 3)", self.gen / "meta.sqlite")
-        if upgrade_mentions(self.conn):  # a format-3 index: mentions become one b-tree
-            logger.info("%s: mentions rewritten WITHOUT ROWID (format 4)", self.gen / "meta.sqlite")
-        if upgrade_passage_text(self.conn):  # before format 5: passage texts become compressed
-            logger.info("%s: passage texts compressed (format 5)", self.gen / "meta.sqlite")
+        for what in upgrade_tables(self.conn):  # an older index: its tables in this format, once
+            logger.info("%s: %s", self.gen / "meta.sqlite", what)
         self.conn.row_factory = None
         self.base = table_counts(self.conn)
         self.n = dict(self.base)
@@ -302,7 +297,8 @@ class Merge:
         else:
             bands = None
         with self.conn:
-            self.conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", ((e.a, e.b, e.score, e.kind) for e in edges))
+            self.conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)",
+                                  ((e.a, e.b, e.score, SYNONYM_KINDS.index(e.kind)) for e in edges))
         self.n["synonyms"] += len(edges)
         return bands
 

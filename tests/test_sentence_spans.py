@@ -30,11 +30,24 @@ def _meta(index: Path) -> Path:
 
 
 def _unpack_texts(conn: sqlite3.Connection) -> None:
-    """Store every passage text as TEXT, as formats before 5 did (`tables.pack_text`)."""
+    """Store every passage text as TEXT, as formats before 5 did (`tables.pack_text`), and the
+    synonyms as those formats did (`_name_synonym_kinds`)."""
     rows = conn.execute("SELECT idx, text FROM passages").fetchall()
     with conn:
         conn.executemany("UPDATE passages SET text = ? WHERE idx = ?", [(unpack_text(t), i) for i, t in rows])
         conn.execute("PRAGMA user_version = 0")
+    _name_synonym_kinds(conn)
+
+
+def _name_synonym_kinds(conn: sqlite3.Connection) -> None:
+    """Store the synonyms as formats before 6 did: a rowid table naming each row's kind."""
+    conn.executescript(
+        "BEGIN;"
+        "CREATE TABLE v5 (a INTEGER NOT NULL, b INTEGER NOT NULL, score REAL NOT NULL, kind TEXT NOT NULL);"
+        "INSERT INTO v5 SELECT a, b, score, CASE kind WHEN 0 THEN 'embedding' ELSE 'minhash' END FROM synonyms "
+        "ORDER BY a, b;"
+        "DROP TABLE synonyms; ALTER TABLE v5 RENAME TO synonyms;"
+        "COMMIT;")
 
 
 def _mark_format(index: Path, version: int) -> Path:

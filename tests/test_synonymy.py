@@ -6,6 +6,7 @@ import numpy as np
 from hippograph.indexers.graph_builder import embedding_synonyms
 from hippograph.indexers import synonymy
 from hippograph.indexers.synonymy import synonym_edges
+from hippograph.tables import synonym_kind_name
 
 
 def _clustered(n_groups: int, per_group: int, dim: int, noise: float, seed: int) -> np.ndarray:
@@ -175,7 +176,8 @@ def test_minhash_pairs_of_old_and_new_entities_from_stored_band_keys(tmp_path, m
             gen = hg.dir.generation_path(hg.manifest)
         with sqlite3.connect(gen / "meta.sqlite") as conn:
             names = [r[0] for r in conn.execute("SELECT name FROM entities ORDER BY idx")]
-            edges = conn.execute("SELECT a, b, round(score, 6), kind FROM synonyms ORDER BY a, b, kind").fetchall()
+            edges = [(a, b, w, synonym_kind_name(k)) for a, b, w, k in
+                     conn.execute("SELECT a, b, round(score, 6), kind FROM synonyms ORDER BY a, b, kind")]
         return names, edges, np.load(gen / "graph" / "minhash_bands.npy")
 
     from hippograph.indexers import merge
