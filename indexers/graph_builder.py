@@ -104,7 +104,7 @@ def minhash_synonyms(
     threshold: float,
     num_perm: int,
     min_chars: int,
-    existing: set[tuple[int, int]] | None = None,
+    existing: set[tuple[int, int]] | np.ndarray | None = None,
 ) -> list[SynonymEdge]:
     """Surface-form near-duplicates ("barack obama" / "obama") by MinHash LSH on character 3-grams.
 
@@ -117,7 +117,8 @@ def minhash_synonyms(
         return []
     eligible = np.fromiter((synonymy_eligible(n, min_chars) for n in names), dtype=bool, count=len(names))
     signatures = minhash_signatures(names, eligible, num_perm)
-    return lsh_synonyms(signatures, eligible, new, threshold=threshold, existing=existing or set())
+    return lsh_synonyms(signatures, eligible, new, threshold=threshold,
+                        existing=set() if existing is None else existing)
 
 
 def minhash_signatures(names: Sequence[str], eligible: np.ndarray, num_perm: int) -> np.ndarray:
@@ -182,7 +183,7 @@ def lsh_synonyms(
     new_ids: np.ndarray,
     *,
     threshold: float,
-    existing: set[tuple[int, int]],
+    existing: set[tuple[int, int]] | np.ndarray,
 ) -> list[SynonymEdge]:
     """Pairs (new entity, any entity) whose signatures agree on a whole LSH band and whose
     estimated Jaccard ≥ threshold — datasketch `MinHashLSH`'s banding, vectorised with numpy."""
@@ -196,12 +197,13 @@ def lsh_pairs(
     new_ids: np.ndarray,
     *,
     threshold: float,
-    existing: set[tuple[int, int]],
+    existing: set[tuple[int, int]] | np.ndarray,
     num_perm: int,
     signatures_of: Callable[[np.ndarray], np.ndarray],
 ) -> list[SynonymEdge]:
     """`lsh_synonyms` from stored band keys (`band_keys`): candidate pairs share a band key; the
-    signatures of candidates only (`signatures_of(ids)`, rows in the order asked) decide."""
+    signatures of candidates only (`signatures_of(ids)`, rows in the order asked) decide. Pairs in
+    `existing` (a set of (a, b), or an (m, 2) array of them: millions of embedding edges) are skipped."""
     ranges = _lsh_bands(float(threshold), int(num_perm))
     elig = np.flatnonzero(eligible)
     is_new = np.zeros(len(keys), dtype=bool)
@@ -230,7 +232,7 @@ def lsh_pairs(
                 for j in members.tolist():
                     if i != j:
                         candidates.add((i, j) if i < j else (j, i))
-    pairs = sorted(p for p in candidates if p not in existing)
+    pairs = _without(sorted(candidates), existing)
     if not pairs:
         return []
     ids = np.unique(np.asarray(pairs, dtype=np.int64))
@@ -248,6 +250,20 @@ def lsh_pairs(
         if jac >= threshold:
             edges.append(SynonymEdge(i, j, jac, "minhash"))
     return edges
+
+
+def _without(pairs: list[tuple[int, int]], existing: set[tuple[int, int]] | np.ndarray) -> list[tuple[int, int]]:
+    """`pairs` (a < b) that are not in `existing` (a set of pairs or an (m, 2) array of them)."""
+    if not isinstance(existing, np.ndarray):
+        return [p for p in pairs if p not in existing]
+    if not pairs or not len(existing):
+        return pairs
+    cand = np.asarray(pairs, dtype=np.int64)
+    n = int(max(int(cand.max()), int(existing.max()))) + 1
+    known = np.sort(existing[:, 0].astype(np.int64) * n + existing[:, 1])
+    keys = cand[:, 0] * n + cand[:, 1]
+    found = known[np.minimum(np.searchsorted(known, keys), len(known) - 1)] == keys
+    return [p for p, f in zip(pairs, found.tolist()) if not f]
 
 
 def _sharing_a_key(col: np.ndarray, new_rows: np.ndarray, eligible: np.ndarray, seen: np.ndarray) -> np.ndarray:

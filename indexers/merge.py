@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Iterator
 
@@ -29,8 +29,8 @@ from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_emb
 from hippograph.storage import connect_sqlite
 from hippograph.tables import OWNERS_SCHEMA, SYNONYM_KINDS, CorpusTables, pack_text, upgrade_tables
 
-from .graph_builder import band_keys, lsh_pairs, minhash_signatures, stored_signatures, synonymy_eligible
-from .synonymy import synonym_edges
+from .graph_builder import SynonymEdge, band_keys, lsh_pairs, minhash_signatures, stored_signatures, synonymy_eligible
+from .synonymy import synonym_pairs
 from .report import BuildReport, Progress
 from .shards import TABLES
 
@@ -44,6 +44,9 @@ COUNT_TABLES = {
 """Report/manifest count name → SQLite table."""
 SIGNATURE_CHUNK = 65_536
 """Entity names read and MinHashed at a time (datasketch's 64-bit values: 64 MB per chunk)."""
+
+INSERT_BLOCK = 65_536
+"""Synonym rows turned into Python tuples and inserted at a time (TF-IDF links millions)."""
 
 
 def table_counts(conn) -> dict[str, int]:
@@ -266,9 +269,10 @@ class Merge:
         eligible = np.fromiter((synonymy_eligible(n, c.synonymy_min_chars) for n in self._names(0)), dtype=bool,
                                count=e1)
         ents = open_embeddings(embedding_path(self.gen, "entities"))  # as stored: a scratch build sees the same values
-        edges = synonym_edges(ents, None, new_ids, threshold=c.synonymy_threshold,  # exact below a size, cells above
-                              max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars,
-                              eligible=eligible)
+        syn_a, syn_b, syn_w = synonym_pairs(ents, None, new_ids, threshold=c.synonymy_threshold,  # exact, or cells
+                                            max_neighbors=c.synonymy_max_neighbors, min_chars=c.synonymy_min_chars,
+                                            eligible=eligible)
+        minhash: list[SynonymEdge] = []
         self.progress.advance("synonymy", len(new_ids), unit="entity")
         if c.minhash_threshold > 0:
             have = 0 if bands is None else len(bands)
@@ -291,15 +295,20 @@ class Merge:
                 return out
 
             # every embedding edge has a new endpoint, so none is already a synonym row
-            edges += lsh_pairs(bands, eligible, new_ids, threshold=c.minhash_threshold,
-                               existing={(e.a, e.b) for e in edges}, num_perm=c.minhash_num_perm,
-                               signatures_of=signatures_of)
+            minhash = lsh_pairs(bands, eligible, new_ids, threshold=c.minhash_threshold,
+                                existing=np.stack([syn_a, syn_b], axis=1), num_perm=c.minhash_num_perm,
+                                signatures_of=signatures_of)
         else:
             bands = None
+        embedding = SYNONYM_KINDS.index("embedding")
         with self.conn:
+            for s in range(0, len(syn_a), INSERT_BLOCK):  # Python tuples for one block at a time
+                self.conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)", zip(
+                    syn_a[s:s + INSERT_BLOCK].tolist(), syn_b[s:s + INSERT_BLOCK].tolist(),
+                    syn_w[s:s + INSERT_BLOCK].tolist(), repeat(embedding)))
             self.conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)",
-                                  ((e.a, e.b, e.score, SYNONYM_KINDS.index(e.kind)) for e in edges))
-        self.n["synonyms"] += len(edges)
+                                  ((e.a, e.b, e.score, SYNONYM_KINDS.index(e.kind)) for e in minhash))
+        self.n["synonyms"] += len(syn_a) + len(minhash)
         return bands
 
     def _names_of(self, ids: np.ndarray) -> list[str]:

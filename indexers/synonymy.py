@@ -50,7 +50,7 @@ EXACT_QUERY_BATCH = 4096
 so this keeps the scores those of the in-memory exact search, bit for bit."""
 
 
-def synonym_edges(
+def synonym_pairs(
     embeddings: Any,
     names: Sequence[str] | None,
     new_ids: np.ndarray,
@@ -62,8 +62,9 @@ def synonym_edges(
     nprobe: int = NPROBE,
     seed: int = 0,
     eligible: np.ndarray | None = None,
-) -> list[SynonymEdge]:
-    """Synonymy edges from the new entities to all entities (never all-pairs again).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synonymy edges from the new entities to all entities (never all-pairs again), as arrays
+    (a < b, sorted by pair; int64, int64, float64 scores ≤ 1): millions of pairs stay numbers.
 
     For each eligible new entity, its nearest eligible entities by inner product (cosine of
     unit vectors), kept while the score ≥ threshold, at most `max_neighbors`; a pair found from
@@ -71,23 +72,30 @@ def synonym_edges(
     embeddings file); `eligible` (a bool per entity) may stand in for `names`. Exact below
     `exact_work` query × entity products, through k-means cells above it.
     """
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
     if eligible is None:
         eligible = np.fromiter((synonymy_eligible(n, min_chars) for n in names or ()), dtype=bool,
                                count=len(names or ()))
     new_ids = np.asarray(new_ids, dtype=np.int64)
     if len(new_ids) == 0 or len(embeddings) < 2:
-        return []
+        return none
     base_ids = np.flatnonzero(eligible)
     query_ids = new_ids[eligible[new_ids]]
     if len(base_ids) < 2 or len(query_ids) == 0:
-        return []
+        return none
     if float(len(new_ids)) * float(len(embeddings)) >= exact_work:
         cells = _Cells.train(embeddings, base_ids, nprobe=nprobe, seed=seed)
         q, e, s = cells.neighbours(embeddings, query_ids, threshold, _Hits(max_neighbors + 1))
     else:
         q, e, s = _exact_neighbours(embeddings, base_ids, query_ids, threshold, _Hits(max_neighbors + 1))
     a, b, score = _pair_scores(q, e, s, max_neighbors)
-    return [SynonymEdge(i, j, min(x, 1.0), "embedding") for i, j, x in zip(a.tolist(), b.tolist(), score.tolist())]
+    return a.astype(np.int64), b.astype(np.int64), np.minimum(score.astype(np.float64), 1.0)
+
+
+def synonym_edges(embeddings: Any, names: Sequence[str] | None, new_ids: np.ndarray, **kw: Any) -> list[SynonymEdge]:
+    """`synonym_pairs` as `SynonymEdge` records (kind "embedding"), for callers that want objects."""
+    a, b, score = synonym_pairs(embeddings, names, new_ids, **kw)
+    return [SynonymEdge(i, j, x, "embedding") for i, j, x in zip(a.tolist(), b.tolist(), score.tolist())]
 
 
 def _pair_scores(q: np.ndarray, e: np.ndarray, s: np.ndarray, max_neighbors: int

@@ -121,16 +121,21 @@ def test_vectorised_minhash_matches_datasketch_lsh():
     assert want and got == want
 
 
-def test_lsh_band_keys_hashed_in_chunks_give_the_same_pairs(monkeypatch):
-    """Band keys are computed a chunk of signature rows at a time; the chunk size changes nothing."""
+def _place_names(seed: int) -> list[str]:
+    """Up to 300 distinct names built from a few stems: many near-duplicate pairs for MinHash."""
     import random
 
+    rnd = random.Random(seed)
+    stems = ["drumlow", "meriden", "kessel", "halvenne", "wren relay", "ashcombe", "tarsk"]
+    return sorted({f"{rnd.choice(['', 'the ', 'old '])}{rnd.choice(stems)}{rnd.choice(['', ' port', 's'])}"
+                   for _ in range(300)})
+
+
+def test_lsh_band_keys_hashed_in_chunks_give_the_same_pairs(monkeypatch):
+    """Band keys are computed a chunk of signature rows at a time; the chunk size changes nothing."""
     from hippograph.indexers import graph_builder
 
-    rnd = random.Random(9)
-    stems = ["drumlow", "meriden", "kessel", "halvenne", "wren relay", "ashcombe", "tarsk"]
-    names = sorted({f"{rnd.choice(['', 'the ', 'old '])}{rnd.choice(stems)}{rnd.choice(['', ' port', 's'])}"
-                    for _ in range(300)})
+    names = _place_names(9)
     new = list(range(0, len(names), 2))
     want = minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3)
     monkeypatch.setattr(graph_builder, "_BAND_CHUNK", 5)
@@ -155,3 +160,18 @@ def test_rows_sharing_a_key_with_new_rows_match_a_brute_force_search():
         expected = np.flatnonzero(np.isin(col, col[new_rows]) & eligible)
         assert np.array_equal(got, expected) and got.size >= eligible[new_rows].sum()
         assert not seen.any(), "the table is left empty for the next band"
+
+
+def test_existing_pairs_as_an_array_skip_what_a_set_skips():
+    """The merge passes its embedding edges to `lsh_pairs` as an (m, 2) array (millions of pairs
+    stay numbers); the pairs it skips are those the same pairs as a set skip."""
+    names = _place_names(11)
+    new = list(range(0, len(names), 2))
+    every = minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3)
+    known = {(e.a, e.b) for e in every[::3]} | {(0, len(names) + 5)}  # a third of them, and a pair never proposed
+    as_set = minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3, existing=known)
+    as_array = minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3,
+                                existing=np.array(sorted(known), dtype=np.int64))
+    assert len(every) > 20 and as_set == as_array == [e for e in every if (e.a, e.b) not in known]
+    assert minhash_synonyms(names, new, threshold=0.6, num_perm=64, min_chars=3,
+                            existing=np.zeros((0, 2), dtype=np.int64)) == every

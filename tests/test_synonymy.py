@@ -141,6 +141,7 @@ def test_build_streams_names_signatures_and_vectors_in_chunks(tmp_path, monkeypa
 
     want_edges, want_sig = build("default")
     monkeypatch.setattr(merge, "SIGNATURE_CHUNK", 2)
+    monkeypatch.setattr(merge, "INSERT_BLOCK", 2)
     monkeypatch.setattr(graph_builder, "_BAND_CHUNK", 3)
     monkeypatch.setattr(synonymy, "BASE_CHUNK", 4)
     got_edges, got_sig = build("chunked")
@@ -183,7 +184,8 @@ def test_minhash_pairs_of_old_and_new_entities_from_stored_band_keys(tmp_path, m
     from hippograph.indexers import merge
     # MinHash only: a TF-IDF embedder fitted on two documents links other pairs by embedding,
     # and LSH skips pairs an embedding edge already links
-    monkeypatch.setattr(merge, "synonym_edges", lambda *a, **k: [])
+    none = (np.zeros(0, dtype=np.int64),) * 2 + (np.zeros(0),)
+    monkeypatch.setattr(merge, "synonym_pairs", lambda *a, **k: none)
     HippoGraph.build(docs, tmp_path / "scratch", config).close()
     HippoGraph.build(docs[:2], tmp_path / "grown", config).close()
     old_names = tables(tmp_path / "grown")[0]
