@@ -40,6 +40,10 @@ class Config:
     """Passage size budget in words; documents at or under it stay whole (benchmark passages ≈80 words)."""
     chunk_overlap_words: int = 40
     """Words of overlap between consecutive chunks (whole sentences only)."""
+    sentence_min_words: int = 1
+    """Sentences of fewer words get no sentence unit (row and vector): headings, list markers and
+    URLs ("Overview", "Mitigations") say nothing their passage's text, vector and entities do not.
+    They stay in the passage text. 1 keeps every sentence."""
     max_passages_per_document: int = 100_000
     """Resource bound: a document yielding more passages than this is truncated with a warning."""
 
@@ -348,7 +352,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 """Options whose value is one of a fixed set of names."""
 
 RANGES: dict[str, tuple[float | None, float | None]] = {
-    "max_file_bytes": (1, None), "chunk_words": (1, None), "max_passages_per_document": (1, None),
+    "max_file_bytes": (1, None), "chunk_words": (1, None), "sentence_min_words": (1, None), "max_passages_per_document": (1, None),
     "spacy_batch_size": (1, None), "embedding_batch_size": (1, None),
     "tfidf_dim": (1, None), "synonymy_threshold": (-1, 1), "minhash_threshold": (0, 1),
     "minhash_num_perm": (1, None), "spann_replica": (1, None), "top_k": (1, None), "damping": (0, 1),

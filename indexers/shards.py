@@ -160,8 +160,8 @@ def _append(t: CorpusTables, passages: Sequence[Passage], extractions: Sequence[
     for passage, ex in zip(passages, extractions):
         p_idx = len(t.passages)
         t.passages.append(passage)
-        for start, end in split_sentences(passage.text):
-            t.sentences.append((p_idx, start, end))
+        t.sentences.extend((p_idx, start, end) for start, end in split_sentences(passage.text)
+                           if _has_words(passage.text, start, end, config.sentence_min_words))
         mentioned: set[int] = set()
         names = list(ex.entities)
         if config.link_title and passage.title:
@@ -184,6 +184,11 @@ def _append(t: CorpusTables, passages: Sequence[Passage], extractions: Sequence[
                 t.facts.append(key)
             t.fact_passages.append((f, p_idx, *sentence_span(passage.text, triple.sentence)))
         t.mentions.extend((e, p_idx) for e in sorted(mentioned))
+
+
+def _has_words(text: str, start: int, end: int, n: int) -> bool:
+    """Does ``text[start:end]`` hold at least `n` whitespace-separated words?"""
+    return n <= 1 or len(text[start:end].split(None, n - 1)) >= n
 
 
 def unit_texts(t: CorpusTables, gran: str) -> list[str]:
