@@ -258,8 +258,9 @@ class Merge:
         """Synonymy edges from this write's new entities to all entities (embedding kNN and
         MinHash LSH), inserted as rows; returns the MinHash band keys of every entity (or None).
         Entity names are streamed from the table, vectors read from the embeddings file: memory
-        holds one bool and the band keys (56 bytes) per entity and the signatures of new entities;
-        an old entity's signature is recomputed from its name when a band key pairs it."""
+        holds one bool and the band keys (56 bytes) per entity, the signatures of new entities and the
+        edges as arrays (24 bytes each); an old entity's signature is recomputed from its name when a
+        band key pairs it."""
         c = self.config
         e0, e1 = self.base["entities"], self.n["entities"]
         new_ids = np.arange(e0, e1, dtype=np.int64)
