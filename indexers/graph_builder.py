@@ -254,13 +254,13 @@ def lsh_pairs(
 
 def _without(pairs: list[tuple[int, int]], existing: set[tuple[int, int]] | np.ndarray) -> list[tuple[int, int]]:
     """`pairs` (a < b) that are not in `existing` (a set of pairs or an (m, 2) array of them)."""
-    if not isinstance(existing, np.ndarray):
-        return [p for p in pairs if p not in existing]
-    if not pairs or not len(existing):
+    known_pairs = np.asarray(existing if isinstance(existing, np.ndarray) else sorted(existing),
+                             dtype=np.int64).reshape(-1, 2)
+    if not pairs or not len(known_pairs):
         return pairs
     cand = np.asarray(pairs, dtype=np.int64)
-    n = int(max(int(cand.max()), int(existing.max()))) + 1
-    known = np.sort(existing[:, 0].astype(np.int64) * n + existing[:, 1])
+    n = max(int(cand.max()), int(known_pairs.max())) + 1
+    known = np.sort(known_pairs[:, 0] * n + known_pairs[:, 1])
     keys = cand[:, 0] * n + cand[:, 1]
     found = known[np.minimum(np.searchsorted(known, keys), len(known) - 1)] == keys
     return [p for p, f in zip(pairs, found.tolist()) if not f]

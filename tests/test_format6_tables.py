@@ -13,7 +13,8 @@ import pytest
 from hippograph import HippoGraph
 from hippograph.errors import IndexCorruptError
 from hippograph.format import FORMAT_VERSION
-from hippograph.tables import FACTS_KEY_INDEX, SYNONYM_KINDS, TABLES_USER_VERSION, CorpusTables, has_rowid, upgrade_tables
+from hippograph.tables import (FACTS_KEY_INDEX, SYNONYM_KINDS, TABLES_USER_VERSION, CorpusTables, has_rowid,
+                               synonym_kind_name, upgrade_tables)
 
 from .test_sentence_spans import NEW_DOC, _mark_format, _meta, _name_synonym_kinds
 
@@ -39,7 +40,7 @@ def _synonyms(index: Path) -> list[tuple]:
     with sqlite3.connect(_meta(index)) as conn:
         rows = conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY a, b").fetchall()
     conn.close()
-    return [(a, b, w, kind if isinstance(kind, str) else SYNONYM_KINDS[kind]) for a, b, w, kind in rows]
+    return [(a, b, w, synonym_kind_name(kind)) for a, b, w, kind in rows]
 
 
 def _layout(index: Path) -> tuple[bool, int, set[str], str]:
@@ -106,9 +107,7 @@ def test_unknown_stored_kind_is_one_line_naming_meta_sqlite(sample_index: Path, 
     index = tmp_path / "idx"
     shutil.copytree(sample_index, index)
     with sqlite3.connect(_meta(index)) as conn:
-        conn.execute("UPDATE synonyms SET kind = 7 WHERE rowid IN (SELECT rowid FROM synonyms LIMIT 1)"
-                     if has_rowid(conn, "synonyms") else
-                     "UPDATE synonyms SET kind = 7 WHERE (a, b) IN (SELECT a, b FROM synonyms LIMIT 1)")
+        conn.execute("UPDATE synonyms SET kind = 7 WHERE (a, b) IN (SELECT a, b FROM synonyms LIMIT 1)")
     conn.close()
     with pytest.raises(IndexCorruptError, match=r"meta.sqlite: damaged metadata database \(unknown synonym kind 7\)"):
         CorpusTables.load(_meta(index))
