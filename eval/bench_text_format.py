@@ -1,6 +1,6 @@
-"""Hybrid query latency and results: an index as format 4 stored it vs the same index with its passage texts
-compressed (format 5), queried alternately so machine noise falls on both. Session 17 ran it with the kernel
-docs' index and its upgraded copy:
+"""Hybrid query latency and results: an index in an older on-disk format vs the same index rewritten in a newer
+one (session 17: passage texts compressed, format 4 → 5; session 19: the graph stored once, format 6 → 7),
+queried alternately so machine noise falls on both. Run with the kernel docs' index and its converted copy:
 
     python eval/bench_text_format.py OLD_INDEX NEW_INDEX QUESTIONS.jsonl
 """
@@ -29,12 +29,13 @@ def timed_hits(hg: HippoGraph, question: str) -> tuple[float, list[dict]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("old", type=Path, help="the index as format 4 wrote it")
-    ap.add_argument("new", type=Path, help="the same index with its passage texts compressed")
+    ap.add_argument("old", type=Path, help="the index in the older format")
+    ap.add_argument("new", type=Path, help="the same index in the newer format")
     ap.add_argument("questions", type=Path, help="JSONL, one {\"question\": …} per line")
     args = ap.parse_args()
     questions = [json.loads(line)["question"] for line in args.questions.read_text().splitlines() if line.strip()]
-    indexes = {"format 4": HippoGraph.open(args.old), "format 5": HippoGraph.open(args.new)}
+    opened = {"old": HippoGraph.open(args.old), "new": HippoGraph.open(args.new)}
+    indexes = {f"{role} (format {hg.manifest.format_version})": hg for role, hg in opened.items()}
     for question in questions[:WARM_UP]:
         for hg in indexes.values():
             hg.retrieve(question, top_k=10)

@@ -21,6 +21,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import IndexCorruptError
+from .format import (EDGE_FACT, EDGE_SYNONYM, GRAPH_INDICES, GRAPH_INDPTR, GRAPH_KINDS, GRAPH_PAIR_KINDS, GRAPH_PAIR_WEIGHTS,
+                     GRAPH_SPECIFICITY, GRAPH_UPPER_INDICES, GRAPH_UPPER_INDPTR, GRAPH_WEIGHTS, graph_from_upper)
 
 MAX_NPY_HEADER = 1 << 16
 """numpy writes headers of a few hundred bytes; a larger one is damage, not data."""
@@ -291,26 +293,59 @@ def check_table_rows(db: Path, snap: Any, fact_passages: np.ndarray, counts: dic
 
 def load_graph(graph_dir: Path, n_entities: int, n_passages: int, counts: dict[str, int]) -> tuple[Any, np.ndarray, np.ndarray]:
     """(CSR adjacency over entity + passage nodes, edge kinds, entity specificity), every array
-    checked: no out-of-range index can reach scipy or a PPR kernel."""
-    import scipy.sparse as sp
-
+    checked: no out-of-range index can reach scipy or a PPR kernel. Format 7 stores the graph once
+    (`format.GRAPH_FILES`), older formats both directions of every edge."""
     n = n_entities + n_passages
     if "nodes" in counts and counts["nodes"] != n:
         raise IndexCorruptError(f"{graph_dir}: the manifest counts {counts['nodes']} graph nodes, the tables {n}")
-    indptr = load_npy(graph_dir / "indptr.npy", kind="iu", ndim=1)
-    indices = load_npy(graph_dir / "indices.npy", kind="iu", ndim=1)
-    check_csr(graph_dir / "indices.npy", indptr, indices, n, n, "graph adjacency", graph_dir / "indptr.npy")
+    if (graph_dir / GRAPH_UPPER_INDPTR).exists():
+        return _load_upper_graph(graph_dir, n_entities, n)
+    return _load_full_graph(graph_dir, n_entities, n)
+
+
+def _load_upper_graph(graph_dir: Path, n_entities: int, n: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Format 7: the upper triangle, entity-pair weights and kinds (`format.graph_from_upper`)."""
+    ip_path, idx_path = graph_dir / GRAPH_UPPER_INDPTR, graph_dir / GRAPH_UPPER_INDICES
+    indptr = load_npy(ip_path, kind="iu", ndim=1)
+    indices = load_npy(idx_path, kind="iu", ndim=1)
+    check_csr(idx_path, indptr, indices, n, n, "graph adjacency", ip_path)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    if (indices <= rows).any():
+        raise IndexCorruptError(f"{idx_path}: graph adjacency holds an entry on or below the diagonal")
+    if int(indptr[n_entities]) != len(indices):  # a passage row's entries lie right of it: passages
+        raise IndexCorruptError(f"{idx_path}: graph adjacency links two passages")
+    n_pairs = int((indices < n_entities).sum())
+    w_path, k_path = graph_dir / GRAPH_PAIR_WEIGHTS, graph_dir / GRAPH_PAIR_KINDS
+    weights = load_npy(w_path, kind="f", ndim=1)
+    check_length(w_path, weights, n_pairs, "entity-pair edge weights")
+    check_finite(w_path, weights, "entity-pair edge weights")
+    if n_pairs and float(weights.min()) < 0:
+        raise IndexCorruptError(f"{w_path}: edge weights must be ≥ 0 (found {float(weights.min()):g})")
+    kinds = load_npy(k_path, kind="iu", ndim=1)
+    check_length(k_path, kinds, n_pairs, "entity-pair edge kinds")
+    if not np.isin(kinds, (EDGE_FACT, EDGE_SYNONYM)).all():
+        raise IndexCorruptError(f"{k_path}: entity-pair edge kinds must be {EDGE_FACT} (fact) or {EDGE_SYNONYM} (synonym)")
+    return graph_from_upper(indptr, indices, weights, kinds, n_entities)
+
+
+def _load_full_graph(graph_dir: Path, n_entities: int, n: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Format 6 and before: both directions of every edge, a weight and kind per entry, specificity."""
+    import scipy.sparse as sp
+
+    indptr = load_npy(graph_dir / GRAPH_INDPTR, kind="iu", ndim=1)
+    indices = load_npy(graph_dir / GRAPH_INDICES, kind="iu", ndim=1)
+    check_csr(graph_dir / GRAPH_INDICES, indptr, indices, n, n, "graph adjacency", graph_dir / GRAPH_INDPTR)
     nnz = len(indices)
-    weights = load_npy(graph_dir / "weights.npy", kind="f", ndim=1)
-    check_length(graph_dir / "weights.npy", weights, nnz, "edge weights")
-    check_finite(graph_dir / "weights.npy", weights, "edge weights")
+    weights = load_npy(graph_dir / GRAPH_WEIGHTS, kind="f", ndim=1)
+    check_length(graph_dir / GRAPH_WEIGHTS, weights, nnz, "edge weights")
+    check_finite(graph_dir / GRAPH_WEIGHTS, weights, "edge weights")
     if nnz and float(weights.min()) < 0:
-        raise IndexCorruptError(f"{graph_dir / 'weights.npy'}: edge weights must be ≥ 0 (found {float(weights.min()):g})")
-    kinds = load_npy(graph_dir / "kinds.npy", kind="iu", ndim=1)
-    check_length(graph_dir / "kinds.npy", kinds, nnz, "edge kinds")
-    specificity = load_npy(graph_dir / "specificity.npy", kind="f", ndim=1)
-    check_length(graph_dir / "specificity.npy", specificity, n_entities, "entity specificity")
-    check_finite(graph_dir / "specificity.npy", specificity, "entity specificity")
+        raise IndexCorruptError(f"{graph_dir / GRAPH_WEIGHTS}: edge weights must be ≥ 0 (found {float(weights.min()):g})")
+    kinds = load_npy(graph_dir / GRAPH_KINDS, kind="iu", ndim=1)
+    check_length(graph_dir / GRAPH_KINDS, kinds, nnz, "edge kinds")
+    specificity = load_npy(graph_dir / GRAPH_SPECIFICITY, kind="f", ndim=1)
+    check_length(graph_dir / GRAPH_SPECIFICITY, specificity, n_entities, "entity specificity")
+    check_finite(graph_dir / GRAPH_SPECIFICITY, specificity, "entity specificity")
     adjacency = sp.csr_matrix((weights.astype(np.float64), indices, indptr), shape=(n, n))
     return adjacency, kinds, specificity.astype(np.float64)
 

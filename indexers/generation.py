@@ -12,13 +12,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hippograph.format import (GRAPH_INDICES, GRAPH_INDPTR, GRAPH_KINDS, GRAPH_SPECIFICITY, GRAPH_WEIGHTS,
-                               LEXICAL_PASSAGES, MINHASH_BANDS_FILE)
+from hippograph.format import (LEXICAL_PASSAGES, MINHASH_BANDS_FILE, upper_graph)
 from hippograph.tables import unpack_text
 from hippograph.text import passage_embedding_text
 from hippograph.validate import reading_db
 
-from .graph_builder import build_adjacency_arrays, specificity
+from .graph_builder import build_adjacency_arrays
 
 LexicalWriter = Callable[[Sequence[str], Path], None]
 """Builds and saves the BM25 index of passage texts into a directory (given by the caller:
@@ -42,7 +41,7 @@ def read_columns(conn: sqlite3.Connection, sql: str, dtypes: Sequence[type]) -> 
 
 def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages: int,
                 minhash_bands: np.ndarray | None) -> dict[str, int]:
-    """CSR adjacency (fact, mention and synonymy edges), edge kinds, specificity and MinHash
+    """The graph (fact, mention and synonymy edges; stored once, `format.upper_graph`) and MinHash
     band keys into ``<gen>/graph/``; returns node and edge counts."""
     out.mkdir()
     # fact edge weight = number of triples: one (subject, object) pair per occurrence
@@ -54,11 +53,8 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
     mentions = np.stack([m_e, m_p], axis=1) if len(m_e) else np.zeros((0, 2), dtype=np.int64)
     adjacency, kind = build_adjacency_arrays(
         n_entities, n_passages, np.stack([subj, obj], axis=1), mentions, syn_a, syn_b, syn_w)
-    np.save(out / GRAPH_INDPTR, adjacency.indptr.astype(np.int64), allow_pickle=False)
-    np.save(out / GRAPH_INDICES, adjacency.indices.astype(np.int32), allow_pickle=False)
-    np.save(out / GRAPH_WEIGHTS, adjacency.data.astype(np.float32), allow_pickle=False)
-    np.save(out / GRAPH_KINDS, kind.data.astype(np.int8), allow_pickle=False)
-    np.save(out / GRAPH_SPECIFICITY, specificity(mentions, n_entities).astype(np.float32), allow_pickle=False)
+    for name, array in upper_graph(adjacency.indptr, adjacency.indices, adjacency.data, kind.data, n_entities).items():
+        np.save(out / name, array, allow_pickle=False)
     if minhash_bands is not None and len(minhash_bands) == n_entities:
         np.save(out / MINHASH_BANDS_FILE, minhash_bands, allow_pickle=False)
     return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}

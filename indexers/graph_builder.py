@@ -374,14 +374,3 @@ def build_adjacency_arrays(
     adjacency.sort_indices()
     kind.data -= 1
     return adjacency, kind
-
-
-def specificity(mentions: np.ndarray, n_entities: int) -> np.ndarray:
-    """Node specificity s_i = 1/|P_i| (HippoRAG), P_i = passages mentioning entity i; 0 if none."""
-    counts = np.zeros(n_entities, dtype=np.float64)
-    if len(mentions):
-        m = np.unique(np.asarray(mentions, dtype=np.int64).reshape(-1, 2), axis=0)
-        np.add.at(counts, m[:, 0], 1.0)
-    with np.errstate(divide="ignore"):
-        spec = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
-    return spec

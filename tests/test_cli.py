@@ -46,9 +46,9 @@ def test_index_query_info_check(tmp_path):
 
     # damage is reported by `check` with a non-zero exit
     gen = idx / json.loads((idx / "manifest.json").read_text())["generation"]
-    (gen / "graph" / "weights.npy").write_bytes(b"garbage")
+    (gen / "graph" / "pair_weights.npy").write_bytes(b"garbage")
     bad = run("check", str(idx), check=False)
-    assert bad.returncode == 1 and "weights.npy" in bad.stdout
+    assert bad.returncode == 1 and "pair_weights.npy" in bad.stdout
 
 
 @pytest.mark.parametrize(

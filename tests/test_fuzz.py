@@ -270,8 +270,8 @@ def test_index_holds_no_pickles_and_refuses_them(sample_index, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(sample_index, copy)
     gen = copy / json.loads((copy / "manifest.json").read_text())["generation"]
-    np.save(gen / "graph" / "specificity.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(IndexCorruptError, match="specificity.npy|graph"):
+    np.save(gen / "graph" / "pair_weights.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(IndexCorruptError, match="pair_weights.npy|graph"):
         HippoGraph.open(copy)
     # the source never asks numpy, torch or pickle to unpickle anything
     root = Path(__file__).resolve().parents[1]

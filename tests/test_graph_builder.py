@@ -10,8 +10,8 @@ from hippograph.indexers.graph_builder import (
     build_adjacency,
     embedding_synonyms,
     minhash_synonyms,
-    specificity,
 )
+from hippograph.format import graph_from_upper, upper_graph
 
 
 def _unit(v):
@@ -54,12 +54,35 @@ def test_edge_kinds_align_with_weights():
     assert adj.nnz == kind.nnz == 6
 
 
+def _stored_and_read(adjacency, kind, n_entities):
+    files = upper_graph(adjacency.indptr, adjacency.indices, adjacency.data, kind.data, n_entities)
+    return graph_from_upper(*files.values(), n_entities)
+
+
 def test_specificity_is_inverse_passage_count():
     mentions = np.array([[0, 0], [0, 1], [0, 2], [1, 2], [1, 2]])
-    s = specificity(mentions, 3)
-    assert s[0] == pytest.approx(1 / 3)
-    assert s[1] == pytest.approx(1.0)
+    adjacency, kind = build_adjacency(3, 3, np.zeros((0, 2)), mentions, [])
+    s = _stored_and_read(adjacency, kind, 3)[2]
+    assert s[0] == np.float32(1 / 3)  # float32 values, as stored before format 7
+    assert s[1] == 1.0
     assert s[2] == 0.0  # never mentioned
+
+
+def test_graph_stored_once_reads_back_value_for_value():
+    rng = np.random.default_rng(5)
+    n_e, n_p = 40, 25
+    facts = rng.integers(0, n_e, size=(120, 2))
+    mentions = np.stack([rng.integers(0, n_e, 200), rng.integers(0, n_p, 200)], axis=1)
+    syn = [SynonymEdge(int(a), int(b), float(w), "embedding")
+           for a, b, w in zip(rng.integers(0, n_e, 30), rng.integers(0, n_e, 30), rng.uniform(0.7, 1, 30)) if a != b]
+    adjacency, kind = build_adjacency(n_e, n_p, facts, mentions, syn)
+    files = upper_graph(adjacency.indptr, adjacency.indices, adjacency.data, kind.data, n_e)
+    assert len(files["upper_indices.npy"]) * 2 == adjacency.nnz
+    assert len(files["pair_weights.npy"]) == int((files["upper_indices.npy"] < n_e).sum())
+    full, kinds, _ = graph_from_upper(*files.values(), n_e)
+    assert np.array_equal(full.indptr, adjacency.indptr) and np.array_equal(full.indices, adjacency.indices)
+    assert np.array_equal(full.data, adjacency.data.astype(np.float32).astype(np.float64))
+    assert np.array_equal(kinds, kind.data)
 
 
 def test_embedding_synonyms_threshold_and_new_vs_all():

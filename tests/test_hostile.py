@@ -78,7 +78,7 @@ def _query_all_modes(index: Path) -> None:
 # ---- 1. out-of-range graph indices: a segfault before ---------------------------------------------
 @pytest.mark.parametrize("value", [10**6, -5])
 def test_out_of_range_graph_indices_are_refused(index, capsys, value):
-    path = _gen(index) / "graph" / "indices.npy"
+    path = _gen(index) / "graph" / "upper_indices.npy"
     arr = np.load(path)
     arr[len(arr) // 2] = value
     np.save(path, arr)
@@ -93,7 +93,7 @@ def test_out_of_range_graph_indices_are_refused(index, capsys, value):
                 for mode in ("hybrid", "ppr"):
                     hg.retrieve("Who founded Kessel Shipworks?", mode=mode)
             except IndexCorruptError as exc:
-                assert "indices.npy" in str(exc), exc
+                assert "upper_indices.npy" in str(exc), exc
                 raise SystemExit(3)
         """)], capture_output=True, text=True, timeout=300)
     assert code.returncode == 3, code.stderr
@@ -102,55 +102,61 @@ def test_out_of_range_graph_indices_are_refused(index, capsys, value):
 
 
 @pytest.mark.parametrize("damage, match", [
-    ("non_monotone", "indptr.npy: graph adjacency indptr is not monotone"),
-    ("indptr_end", "indptr.npy"),
-    ("weights_nan", "weights.npy: edge weights holds NaN"),
-    ("kinds_short", "kinds.npy: edge kinds has"),
-    ("specificity_len", "specificity.npy"),
+    ("non_monotone", "upper_indptr.npy: graph adjacency indptr is not monotone"),
+    ("indptr_end", "upper_indptr.npy"),
+    ("below_diagonal", "upper_indices.npy: graph adjacency holds an entry on or below the diagonal"),
+    ("weights_nan", "pair_weights.npy: entity-pair edge weights holds NaN"),
+    ("kinds_short", "pair_kinds.npy: entity-pair edge kinds has"),
+    ("kinds_mention", "pair_kinds.npy: entity-pair edge kinds must be"),
 ])
 def test_graph_array_damage_names_the_file(index, damage, match):
     g = _gen(index) / "graph"
     if damage == "non_monotone":
-        a = np.load(g / "indptr.npy")
+        a = np.load(g / "upper_indptr.npy")
         a[1], a[2] = a[2] + 1, a[1]
-        np.save(g / "indptr.npy", a)
+        np.save(g / "upper_indptr.npy", a)
     elif damage == "indptr_end":
-        a = np.load(g / "indptr.npy")
+        a = np.load(g / "upper_indptr.npy")
         a[-1] += 7
-        np.save(g / "indptr.npy", a)
+        np.save(g / "upper_indptr.npy", a)
+    elif damage == "below_diagonal":
+        a, ptr = np.load(g / "upper_indices.npy"), np.load(g / "upper_indptr.npy")
+        row = int(np.flatnonzero(np.diff(ptr))[-1])  # the last row with entries
+        a[ptr[row]] = row
+        np.save(g / "upper_indices.npy", a)
     elif damage == "weights_nan":
-        a = np.load(g / "weights.npy")
+        a = np.load(g / "pair_weights.npy")
         a[0] = np.nan
-        np.save(g / "weights.npy", a)
+        np.save(g / "pair_weights.npy", a)
     elif damage == "kinds_short":
-        np.save(g / "kinds.npy", np.load(g / "kinds.npy")[:-1])
+        np.save(g / "pair_kinds.npy", np.load(g / "pair_kinds.npy")[:-1])
     else:
-        np.save(g / "specificity.npy", np.load(g / "specificity.npy")[:-2])
+        np.save(g / "pair_kinds.npy", np.ones_like(np.load(g / "pair_kinds.npy")))
     with pytest.raises(IndexCorruptError, match=match):
         HippoGraph.open(index)
 
 
 # ---- 3. tracebacks from damaged files ----------------------------------------------------------------
 def test_zero_byte_npy(index, capsys):
-    (_gen(index) / "graph" / "weights.npy").write_bytes(b"")
-    with pytest.raises(IndexCorruptError, match="weights.npy"):
+    (_gen(index) / "graph" / "pair_weights.npy").write_bytes(b"")
+    with pytest.raises(IndexCorruptError, match="pair_weights.npy"):
         HippoGraph.open(index)
     status, out = _check(index, capsys)
-    assert status == 1 and "weights.npy" in out
+    assert status == 1 and "pair_weights.npy" in out
 
 
 def test_npy_header_claiming_a_trillion_rows_is_refused_before_allocation(index, capsys):
-    path = _gen(index) / "graph" / "specificity.npy"
+    path = _gen(index) / "graph" / "pair_weights.npy"
     arr = np.load(path)
     with open(path, "wb") as fh:  # a valid header claiming 10^12 rows, then the real (small) data
         np.lib.format.write_array_header_1_0(fh, {"descr": arr.dtype.str, "fortran_order": False,
                                                   "shape": (10**12,)})
         fh.write(arr.tobytes())
     _rechecksum(index)
-    with pytest.raises(IndexCorruptError, match=r"specificity.npy: header says \(1000000000000,\)"):
+    with pytest.raises(IndexCorruptError, match=r"pair_weights.npy: header says \(1000000000000,\)"):
         HippoGraph.open(index)
     status, out = _check(index, capsys)
-    assert status == 1 and "specificity.npy" in out
+    assert status == 1 and "pair_weights.npy" in out
 
 
 def test_bm25_meta_with_absurd_num_docs(index, capsys):
@@ -286,10 +292,10 @@ def test_generation_or_file_symlinked_outside_is_refused(index, tmp_path):
     outside = tmp_path / "elsewhere"
     gen = _gen(index)
     shutil.copytree(gen, outside)
-    weights = gen / "graph" / "weights.npy"
+    weights = gen / "graph" / "pair_weights.npy"
     weights.unlink()
-    weights.symlink_to(outside / "graph" / "weights.npy")
-    with pytest.raises(IndexCorruptError, match="weights.npy: symlink leads outside the index directory"):
+    weights.symlink_to(outside / "graph" / "pair_weights.npy")
+    with pytest.raises(IndexCorruptError, match="pair_weights.npy: symlink leads outside the index directory"):
         HippoGraph.open(index)
     shutil.rmtree(gen)
     gen.symlink_to(outside, target_is_directory=True)
@@ -437,7 +443,7 @@ def test_server_serves_the_last_good_generation_and_says_degraded(index):
         writer = HippoGraph.open(index)  # another process's write: a new generation …
         writer.add([{"id": "new", "title": "New", "text": "Mara Quell sailed from Orvik to Drumlow."}])
         writer.close()
-        path = _gen(index) / "graph" / "indices.npy"  # … that is damaged before the server opens it
+        path = _gen(index) / "graph" / "upper_indices.npy"  # … that is damaged before the server opens it
         arr = np.load(path)
         arr[0] = 10**6
         np.save(path, arr)

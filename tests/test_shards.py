@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hippograph import Config, HippoGraph
-from hippograph.format import GRANULARITIES, GRAPH_DIR, embedding_path, load_embeddings, open_embeddings, quantize, scale_path
+from hippograph.format import GRANULARITIES, GRAPH_DIR, GRAPH_FILES, embedding_path, load_embeddings, open_embeddings, quantize, scale_path
 from hippograph.indexers import shards
 
 from .conftest import DATA
@@ -46,7 +46,7 @@ def _assert_same_index(a: HippoGraph, b: HippoGraph, questions: list[str]) -> No
     for table in TABLES:
         assert ra[table] == rb[table], table
     ga, gb = (a.dir.generation_path(h.manifest) / GRAPH_DIR for h in (a, b))
-    for name in ("indptr.npy", "indices.npy", "weights.npy", "kinds.npy", "specificity.npy"):
+    for name in GRAPH_FILES:
         assert np.array_equal(np.load(ga / name), np.load(gb / name)), name
     ea = load_embeddings(a.dir.generation_path(a.manifest))
     eb = load_embeddings(b.dir.generation_path(b.manifest))
