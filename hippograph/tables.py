@@ -12,7 +12,7 @@ import sqlite3
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -28,10 +28,20 @@ FACTS_KEY_INDEX = "CREATE INDEX facts_key ON facts(subject_idx, object_idx)"
 """Format 6: the merge finds a fact by its entity pair, then its predicate among the pair's few
 facts (format 5 and before also indexed the predicate text: kernel docs 372 → 226 bytes per passage)."""
 
+FACT_PASSAGES_TABLE = ("CREATE TABLE fact_passages (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, "
+                       "sentence_start INTEGER, sentence_end INTEGER, seq INTEGER NOT NULL, "
+                       "PRIMARY KEY (passage_idx, seq)) WITHOUT ROWID")
+"""Format 7: one b-tree keyed by (passage, the triple's position among the passage's rows), in place
+of a rowid table plus an index on passage_idx (a passage may state a triple twice, so the key needs
+the position; kernel docs 551 → 333 bytes per passage). Rows are read in key order."""
+
+FACT_PASSAGES_INSERT = ("INSERT INTO fact_passages (fact_idx, passage_idx, sentence_start, sentence_end, seq) "
+                        "VALUES (?,?,?,?,?)")
+
 SYNONYM_KINDS = ("embedding", "minhash")
 """Where a synonym edge came from, by its stored code: embedding kNN, MinHash LSH over name shingles."""
 
-TABLES_USER_VERSION = 6
+TABLES_USER_VERSION = 7
 """meta.sqlite's ``PRAGMA user_version`` when every table is in this code's layout (`upgrade_tables`)."""
 
 SCHEMA = f"""
@@ -51,10 +61,7 @@ CREATE TABLE mentions (entity_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL
     WITHOUT ROWID;
 CREATE TABLE facts (idx INTEGER PRIMARY KEY, subject_idx INTEGER NOT NULL, predicate TEXT NOT NULL, object_idx INTEGER NOT NULL);
 {FACTS_KEY_INDEX};
-CREATE TABLE fact_passages (
-    fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence_start INTEGER, sentence_end INTEGER
-);
-CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);
+{FACT_PASSAGES_TABLE};
 {SYNONYMS_TABLE};
 PRAGMA user_version = {TABLES_USER_VERSION};
 """
@@ -81,6 +88,8 @@ _LEGACY_ROWS = (f"SELECT fp.rowid AS row_order, fp.fact_idx AS fact_idx, fp.pass
                 "FROM {schema}.{table} fp LEFT JOIN {schema}.passages p ON p.idx = fp.passage_idx")
 _ROWS = ("SELECT rowid AS row_order, fact_idx, passage_idx, sentence_start, sentence_end "
          "FROM {schema}.{table}")
+_KEYED_ROWS = ("SELECT seq AS row_order, fact_idx, passage_idx, sentence_start, sentence_end "
+               "FROM {schema}.{table}")
 
 
 def sentence_span(text: str, sentence: str) -> tuple[int | None, int | None]:
@@ -97,13 +106,29 @@ def stores_sentence_text(conn: sqlite3.Connection, schema: str = "main") -> bool
 
 def fact_passage_rows(conn: sqlite3.Connection, schema: str = "main") -> str:
     """A SELECT of (row_order, fact_idx, passage_idx, sentence_start, sentence_end) over
-    fact_passages, for either table layout."""
-    return (_LEGACY_ROWS if stores_sentence_text(conn, schema) else _ROWS).format(schema=schema, table="fact_passages")
+    fact_passages, for any table layout; rows are in order by (passage_idx, row_order)."""
+    if stores_sentence_text(conn, schema):
+        rows = _LEGACY_ROWS
+    else:
+        rows = _ROWS if has_rowid(conn, "fact_passages", schema) else _KEYED_ROWS
+    return rows.format(schema=schema, table="fact_passages")
+
+
+def numbered_fact_passages(rows: Iterable[tuple]) -> Iterator[tuple]:
+    """(fact_idx, passage_idx, sentence_start, sentence_end, seq) for rows in the order they are
+    stored: seq counts a passage's rows from 0. Rows are only ever added for new passages, so a
+    passage's rows arrive in one insert (a repeat would break the key: IntegrityError)."""
+    seen: dict[int, int] = {}
+    for f, p, a, b in rows:
+        seq = seen.get(p, 0)
+        seen[p] = seq + 1
+        yield f, p, a, b, seq
 
 
 def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
     """Rewrite a format-2 fact_passages table (a sentence text per row) as spans, once, in the
-    copy a write is making; True if it did (`upgrade_tables` then VACUUMs)."""
+    copy a write is making, straight into format 7's `FACT_PASSAGES_TABLE`; True if it did
+    (`upgrade_tables` then VACUUMs)."""
     if not stores_sentence_text(conn):
         return False
     conn.commit()
@@ -111,13 +136,12 @@ def upgrade_fact_passages(conn: sqlite3.Connection) -> bool:
         "BEGIN;"
         "DROP INDEX IF EXISTS fact_passages_passage;"
         "ALTER TABLE fact_passages RENAME TO fact_passages_v2;"
-        "CREATE TABLE fact_passages (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, "
-        "sentence_start INTEGER, sentence_end INTEGER);"
-        "INSERT INTO fact_passages SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM ("
+        f"{FACT_PASSAGES_TABLE};"
+        "INSERT INTO fact_passages SELECT fact_idx, passage_idx, sentence_start, sentence_end, "
+        "ROW_NUMBER() OVER (PARTITION BY passage_idx ORDER BY row_order) - 1 FROM ("
         + _LEGACY_ROWS.format(schema="main", table="fact_passages_v2")
-        + ") ORDER BY row_order;"
+        + ") ORDER BY passage_idx, row_order;"
         "DROP TABLE fact_passages_v2;"
-        "CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);"
         "COMMIT;"
     )
     return True
@@ -256,12 +280,33 @@ def upgrade_facts_key(conn: sqlite3.Connection) -> bool:
     return True
 
 
+def upgrade_fact_passages_key(conn: sqlite3.Connection) -> bool:
+    """Rewrite a rowid fact_passages table with its passage index (format 6 and before, spans already
+    stored) as format 7's `FACT_PASSAGES_TABLE`, once, in the copy a write is making; True if it did."""
+    if not has_rowid(conn, "fact_passages") or stores_sentence_text(conn):
+        return False
+    conn.commit()
+    conn.executescript(
+        "BEGIN;"
+        "DROP INDEX IF EXISTS fact_passages_passage;"
+        "ALTER TABLE fact_passages RENAME TO fact_passages_v6;"
+        f"{FACT_PASSAGES_TABLE};"
+        "INSERT INTO fact_passages SELECT fact_idx, passage_idx, sentence_start, sentence_end, "
+        "ROW_NUMBER() OVER (PARTITION BY passage_idx ORDER BY rowid) - 1 FROM fact_passages_v6 "
+        "ORDER BY passage_idx, rowid;"
+        "DROP TABLE fact_passages_v6;"
+        "COMMIT;"
+    )
+    return True
+
+
 TABLE_UPGRADES = (
-    (upgrade_fact_passages, "fact_passages rewritten with sentence spans (format 3)"),
+    (upgrade_fact_passages, "fact_passages rewritten with sentence spans (format 3, keyed as format 7)"),
     (upgrade_mentions, "mentions rewritten WITHOUT ROWID (format 4)"),
     (upgrade_passage_text, "passage texts compressed (format 5)"),
     (upgrade_synonyms, "synonyms rewritten WITHOUT ROWID with coded kinds (format 6)"),
     (upgrade_facts_key, "facts_key index rebuilt without predicates (format 6)"),
+    (upgrade_fact_passages_key, "fact_passages rewritten WITHOUT ROWID keyed by passage (format 7)"),
 )
 
 
@@ -468,7 +513,7 @@ class CorpusTables:
             conn.executemany("INSERT INTO mentions VALUES (?,?)", self.mentions[c.get("mentions", 0):])
             f0 = c.get("facts", 0)
             conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", ((i, *f) for i, f in enumerate(self.facts[f0:], f0)))
-            conn.executemany("INSERT INTO fact_passages VALUES (?,?,?,?)", self.fact_passages[c.get("triples", 0):])
+            conn.executemany(FACT_PASSAGES_INSERT, numbered_fact_passages(self.fact_passages[c.get("triples", 0):]))
             conn.executemany("INSERT INTO synonyms VALUES (?,?,?,?)",
                              ((a, b, w, SYNONYM_KINDS.index(kind)) for a, b, w, kind in self.synonyms[c.get("synonyms", 0):]))
             conn.executemany("INSERT INTO passage_owners VALUES (?,?,?,?,?)",
@@ -494,7 +539,7 @@ class CorpusTables:
                 "SELECT entity_idx, passage_idx FROM mentions ORDER BY passage_idx, entity_idx").fetchall()
             t.facts = conn.execute("SELECT subject_idx, predicate, object_idx FROM facts ORDER BY idx").fetchall()
             t.fact_passages = conn.execute(
-                "SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM (%s) ORDER BY row_order"
+                "SELECT fact_idx, passage_idx, sentence_start, sentence_end FROM (%s) ORDER BY passage_idx, row_order"
                 % fact_passage_rows(conn)).fetchall()
             t.synonyms = [(a, b, w, synonym_kind_name(kind))  # pair order: format 6's key, either layout
                           for a, b, w, kind in conn.execute("SELECT a, b, score, kind FROM synonyms ORDER BY a, b")]

@@ -66,9 +66,10 @@ INSERT INTO main.mentions
 INSERT INTO main.facts
     SELECT fmap.new, es.new, f.predicate, eo.new FROM old.facts f JOIN fmap ON fmap.old = f.idx
     JOIN emap es ON es.old = f.subject_idx JOIN emap eo ON eo.old = f.object_idx ORDER BY fmap.new;
-INSERT INTO main.fact_passages
-    SELECT fmap.new, pmap.new, fp.sentence_start, fp.sentence_end FROM ({fact_passages}) fp
-    JOIN pmap ON pmap.old = fp.passage_idx JOIN fmap ON fmap.old = fp.fact_idx ORDER BY fp.row_order;
+INSERT INTO main.fact_passages (fact_idx, passage_idx, sentence_start, sentence_end, seq)
+    SELECT fmap.new, pmap.new, fp.sentence_start, fp.sentence_end,
+           ROW_NUMBER() OVER (PARTITION BY pmap.new ORDER BY fp.row_order) - 1 FROM ({fact_passages}) fp
+    JOIN pmap ON pmap.old = fp.passage_idx JOIN fmap ON fmap.old = fp.fact_idx ORDER BY pmap.new, fp.row_order;
 INSERT OR IGNORE INTO main.synonyms
     SELECT ea.new, eb.new, s.score, {synonym_kind} FROM old.synonyms s
     JOIN emap ea ON ea.old = s.a JOIN emap eb ON eb.old = s.b ORDER BY ea.new, eb.new;

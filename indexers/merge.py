@@ -27,7 +27,8 @@ from hippograph.config import Config
 from hippograph.errors import HippoGraphError
 from hippograph.format import GRANULARITIES, RowWriter, embedding_path, link_embeddings, load_array, open_embeddings
 from hippograph.storage import connect_sqlite
-from hippograph.tables import OWNERS_SCHEMA, SYNONYM_KINDS, CorpusTables, pack_text, upgrade_tables
+from hippograph.tables import (FACT_PASSAGES_INSERT, OWNERS_SCHEMA, SYNONYM_KINDS, CorpusTables, numbered_fact_passages,
+                               pack_text, upgrade_tables)
 
 from .graph_builder import SynonymEdge, band_keys, lsh_pairs, minhash_signatures, stored_signatures, synonymy_eligible
 from .synonymy import synonym_pairs
@@ -211,7 +212,7 @@ class Merge:
             self.conn.executemany("INSERT INTO entities VALUES (?,?)", new_entities)
             self.conn.executemany("INSERT INTO mentions VALUES (?,?)", mentions)
             self.conn.executemany("INSERT INTO facts VALUES (?,?,?,?)", new_facts)
-            self.conn.executemany("INSERT INTO fact_passages VALUES (?,?,?,?)", occurrences)
+            self.conn.executemany(FACT_PASSAGES_INSERT, numbered_fact_passages(occurrences))
             self.conn.executemany("INSERT INTO passage_owners VALUES (?,?,?,?,?)", owners)
         added = {"documents": len(t.documents), "passages": len(new_passages), "sentences": len(sentences),
                  "entities": len(new_entities), "facts": len(new_facts), "triples": len(occurrences),

@@ -69,7 +69,7 @@ def _as_version_2(src: Path, dst: Path) -> Path:
         "CREATE TABLE v2 (fact_idx INTEGER NOT NULL, passage_idx INTEGER NOT NULL, sentence TEXT NOT NULL);"
         "INSERT INTO v2 SELECT fp.fact_idx, fp.passage_idx, CASE WHEN fp.sentence_start IS NULL THEN '' ELSE "
         "substr(p.text, fp.sentence_start + 1, fp.sentence_end - fp.sentence_start) END "
-        "FROM fact_passages fp JOIN passages p ON p.idx = fp.passage_idx ORDER BY fp.rowid;"
+        "FROM fact_passages fp JOIN passages p ON p.idx = fp.passage_idx ORDER BY fp.passage_idx, fp.seq;"
         "DROP TABLE fact_passages; ALTER TABLE v2 RENAME TO fact_passages;"
         "CREATE INDEX fact_passages_passage ON fact_passages(passage_idx);"
         "COMMIT; VACUUM;")

@@ -26,7 +26,7 @@ TABLES = {
     "sentences": "SELECT * FROM sentences ORDER BY idx",
     "entities": "SELECT * FROM entities ORDER BY idx",
     "facts": "SELECT * FROM facts ORDER BY idx",
-    "fact_passages": "SELECT * FROM fact_passages ORDER BY passage_idx, rowid",
+    "fact_passages": "SELECT * FROM fact_passages ORDER BY passage_idx, seq",
     "mentions": "SELECT * FROM mentions ORDER BY passage_idx, entity_idx",
     "synonyms": "SELECT * FROM synonyms ORDER BY a, b, kind",
     "passage_owners": "SELECT * FROM passage_owners ORDER BY passage_idx, doc_id",
