@@ -260,7 +260,7 @@ def slope(rows: list[dict], key: str) -> float | None:
 
 
 STAGES = ("chunk", "extract", "embed passages", "embed sentences", "embed facts", "embed entities", "synonymy",
-          "merge", "graph", "vectors", "BM25")
+          "merge", "graph", "vectors", "BM25", "compact")
 """The build report's stage names (hippograph index --json `timings`), in the order they run."""
 
 

@@ -364,6 +364,10 @@ class IndexWriter:
             with self.progress.stage("BM25"):
                 generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical, (self.base or gen) / META_DB)
                 self.progress.advance("BM25", counts["passages"], unit="passage")
+            with self.progress.stage("compact"):
+                # inserts into b-trees keyed by name or pair (entities' names, synonyms, mentions) split pages
+                # and leave them part-empty: one VACUUM packs the file (kernel docs: 1.7 s, 2 MB after a small add)
+                conn.execute("VACUUM")
         finally:
             checkpoint_and_close(conn)  # one self-contained file, journal mode DELETE
             self.progress.close()

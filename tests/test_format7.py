@@ -163,3 +163,25 @@ def test_format_6_fact_passages_upgraded_in_one_step(sample_index: Path, tmp_pat
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'fact_passages_passage'").fetchone() is None
     conn.close()
     assert CorpusTables.load(_meta(old)).fact_passages == CorpusTables.load(_meta(sample_index)).fact_passages
+
+
+def _vacuumed_size(meta: Path) -> int:
+    with sqlite3.connect(meta) as conn:
+        conn.execute("VACUUM")
+    conn.close()
+    return meta.stat().st_size
+
+
+def test_a_write_leaves_meta_sqlite_packed(sample_index: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    shutil.copytree(sample_index, index)
+    _vacuumed_size(_meta(index))  # full pages: the add's inserts into name- and pair-keyed b-trees split them
+    docs = [{"id": f"more-{i}", "title": f"Vessel {i}",
+             "text": f"Captain Ilse Marrow{i} sailed the Vessel {i} from Kesselby to Drumlow{i}. "
+                     f"The Vessel {i} carried Ostrel timber{i} for Kessel Shipworks."} for i in range(12)]
+    with HippoGraph.open(index) as hg:
+        report = hg.add([NEW_DOC, *docs])
+        assert report.added["documents"] == 13 and "compact" in hg.manifest.timings
+    meta = _meta(index)
+    before = meta.stat().st_size
+    assert _vacuumed_size(meta) == before  # packed already: another VACUUM frees nothing
