@@ -45,8 +45,9 @@ def sqlite_tables(db: Path) -> dict[str, int]:
 
 
 def older_layout_bytes(gen: Path, n_entities: int, num_perm: int) -> dict[str, tuple[int, int]]:
-    """{what: (bytes now, bytes in the layout before)} for the parts SPANN versions 5 and 6 and the band
-    keys changed (before version 6 every head was stored as int8 codes + a scale)."""
+    """{what: (bytes now, bytes in the layout before)} for the parts SPANN versions 5 to 7 and the band
+    keys changed (before version 6 every head was stored as int8 codes + a scale; before version 7 the
+    live ids were a plain array)."""
     out: dict[str, tuple[int, int]] = {}
     for header_path in sorted((gen / "vectors").glob("*/header.json")):
         h = json.loads(header_path.read_text(encoding="utf-8"))
@@ -69,9 +70,9 @@ def older_layout_bytes(gen: Path, n_entities: int, num_perm: int) -> dict[str, t
         post = h["postings"]
         if post.get("id_bytes", 8) == 4:
             n = int(post["n_entries"])
-            live = files["ids"]["bytes"]
+            live = files["id_runs" if "id_runs" in files else "ids"]["bytes"]  # runs: version 7
             out[f"{gran} posting + live ids"] = ((d / post["ids"]).stat().st_size + live,
-                                                 8 * n + 128 + 2 * (live - 128))
+                                                 8 * n + 128 + 8 * int(h["n_vectors"]))
     bands = gen / "graph" / "minhash_bands.npy"
     if bands.is_file():
         out["MinHash"] = (bands.stat().st_size, 128 + n_entities * num_perm)

@@ -420,7 +420,7 @@ def check_vector_index(vdir: Path, index: Any, id_space: int, dim: int | None, w
     if dim is not None and index.dim != dim:
         raise IndexCorruptError(f"{vdir / 'header.json'}: {what} vector index has dimension {index.dim}, "
                                 f"the embeddings {dim}")
-    check_range(named("ids"), index.ids, 0, id_space, f"{what} vector ids")
+    check_range(named("id_runs" if "id_runs" in files else "ids"), index.ids, 0, id_space, f"{what} vector ids")
     lists = getattr(index, "_lists", None)
     if lists is None:  # a flat index: its ids are all it holds
         return

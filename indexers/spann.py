@@ -74,7 +74,7 @@ from .sketch import TangentSketch, check_bits, hamming
 logger = logging.getLogger(__name__)
 
 FORMAT = "hippograph-spann"
-VERSION = 6
+VERSION = 7
 """Newest header version this code reads and writes. Version 2 adds the per-entry sketch
 file (``postings.sketches``, a fourth CRC per segment, ``sketch_planes``); an index built
 with ``sketch_bits=0`` has the version-1 layout and is still written as version 1, so
@@ -87,7 +87,12 @@ an HNSW head graph stored as packed links + degrees (`head_store`), written when
 and ids-only posting files (and the live-id file) of int32 ids while every id fits (``postings.id_bytes``
 4; a version-4 index keeps its int64 files until a compaction rewrites them). Version 6: heads
 that are live rows of the caller's store are stored as their ids (``head_ids``) and read through
-it on open; the others keep their vectors (`head_store.write_heads`)."""
+it on open; the others keep their vectors (`head_store.write_heads`). Version 7: the live ids stored as
+[start, stop) runs of consecutive ids (``id_runs``, int64 k × 2) instead of ``ids`` whenever that file is
+smaller in an ids-only index (a fresh build's 0..n-1 is one run); an index that writes the plain ``ids``
+file keeps its version."""
+ID_RUNS = True
+"""Store the live ids as runs when smaller (version 7); False always writes the plain array (tests)."""
 INT32_MAX = 2**31 - 1
 """Largest id an int32 posting file holds."""
 _SKETCH_SEED = 104729
@@ -631,10 +636,9 @@ class SpannIndex:
             self._files["buckets"] = dio.write_npy(p, f"buckets.g{gen}.npy", L.buckets)
             self._files["head_proj"] = dio.write_npy(p, f"head_proj.g{gen}.npy", L.head_proj)
         if "ids" in changed:
-            live = self._live
-            if posting_row_bytes(self._header)["ids"] == 4 and (not live.size or int(live.max()) <= INT32_MAX):
-                live = live.astype(np.int32)
-            self._files["ids"] = dio.write_npy(p, f"ids.g{gen}.npy", live)
+            self._files.pop("ids", None)
+            self._files.pop("id_runs", None)
+            self._files.update(self._write_live_ids(gen))
         if "tomb" in changed:
             self._files["tomb"] = dio.write_npy(p, f"tomb.g{gen}.npy", self._tomb)
         post = self._header["postings"]
@@ -642,6 +646,19 @@ class SpannIndex:
                             n_heads=int(L.alive.sum()), dist_floor=self._floor)
         dio.write_header(p, self._header)
         dio.remove_unreferenced(p, {r["name"] for r in self._files.values()} | set(_posting_names(post).values()))
+
+    def _write_live_ids(self, gen: int) -> dict[str, Any]:
+        """Write the live ids under generation ``gen``; return {role: file record}: "id_runs" (version 7)
+        when the runs take fewer bytes than the plain array of an ids-only index, else "ids" (int32 while
+        every id fits). Indexes that store vectors keep the plain file older releases read, like `_new_id_bytes`."""
+        live = self._live
+        if posting_row_bytes(self._header)["ids"] == 4 and (not live.size or int(live.max()) <= INT32_MAX):
+            live = live.astype(np.int32)
+        runs = _id_runs(self._live)
+        if ID_RUNS and not self.params.store_vectors and runs.nbytes < live.nbytes:
+            self._header["version"] = max(int(self._header.get("version", 0)), 7)
+            return {"id_runs": dio.write_npy(self.path, f"id_runs.g{gen}.npy", runs)}
+        return {"ids": dio.write_npy(self.path, f"ids.g{gen}.npy", live)}
 
     def _open_postings(self) -> None:
         post = self._header["postings"]
@@ -693,7 +710,12 @@ class SpannIndex:
             if heads_meta is not None and (not isinstance(heads_meta, dict) or heads_meta.get("kind") not in ("flat", "hnsw")
                                            or (heads_meta["kind"] == "hnsw" and not any(set(g) <= set(files) for g in HNSW_GRAPH_ROLES))):
                 raise ValueError(f"heads record {heads_meta!r}")
-            roles = [*head_roles, "list_start", "list_len", "head_alive", "buckets", "head_proj", "ids", "tomb", "planes"]
+            if "ids" in files and "id_runs" in files:
+                raise ValueError("both an ids and an id_runs file")
+            id_role = "id_runs" if "id_runs" in files else "ids"
+            n_vectors = int(header["n_vectors"]) if "n_vectors" in header else None
+            roles = [*head_roles, "list_start", "list_len", "head_alive", "buckets", "head_proj", id_role, "tomb",
+                     "planes"]
             if self.params.sketch_bits:
                 roles.append("sketch_planes")
                 if "sketches" not in post:
@@ -740,10 +762,14 @@ class SpannIndex:
                 raise IndexCorruptError(f"{paths['sketch_planes']}: sketch planes have shape {sp.shape}, "
                                         f"expected ({sbits}, {self.dim})")
             self._sketch = TangentSketch(sp)
-        self._live = dio.load_npy(paths["ids"], "ids", ndim=1)
-        if self._live.dtype not in (np.int32, np.int64):
-            raise IndexCorruptError(f"{paths['ids']}: ids array has dtype {self._live.dtype}, expected int32 or int64")
-        self._live = self._live.astype(np.int64)
+        if id_role == "id_runs":
+            self._live = _read_id_runs(paths["id_runs"], n_vectors)
+        else:
+            self._live = dio.load_npy(paths["ids"], "ids", ndim=1)
+            if self._live.dtype not in (np.int32, np.int64):
+                raise IndexCorruptError(f"{paths['ids']}: ids array has dtype {self._live.dtype}, "
+                                        "expected int32 or int64")
+            self._live = self._live.astype(np.int64)
         self._tomb = dio.load_npy(paths["tomb"], "tombstones", dtype=np.int64, ndim=1)
         if "vectors" not in post:
             if vectors is None:
@@ -1227,6 +1253,33 @@ def _header_version(params: BuildParams) -> int:
     """Header version for an index: 4 without stored vectors (heads as arrays), 2 with
     sketches, else 1 (the layout older releases read)."""
     return 4 if not params.store_vectors else 2 if params.sketch_bits else 1
+
+
+def _id_runs(ids: np.ndarray) -> np.ndarray:
+    """[start, stop) runs of consecutive values of sorted unique ids, as an int64 k × 2 array."""
+    if not ids.size:
+        return np.zeros((0, 2), np.int64)
+    cuts = np.flatnonzero(np.diff(ids) != 1) + 1
+    return np.stack([ids[np.concatenate(([0], cuts))], ids[np.concatenate((cuts - 1, [ids.size - 1]))] + 1],
+                    axis=1).astype(np.int64)
+
+
+def _read_id_runs(path: Path, n: int | None) -> np.ndarray:
+    """The sorted int64 live ids of an ``id_runs`` file, checked first: k × 2 integers, non-empty
+    non-negative runs ascending with gaps between them, `n` ids in all (when the header says)."""
+    runs = dio.load_npy(path, "id_runs", ndim=2)
+    if runs.dtype.kind not in "iu" or runs.shape[1] != 2:
+        raise IndexCorruptError(f"{path}: id runs are {runs.dtype} {runs.shape}, expected k × 2 integers")
+    runs = runs.astype(np.int64)
+    start, stop = runs[:, 0], runs[:, 1]
+    if start.size and (int(start[0]) < 0 or bool((stop <= start).any()) or bool((start[1:] <= stop[:-1]).any())):
+        raise IndexCorruptError(f"{path}: id runs are not non-empty, non-negative [start, stop) runs "
+                                "ascending with gaps between them")
+    length = stop - start
+    if n is not None and int(length.sum()) != n:
+        raise IndexCorruptError(f"{path}: id runs hold {int(length.sum())} ids, the header says {n}")
+    first = np.cumsum(length) - length  # position of each run's first id
+    return np.arange(int(length.sum()), dtype=np.int64) + np.repeat(start - first, length)
 
 
 def _kept(ids: np.ndarray, allowed: np.ndarray) -> np.ndarray:

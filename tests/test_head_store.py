@@ -85,7 +85,7 @@ def test_heads_stored_as_ids_reopen_identical(rows, tmp_path):
     and read back through the index's vectors; the reopened index is the same index."""
     built = _build(rows, tmp_path / "i")
     header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
-    assert header["version"] == 6 and header["heads"]["kind"] == "hnsw"
+    assert header["version"] == 7 and header["heads"]["kind"] == "hnsw"  # 7: its ids 0..n-1 as one run
     head_ids = np.load(tmp_path / "i" / header["files"]["head_ids"]["name"])
     assert head_ids.dtype == np.int32 and head_ids.size == built._head_index.ntotal and (head_ids >= 0).all()
     assert np.array_equal(rows[head_ids], built.head_vectors())  # the ids are the heads' rows
@@ -163,9 +163,9 @@ def test_version_4_graphs_still_open_identical(rows, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(_graph(built), _graph(re)))
     q = clustered(50, seed=11)
     assert all(np.array_equal(a, b) for a, b in zip(built.search(q, 10), re.search(q, 10)))
-    re.add(rows[2000:], np.arange(2000, 3000))  # heads change: written as version 6
+    re.add(rows[2000:], np.arange(2000, 3000))  # heads change: written as version 6 (7: ids as runs)
     header = json.loads((tmp_path / "i" / dio.HEADER).read_text())
-    assert header["version"] == 6 and "hnsw_links" in header["files"] and "hnsw_neighbors" not in header["files"]
+    assert header["version"] == 7 and "hnsw_links" in header["files"] and "hnsw_neighbors" not in header["files"]
     assert "head_ids" in header["files"]
     assert not list((tmp_path / "i").glob("hnsw_neighbors*")) and not list((tmp_path / "i").glob("hnsw_offsets*"))
     assert all(np.array_equal(a, b) for a, b in zip(_graph(re), _graph(_open(tmp_path / "i", rows))))
@@ -194,7 +194,7 @@ def test_grows_like_faiss_own_file(rows, tmp_path):
         index.add(x[2000:], np.arange(2000, 3000))
     assert (~a.list_table()["alive"]).any(), "the add split lists"
     a, b = _open(tmp_path / "v4", x), _open(v3, x)
-    assert json.loads((v3 / dio.HEADER).read_text())["version"] == 6 and not list(v3.glob("*.faiss"))
+    assert json.loads((v3 / dio.HEADER).read_text())["version"] == 7 and not list(v3.glob("*.faiss"))
     assert all(np.array_equal(s, t) for s, t in zip(_graph(a), _graph(b)))
     assert all(np.array_equal(s, t) for s, t in zip(a.search(q, 10), b.search(q, 10)))
 

@@ -709,9 +709,9 @@ def test_embeddings_dimension_must_match_the_index(spann_index, capsys, gran):
 def test_spann_list_tables_and_live_ids_are_checked(spann_index, capsys, damage):
     d = _gen(spann_index) / "vectors" / "facts"
     one = lambda stem: next(d.glob(f"{stem}.*.npy"))  # noqa: E731
-    if damage == "live_id":
-        path = one("ids")
-        _edit_npy(path, lambda a: _set(a, 0, 10**7))
+    if damage == "live_id":  # a fresh build's ids 0..n-1 are one run (version 7): id 0 becomes 10**7
+        path = one("id_runs")
+        _edit_npy(path, lambda a: np.array([[1, a[0, 1]], [10**7, 10**7 + 1]]))
     elif damage == "list_overflow":  # start + length wraps around int64 and passed the old bound check
         path = one("list_start")
         _edit_npy(path, lambda a: _set(a, 0, 2**62))
