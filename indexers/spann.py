@@ -763,7 +763,7 @@ class SpannIndex:
                                         f"expected ({sbits}, {self.dim})")
             self._sketch = TangentSketch(sp)
         if id_role == "id_runs":
-            self._live = _read_id_runs(paths["id_runs"], n_vectors)
+            self._live = _read_id_runs(paths["id_runs"], n_vectors, n_entries)
         else:
             self._live = dio.load_npy(paths["ids"], "ids", ndim=1)
             if self._live.dtype not in (np.int32, np.int64):
@@ -1264,9 +1264,11 @@ def _id_runs(ids: np.ndarray) -> np.ndarray:
                     axis=1).astype(np.int64)
 
 
-def _read_id_runs(path: Path, n: int | None) -> np.ndarray:
+def _read_id_runs(path: Path, n: int | None, n_entries: int) -> np.ndarray:
     """The sorted int64 live ids of an ``id_runs`` file, checked first: k × 2 integers, non-empty
-    non-negative runs ascending with gaps between them, `n` ids in all (when the header says)."""
+    non-negative runs ascending with gaps between them, `n` ids in all (when the header says) and no
+    more than the posting file's `n_entries` (every live id has an entry: a crafted run cannot make
+    the reader allocate more than the files it checked hold)."""
     runs = dio.load_npy(path, "id_runs", ndim=2)
     if runs.dtype.kind not in "iu" or runs.shape[1] != 2:
         raise IndexCorruptError(f"{path}: id runs are {runs.dtype} {runs.shape}, expected k × 2 integers")
@@ -1278,6 +1280,9 @@ def _read_id_runs(path: Path, n: int | None) -> np.ndarray:
     length = stop - start
     if n is not None and int(length.sum()) != n:
         raise IndexCorruptError(f"{path}: id runs hold {int(length.sum())} ids, the header says {n}")
+    if int(length.sum()) > n_entries:
+        raise IndexCorruptError(f"{path}: id runs hold {int(length.sum())} ids, more than the "
+                                f"{n_entries} posting entries")
     first = np.cumsum(length) - length  # position of each run's first id
     return np.arange(int(length.sum()), dtype=np.int64) + np.repeat(start - first, length)
 

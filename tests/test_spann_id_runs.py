@@ -152,3 +152,15 @@ def test_a_header_naming_both_layouts_is_refused(X, tmp_path):
     (path / dio.HEADER).write_text(json.dumps(h))
     with pytest.raises(IndexCorruptError, match="header.json.*both an ids and an id_runs file"):
         _open(path, X)
+
+
+def test_a_run_claiming_more_ids_than_posting_entries_is_refused_before_allocation(X, tmp_path):
+    path = tmp_path / "i"
+    SpannIndex.build(X[:N], path=path, **PARAMS)
+    fp = _rewrite_runs(path, np.array([[0, 10**12]]))
+    h = _header(path)
+    h["n_vectors"] = 10**12  # the header agrees: only the posting file's size bounds the count
+    (path / dio.HEADER).write_text(json.dumps(h))
+    with pytest.raises(IndexCorruptError, match="more than the .* posting entries") as err:
+        _open(path, X)
+    assert str(fp) in str(err.value)
