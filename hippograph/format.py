@@ -48,7 +48,8 @@ zlib-compressed (a BLOB) where that is smaller (`tables.pack_text`, `tables.upgr
 (`tables.SYNONYMS_TABLE`, `tables.upgrade_synonyms`) and ``facts_key`` indexes entity pairs only
 (`tables.FACTS_KEY_INDEX`, `tables.upgrade_facts_key`).
 7: the graph stores its symmetric adjacency once, as the strict upper triangle, with weights and
-kinds of entity–entity edges only (`GRAPH_FILES`, `upper_graph`).
+kinds of entity–entity edges only (`GRAPH_FILES`, `upper_graph`), and ``fact_passages`` is a WITHOUT
+ROWID table keyed by (passage_idx, seq) (`tables.FACT_PASSAGES_TABLE`, `tables.upgrade_fact_passages_key`).
 This code reads versions 1 to 7 (an older table is rewritten by the next write); a newer index
 is refused with one line ("upgrade hippograph")."""
 
@@ -75,7 +76,7 @@ GRAPH_FILES = (GRAPH_UPPER_INDPTR, GRAPH_UPPER_INDICES, GRAPH_PAIR_WEIGHTS, GRAP
 """Format 7's graph: the symmetric adjacency stored once, as its strict upper triangle (CSR; entities
 0..E-1 come before passages, so a mention edge is an entity row's passage column), and the weight
 (float32) and kind (int8) of its entity–entity edges only: a mention edge weighs 1 and entity
-specificity is 1 / its mention count (`graph_from_upper`). Kernel docs: 1.31 → 0.56 KB per passage."""
+specificity is 1 / its mention count (`graph_from_upper`). Kernel docs: 1,360 → 502 bytes per passage."""
 GRAPH_INDPTR = "indptr.npy"
 GRAPH_INDICES = "indices.npy"
 GRAPH_WEIGHTS = "weights.npy"

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hippograph.format import (LEXICAL_PASSAGES, MINHASH_BANDS_FILE, upper_graph)
+from hippograph.format import LEXICAL_PASSAGES, MINHASH_BANDS_FILE, upper_graph
 from hippograph.tables import unpack_text
 from hippograph.text import passage_embedding_text
 from hippograph.validate import reading_db
