@@ -247,17 +247,18 @@ def graph_from_upper(indptr: np.ndarray, indices: np.ndarray, pair_weights: np.n
     weights[~mention] = pair_weights
     kinds = np.full(nnz, EDGE_MENTION, dtype=np.int8)
     kinds[~mention] = pair_kinds
+    position = np.int32 if nnz <= np.iinfo(np.int32).max else np.int64  # of an upper entry
     # the lower triangle is the upper one's transpose: a CSC view (scipy's counting sort keeps rows sorted)
-    lower = sp.csr_matrix((np.arange(nnz, dtype=np.int64), indices, indptr), shape=(n, n)).tocsc()
+    lower = sp.csr_matrix((np.arange(nnz, dtype=position), indices, indptr), shape=(n, n)).tocsc()
     n_low, n_up = np.diff(lower.indptr), np.diff(indptr)
     full_ptr = np.concatenate([[0], np.cumsum(n_low + n_up)]).astype(np.int64)
     # row i = its lower entries (columns < i) then its upper ones (columns > i): sorted without a sort
     low_pos = np.repeat(full_ptr[:-1] - lower.indptr[:-1], n_low) + np.arange(len(lower.indices))
     up_pos = np.repeat(full_ptr[:-1] + n_low - np.asarray(indptr[:-1], np.int64), n_up) + np.arange(nnz)
     full_idx = np.empty(2 * nnz, dtype=np.int32 if n <= np.iinfo(np.int32).max else np.int64)
-    source = np.empty(2 * nnz, dtype=np.int64)
+    source = np.empty(2 * nnz, dtype=position)
     full_idx[low_pos], source[low_pos] = lower.indices, lower.data
-    full_idx[up_pos], source[up_pos] = indices, np.arange(nnz)
+    full_idx[up_pos], source[up_pos] = indices, np.arange(nnz, dtype=position)
     adjacency = sp.csr_matrix((weights[source].astype(np.float64), full_idx, full_ptr), shape=(n, n))
     mention_rows = np.repeat(np.arange(n, dtype=np.int64), n_up)[mention]
     return adjacency, kinds[source], specificity_from_counts(np.bincount(mention_rows, minlength=n)[:n_entities])
