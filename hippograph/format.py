@@ -260,8 +260,9 @@ def graph_from_upper(indptr: np.ndarray, indices: np.ndarray, pair_weights: np.n
     full_idx[low_pos], source[low_pos] = lower.indices, lower.data
     full_idx[up_pos], source[up_pos] = indices, np.arange(nnz, dtype=position)
     adjacency = sp.csr_matrix((weights[source].astype(np.float64), full_idx, full_ptr), shape=(n, n))
-    mention_rows = np.repeat(np.arange(n, dtype=np.int64), n_up)[mention]
-    return adjacency, kinds[source], specificity_from_counts(np.bincount(mention_rows, minlength=n)[:n_entities])
+    seen = np.concatenate([[0], np.cumsum(mention)])  # mention entries up to each offset: no per-entry row array
+    mention_counts = seen[indptr[1:n_entities + 1]] - seen[indptr[:n_entities]]
+    return adjacency, kinds[source], specificity_from_counts(mention_counts)
 
 
 def specificity_from_counts(counts: np.ndarray) -> np.ndarray:

@@ -309,7 +309,7 @@ def _load_upper_graph(graph_dir: Path, n_entities: int, n: int) -> tuple[Any, np
     indptr = load_npy(ip_path, kind="iu", ndim=1)
     indices = load_npy(idx_path, kind="iu", ndim=1)
     check_csr(idx_path, indptr, indices, n, n, "graph adjacency", ip_path)
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    rows = np.repeat(np.arange(n, dtype=np.int32 if n <= np.iinfo(np.int32).max else np.int64), np.diff(indptr))
     if (indices <= rows).any():
         raise IndexCorruptError(f"{idx_path}: graph adjacency holds an entry on or below the diagonal")
     if int(indptr[n_entities]) != len(indices):  # a passage row's entries lie right of it: passages
