@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .config import EXECUTION_FIELDS, Config
 from .embedders import Embedder, load_embedder, make_embedder
-from .errors import HippoGraphError, IndexCorruptError, IndexWriteError, SourceError
+from .errors import HippoGraphError, IndexCorruptError, IndexNotFoundError, IndexWriteError, SourceError
 from .format import FORMAT_VERSION
 from .indexers.pipeline import BUILD_DIR, IndexWriter
 from .indexers.plan import DocKey, path_sources, plan_sync, replayable
@@ -47,11 +47,33 @@ def _stream(sources: Sources, config: Config, report: Any = None) -> Iterable[Do
     return iter_documents(sources, config, report=report if report is not None else LoadReport())
 
 
-def _bm25_writer(texts: Sequence[str], out: Path) -> None:
-    """The write path's lexical stage: BM25 over passage texts (the index type is the retrievers')."""
-    from .retrievers.lexical import BM25Index
+class _BM25Writer:
+    """The write path's lexical stage (`indexers.generation.LexicalWriter`): BM25 over passage texts,
+    built or updated from the base generation's (the index type is the retrievers')."""
 
-    BM25Index.build(texts).save(out)
+    def build(self, texts: Sequence[str], out: Path) -> None:
+        from .retrievers.lexical import BM25Index
+
+        BM25Index.build(texts).save(out)
+
+    def update(self, base: Path, origin: Any, texts: Sequence[str], out: Path) -> bool:
+        from .retrievers.lexical import BM25Index, tokenize
+
+        try:
+            old = BM25Index.load(base, mmap=True)
+        except (IndexNotFoundError, IndexCorruptError) as exc:
+            logger.warning("%s; BM25 is built again from every passage", exc)
+            return False
+        new = old.updated(origin, tokenize(texts))
+        if new is None:
+            logger.info("%s: no document lengths stored (an older index) or scores that do not invert exactly; "
+                        "BM25 is built again from every passage", base)
+            return False
+        new.save(out)
+        return True
+
+
+_bm25_writer = _BM25Writer()
 
 
 def write_error(exc: BaseException, default_path: Path) -> IndexWriteError:

@@ -6,9 +6,10 @@ re-derived from them in linear passes over integer columns read from SQLite in b
 """
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -19,9 +20,17 @@ from hippograph.validate import reading_db
 
 from .graph_builder import build_adjacency_arrays
 
-LexicalWriter = Callable[[Sequence[str], Path], None]
-"""Builds and saves the BM25 index of passage texts into a directory (given by the caller:
-the index structure lives with the retrievers, which the write path does not import)."""
+class LexicalWriter(Protocol):
+    """Writes the BM25 index of passage texts into a directory (given by the caller: the index
+    structure lives with the retrievers, which the write path does not import)."""
+
+    def build(self, texts: Sequence[str], out: Path) -> None:
+        """The index of `texts` (passage order) into `out`."""
+
+    def update(self, base: Path, origin: np.ndarray, texts: Sequence[str], out: Path) -> bool:
+        """The base generation's index (directory `base`) changed into `out`: passage j is base
+        passage `origin[j]`, or where that is -1 the next of `texts`. False when `base` cannot be
+        updated (written by an older version, damaged): the caller then builds from every text."""
 
 BLOCK = 1 << 16
 
@@ -60,17 +69,42 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
     return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}
 
 
-def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | None, rows_from: Path) -> None:
-    """BM25 over every passage's embedding text, into ``<gen>/lexical/passages``. `rows_from` is the
-    database the rows were copied from (the live generation's), named when a stored text is damaged."""
+def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | None, rows_from: Path,
+                  base: Path | None = None, origin: np.ndarray | None = None) -> str:
+    """BM25 over every passage's embedding text, into ``<gen>/lexical/passages``: an update of the
+    base generation's index (``<base>/lexical``) reading only the new passages' texts when `origin`
+    (the base passage of every passage, -1 for new ones) is given, else built from all of them.
+    `rows_from` is the database the rows were copied from (the live generation's), named when a
+    stored text is damaged. Returns "updated", "built" or "" (no lexical writer or no passages)."""
     out.mkdir()
     if lexical is None:
-        return
-    rows = conn.execute("SELECT title, text FROM passages ORDER BY idx")
+        return ""
+    if base is not None and origin is not None and (base / LEXICAL_PASSAGES).is_dir() and len(origin):
+        fresh = np.flatnonzero(origin < 0)
+        texts = _passage_texts(conn, rows_from, fresh)
+        if lexical.update(base / LEXICAL_PASSAGES, origin, texts, out / LEXICAL_PASSAGES):
+            return "updated"
+        shutil.rmtree(out / LEXICAL_PASSAGES, ignore_errors=True)
+    texts = _passage_texts(conn, rows_from)
+    if not texts:
+        return ""
+    lexical.build(texts, out / LEXICAL_PASSAGES)
+    return "built"
+
+
+def _passage_texts(conn: sqlite3.Connection, rows_from: Path, rows: np.ndarray | None = None) -> list[str]:
+    """Embedding texts of the passages `rows` (ascending; None: all), in row order."""
+    if rows is not None and not len(rows):
+        return []
+    where = "" if rows is None else f" WHERE idx >= {int(rows[0])}"
+    cur = conn.execute(f"SELECT idx, title, text FROM passages{where} ORDER BY idx")
+    wanted = None if rows is None else set(rows.tolist())
     try:
         with reading_db(rows_from):  # a damaged stored text is one line naming the file
-            texts = [passage_embedding_text(title, unpack_text(text)) for title, text in rows]
+            texts = [passage_embedding_text(title, unpack_text(text)) for idx, title, text in cur
+                     if wanted is None or idx in wanted]
     finally:
-        rows.close()  # a read stopped by damage must not leave the table locked for the close
-    if texts:
-        lexical(texts, out / LEXICAL_PASSAGES)
+        cur.close()  # a read stopped by damage must not leave the table locked for the close
+    if rows is not None and len(texts) != len(rows):
+        raise RuntimeError(f"{rows_from}: {len(rows)} new passages expected, {len(texts)} found")
+    return texts

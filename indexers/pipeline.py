@@ -94,6 +94,7 @@ class IndexWriter:
         self._merge: Merge | None = None
         self._emb_src: dict[str, Path] = {}
         self._minhash_bands: np.ndarray | None = None
+        self._passage_origin: np.ndarray | None = None  # base passage of every passage (-1: new), for BM25
         db = self.gen / META_DB
         base_rows: dict[str, int] = {}
         if self.base is None:
@@ -105,6 +106,7 @@ class IndexWriter:
                 if src.is_file():
                     self._emb_src[gran] = src
             base_rows = self._rows()
+            self._passage_origin = np.arange(base_rows["passages"], dtype=np.int64)
             self._load_minhash_bands(self.base / GRAPH_DIR, base_rows["entities"])
         self.vectors = VectorIndexes(config, self.report, self.base, (lifecycle or {}).get("vectors"), base_rows)
 
@@ -207,6 +209,8 @@ class IndexWriter:
                 writer.close()
                 self._emb_src[gran] = dst
             self.vectors.renumber(maps)
+            if self._passage_origin is not None:
+                self._passage_origin = _grown(self._passage_origin, maps.old_counts["passages"])[maps.keep["passages"]]
             if self._minhash_bands is not None and len(self._minhash_bands) == maps.old_counts["entities"]:
                 self._minhash_bands = self._minhash_bands[maps.keep["entities"]]
             self.report.deleted_documents.extend(doomed)
@@ -362,8 +366,13 @@ class IndexWriter:
                 self.vectors.write(gen / VECTORS_DIR, gen)
                 self.progress.advance("vectors", sum(counts[g] for g in GRANULARITIES), unit="vector")
             with self.progress.stage("BM25"):
-                generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical, (self.base or gen) / META_DB)
-                self.progress.advance("BM25", counts["passages"], unit="passage")
+                # an update reads and tokenizes the new passages only (retrievers/lexical.py, `updated`)
+                origin = None if self._passage_origin is None else _grown(self._passage_origin, counts["passages"])
+                how = generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical, (self.base or gen) / META_DB,
+                                               None if self.base is None else self.base / LEXICAL_DIR, origin)
+                self.report.lexical = how
+                self.progress.advance("BM25", counts["passages"] if how != "updated" else int((origin < 0).sum()),
+                                      unit="passage")
             with self.progress.stage("compact"):
                 # inserts into b-trees keyed by name or pair (entities' names, synonyms, mentions) split pages
                 # and leave them part-empty: one VACUUM packs the file (kernel docs: 1.7 s, 2 MB after a small add)
@@ -387,3 +396,10 @@ class IndexWriter:
         build = self.root / BUILD_DIR
         if build.is_dir() and not any(build.iterdir()):
             build.rmdir()
+
+
+def _grown(origin: np.ndarray, n: int) -> np.ndarray:
+    """`origin` extended to `n` rows: rows past its end were added by this write (-1)."""
+    if n < len(origin):
+        raise RuntimeError(f"passages shrank from {len(origin)} to {n} outside a delete")
+    return np.concatenate([origin, np.full(n - len(origin), -1, dtype=np.int64)])

@@ -7,14 +7,21 @@ matrix (Lucene BM25 variant, always-positive IDF) and keep the three CSR arrays
 ourselves: scoring is a `np.bincount` over the query terms' rows, and the index
 directory holds only `.npy` (loaded with ``allow_pickle=False``) and JSON files, so it
 does not depend on the on-disk layout of a particular bm25s version.
+
+A write that adds or removes passages does not tokenize the corpus again: the index also keeps
+each document's length, which makes every stored score invertible to its term frequency, and
+`updated` rescores the old postings with the new corpus statistics plus the new documents' own,
+equal bit for bit to `build` over the new corpus (docs/write_path.md, "BM25 updates").
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -36,6 +43,9 @@ VOCAB_FILE = "bm25_vocab.json"
 DATA_FILE = "bm25_data.npy"
 INDICES_FILE = "bm25_indices.npy"
 INDPTR_FILE = "bm25_indptr.npy"
+DOCLEN_FILE = "bm25_doclen.npy"
+"""Tokens per document (int32): written since the incremental update; an index without it is rebuilt
+from the texts on its next write."""
 
 # Runs of Unicode letters/digits ("naïve", "東京", "1960"); underscores split words.
 _WORD_RE = re.compile(r"[^\W_]+")
@@ -93,8 +103,10 @@ class BM25Index:
         *,
         k1: float = 1.5,
         b: float = 0.75,
+        doclen: np.ndarray | None = None,
     ) -> None:
-        """Wrap precomputed term-by-document CSR arrays (use `build` or `load` instead)."""
+        """Wrap precomputed term-by-document CSR arrays (use `build` or `load` instead); `doclen`,
+        tokens per document, is what `updated` needs."""
         self.vocab = vocab
         self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(vocab)}
         self.data = data
@@ -103,6 +115,7 @@ class BM25Index:
         self.num_docs = int(num_docs)
         self.k1 = float(k1)
         self.b = float(b)
+        self.doclen = doclen
         self._term_sorted: np.ndarray | None = None  # see _lists_ascending
         self.last_blocks = 0  # blocks `_top_blocks` scanned for the last query (0: it ranked the touched documents)
 
@@ -118,9 +131,11 @@ class BM25Index:
             raise ValueError(f"BM25Index.build: need k1 >= 0 and 0 <= b <= 1 (got k1={k1}, b={b})")
         corpus_tokens = tokenize(texts)
         n = len(corpus_tokens)
+        doclen = np.fromiter((len(doc) for doc in corpus_tokens), dtype=np.int32, count=n)
         if not any(corpus_tokens):
             logger.warning("BM25 index: none of the %d texts has an indexable token; every query scores 0", n)
-            return cls([], np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64), n, k1=k1, b=b)
+            return cls([], np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64), n, k1=k1, b=b,
+                       doclen=doclen)
 
         import bm25s
 
@@ -139,7 +154,132 @@ class BM25Index:
         if indptr.shape != (len(vocab) + 1,) or int(scores["num_docs"]) != n:
             raise RuntimeError("bm25s returned a score matrix of unexpected shape")  # library contract changed
         logger.debug("BM25 index: %d docs, %d terms, %d postings", n, len(vocab), len(data))
-        return cls(vocab, data, indices, indptr, n, k1=k1, b=b)
+        return cls(vocab, data, indices, indptr, n, k1=k1, b=b, doclen=doclen)
+
+    # ---- updates -----------------------------------------------------------------
+    update_block: int = 1 << 22
+    """Postings rescored at a time by `updated` / `term_frequencies` (their float64 temporaries:
+    ≈ 40 bytes per posting of a block, so ≈ 170 MB whatever the index size)."""
+
+    def _frequencies(self, lo: int, hi: int, terms: np.ndarray, idf: np.ndarray, norm: np.ndarray) -> np.ndarray | None:
+        """Term frequencies (float64) of postings lo..hi (their `terms`), None unless every one inverts
+        its stored score exactly (`idf` per term, `norm` per document: the statistics that scored it)."""
+        s = np.asarray(self.data[lo:hi], dtype=np.float64)
+        t_idf = idf[terms].astype(np.float64)
+        d_norm = norm[self.indices[lo:hi]]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            tf = np.rint(s * d_norm / (t_idf - s))
+        if len(tf) and not (np.isfinite(tf).all() and tf.min() >= 1 and tf.max() < 2**31):
+            return None
+        if not np.array_equal(_scores(tf, t_idf, d_norm).view(np.int32),
+                              np.asarray(self.data[lo:hi], dtype=np.float32).view(np.int32)):
+            return None
+        return tf
+
+    def _blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(lo, hi, term of each posting) over the postings, `update_block` at a time."""
+        n = len(self.indices)
+        for lo in range(0, n, self.update_block):
+            hi = min(n, lo + self.update_block)
+            yield lo, hi, np.searchsorted(self.indptr, np.arange(lo, hi), side="right") - 1
+
+    def term_frequencies(self) -> np.ndarray | None:
+        """Each posting's term frequency (int32, aligned with `data`), recovered from its score and
+        its document's length; None when the lengths are not stored or a score does not invert
+        exactly (rescoring the recovered frequencies must give every stored score bit for bit, and a
+        document's frequencies must add up to its length)."""
+        if self.doclen is None:
+            return None
+        idf, norm = _idf(np.diff(self.indptr), self.num_docs), _length_norms(self.doclen, self.k1, self.b)
+        out = np.zeros(len(self.indices), dtype=np.int32)
+        for lo, hi, terms in self._blocks():
+            tf = self._frequencies(lo, hi, terms, idf, norm)
+            if tf is None:
+                return None
+            out[lo:hi] = tf
+        if not np.array_equal(np.bincount(self.indices, weights=out, minlength=self.num_docs), self.doclen):
+            return None
+        return out
+
+    def updated(self, origin: np.ndarray, new_tokens: Sequence[Sequence[str]]) -> "BM25Index | None":
+        """The index of a changed corpus without tokenizing the unchanged documents: `origin` lists the
+        old documents kept, in their order, then -1 for each new document, whose tokens (`tokenize`d
+        texts) are `new_tokens`. Equal bit for bit to `build` over the new corpus's texts; None when
+        this index cannot give its term frequencies (`term_frequencies`): build from the texts instead.
+
+        Memory: the new index's arrays (8 bytes per posting) plus one block of float64 temporaries
+        (`update_block`) and a few arrays per term and per document; the old arrays may be memory-mapped."""
+        origin = np.asarray(origin, dtype=np.int64)
+        n_kept = int((origin >= 0).sum())
+        kept = origin[:n_kept]
+        if origin.ndim != 1 or (origin[n_kept:] >= 0).any() or len(origin) - n_kept != len(new_tokens) \
+                or (n_kept and (kept.min() < 0 or kept.max() >= self.num_docs or (np.diff(kept) <= 0).any())):
+            raise ValueError("BM25Index.updated: origin must list kept old documents in increasing order, "
+                             "then -1 for each new text")
+        if len(origin) == 0:
+            raise ValueError("BM25Index.updated: cannot build a BM25 index over an empty corpus")
+        if self.doclen is None:
+            return None
+        n_old_terms = len(self.vocab)
+        old_idf = _idf(np.diff(self.indptr), self.num_docs)
+        old_norm = _length_norms(self.doclen, self.k1, self.b)
+        old_to_new = np.full(self.num_docs, -1, dtype=np.int64)
+        old_to_new[kept] = np.arange(n_kept)
+        alive_per_term = np.zeros(n_old_terms, dtype=np.int64)  # postings of kept documents, per old term
+        for lo, hi, terms in self._blocks():
+            alive_per_term += np.bincount(terms[old_to_new[self.indices[lo:hi]] >= 0], minlength=n_old_terms)
+        # the vocabulary of the new corpus, sorted like `build`'s: old terms still posted, plus new words
+        counts = [Counter(doc) for doc in new_tokens]
+        alive = [t for t, k in zip(self.vocab, alive_per_term.tolist()) if k]
+        added = sorted({t for c in counts for t in c}.difference(alive))
+        vocab = sorted(alive + added)  # two sorted runs: timsort merges them in one pass
+        new_id = {t: i for i, t in enumerate(vocab)}
+        old_map = np.fromiter((new_id.get(t, -1) for t in self.vocab), dtype=np.int64, count=n_old_terms)
+        # the new documents' postings, by (term, document)
+        n_fresh = sum(len(c) for c in counts)
+        t_new = np.fromiter((new_id[t] for c in counts for t in c), dtype=np.int64, count=n_fresh)
+        f_new = np.fromiter((v for c in counts for v in c.values()), dtype=np.float64, count=n_fresh)
+        d_new = np.repeat(np.arange(n_kept, len(origin)), [len(c) for c in counts])
+        order = np.lexsort((d_new, t_new))
+        t_new, d_new, f_new = t_new[order], d_new[order], f_new[order]
+        # the new statistics
+        old_df = np.zeros(len(vocab), dtype=np.int64)
+        has = old_map >= 0
+        old_df[old_map[has]] = alive_per_term[has]
+        df = old_df + np.bincount(t_new, minlength=len(vocab))
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(df, out=indptr[1:])
+        doclen = np.concatenate([np.asarray(self.doclen)[kept], [sum(c.values()) for c in counts]]).astype(np.int32)
+        idf, norm = _idf(df, len(origin)), _length_norms(doclen, self.k1, self.b)
+        data = np.empty(int(indptr[-1]), dtype=np.float32)
+        indices = np.empty(int(indptr[-1]), dtype=np.int32)
+        # old postings: recovered frequencies, rescored, each at its term's start + its rank among the
+        # term's kept postings (kept documents keep their order, so every list stays ascending)
+        alive_start = np.zeros(n_old_terms, dtype=np.int64)  # kept postings of earlier terms
+        np.cumsum(alive_per_term[:-1], out=alive_start[1:])
+        seen = 0
+        length_sums = np.zeros(self.num_docs)
+        for lo, hi, terms in self._blocks():
+            tf = self._frequencies(lo, hi, terms, old_idf, old_norm)
+            if tf is None:
+                return None
+            length_sums += np.bincount(self.indices[lo:hi], weights=tf, minlength=self.num_docs)
+            docs = old_to_new[self.indices[lo:hi]]
+            live = docs >= 0
+            terms, docs, tf = terms[live], docs[live], tf[live]
+            rank = seen + np.arange(len(docs)) - alive_start[terms]
+            seen += len(docs)
+            pos = indptr[old_map[terms]] + rank
+            data[pos] = _scores(tf, idf[old_map[terms]].astype(np.float64), norm[docs])
+            indices[pos] = docs
+        if not np.array_equal(length_sums, self.doclen):
+            return None  # a document's frequencies must add up to its length
+        # new postings after the term's kept ones (new documents come last)
+        first = np.searchsorted(t_new, t_new, side="left")
+        pos = indptr[t_new] + old_df[t_new] + (np.arange(n_fresh) - first)
+        data[pos] = _scores(f_new, idf[t_new].astype(np.float64), norm[d_new])
+        indices[pos] = d_new
+        return type(self)(vocab, data, indices, indptr, len(origin), k1=self.k1, b=self.b, doclen=doclen)
 
     def __len__(self) -> int:
         return self.num_docs
@@ -284,6 +424,8 @@ class BM25Index:
         np.save(directory / DATA_FILE, self.data, allow_pickle=False)
         np.save(directory / INDICES_FILE, self.indices, allow_pickle=False)
         np.save(directory / INDPTR_FILE, self.indptr, allow_pickle=False)
+        if self.doclen is not None:
+            np.save(directory / DOCLEN_FILE, np.asarray(self.doclen, dtype=np.int32), allow_pickle=False)
         with open(directory / VOCAB_FILE, "w", encoding="utf-8") as f:
             json.dump(self.vocab, f, ensure_ascii=False)
         meta: dict[str, Any] = {
@@ -332,7 +474,32 @@ class BM25Index:
         for key, n in (("num_terms", len(vocab)), ("num_postings", len(indices))):
             if key in meta and meta[key] != n:
                 raise IndexCorruptError(f"{meta_path}: {key} is {meta[key]}, the files hold {n}")
-        return cls(vocab, data, indices, indptr, num_docs, k1=k1, b=b)
+        doclen = None
+        if (directory / DOCLEN_FILE).is_file():  # absent before incremental updates: the next write rebuilds
+            doclen = validate.load_npy(directory / DOCLEN_FILE, kind="iu", ndim=1, mmap=mmap)
+            validate.check_length(directory / DOCLEN_FILE, doclen, num_docs, "BM25 document lengths")
+            if len(doclen) and int(doclen.min()) < 0:
+                raise IndexCorruptError(f"{directory / DOCLEN_FILE}: negative BM25 document length")
+        return cls(vocab, data, indices, indptr, num_docs, k1=k1, b=b, doclen=doclen)
+
+
+def _idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """Lucene IDF per term (float32), computed as bm25s computes it (`math.log` of Python floats):
+    `updated` must reproduce `build`'s scores bit for bit."""
+    return np.fromiter((math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) if d else 0.0 for d in np.asarray(df).tolist()),
+                       dtype=np.float64, count=len(df)).astype(np.float32)
+
+
+def _length_norms(doclen: np.ndarray, k1: float, b: float) -> np.ndarray:
+    """k1 · (1 − b + b · |d| / avgdl) per document (float64), in bm25s's order of operations."""
+    lengths = np.asarray(doclen, dtype=np.int64)
+    avg = lengths.mean() if len(lengths) else np.float64(1.0)
+    return k1 * ((1 - b) + b * lengths.astype(np.float64) / avg)
+
+
+def _scores(tf: np.ndarray, idf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """idf · tf / (norm + tf) per posting (float64 inputs), stored as float32 like bm25s's."""
+    return (idf * (tf / (norm + tf))).astype(np.float32)
 
 
 def _read_json(path: Path) -> Any:

@@ -143,7 +143,7 @@ def test_failed_rebuild_keeps_old_index(sample_index, tmp_path, monkeypatch):
     shutil.copytree(sample_index, copy)
     before = HippoGraph.open(copy).stats()
 
-    def boom(conn, out, lexical, rows_from):
+    def boom(conn, out, lexical, rows_from, base=None, origin=None):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(generation, "write_lexical", boom)

@@ -16,7 +16,9 @@ import pytest
 from hippograph import Config, HippoGraph
 from hippograph.format import GRANULARITIES, load_embeddings
 from hippograph.indexers.graph_builder import EDGE_KIND_NAMES
+from hippograph.retrievers.lexical import BM25Index
 from hippograph.tables import CorpusTables
+from hippograph.text import passage_embedding_text
 
 from .conftest import DATA
 
@@ -61,6 +63,12 @@ def _assert_consistent(hg: HippoGraph) -> None:
     assert {f for f, *_ in t.fact_passages} == set(range(len(t.facts))), "every fact has an occurrence"
     assert all(0 <= a < b < len(t.entities) for a, b, _, _ in t.synonyms)
     assert hg.stats()["documents"] == len(t.documents)
+    # BM25, updated by a write from the new passages alone, equals a build over every passage, bit for bit
+    bm25 = BM25Index.load(gen / "lexical" / "passages")
+    scratch = BM25Index.build([passage_embedding_text(p.title, p.text) for p in t.passages])
+    assert bm25.vocab == scratch.vocab and np.array_equal(bm25.indptr, scratch.indptr)
+    assert np.array_equal(bm25.indices, scratch.indices) and np.array_equal(bm25.doclen, scratch.doclen)
+    assert np.array_equal(bm25.data.view(np.int32), scratch.data.view(np.int32))
 
 
 @pytest.fixture()
