@@ -305,6 +305,12 @@ def load_graph(graph_dir: Path, n_entities: int, n_passages: int, counts: dict[s
 
 def _load_upper_graph(graph_dir: Path, n_entities: int, n: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """Format 7: the upper triangle, entity-pair weights and kinds (`format.graph_from_upper`)."""
+    return graph_from_upper(*load_upper_arrays(graph_dir, n_entities, n), n_entities)
+
+
+def load_upper_arrays(graph_dir: Path, n_entities: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Format 7's graph files as stored (upper indptr, upper indices, pair weights, pair kinds), checked:
+    every entry right of the diagonal, none between two passages, one weight and kind per entity pair."""
     ip_path, idx_path = graph_dir / GRAPH_UPPER_INDPTR, graph_dir / GRAPH_UPPER_INDICES
     indptr = load_npy(ip_path, kind="iu", ndim=1)
     indices = load_npy(idx_path, kind="iu", ndim=1)
@@ -325,7 +331,7 @@ def _load_upper_graph(graph_dir: Path, n_entities: int, n: int) -> tuple[Any, np
     check_length(k_path, kinds, n_pairs, "entity-pair edge kinds")
     if not np.isin(kinds, (EDGE_FACT, EDGE_SYNONYM)).all():
         raise IndexCorruptError(f"{k_path}: entity-pair edge kinds must be {EDGE_FACT} (fact) or {EDGE_SYNONYM} (synonym)")
-    return graph_from_upper(indptr, indices, weights, kinds, n_entities)
+    return indptr, indices, weights, kinds
 
 
 def _load_full_graph(graph_dir: Path, n_entities: int, n: int) -> tuple[Any, np.ndarray, np.ndarray]:

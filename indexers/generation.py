@@ -1,24 +1,29 @@
 """Writing the derived parts of a generation from its tables: graph, BM25, counts.
 
-The tables (``meta.sqlite``) and embeddings are final when these run; everything here is
-re-derived from them in linear passes over integer columns read from SQLite in blocks
-(never as Python row objects), so a write costs arrays of the size of the graph.
+The tables (``meta.sqlite``) and embeddings are final when these run. A build derives everything
+from them in linear passes over integer columns read from SQLite in blocks (never as Python row
+objects); a write that only added rows grows the base generation's graph from its new rows
+(`grow_graph`), and BM25 is updated from the new passages' texts (`write_lexical`).
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from hippograph.format import LEXICAL_PASSAGES, MINHASH_BANDS_FILE, upper_graph
+from hippograph.errors import IndexCorruptError
+from hippograph.format import GRAPH_UPPER_INDICES, GRAPH_UPPER_INDPTR, LEXICAL_PASSAGES, MINHASH_BANDS_FILE, upper_graph
 from hippograph.tables import unpack_text
 from hippograph.text import passage_embedding_text
-from hippograph.validate import reading_db
+from hippograph.validate import load_upper_arrays, reading_db
 
-from .graph_builder import build_adjacency_arrays
+from .graph_builder import build_adjacency_arrays, grown_upper_graph
+
+logger = logging.getLogger(__name__)
 
 class LexicalWriter(Protocol):
     """Writes the BM25 index of passage texts into a directory (given by the caller: the index
@@ -35,9 +40,9 @@ class LexicalWriter(Protocol):
 BLOCK = 1 << 16
 
 
-def read_columns(conn: sqlite3.Connection, sql: str, dtypes: Sequence[type]) -> list[np.ndarray]:
+def read_columns(conn: sqlite3.Connection, sql: str, dtypes: Sequence[type], params: Sequence[Any] = ()) -> list[np.ndarray]:
     """The columns of a query's result as numpy arrays, fetched a block at a time."""
-    cur = conn.execute(sql)
+    cur = conn.execute(sql, params)
     parts: list[list[np.ndarray]] = [[] for _ in dtypes]
     while True:
         rows = cur.fetchmany(BLOCK)
@@ -67,6 +72,52 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
     if minhash_bands is not None and len(minhash_bands) == n_entities:
         np.save(out / MINHASH_BANDS_FILE, minhash_bands, allow_pickle=False)
     return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}
+
+
+def grow_graph(conn: sqlite3.Connection, out: Path, base_graph: Path, base: dict[str, int], counts: dict[str, int],
+               minhash_bands: np.ndarray | None) -> dict[str, int] | None:
+    """The graph after a write that only added rows, from the base generation's graph files (``<base>/graph``)
+    and this write's rows alone (`graph_builder.grown_upper_graph`): reads the new triples, mentions and
+    synonyms, not every row. `base` holds the base's table counts. None when the base cannot be grown
+    (older format, damaged, or rows other than appended ones changed): `write_graph` then."""
+    e0, p0, e1, p1 = base["entities"], base["passages"], counts["entities"], counts["passages"]
+    if e1 < e0 or p1 < p0 or not (base_graph / GRAPH_UPPER_INDPTR).is_file():
+        return None
+    unchanged = (("mentions", "SELECT count(*) FROM mentions WHERE passage_idx < ?", p0),
+                 ("triples", "SELECT count(*) FROM fact_passages WHERE passage_idx < ?", p0),
+                 ("synonyms", "SELECT count(*) FROM synonyms WHERE b < ?", e0))
+    if any(int(conn.execute(sql, (bound,)).fetchone()[0]) != base[name] for name, sql, bound in unchanged):
+        return None  # the base's own rows are not all still there as they were
+    try:
+        old = load_upper_arrays(base_graph, e0, e0 + p0)
+    except IndexCorruptError as exc:
+        logger.warning("%s; the graph is built again from every row", exc)
+        return None
+    subj, obj = read_columns(conn, "SELECT f.subject_idx, f.object_idx FROM fact_passages fp JOIN facts f "
+                                   "ON f.idx = fp.fact_idx WHERE fp.passage_idx >= ?", (np.int64, np.int64), (p0,))
+    m_e, m_p = read_columns(conn, "SELECT entity_idx, passage_idx FROM mentions WHERE passage_idx >= ?",
+                            (np.int64, np.int64), (p0,))
+    syn_a, syn_b, syn_w = read_columns(conn, "SELECT a, b, score FROM synonyms WHERE b >= ? ORDER BY a, b",
+                                       (np.int64, np.int64, np.float64), (e0,))
+
+    def old_synonym_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        found = (conn.execute("SELECT score FROM synonyms WHERE a = ? AND b = ?", (int(x), int(y))).fetchone()
+                 for x, y in zip(a.tolist(), b.tolist()))
+        return np.fromiter((0.0 if r is None else r[0] for r in found), dtype=np.float64, count=len(a))
+
+    mentions = np.stack([m_e, m_p], axis=1) if len(m_e) else np.zeros((0, 2), dtype=np.int64)
+    files = grown_upper_graph(old, e0, e1, p1, np.stack([subj, obj], axis=1), mentions, syn_a, syn_b, syn_w,
+                              old_synonym_score)
+    if files is None:
+        logger.warning("%s: cannot be grown (rows out of order, or an edge weight that is not its triple "
+                       "count plus synonym score); the graph is built again from every row", base_graph)
+        return None
+    out.mkdir()
+    for name, array in files.items():
+        np.save(out / name, array, allow_pickle=False)
+    if minhash_bands is not None and len(minhash_bands) == e1:
+        np.save(out / MINHASH_BANDS_FILE, minhash_bands, allow_pickle=False)
+    return {"nodes": e1 + p1, "edges": len(files[GRAPH_UPPER_INDICES])}
 
 
 def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | None, rows_from: Path,

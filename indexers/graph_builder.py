@@ -17,7 +17,8 @@ import scipy.sparse as sp
 
 logger = logging.getLogger(__name__)
 
-from hippograph.format import EDGE_FACT, EDGE_KIND_NAMES, EDGE_MENTION, EDGE_SYNONYM  # noqa: F401  (re-exported)
+from hippograph.format import (EDGE_FACT, EDGE_KIND_NAMES, EDGE_MENTION, EDGE_SYNONYM,  # noqa: F401  (re-exported)
+                              GRAPH_PAIR_KINDS, GRAPH_PAIR_WEIGHTS, GRAPH_UPPER_INDICES, GRAPH_UPPER_INDPTR)
 
 _ALNUM = re.compile(r"[a-z0-9]")
 
@@ -374,3 +375,72 @@ def build_adjacency_arrays(
     adjacency.sort_indices()
     kind.data -= 1
     return adjacency, kind
+
+
+def grown_upper_graph(
+    old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    old_entities: int,
+    n_entities: int,
+    n_passages: int,
+    fact_pairs: np.ndarray,
+    mentions: np.ndarray,
+    syn_a: np.ndarray,
+    syn_b: np.ndarray,
+    syn_w: np.ndarray,
+    old_synonym_score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> dict[str, np.ndarray] | None:
+    """Format 7's graph files after an add, from the base's (`old`: upper indptr, indices, pair weights,
+    pair kinds over `old_entities` entities) and the edges of this write's rows alone: its triples'
+    (subject, object) pairs, its passages' mentions and its synonyms (each has a new endpoint). Equal
+    value for value to `format.upper_graph(build_adjacency_arrays(every row))`; None when the base rows
+    are not in CSR order or a base weight does not split into its triple count plus its synonym score
+    (`old_synonym_score(a, b)`, 0 where none), so the caller builds from every row instead.
+
+    Entities come first in the node order, so an add shifts every old passage column by the new
+    entity count; a new triple between two old entities that already share an edge adds to its
+    count (the weight is recomputed as count + synonym score, the sum a scratch build makes)."""
+    indptr, indices, pair_w, pair_k = old
+    n = n_entities + n_passages
+    shift = n_entities - old_entities
+    rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    cols = np.asarray(indices, dtype=np.int64)
+    is_pair = cols < old_entities
+    cols = np.where(is_pair, cols, cols + shift)  # passage node old_entities + j → n_entities + j
+    weights = np.ones(len(cols), dtype=np.float32)
+    weights[is_pair] = pair_w
+    kinds = np.full(len(cols), EDGE_MENTION, dtype=np.int8)
+    kinds[is_pair] = pair_k
+    keys = rows * n + cols
+    if len(keys) > 1 and (np.diff(keys) <= 0).any():
+        return None  # rows not sorted: merging by position needs them in CSR order
+    adj, kind = build_adjacency_arrays(n_entities, n_passages, fact_pairs, mentions, syn_a, syn_b, syn_w)
+    d_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(adj.indptr))
+    up = adj.indices > d_rows
+    d_rows, d_cols = d_rows[up], adj.indices[up].astype(np.int64)
+    d_w, d_k = adj.data[up], kind.data[up]
+    d_keys = d_rows * n + d_cols
+    at = np.searchsorted(keys, d_keys)
+    hit = at < len(keys)
+    hit[hit] = keys[at[hit]] == d_keys[hit]
+    if hit.any():  # an old entity pair gains triples: count + synonym score, as a scratch build sums them
+        pos = at[hit]
+        syn = np.asarray(old_synonym_score(rows[pos], cols[pos]), dtype=np.float64)
+        count = np.rint(weights[pos].astype(np.float64) - syn)
+        if not np.array_equal(((count + 0.0) + syn).astype(np.float32), weights[pos]) or (d_k[hit] != EDGE_FACT).any():
+            return None
+        weights[pos] = ((count + d_w[hit]) + syn).astype(np.float32)
+        kinds[pos] = EDGE_FACT
+    new = ~hit
+    at = at[new]
+    keys = np.insert(keys, at, d_keys[new])
+    cols = np.insert(cols, at, d_cols[new])
+    weights = np.insert(weights, at, d_w[new].astype(np.float32))
+    kinds = np.insert(kinds, at, d_k[new])
+    rows = keys // n
+    nnz = len(cols)
+    pair = cols < n_entities
+    return {GRAPH_UPPER_INDPTR: np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(
+                np.int32 if nnz <= np.iinfo(np.int32).max else np.int64),
+            GRAPH_UPPER_INDICES: cols.astype(np.int32 if n <= np.iinfo(np.int32).max else np.int64),
+            GRAPH_PAIR_WEIGHTS: weights[pair],
+            GRAPH_PAIR_KINDS: kinds[pair]}

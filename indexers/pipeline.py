@@ -57,6 +57,11 @@ BUILD_DIR = ".build"
 """Under the index root: unfinished writes' shards (one sub-directory per kind of write)."""
 
 
+GRAPH_ROW_COUNTS = {"entities": "entities", "passages": "passages", "mentions": "mentions",
+                    "triples": "fact_passages", "synonyms": "synonyms"}
+"""The base's row counts an add-only write checks before growing its graph (`generation.grow_graph`)."""
+
+
 class IndexWriter:
     """One write transaction into the empty generation directory `gen`.
 
@@ -95,6 +100,7 @@ class IndexWriter:
         self._emb_src: dict[str, Path] = {}
         self._minhash_bands: np.ndarray | None = None
         self._passage_origin: np.ndarray | None = None  # base passage of every passage (-1: new), for BM25
+        self._base_counts: dict[str, int] | None = None  # the base's table counts while rows were only added
         db = self.gen / META_DB
         base_rows: dict[str, int] = {}
         if self.base is None:
@@ -107,6 +113,13 @@ class IndexWriter:
                     self._emb_src[gran] = src
             base_rows = self._rows()
             self._passage_origin = np.arange(base_rows["passages"], dtype=np.int64)
+            conn = self._reader()
+            try:
+                # an add-only write grows the base graph from these (generation.grow_graph)
+                self._base_counts = {name: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                                     for name, table in GRAPH_ROW_COUNTS.items()}
+            finally:
+                conn.close()
             self._load_minhash_bands(self.base / GRAPH_DIR, base_rows["entities"])
         self.vectors = VectorIndexes(config, self.report, self.base, (lifecycle or {}).get("vectors"), base_rows)
 
@@ -209,6 +222,7 @@ class IndexWriter:
                 writer.close()
                 self._emb_src[gran] = dst
             self.vectors.renumber(maps)
+            self._base_counts = None  # rows renumbered: the graph is built from every row
             if self._passage_origin is not None:
                 self._passage_origin = _grown(self._passage_origin, maps.old_counts["passages"])[maps.keep["passages"]]
             if self._minhash_bands is not None and len(self._minhash_bands) == maps.old_counts["entities"]:
@@ -359,8 +373,14 @@ class IndexWriter:
         try:
             counts = table_counts(conn)
             with self.progress.stage("graph"):
-                counts.update(generation.write_graph(conn, gen / GRAPH_DIR, counts["entities"], counts["passages"],
-                                                     self._minhash_bands if self.config.minhash_threshold > 0 else None))
+                bands = self._minhash_bands if self.config.minhash_threshold > 0 else None
+                grown = None
+                if self.base is not None and self._base_counts is not None:  # rows only added: O(change)
+                    grown = generation.grow_graph(conn, gen / GRAPH_DIR, self.base / GRAPH_DIR, self._base_counts,
+                                                  counts, bands)
+                self.report.derived["graph"] = "built" if grown is None else "grown"
+                counts.update(grown if grown is not None else
+                              generation.write_graph(conn, gen / GRAPH_DIR, counts["entities"], counts["passages"], bands))
                 self.progress.advance("graph", counts["nodes"], unit="node")
             with self.progress.stage("vectors"):
                 self.vectors.write(gen / VECTORS_DIR, gen)
@@ -370,7 +390,8 @@ class IndexWriter:
                 origin = None if self._passage_origin is None else _grown(self._passage_origin, counts["passages"])
                 how = generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical, (self.base or gen) / META_DB,
                                                None if self.base is None else self.base / LEXICAL_DIR, origin)
-                self.report.lexical = how
+                if how:
+                    self.report.derived["bm25"] = how
                 self.progress.advance("BM25", counts["passages"] if how != "updated" else int((origin < 0).sum()),
                                       unit="passage")
             with self.progress.stage("compact"):

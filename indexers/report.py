@@ -37,8 +37,9 @@ class BuildReport:
     shards: dict[str, int] = field(default_factory=dict)
     """Shards of this write: ``built`` now, ``reused`` from an interrupted run."""
     generation: str = ""
-    lexical: str = ""
-    """How the BM25 index was written: "updated" (only new passages read), "built" (all), "" (not)."""
+    derived: dict[str, str] = field(default_factory=dict)
+    """How the derived parts were written from the tables: ``graph`` "grown" (from the base graph and
+    this write's rows) or "built" (from every row); ``bm25`` "updated" (new passages read) or "built"."""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -59,7 +60,7 @@ class BuildReport:
             "skipped_documents": list(self.skipped_documents), "missing_documents": list(self.missing_documents),
             "renamed_documents": [list(pair) for pair in self.renamed_documents],
             "compacted": list(self.compacted), "shards": dict(self.shards), "generation": self.generation,
-            "bm25": self.lexical, "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "derived": dict(self.derived), "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 

@@ -125,9 +125,9 @@ def test_writes_update_bm25_from_new_passages_only(tmp_path, monkeypatch):
     real = lexical.tokenize
     monkeypatch.setattr(lexical, "tokenize", lambda texts: seen.append(len(texts)) or real(texts))
     report = hg.add(DOCS[4:])
-    assert report.to_dict()["bm25"] == "updated" and seen == [2]  # the two new passages, not six
+    assert report.to_dict()["derived"]["bm25"] == "updated" and seen == [2]  # the two new passages, not six
     report = hg.delete(["d1"])
-    assert report.to_dict()["bm25"] == "updated" and seen == [2, 0]
+    assert report.to_dict()["derived"]["bm25"] == "updated" and seen == [2, 0]
     fresh = HippoGraph.build([d for d in DOCS if d["id"] != "d1"], tmp_path / "scratch", Config(embedder="tfidf"))
     assert _same(_bm25_of(hg), _bm25_of(fresh))
 
@@ -145,8 +145,8 @@ def test_an_index_without_lengths_is_built_once_then_updated(tmp_path, monkeypat
     gen = hg.dir.generation_path(hg.manifest)
     assert not (gen / "lexical" / "passages" / DOCLEN_FILE).exists()
     monkeypatch.undo()
-    assert hg.add(DOCS[3:5]).to_dict()["bm25"] == "built"
-    assert hg.add(DOCS[5:]).to_dict()["bm25"] == "updated"
+    assert hg.add(DOCS[3:5]).to_dict()["derived"]["bm25"] == "built"
+    assert hg.add(DOCS[5:]).to_dict()["derived"]["bm25"] == "updated"
     assert _same(_bm25_of(hg), BM25Index.build([f"Doc {i}\n{t}" for i, t in enumerate(TEXTS)]))
     assert hg.dir.verify() == []
 
@@ -157,5 +157,5 @@ def test_a_damaged_base_bm25_is_built_again(tmp_path, caplog):
     meta.write_text(json.dumps({"format": "something else"}))
     with caplog.at_level("WARNING"):
         report = hg.add(DOCS[3:])
-    assert report.to_dict()["bm25"] == "built" and "bm25_meta.json" in caplog.text
+    assert report.to_dict()["derived"]["bm25"] == "built" and "bm25_meta.json" in caplog.text
     assert _same(_bm25_of(hg), BM25Index.build([f"Doc {i}\n{t}" for i, t in enumerate(TEXTS)]))

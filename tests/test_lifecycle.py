@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import numpy as np
 import pytest
 
 from hippograph import Config, HippoGraph
-from hippograph.format import GRANULARITIES, load_embeddings
+from hippograph.format import GRANULARITIES, GRAPH_FILES, load_embeddings
+from hippograph.indexers.generation import write_graph
 from hippograph.indexers.graph_builder import EDGE_KIND_NAMES
 from hippograph.retrievers.lexical import BM25Index
 from hippograph.tables import CorpusTables
@@ -63,6 +66,12 @@ def _assert_consistent(hg: HippoGraph) -> None:
     assert {f for f, *_ in t.fact_passages} == set(range(len(t.facts))), "every fact has an occurrence"
     assert all(0 <= a < b < len(t.entities) for a, b, _, _ in t.synonyms)
     assert hg.stats()["documents"] == len(t.documents)
+    # the graph, grown by an add from the base graph and the new rows, equals one built from every row
+    with tempfile.TemporaryDirectory() as tmp, sqlite3.connect(gen / "meta.sqlite") as conn:
+        write_graph(conn, Path(tmp) / "graph", len(t.entities), len(t.passages), None)
+        for name in GRAPH_FILES:
+            stored, scratch_arr = np.load(gen / "graph" / name), np.load(Path(tmp) / "graph" / name)
+            assert stored.dtype == scratch_arr.dtype and np.array_equal(stored, scratch_arr), name
     # BM25, updated by a write from the new passages alone, equals a build over every passage, bit for bit
     bm25 = BM25Index.load(gen / "lexical" / "passages")
     scratch = BM25Index.build([passage_embedding_text(p.title, p.text) for p in t.passages])
