@@ -222,18 +222,27 @@ def upper_graph(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, ki
                 n_entities: int) -> dict[str, np.ndarray]:
     """Format 7's graph files (`GRAPH_FILES` → array) from a symmetric CSR adjacency and its
     parallel edge kinds: the strict upper triangle, with weights and kinds of entity pairs only."""
-    n = len(indptr) - 1
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    keep = indices > rows
-    upper = np.asarray(indices[keep])
-    counts = np.bincount(rows[keep], minlength=n)
-    nnz = len(upper)
+    rows, keep = upper_entries(indptr, indices)
+    return upper_files(rows[keep], np.asarray(indices[keep]), weights[keep], kinds[keep], len(indptr) - 1, n_entities)
+
+
+def upper_entries(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of every entry, whether it lies right of the diagonal) of a square CSR matrix."""
+    rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    return rows, indices > rows
+
+
+def upper_files(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, kinds: np.ndarray, n: int,
+                n_entities: int) -> dict[str, np.ndarray]:
+    """Format 7's graph files from the upper triangle's entries in CSR order (row, column, weight,
+    kind each), over `n` nodes of which the first `n_entities` are entities."""
+    nnz = len(cols)
     dtype = np.int32 if nnz <= np.iinfo(np.int32).max else np.int64
-    pair = upper < n_entities
-    return {GRAPH_UPPER_INDPTR: np.concatenate([[0], np.cumsum(counts)]).astype(dtype),
-            GRAPH_UPPER_INDICES: upper.astype(np.int32 if n <= np.iinfo(np.int32).max else np.int64),
-            GRAPH_PAIR_WEIGHTS: np.asarray(weights[keep][pair], dtype=np.float32),
-            GRAPH_PAIR_KINDS: np.asarray(kinds[keep][pair], dtype=np.int8)}
+    pair = cols < n_entities
+    return {GRAPH_UPPER_INDPTR: np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(dtype),
+            GRAPH_UPPER_INDICES: cols.astype(np.int32 if n <= np.iinfo(np.int32).max else np.int64),
+            GRAPH_PAIR_WEIGHTS: np.asarray(weights[pair], dtype=np.float32),
+            GRAPH_PAIR_KINDS: np.asarray(kinds[pair], dtype=np.int8)}
 
 
 def graph_from_upper(indptr: np.ndarray, indices: np.ndarray, pair_weights: np.ndarray, pair_kinds: np.ndarray,

@@ -57,20 +57,9 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
                 minhash_bands: np.ndarray | None) -> dict[str, int]:
     """The graph (fact, mention and synonymy edges; stored once, `format.upper_graph`) and MinHash
     band keys into ``<gen>/graph/``; returns node and edge counts."""
-    out.mkdir()
-    # fact edge weight = number of triples: one (subject, object) pair per occurrence
-    subj, obj = read_columns(conn, "SELECT f.subject_idx, f.object_idx FROM fact_passages fp "
-                                   "JOIN facts f ON f.idx = fp.fact_idx", (np.int64, np.int64))
-    m_e, m_p = read_columns(conn, "SELECT entity_idx, passage_idx FROM mentions", (np.int64, np.int64))
-    syn_a, syn_b, syn_w = read_columns(conn, "SELECT a, b, score FROM synonyms ORDER BY a, b",
-                                       (np.int64, np.int64, np.float64))
-    mentions = np.stack([m_e, m_p], axis=1) if len(m_e) else np.zeros((0, 2), dtype=np.int64)
-    adjacency, kind = build_adjacency_arrays(
-        n_entities, n_passages, np.stack([subj, obj], axis=1), mentions, syn_a, syn_b, syn_w)
-    for name, array in upper_graph(adjacency.indptr, adjacency.indices, adjacency.data, kind.data, n_entities).items():
-        np.save(out / name, array, allow_pickle=False)
-    if minhash_bands is not None and len(minhash_bands) == n_entities:
-        np.save(out / MINHASH_BANDS_FILE, minhash_bands, allow_pickle=False)
+    adjacency, kind = build_adjacency_arrays(n_entities, n_passages, *_edge_rows(conn))
+    files = upper_graph(adjacency.indptr, adjacency.indices, adjacency.data, kind.data, n_entities)
+    _save_graph(out, files, minhash_bands, n_entities)
     return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}
 
 
@@ -93,31 +82,43 @@ def grow_graph(conn: sqlite3.Connection, out: Path, base_graph: Path, base: dict
     except IndexCorruptError as exc:
         logger.warning("%s; the graph is built again from every row", exc)
         return None
-    subj, obj = read_columns(conn, "SELECT f.subject_idx, f.object_idx FROM fact_passages fp JOIN facts f "
-                                   "ON f.idx = fp.fact_idx WHERE fp.passage_idx >= ?", (np.int64, np.int64), (p0,))
-    m_e, m_p = read_columns(conn, "SELECT entity_idx, passage_idx FROM mentions WHERE passage_idx >= ?",
-                            (np.int64, np.int64), (p0,))
-    syn_a, syn_b, syn_w = read_columns(conn, "SELECT a, b, score FROM synonyms WHERE b >= ? ORDER BY a, b",
-                                       (np.int64, np.int64, np.float64), (e0,))
 
     def old_synonym_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         found = (conn.execute("SELECT score FROM synonyms WHERE a = ? AND b = ?", (int(x), int(y))).fetchone()
                  for x, y in zip(a.tolist(), b.tolist()))
         return np.fromiter((0.0 if r is None else r[0] for r in found), dtype=np.float64, count=len(a))
 
-    mentions = np.stack([m_e, m_p], axis=1) if len(m_e) else np.zeros((0, 2), dtype=np.int64)
-    files = grown_upper_graph(old, e0, e1, p1, np.stack([subj, obj], axis=1), mentions, syn_a, syn_b, syn_w,
-                              old_synonym_score)
+    files = grown_upper_graph(old, e0, e1, p1, *_edge_rows(conn, p0, e0), old_synonym_score)
     if files is None:
         logger.warning("%s: cannot be grown (rows out of order, or an edge weight that is not its triple "
                        "count plus synonym score); the graph is built again from every row", base_graph)
         return None
+    _save_graph(out, files, minhash_bands, e1)
+    return {"nodes": e1 + p1, "edges": len(files[GRAPH_UPPER_INDICES])}
+
+
+def _edge_rows(conn: sqlite3.Connection, first_passage: int = 0, first_entity: int = 0) -> tuple[np.ndarray, ...]:
+    """The graph's rows as arrays, for `build_adjacency_arrays`: (subject, object) per triple of the passages
+    from `first_passage` on (a fact edge weighs its number of triples), (entity, passage) mentions of those
+    passages, and the synonyms (a, b, score) whose b is at least `first_entity`."""
+    subj, obj = read_columns(conn, "SELECT f.subject_idx, f.object_idx FROM fact_passages fp JOIN facts f "
+                                   "ON f.idx = fp.fact_idx WHERE fp.passage_idx >= ?", (np.int64, np.int64),
+                             (first_passage,))
+    m_e, m_p = read_columns(conn, "SELECT entity_idx, passage_idx FROM mentions WHERE passage_idx >= ?",
+                            (np.int64, np.int64), (first_passage,))
+    syn_a, syn_b, syn_w = read_columns(conn, "SELECT a, b, score FROM synonyms WHERE b >= ? ORDER BY a, b",
+                                       (np.int64, np.int64, np.float64), (first_entity,))
+    mentions = np.stack([m_e, m_p], axis=1) if len(m_e) else np.zeros((0, 2), dtype=np.int64)
+    return np.stack([subj, obj], axis=1), mentions, syn_a, syn_b, syn_w
+
+
+def _save_graph(out: Path, files: dict[str, np.ndarray], minhash_bands: np.ndarray | None, n_entities: int) -> None:
+    """The graph files and (when they cover every entity) the MinHash band keys into `out`."""
     out.mkdir()
     for name, array in files.items():
         np.save(out / name, array, allow_pickle=False)
-    if minhash_bands is not None and len(minhash_bands) == e1:
+    if minhash_bands is not None and len(minhash_bands) == n_entities:
         np.save(out / MINHASH_BANDS_FILE, minhash_bands, allow_pickle=False)
-    return {"nodes": e1 + p1, "edges": len(files[GRAPH_UPPER_INDICES])}
 
 
 def write_lexical(conn: sqlite3.Connection, out: Path, lexical: LexicalWriter | None, rows_from: Path,

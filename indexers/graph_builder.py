@@ -18,7 +18,7 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 from hippograph.format import (EDGE_FACT, EDGE_KIND_NAMES, EDGE_MENTION, EDGE_SYNONYM,  # noqa: F401  (re-exported)
-                              GRAPH_PAIR_KINDS, GRAPH_PAIR_WEIGHTS, GRAPH_UPPER_INDICES, GRAPH_UPPER_INDPTR)
+                              upper_entries, upper_files)
 
 _ALNUM = re.compile(r"[a-z0-9]")
 
@@ -414,8 +414,7 @@ def grown_upper_graph(
     if len(keys) > 1 and (np.diff(keys) <= 0).any():
         return None  # rows not sorted: merging by position needs them in CSR order
     adj, kind = build_adjacency_arrays(n_entities, n_passages, fact_pairs, mentions, syn_a, syn_b, syn_w)
-    d_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(adj.indptr))
-    up = adj.indices > d_rows
+    d_rows, up = upper_entries(adj.indptr, adj.indices)
     d_rows, d_cols = d_rows[up], adj.indices[up].astype(np.int64)
     d_w, d_k = adj.data[up], kind.data[up]
     d_keys = d_rows * n + d_cols
@@ -436,11 +435,4 @@ def grown_upper_graph(
     cols = np.insert(cols, at, d_cols[new])
     weights = np.insert(weights, at, d_w[new].astype(np.float32))
     kinds = np.insert(kinds, at, d_k[new])
-    rows = keys // n
-    nnz = len(cols)
-    pair = cols < n_entities
-    return {GRAPH_UPPER_INDPTR: np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(
-                np.int32 if nnz <= np.iinfo(np.int32).max else np.int64),
-            GRAPH_UPPER_INDICES: cols.astype(np.int32 if n <= np.iinfo(np.int32).max else np.int64),
-            GRAPH_PAIR_WEIGHTS: weights[pair],
-            GRAPH_PAIR_KINDS: kinds[pair]}
+    return upper_files(keys // n, cols, weights, kinds, n, n_entities)

@@ -158,23 +158,8 @@ class BM25Index:
 
     # ---- updates -----------------------------------------------------------------
     update_block: int = 1 << 22
-    """Postings rescored at a time by `updated` / `term_frequencies` (their float64 temporaries:
+    """Postings inverted or rescored at a time by `term_frequencies` / `updated` (float64 temporaries:
     ≈ 40 bytes per posting of a block, so ≈ 170 MB whatever the index size)."""
-
-    def _frequencies(self, lo: int, hi: int, terms: np.ndarray, idf: np.ndarray, norm: np.ndarray) -> np.ndarray | None:
-        """Term frequencies (float64) of postings lo..hi (their `terms`), None unless every one inverts
-        its stored score exactly (`idf` per term, `norm` per document: the statistics that scored it)."""
-        s = np.asarray(self.data[lo:hi], dtype=np.float64)
-        t_idf = idf[terms].astype(np.float64)
-        d_norm = norm[self.indices[lo:hi]]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            tf = np.rint(s * d_norm / (t_idf - s))
-        if len(tf) and not (np.isfinite(tf).all() and tf.min() >= 1 and tf.max() < 2**31):
-            return None
-        if not np.array_equal(_scores(tf, t_idf, d_norm).view(np.int32),
-                              np.asarray(self.data[lo:hi], dtype=np.float32).view(np.int32)):
-            return None
-        return tf
 
     def _blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """(lo, hi, term of each posting) over the postings, `update_block` at a time."""
@@ -193,9 +178,16 @@ class BM25Index:
         idf, norm = _idf(np.diff(self.indptr), self.num_docs), _length_norms(self.doclen, self.k1, self.b)
         out = np.zeros(len(self.indices), dtype=np.int32)
         for lo, hi, terms in self._blocks():
-            tf = self._frequencies(lo, hi, terms, idf, norm)
-            if tf is None:
+            s = np.asarray(self.data[lo:hi], dtype=np.float64)
+            t_idf = idf[terms].astype(np.float64)
+            d_norm = norm[self.indices[lo:hi]]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                tf = np.rint(s * d_norm / (t_idf - s))
+            if len(tf) and not (np.isfinite(tf).all() and tf.min() >= 1 and tf.max() < 2**31):
                 return None
+            if not np.array_equal(_scores(tf, t_idf, d_norm).view(np.int32),
+                                  np.asarray(self.data[lo:hi], dtype=np.float32).view(np.int32)):
+                return None  # rescoring the frequency must give the stored score bit for bit
             out[lo:hi] = tf
         if not np.array_equal(np.bincount(self.indices, weights=out, minlength=self.num_docs), self.doclen):
             return None
@@ -207,8 +199,9 @@ class BM25Index:
         texts) are `new_tokens`. Equal bit for bit to `build` over the new corpus's texts; None when
         this index cannot give its term frequencies (`term_frequencies`): build from the texts instead.
 
-        Memory: the new index's arrays (8 bytes per posting) plus one block of float64 temporaries
-        (`update_block`) and a few arrays per term and per document; the old arrays may be memory-mapped."""
+        Memory: the old postings' frequencies (4 bytes per posting), the new index's arrays (8 bytes per
+        posting), one block of float64 temporaries (`update_block`) and a few arrays per term and per
+        document; the old arrays may be memory-mapped."""
         origin = np.asarray(origin, dtype=np.int64)
         n_kept = int((origin >= 0).sum())
         kept = origin[:n_kept]
@@ -218,11 +211,10 @@ class BM25Index:
                              "then -1 for each new text")
         if len(origin) == 0:
             raise ValueError("BM25Index.updated: cannot build a BM25 index over an empty corpus")
-        if self.doclen is None:
+        old_tf = self.term_frequencies()
+        if old_tf is None:
             return None
         n_old_terms = len(self.vocab)
-        old_idf = _idf(np.diff(self.indptr), self.num_docs)
-        old_norm = _length_norms(self.doclen, self.k1, self.b)
         old_to_new = np.full(self.num_docs, -1, dtype=np.int64)
         old_to_new[kept] = np.arange(n_kept)
         alive_per_term = np.zeros(n_old_terms, dtype=np.int64)  # postings of kept documents, per old term
@@ -258,22 +250,15 @@ class BM25Index:
         alive_start = np.zeros(n_old_terms, dtype=np.int64)  # kept postings of earlier terms
         np.cumsum(alive_per_term[:-1], out=alive_start[1:])
         seen = 0
-        length_sums = np.zeros(self.num_docs)
         for lo, hi, terms in self._blocks():
-            tf = self._frequencies(lo, hi, terms, old_idf, old_norm)
-            if tf is None:
-                return None
-            length_sums += np.bincount(self.indices[lo:hi], weights=tf, minlength=self.num_docs)
             docs = old_to_new[self.indices[lo:hi]]
             live = docs >= 0
-            terms, docs, tf = terms[live], docs[live], tf[live]
+            terms, docs, tf = terms[live], docs[live], old_tf[lo:hi][live].astype(np.float64)
             rank = seen + np.arange(len(docs)) - alive_start[terms]
             seen += len(docs)
             pos = indptr[old_map[terms]] + rank
             data[pos] = _scores(tf, idf[old_map[terms]].astype(np.float64), norm[docs])
             indices[pos] = docs
-        if not np.array_equal(length_sums, self.doclen):
-            return None  # a document's frequencies must add up to its length
         # new postings after the term's kept ones (new documents come last)
         first = np.searchsorted(t_new, t_new, side="left")
         pos = indptr[t_new] + old_df[t_new] + (np.arange(n_fresh) - first)
