@@ -348,6 +348,9 @@ class RowMaps:
 
     keep: dict[str, np.ndarray]
     old_counts: dict[str, int]
+    removed_fact_pairs: np.ndarray | None = None
+    """(subject, object) of every triple the deleted passages stated, in old entity numbers: the fact
+    edge weight the graph loses (None where not recorded)."""
 
     def old_to_new(self, table: str) -> np.ndarray:
         """Array of length old-count: the new row of every old row, -1 where deleted."""

@@ -80,6 +80,11 @@ INSERT INTO main.passage_owners
     ORDER BY o.rowid;
 """
 
+REMOVED_FACT_PAIRS = """
+SELECT f.subject_idx, f.object_idx FROM old.fact_passages fp JOIN old.facts f ON f.idx = fp.fact_idx
+WHERE fp.passage_idx IN (SELECT idx FROM old.passages WHERE idx NOT IN (SELECT old FROM pmap))
+"""
+
 TABLES = ("documents", "passages", "sentences", "entities", "facts", "fact_passages", "mentions", "synonyms",
           "passage_owners")
 
@@ -90,7 +95,8 @@ def _counts(conn: sqlite3.Connection, schema: str) -> dict[str, int]:
 
 def delete_documents(src: Path, dst: Path, doc_ids: Sequence[str]) -> tuple[RowMaps, dict[str, int], dict[str, int]]:
     """Write into the new database `dst` the tables of `src` without `doc_ids` and everything only
-    they contributed; return the row maps and the table counts before and after."""
+    they contributed; return the row maps (with the deleted passages' triples) and the table counts
+    before and after."""
     conn = connect_sqlite(dst)
     conn.row_factory = None
     try:
@@ -117,9 +123,10 @@ def delete_documents(src: Path, dst: Path, doc_ids: Sequence[str]) -> tuple[RowM
                                       "FROM old.documents) WHERE id NOT IN (SELECT id FROM doomed) ORDER BY rn",
                                 (np.int64,))[0]
         keep["documents"] = doc_keep
+        removed = np.stack(read_columns(conn, REMOVED_FACT_PAIRS, (np.int64, np.int64)), axis=1)
         old_counts = {"documents": before["documents"], "passages": before["passages"],
                       "sentences": before["sentences"], "facts": before["facts"], "entities": before["entities"]}
         conn.execute("DETACH DATABASE old")
     finally:
         checkpoint_and_close(conn)
-    return RowMaps(keep=keep, old_counts=old_counts), before, after
+    return RowMaps(keep=keep, old_counts=old_counts, removed_fact_pairs=removed), before, after

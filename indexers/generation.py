@@ -2,8 +2,8 @@
 
 The tables (``meta.sqlite``) and embeddings are final when these run. A build derives everything
 from them in linear passes over integer columns read from SQLite in blocks (never as Python row
-objects); a write that only added rows grows the base generation's graph from its new rows
-(`grow_graph`), and BM25 is updated from the new passages' texts (`write_lexical`).
+objects); a write grows the base generation's graph from its new rows (`grow_graph`) after taking out
+what its deletes removed (`shrink_graph`), and BM25 is updated from the new passages' texts (`write_lexical`).
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import numpy as np
 
 from hippograph.errors import IndexCorruptError
 from hippograph.format import GRAPH_UPPER_INDICES, GRAPH_UPPER_INDPTR, LEXICAL_PASSAGES, MINHASH_BANDS_FILE, upper_graph
-from hippograph.tables import unpack_text
+from hippograph.tables import RowMaps, unpack_text
 from hippograph.text import passage_embedding_text
 from hippograph.validate import load_upper_arrays, reading_db
 
-from .graph_builder import build_adjacency_arrays, grown_upper_graph
+from .graph_builder import build_adjacency_arrays, grown_upper_graph, shrunk_upper_graph
 
 logger = logging.getLogger(__name__)
 
@@ -63,38 +63,65 @@ def write_graph(conn: sqlite3.Connection, out: Path, n_entities: int, n_passages
     return {"nodes": int(adjacency.shape[0]), "edges": int(adjacency.nnz // 2)}
 
 
-def grow_graph(conn: sqlite3.Connection, out: Path, base_graph: Path, base: dict[str, int], counts: dict[str, int],
-               minhash_bands: np.ndarray | None) -> dict[str, int] | None:
-    """The graph after a write that only added rows, from the base generation's graph files (``<base>/graph``)
-    and this write's rows alone (`graph_builder.grown_upper_graph`): reads the new triples, mentions and
-    synonyms, not every row. `base` holds the base's table counts. None when the base cannot be grown
-    (older format, damaged, or rows other than appended ones changed): `write_graph` then."""
+def base_graph(graph_dir: Path, n_entities: int, n_passages: int) -> tuple[np.ndarray, ...] | None:
+    """The base generation's format-7 graph arrays (upper indptr, indices, pair weights, pair kinds), checked;
+    None when it has none (an older format) or they are damaged (one warning): the graph is then built."""
+    if not (graph_dir / GRAPH_UPPER_INDPTR).is_file():
+        return None
+    try:
+        return load_upper_arrays(graph_dir, n_entities, n_entities + n_passages)
+    except IndexCorruptError as exc:
+        logger.warning("%s; the graph is built again from every row", exc)
+        return None
+
+
+def grow_graph(conn: sqlite3.Connection, out: Path, old: tuple[np.ndarray, ...], base: dict[str, int],
+               counts: dict[str, int], minhash_bands: np.ndarray | None) -> dict[str, int] | None:
+    """The graph after rows were only appended to tables whose graph is `old` (`base_graph`, or a delete's
+    `shrink_graph`) and whose counts were `base`, from the appended rows alone (`graph_builder.grown_upper_graph`):
+    reads the new triples, mentions and synonyms, not every row. None when rows other than appended ones
+    changed, or `old` is not their graph: `write_graph` then."""
     e0, p0, e1, p1 = base["entities"], base["passages"], counts["entities"], counts["passages"]
-    if e1 < e0 or p1 < p0 or not (base_graph / GRAPH_UPPER_INDPTR).is_file():
+    if e1 < e0 or p1 < p0:
         return None
     unchanged = (("mentions", "SELECT count(*) FROM mentions WHERE passage_idx < ?", p0),
                  ("triples", "SELECT count(*) FROM fact_passages WHERE passage_idx < ?", p0),
                  ("synonyms", "SELECT count(*) FROM synonyms WHERE b < ?", e0))
     if any(int(conn.execute(sql, (bound,)).fetchone()[0]) != base[name] for name, sql, bound in unchanged):
         return None  # the base's own rows are not all still there as they were
-    try:
-        old = load_upper_arrays(base_graph, e0, e0 + p0)
-    except IndexCorruptError as exc:
-        logger.warning("%s; the graph is built again from every row", exc)
-        return None
 
     def old_synonym_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        found = (conn.execute("SELECT score FROM synonyms WHERE a = ? AND b = ?", (int(x), int(y))).fetchone()
-                 for x, y in zip(a.tolist(), b.tolist()))
-        return np.fromiter((0.0 if r is None else r[0] for r in found), dtype=np.float64, count=len(a))
+        return np.nan_to_num(synonym_scores(conn, a, b), nan=0.0)
 
     files = grown_upper_graph(old, e0, e1, p1, *_edge_rows(conn, p0, e0), old_synonym_score)
     if files is None:
-        logger.warning("%s: cannot be grown (rows out of order, or an edge weight that is not its triple "
-                       "count plus synonym score); the graph is built again from every row", base_graph)
+        logger.warning("%s: the graph cannot be grown (rows out of order, or an edge weight that is not its "
+                       "triple count plus synonym score); it is built again from every row", out)
         return None
     _save_graph(out, files, minhash_bands, e1)
     return {"nodes": e1 + p1, "edges": len(files[GRAPH_UPPER_INDICES])}
+
+
+def shrink_graph(conn: sqlite3.Connection, old: tuple[np.ndarray, ...], maps: RowMaps) -> tuple[np.ndarray, ...] | None:
+    """The graph arrays of the tables a delete left (`conn`, renumbered as `maps` says), from the graph of the
+    tables before it (`old`) and the triples the deleted passages stated (`maps.removed_fact_pairs`), without
+    reading the remaining rows (`graph_builder.shrunk_upper_graph`). None when `old` does not fit: built then."""
+    if maps.removed_fact_pairs is None:
+        return None
+    shrunk = shrunk_upper_graph(old, maps.old_counts["entities"], maps.old_to_new("entities"),
+                                maps.old_to_new("passages"), maps.removed_fact_pairs,
+                                lambda a, b: synonym_scores(conn, a, b))
+    if shrunk is None:
+        logger.warning("the graph cannot be updated for the delete (an edge weight that is not its triple count "
+                       "plus synonym score, or a deleted triple without its edge); it is built again from every row")
+    return shrunk
+
+
+def synonym_scores(conn: sqlite3.Connection, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The synonyms table's score of each entity pair (a[i], b[i]) (a < b), NaN where the pair has none."""
+    found = (conn.execute("SELECT score FROM synonyms WHERE a = ? AND b = ?", (int(x), int(y))).fetchone()
+             for x, y in zip(a.tolist(), b.tolist()))
+    return np.fromiter((np.nan if r is None else r[0] for r in found), dtype=np.float64, count=len(a))
 
 
 def _edge_rows(conn: sqlite3.Connection, first_passage: int = 0, first_entity: int = 0) -> tuple[np.ndarray, ...]:

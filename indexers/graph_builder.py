@@ -18,7 +18,7 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 from hippograph.format import (EDGE_FACT, EDGE_KIND_NAMES, EDGE_MENTION, EDGE_SYNONYM,  # noqa: F401  (re-exported)
-                              upper_entries, upper_files)
+                              GRAPH_FILES, upper_entries, upper_files)
 
 _ALNUM = re.compile(r"[a-z0-9]")
 
@@ -399,17 +399,9 @@ def grown_upper_graph(
     Entities come first in the node order, so an add shifts every old passage column by the new
     entity count; a new triple between two old entities that already share an edge adds to its
     count (the weight is recomputed as count + synonym score, the sum a scratch build makes)."""
-    indptr, indices, pair_w, pair_k = old
     n = n_entities + n_passages
-    shift = n_entities - old_entities
-    rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
-    cols = np.asarray(indices, dtype=np.int64)
-    is_pair = cols < old_entities
-    cols = np.where(is_pair, cols, cols + shift)  # passage node old_entities + j → n_entities + j
-    weights = np.ones(len(cols), dtype=np.float32)
-    weights[is_pair] = pair_w
-    kinds = np.full(len(cols), EDGE_MENTION, dtype=np.int8)
-    kinds[is_pair] = pair_k
+    rows, cols, weights, kinds = _stored_entries(old, old_entities)
+    cols = np.where(cols < old_entities, cols, cols + (n_entities - old_entities))  # passage E0 + j → E1 + j
     keys = rows * n + cols
     if len(keys) > 1 and (np.diff(keys) <= 0).any():
         return None  # rows not sorted: merging by position needs them in CSR order
@@ -436,3 +428,73 @@ def grown_upper_graph(
     weights = np.insert(weights, at, d_w[new].astype(np.float32))
     kinds = np.insert(kinds, at, d_k[new])
     return upper_files(keys // n, cols, weights, kinds, n, n_entities)
+
+
+def shrunk_upper_graph(
+    old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    old_entities: int,
+    entity_new: np.ndarray,
+    passage_new: np.ndarray,
+    removed_fact_pairs: np.ndarray,
+    synonym_score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Format 7's graph arrays (upper indptr, indices, pair weights, pair kinds) after a delete, from the
+    base's (`old`, over `old_entities` entities) and what the delete removed: `entity_new` / `passage_new`
+    give every old row's new number (-1: deleted), `removed_fact_pairs` the (subject, object) of every
+    triple of the deleted passages (old numbers). Equal value for value to a build from the remaining rows;
+    None when a base weight does not split into triple count plus synonym score, or a removed triple has
+    no edge to leave, so the caller builds from every row instead.
+
+    A kept pair that loses triples is weighed again as count + synonym score (`synonym_score(a, b)` over
+    new numbers, NaN where the pair has no synonym); with no triple left it is a synonym edge or gone.
+    Renumbering keeps the order of the kept rows, so the entries stay in CSR order."""
+    entity_new, passage_new = np.asarray(entity_new, dtype=np.int64), np.asarray(passage_new, dtype=np.int64)
+    n_entities = int((entity_new >= 0).sum())
+    node_new = np.concatenate([entity_new, np.where(passage_new >= 0, passage_new + n_entities, -1)])
+    n_old, n = len(old[0]) - 1, int((node_new >= 0).sum())
+    if len(node_new) != n_old or len(entity_new) != old_entities:
+        return None
+    rows, cols, weights, kinds = _stored_entries(old, old_entities)
+    alive = (node_new[rows] >= 0) & (node_new[cols] >= 0)
+    pairs = np.asarray(removed_fact_pairs, dtype=np.int64).reshape(-1, 2)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    if len(pairs):
+        keys = rows * n_old + cols
+        if len(keys) > 1 and (np.diff(keys) <= 0).any():
+            return None  # rows not sorted: finding pairs by position needs them in CSR order
+        lo_hi, lost = np.unique(np.sort(pairs, axis=1), axis=0, return_counts=True)
+        wanted = lo_hi[:, 0] * n_old + lo_hi[:, 1]
+        at = np.searchsorted(keys, wanted)
+        if (at >= len(keys)).any() or not np.array_equal(keys[np.minimum(at, len(keys) - 1)], wanted) \
+                or (kinds[at] != EDGE_FACT).any():
+            return None  # a removed triple whose fact edge is not there: not the graph of these rows
+        kept = alive[at]
+        at, lost = at[kept], lost[kept]
+        syn = np.asarray(synonym_score(node_new[rows[at]], node_new[cols[at]]), dtype=np.float64)
+        has_syn = ~np.isnan(syn)
+        syn0 = np.where(has_syn, syn, 0.0)
+        count = np.rint(weights[at].astype(np.float64) - syn0)
+        if not np.array_equal((count + syn0).astype(np.float32), weights[at]) or (count < lost).any():
+            return None
+        count -= lost
+        weights[at] = np.where(count > 0, count + syn0, syn0).astype(np.float32)
+        kinds[at] = np.where(count > 0, EDGE_FACT, EDGE_SYNONYM)
+        alive[at] &= (count > 0) | has_syn
+    files = upper_files(node_new[rows[alive]], node_new[cols[alive]], weights[alive], kinds[alive], n, n_entities)
+    return tuple(files[name] for name in GRAPH_FILES)  # type: ignore[return-value]
+
+
+def _stored_entries(old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                    n_entities: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, weight, kind) of every stored upper entry of format 7's graph arrays (`old`: indptr,
+    indices, pair weights, pair kinds): entity pairs carry their stored weight and kind, mentions 1 and
+    `EDGE_MENTION`."""
+    indptr, indices, pair_w, pair_k = old
+    rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    cols = np.asarray(indices, dtype=np.int64)
+    is_pair = cols < n_entities
+    weights = np.ones(len(cols), dtype=np.float32)
+    weights[is_pair] = pair_w
+    kinds = np.full(len(cols), EDGE_MENTION, dtype=np.int8)
+    kinds[is_pair] = pair_k
+    return rows, cols, weights, kinds

@@ -38,7 +38,7 @@ from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_D
                                open_embeddings, write_embeddings_file)
 from hippograph import threads
 from hippograph.storage import checkpoint_and_close, connect_sqlite
-from hippograph.tables import CorpusTables
+from hippograph.tables import CorpusTables, RowMaps
 from hippograph.text import passage_embedding_text
 from hippograph.types import Document
 
@@ -59,7 +59,7 @@ BUILD_DIR = ".build"
 
 GRAPH_ROW_COUNTS = {"entities": "entities", "passages": "passages", "mentions": "mentions",
                     "triples": "fact_passages", "synonyms": "synonyms"}
-"""The base's row counts an add-only write checks before growing its graph (`generation.grow_graph`)."""
+"""The row counts a write checks before updating the base graph in place (`generation.shrink_graph`, `grow_graph`)."""
 
 
 class IndexWriter:
@@ -100,7 +100,9 @@ class IndexWriter:
         self._emb_src: dict[str, Path] = {}
         self._minhash_bands: np.ndarray | None = None
         self._passage_origin: np.ndarray | None = None  # base passage of every passage (-1: new), for BM25
-        self._base_counts: dict[str, int] | None = None  # the base's table counts while rows were only added
+        # the graph's row counts at the last point where its arrays are known, while rows were only added since
+        self._base_counts: dict[str, int] | None = None
+        self._graph_arrays: tuple[np.ndarray, ...] | None = None  # the graph at that point after a delete, else the base's
         db = self.gen / META_DB
         base_rows: dict[str, int] = {}
         if self.base is None:
@@ -115,7 +117,7 @@ class IndexWriter:
             self._passage_origin = np.arange(base_rows["passages"], dtype=np.int64)
             conn = self._reader()
             try:
-                # an add-only write grows the base graph from these (generation.grow_graph)
+                # the write updates the base graph from these (generation.shrink_graph, grow_graph)
                 self._base_counts = {name: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
                                      for name, table in GRAPH_ROW_COUNTS.items()}
             finally:
@@ -205,6 +207,7 @@ class IndexWriter:
             fresh.unlink(missing_ok=True)
             maps, before, after = delete_documents(db, fresh, doomed)
             os.replace(fresh, db)
+            self._shrink_graph(maps, before, after)
             (self.gen / "embeddings").mkdir(exist_ok=True)
             for gran in GRANULARITIES:
                 src = self._emb_src.get(gran)
@@ -222,7 +225,6 @@ class IndexWriter:
                 writer.close()
                 self._emb_src[gran] = dst
             self.vectors.renumber(maps)
-            self._base_counts = None  # rows renumbered: the graph is built from every row
             if self._passage_origin is not None:
                 self._passage_origin = _grown(self._passage_origin, maps.old_counts["passages"])[maps.keep["passages"]]
             if self._minhash_bands is not None and len(self._minhash_bands) == maps.old_counts["entities"]:
@@ -230,6 +232,25 @@ class IndexWriter:
             self.report.deleted_documents.extend(doomed)
             for k in ("documents", "passages", "sentences", "entities", "facts", "synonyms"):
                 self.report.count("deleted", k, before[k] - after[k])
+
+    def _shrink_graph(self, maps: RowMaps, before: dict[str, int], after: dict[str, int]) -> None:
+        """Take the delete out of the tracked graph (`generation.shrink_graph`); where it cannot be (rows were
+        added before the delete in this write, an older or damaged base graph), the graph is built at the end."""
+        counts = self._base_counts
+        self._base_counts, old = None, self._graph_arrays
+        if counts is None or any(before[table] != counts[name] for name, table in GRAPH_ROW_COUNTS.items()):
+            return
+        if old is None and self.base is not None:
+            old = generation.base_graph(self.base / GRAPH_DIR, counts["entities"], counts["passages"])
+        if old is None:
+            return
+        conn = self._reader()
+        try:
+            self._graph_arrays = generation.shrink_graph(conn, old, maps)
+        finally:
+            conn.close()
+        if self._graph_arrays is not None:
+            self._base_counts = {name: after[table] for name, table in GRAPH_ROW_COUNTS.items()}
 
     # ---- add -------------------------------------------------------------------------------
     def add_documents(self, documents: Iterable[Document]) -> None:
@@ -374,11 +395,15 @@ class IndexWriter:
             counts = table_counts(conn)
             with self.progress.stage("graph"):
                 bands = self._minhash_bands if self.config.minhash_threshold > 0 else None
-                grown = None
-                if self.base is not None and self._base_counts is not None:  # rows only added: O(change)
-                    grown = generation.grow_graph(conn, gen / GRAPH_DIR, self.base / GRAPH_DIR, self._base_counts,
-                                                  counts, bands)
-                self.report.derived["graph"] = "built" if grown is None else "grown"
+                grown, old = None, self._graph_arrays
+                if self.base is not None and self._base_counts is not None:  # O(change): deletes taken out, adds grown
+                    if old is None:
+                        old = generation.base_graph(self.base / GRAPH_DIR, self._base_counts["entities"],
+                                                    self._base_counts["passages"])
+                    if old is not None:
+                        grown = generation.grow_graph(conn, gen / GRAPH_DIR, old, self._base_counts, counts, bands)
+                self.report.derived["graph"] = ("built" if grown is None else
+                                                "updated" if self._graph_arrays is not None else "grown")
                 counts.update(grown if grown is not None else
                               generation.write_graph(conn, gen / GRAPH_DIR, counts["entities"], counts["passages"], bands))
                 self.progress.advance("graph", counts["nodes"], unit="node")
