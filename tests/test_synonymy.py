@@ -271,3 +271,14 @@ def test_degenerate_vectors_give_bounded_triples_and_matrices(monkeypatch):
     assert len(edges) <= len(x) * 5
     degree = np.bincount([i for e in edges for i in (e.a, e.b)], minlength=len(x))
     assert (degree[:1500] >= 5).all() and not degree[1500:1800].any()  # the crowd linked, zeros never
+
+
+def test_eligibility_counts_ascii_letters_and_digits_only():
+    import re
+
+    from hippograph.indexers.graph_builder import synonymy_eligible
+
+    names = ["ab", "abc", "a-b-c", "ABC", "ñandú", "éab", "x1", "x12", "日本語", "a\ud800bc", "", "  9 9 9 ", "ab\u00e9c"]
+    for name in names:
+        expected = len(re.findall(r"[a-z0-9]", name)) >= 3
+        assert synonymy_eligible(name, 3) is expected, name
