@@ -169,3 +169,13 @@ def _assert_built_alike(hg, scratch):
         counts = write_graph(conn, scratch, hg.stats()["entities"], hg.stats()["passages"], None)
     assert counts["edges"] == hg.stats()["edges"]
     assert _same({n: np.load(gen / "graph" / n) for n in GRAPH_FILES}, {n: np.load(scratch / n) for n in GRAPH_FILES})
+
+
+def test_a_delete_from_a_damaged_graph_builds_it(tmp_path, caplog):
+    hg = HippoGraph.build(DOCS, tmp_path / "idx", Config(embedder="tfidf"))
+    graph = hg.dir.generation_path(hg.manifest) / "graph"
+    (graph / "pair_weights.npy").write_bytes(b"\x93NUMPY garbage")
+    with caplog.at_level("WARNING"):
+        report = hg.delete(["beta"])
+    assert report.to_dict()["derived"]["graph"] == "built" and "pair_weights.npy" in caplog.text
+    _assert_built_alike(hg, tmp_path / "rebuilt")
