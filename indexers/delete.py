@@ -31,20 +31,20 @@ CREATE TEMP TABLE heirs AS
 CREATE TEMP TABLE pmap AS
     SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.passages
     WHERE doc_id NOT IN (SELECT id FROM doomed) OR idx IN (SELECT passage_idx FROM heirs);
-CREATE UNIQUE INDEX temp.pmap_old ON pmap(old);
+CREATE UNIQUE INDEX temp.pmap_old ON pmap(old, new);
 CREATE TEMP TABLE smap AS
     SELECT s.idx AS old, ROW_NUMBER() OVER (ORDER BY s.idx) - 1 AS new
     FROM old.sentences s JOIN pmap ON pmap.old = s.passage_idx;
 CREATE TEMP TABLE fmap AS
     SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.facts
     WHERE idx IN (SELECT fp.fact_idx FROM old.fact_passages fp JOIN pmap ON pmap.old = fp.passage_idx);
-CREATE UNIQUE INDEX temp.fmap_old ON fmap(old);
+CREATE UNIQUE INDEX temp.fmap_old ON fmap(old, new);
 CREATE TEMP TABLE emap AS
     SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.entities
     WHERE idx IN (SELECT m.entity_idx FROM old.mentions m JOIN pmap ON pmap.old = m.passage_idx)
        OR idx IN (SELECT f.subject_idx FROM old.facts f JOIN fmap ON fmap.old = f.idx)
        OR idx IN (SELECT f.object_idx FROM old.facts f JOIN fmap ON fmap.old = f.idx);
-CREATE UNIQUE INDEX temp.emap_old ON emap(old);
+CREATE UNIQUE INDEX temp.emap_old ON emap(old, new);
 """
 
 COPY = """
@@ -55,24 +55,24 @@ INSERT INTO main.passages
            CASE WHEN h.doc_id IS NULL THEN p.metadata
                 ELSE coalesce((SELECT d.metadata FROM old.documents d WHERE d.id = h.doc_id), '{}') END
     FROM old.passages p JOIN pmap ON pmap.old = p.idx LEFT JOIN heirs h ON h.passage_idx = p.idx
-    ORDER BY pmap.new;
+    ORDER BY p.idx;
 INSERT INTO main.sentences
     SELECT smap.new, pmap.new, s.start, s.end FROM old.sentences s
-    JOIN smap ON smap.old = s.idx JOIN pmap ON pmap.old = s.passage_idx ORDER BY smap.new;
-INSERT INTO main.entities SELECT emap.new, e.name FROM old.entities e JOIN emap ON emap.old = e.idx ORDER BY emap.new;
+    JOIN smap ON smap.old = s.idx JOIN pmap ON pmap.old = s.passage_idx ORDER BY s.idx;
+INSERT INTO main.entities SELECT emap.new, e.name FROM old.entities e JOIN emap ON emap.old = e.idx ORDER BY e.idx;
 INSERT INTO main.mentions
     SELECT emap.new, pmap.new FROM old.mentions m
-    JOIN pmap ON pmap.old = m.passage_idx JOIN emap ON emap.old = m.entity_idx ORDER BY emap.new, pmap.new;
+    JOIN pmap ON pmap.old = m.passage_idx JOIN emap ON emap.old = m.entity_idx ORDER BY m.entity_idx, m.passage_idx;
 INSERT INTO main.facts
     SELECT fmap.new, es.new, f.predicate, eo.new FROM old.facts f JOIN fmap ON fmap.old = f.idx
-    JOIN emap es ON es.old = f.subject_idx JOIN emap eo ON eo.old = f.object_idx ORDER BY fmap.new;
+    JOIN emap es ON es.old = f.subject_idx JOIN emap eo ON eo.old = f.object_idx ORDER BY f.idx;
 INSERT INTO main.fact_passages (fact_idx, passage_idx, sentence_start, sentence_end, seq)
     SELECT fmap.new, pmap.new, fp.sentence_start, fp.sentence_end,
-           ROW_NUMBER() OVER (PARTITION BY pmap.new ORDER BY fp.row_order) - 1 FROM ({fact_passages}) fp
-    JOIN pmap ON pmap.old = fp.passage_idx JOIN fmap ON fmap.old = fp.fact_idx ORDER BY pmap.new, fp.row_order;
+           ROW_NUMBER() OVER (PARTITION BY fp.passage_idx ORDER BY fp.row_order) - 1 FROM ({fact_passages}) fp
+    JOIN pmap ON pmap.old = fp.passage_idx JOIN fmap ON fmap.old = fp.fact_idx ORDER BY fp.passage_idx, fp.row_order;
 INSERT OR IGNORE INTO main.synonyms
     SELECT ea.new, eb.new, s.score, {synonym_kind} FROM old.synonyms s
-    JOIN emap ea ON ea.old = s.a JOIN emap eb ON eb.old = s.b ORDER BY ea.new, eb.new;
+    JOIN emap ea ON ea.old = s.a JOIN emap eb ON eb.old = s.b ORDER BY s.a, s.b;
 INSERT INTO main.passage_owners
     SELECT pmap.new, o.doc_id, o.source, o.span_start, o.span_end FROM old.passage_owners o
     JOIN pmap ON pmap.old = o.passage_idx
