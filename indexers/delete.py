@@ -32,18 +32,35 @@ CREATE TEMP TABLE pmap AS
     SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.passages
     WHERE doc_id NOT IN (SELECT id FROM doomed) OR idx IN (SELECT passage_idx FROM heirs);
 CREATE UNIQUE INDEX temp.pmap_old ON pmap(old, new);
+-- what goes: the deleted passages, then the facts and entities only they state or mention (candidates
+-- from their rows, less those a kept row still holds): small sets, so the maps below are one scan each
+CREATE TEMP TABLE gone_p AS
+    SELECT idx FROM old.passages WHERE idx NOT IN (SELECT old FROM pmap);
+CREATE TEMP TABLE gone_f AS
+    SELECT DISTINCT fact_idx AS idx FROM old.fact_passages WHERE passage_idx IN (SELECT idx FROM gone_p)
+    EXCEPT SELECT fact_idx FROM old.fact_passages
+    WHERE fact_idx IN (SELECT fact_idx FROM old.fact_passages WHERE passage_idx IN (SELECT idx FROM gone_p))
+      AND passage_idx NOT IN (SELECT idx FROM gone_p);
+CREATE TEMP TABLE candidate_e AS
+    SELECT entity_idx AS idx FROM old.mentions WHERE passage_idx IN (SELECT idx FROM gone_p)
+    UNION SELECT subject_idx FROM old.facts WHERE idx IN (SELECT idx FROM gone_f)
+    UNION SELECT object_idx FROM old.facts WHERE idx IN (SELECT idx FROM gone_f);
+CREATE TEMP TABLE gone_e AS
+    SELECT idx FROM candidate_e
+    EXCEPT SELECT entity_idx FROM old.mentions
+    WHERE entity_idx IN (SELECT idx FROM candidate_e) AND passage_idx NOT IN (SELECT idx FROM gone_p)
+    EXCEPT SELECT subject_idx FROM old.facts
+    WHERE subject_idx IN (SELECT idx FROM candidate_e) AND idx NOT IN (SELECT idx FROM gone_f)
+    EXCEPT SELECT object_idx FROM old.facts
+    WHERE object_idx IN (SELECT idx FROM candidate_e) AND idx NOT IN (SELECT idx FROM gone_f);
 CREATE TEMP TABLE smap AS
-    SELECT s.idx AS old, ROW_NUMBER() OVER (ORDER BY s.idx) - 1 AS new
-    FROM old.sentences s JOIN pmap ON pmap.old = s.passage_idx;
+    SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.sentences
+    WHERE passage_idx NOT IN (SELECT idx FROM gone_p);
 CREATE TEMP TABLE fmap AS
-    SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.facts
-    WHERE idx IN (SELECT fp.fact_idx FROM old.fact_passages fp JOIN pmap ON pmap.old = fp.passage_idx);
+    SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.facts WHERE idx NOT IN (SELECT idx FROM gone_f);
 CREATE UNIQUE INDEX temp.fmap_old ON fmap(old, new);
 CREATE TEMP TABLE emap AS
-    SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.entities
-    WHERE idx IN (SELECT m.entity_idx FROM old.mentions m JOIN pmap ON pmap.old = m.passage_idx)
-       OR idx IN (SELECT f.subject_idx FROM old.facts f JOIN fmap ON fmap.old = f.idx)
-       OR idx IN (SELECT f.object_idx FROM old.facts f JOIN fmap ON fmap.old = f.idx);
+    SELECT idx AS old, ROW_NUMBER() OVER (ORDER BY idx) - 1 AS new FROM old.entities WHERE idx NOT IN (SELECT idx FROM gone_e);
 CREATE UNIQUE INDEX temp.emap_old ON emap(old, new);
 """
 
@@ -82,7 +99,7 @@ INSERT INTO main.passage_owners
 
 REMOVED_FACT_PAIRS = """
 SELECT f.subject_idx, f.object_idx FROM old.fact_passages fp JOIN old.facts f ON f.idx = fp.fact_idx
-WHERE fp.passage_idx IN (SELECT idx FROM old.passages WHERE idx NOT IN (SELECT old FROM pmap))
+WHERE fp.passage_idx IN (SELECT idx FROM gone_p)
 """
 
 TABLES = ("documents", "passages", "sentences", "entities", "facts", "fact_passages", "mentions", "synonyms",
