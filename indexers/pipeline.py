@@ -237,7 +237,7 @@ class IndexWriter:
         """Take the delete out of the tracked graph (`generation.shrink_graph`); where it cannot be (rows were
         added before the delete in this write, an older or damaged base graph), the graph is built at the end."""
         counts = self._base_counts
-        self._base_counts, old = None, self._graph_arrays
+        old, self._base_counts, self._graph_arrays = self._graph_arrays, None, None
         if counts is None or any(before[table] != counts[name] for name, table in GRAPH_ROW_COUNTS.items()):
             return
         if old is None and self.base is not None:
