@@ -335,9 +335,9 @@ class HippoGraph:
                 model_path=self._overrides.get("embedding_model"))
             with _fresh_generation(self.dir) as tmp:
                 writer = IndexWriter(
-                    self.dir.root, tmp, config, embedder, base=gen, lifecycle=manifest.lifecycle,
-                    extract=_extract_fn(config, openie, show_progress), show_progress=show_progress,
-                    lexical=_bm25_writer, shard_dir="update",
+                    self.dir.root, tmp, config, embedder, base=gen, base_checksums=manifest.checksums,
+                    lifecycle=manifest.lifecycle, extract=_extract_fn(config, openie, show_progress),
+                    show_progress=show_progress, lexical=_bm25_writer, shard_dir="update",
                 )
                 writer.vectors.maintenance = maintenance
                 change(writer, config)

@@ -58,6 +58,28 @@ def sha256_range(path: Path, start: int, end: int | None, chunk: int = 1 << 20) 
     return h.hexdigest()
 
 
+def copy_verified(src: Path, dst: Path, expected: str | None) -> None:
+    """Copy a base generation's file into a new generation, hashing it on the way (one read): a file
+    that no longer matches its whole-file manifest checksum `expected` (None: not listed) is not
+    carried on under a fresh checksum; IndexCorruptError names it and the partial copy is removed."""
+    if expected is None:
+        raise IndexCorruptError(f"{src}: not listed in the manifest's checksums; "
+                                "the write would carry an unverified file into a new generation")
+    h = hashlib.sha256()
+    try:
+        with open(dst, "wb") as out:
+            for block in iter_chunks(src):
+                h.update(block)
+                out.write(block)
+        actual = h.hexdigest()
+        if actual != expected:
+            raise IndexCorruptError(f"{src}: checksum mismatch (expected {expected[:12]}…, found {actual[:12]}…); "
+                                    "the write would carry the damage into a new generation")
+    except BaseException:
+        dst.unlink(missing_ok=True)
+        raise
+
+
 SEGMENTS = "segments:"
 """Checksum prefix of an append-only file: ``segments:start-end:sha256,…`` covers bytes [0, end)."""
 

@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -37,7 +36,7 @@ from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_D
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
                                open_embeddings, write_embeddings_file)
 from hippograph import threads
-from hippograph.storage import checkpoint_and_close, connect_sqlite
+from hippograph.storage import checkpoint_and_close, connect_sqlite, copy_verified
 from hippograph.tables import CorpusTables, RowMaps
 from hippograph.text import passage_embedding_text
 from hippograph.types import Document
@@ -65,9 +64,11 @@ GRAPH_ROW_COUNTS = {"entities": "entities", "passages": "passages", "mentions": 
 class IndexWriter:
     """One write transaction into the empty generation directory `gen`.
 
-    `base` is the live generation the write starts from (None for a fresh build) and
-    `lifecycle` its manifest bookkeeping. Call `rename_documents`, `remove_documents`,
-    `add_documents` as needed, then `finish` to write graph, vectors and BM25.
+    `base` is the live generation the write starts from (None for a fresh build),
+    `base_checksums` its manifest's checksums (its meta.sqlite is verified while it is copied:
+    damage must not be carried into the new generation) and `lifecycle` its manifest
+    bookkeeping. Call `rename_documents`, `remove_documents`, `add_documents` as needed, then
+    `finish` to write graph, vectors and BM25.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class IndexWriter:
         embedder: Embedder,
         *,
         base: Path | None = None,
+        base_checksums: dict[str, str] | None = None,
         lifecycle: dict[str, Any] | None = None,
         extract: shards.Extract | None = None,
         show_progress: bool = False,
@@ -108,7 +110,7 @@ class IndexWriter:
         if self.base is None:
             CorpusTables().save(db)
         else:
-            shutil.copyfile(self.base / META_DB, db)
+            copy_verified(self.base / META_DB, db, (base_checksums or {}).get(META_DB))
             for gran in GRANULARITIES:
                 src = embedding_path(self.base, gran)
                 if src.is_file():

@@ -1,0 +1,166 @@
+"""A write verifies the base generation's meta.sqlite against the manifest checksum while it copies
+it (`storage.copy_verified`): damage in rows the write never reads is refused in one line naming
+the file, instead of being carried into a new generation under a fresh checksum."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hippograph import HippoGraph
+from hippograph.cli import main as cli
+from hippograph.errors import IndexCorruptError
+from hippograph.storage import IndexDir, copy_verified, sha256_file
+
+from .test_sentence_spans import NEW_DOC, _meta
+
+CHANGES = {
+    "add": lambda hg: hg.add([NEW_DOC]),
+    "update": lambda hg: hg.update([NEW_DOC]),
+    "sync": lambda hg: hg.sync([NEW_DOC], delete_missing=False),
+    "delete": lambda hg: hg.delete(hg.documents()[0]["id"]),
+}
+
+
+@pytest.fixture()
+def index(sample_index: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "idx"
+    shutil.copytree(sample_index, copy)
+    return copy
+
+
+def _flip_stored_text(index: Path) -> None:
+    """Flip one byte inside the longest stored passage text, in the file itself: rows an add never
+    reads (it reads the new passages' texts only)."""
+    db = _meta(index)
+    with sqlite3.connect(db) as conn:
+        (text,) = conn.execute("SELECT text FROM passages ORDER BY length(text) DESC LIMIT 1").fetchone()
+    conn.close()
+    stored = text if isinstance(text, bytes) else text.encode("utf-8")
+    data = bytearray(db.read_bytes())
+    window = stored[:48]
+    assert data.count(window) == 1
+    at = data.find(window) + 24
+    data[at] ^= 0x01
+    db.write_bytes(bytes(data))
+
+
+def _restamp(index: Path) -> None:
+    """Record meta.sqlite's current checksum in the manifest, as a buggy tool would."""
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["checksums"]["meta.sqlite"] = sha256_file(_meta(index))
+    (index / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _state(index: Path) -> tuple[bytes, list[str]]:
+    """The manifest's bytes and the index directory's entries (the lock's holder pid aside)."""
+    return (index / "manifest.json").read_bytes(), sorted(p.name for p in index.iterdir())
+
+
+def _assert_untouched(index: Path, before: tuple[bytes, list[str]]) -> None:
+    """Same manifest, same live generation, no new generation, temp dir or shard dir, lock free."""
+    assert _state(index) == before
+    with IndexDir(index).writer_lock():
+        pass
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_write_on_a_damaged_meta_sqlite_is_refused_in_one_line(index: Path, change: str):
+    _flip_stored_text(index)
+    before = _state(index)
+    with HippoGraph.open(index) as hg:
+        with pytest.raises(IndexCorruptError) as err:
+            CHANGES[change](hg)
+    message = str(err.value)
+    assert "\n" not in message and "meta.sqlite: checksum mismatch (expected" in message
+    assert message.startswith(str(_meta(index))) and "would carry the damage into a new generation" in message
+    _assert_untouched(index, before)
+    assert IndexDir(index).verify() == [message.split(";")[0]]  # `check` names the same file and problem
+
+
+def test_the_write_itself_never_reads_the_damaged_bytes(index: Path):
+    """The control: with the damage's checksum recorded, the add succeeds and carries it over, so
+    only the checksum can stop it (the next query then reports the damaged row)."""
+    _flip_stored_text(index)
+    _restamp(index)
+    with HippoGraph.open(index) as hg:
+        assert hg.add([NEW_DOC]).added["documents"] == 1
+
+
+def test_the_cli_exits_non_zero_with_one_line(index: Path, tmp_path: Path, capsys):
+    _flip_stored_text(index)
+    before = _state(index)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Orla_Vance.txt").write_text(NEW_DOC["text"], encoding="utf-8")
+    capsys.readouterr()
+    assert cli(["index", str(src), "--index", str(index), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("hippograph: error: ") and f"{_meta(index)}: checksum mismatch" in err
+    _assert_untouched(index, before)
+
+
+def test_a_same_size_edit_with_the_old_mtime_is_caught(index: Path):
+    """A valid SQLite edit that keeps the file's size and modification time still fails the check."""
+    db = _meta(index)
+    stat = db.stat()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE passages SET text = randomblob(length(text)) "
+                     "WHERE rowid = (SELECT max(rowid) FROM passages WHERE typeof(text) = 'blob')")
+    conn.close()
+    os.utime(db, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert db.stat().st_size == stat.st_size and db.stat().st_mtime_ns == stat.st_mtime_ns
+    before = _state(index)
+    with HippoGraph.open(index) as hg, pytest.raises(IndexCorruptError, match="meta.sqlite: checksum mismatch"):
+        hg.add([NEW_DOC])
+    _assert_untouched(index, before)
+
+
+def test_a_manifest_without_meta_sqlite_checksum_is_refused(index: Path):
+    manifest = json.loads((index / "manifest.json").read_text())
+    del manifest["checksums"]["meta.sqlite"]
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    before = _state(index)
+    with HippoGraph.open(index) as hg, pytest.raises(IndexCorruptError, match="meta.sqlite: not listed in the manifest"):
+        hg.add([NEW_DOC])
+    _assert_untouched(index, before)
+
+
+def test_a_healthy_index_still_writes(index: Path):
+    with HippoGraph.open(index) as hg:
+        generation = hg.manifest.generation
+        assert hg.add([NEW_DOC]).added["documents"] == 1
+        assert hg.manifest.generation != generation and hg.dir.verify() == []
+
+
+def test_copy_verified_removes_the_copy_on_a_mismatch(tmp_path: Path):
+    src, dst = tmp_path / "meta.sqlite", tmp_path / "copy.sqlite"
+    src.write_bytes(b"x" * (3 << 20))
+    copy_verified(src, dst, sha256_file(src))
+    assert dst.read_bytes() == src.read_bytes()
+    dst.unlink()
+    with pytest.raises(IndexCorruptError, match=r"meta.sqlite: checksum mismatch \(expected 000000000000…, found"):
+        copy_verified(src, dst, "0" * 64)
+    assert not dst.exists()
+
+
+def test_a_damaged_index_is_refused_over_http(index: Path, monkeypatch):
+    """POST /documents on a damaged index: an error status with one line naming meta.sqlite, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from hippograph.server import SETTINGS_ENV, _app_from_env
+
+    _flip_stored_text(index)
+    before = _state(index)
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"index_dir": str(index), "allow_writes": True, "warm_up": False}))
+    with TestClient(_app_from_env()) as client:
+        res = client.post("/documents", json={"documents": [NEW_DOC]})
+    assert 400 <= res.status_code != 500
+    detail = res.json()["detail"]
+    assert "\n" not in detail and "meta.sqlite: checksum mismatch" in detail
+    _assert_untouched(index, before)
