@@ -58,17 +58,18 @@ def sha256_range(path: Path, start: int, end: int | None, chunk: int = 1 << 20) 
     return h.hexdigest()
 
 
-def copy_verified(src: Path, dst: Path, expected: str | None) -> None:
-    """Copy a base generation's file into a new generation, hashing it on the way (one read): a file
-    that no longer matches its whole-file manifest checksum `expected` (None: not listed) is not
-    carried on under a fresh checksum; IndexCorruptError names it and the partial copy is removed."""
+def copy_verified(src: Path, dst: Path, expected: str | None, chunk: int = 1 << 20) -> None:
+    """Copy a base generation's file into a new generation, hashing it on the way (one read, 1 MB
+    blocks stay in cache): a file that no longer matches its whole-file manifest checksum `expected`
+    (None: not listed) is not carried on under a fresh checksum; IndexCorruptError names it and the
+    partial copy is removed."""
     if expected is None:
         raise IndexCorruptError(f"{src}: not listed in the manifest's checksums; "
                                 "the write would carry an unverified file into a new generation")
     h = hashlib.sha256()
     try:
         with open(dst, "wb") as out:
-            for block in iter_chunks(src):
+            for block in iter_chunks(src, chunk=chunk):
                 h.update(block)
                 out.write(block)
         actual = h.hexdigest()

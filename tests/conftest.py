@@ -34,3 +34,13 @@ def process_running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def record_checksum(index: Path, rel: str = "meta.sqlite") -> None:
+    """Record a crafted file's checksum in the manifest, as the writer of that layout (or a buggy
+    tool) would have: a write verifies the base's meta.sqlite against it before copying it."""
+    from hippograph.storage import sha256_file
+
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["checksums"][rel] = sha256_file(index / manifest["generation"] / rel)
+    (index / "manifest.json").write_text(json.dumps(manifest))

@@ -18,6 +18,7 @@ from hippograph.format import (EDGE_MENTION, FORMAT_VERSION, GRAPH_DIR, GRAPH_FI
 from hippograph.storage import sha256_file
 from hippograph.tables import CorpusTables, has_rowid, upgrade_tables
 
+from .conftest import record_checksum
 from .test_sentence_spans import NEW_DOC, _meta
 
 QUESTION = "Who founded Kessel Shipworks?"
@@ -108,9 +109,7 @@ def _rowid_fact_passages(index: Path) -> Path:
         "PRAGMA user_version = 6;"
         "COMMIT; VACUUM;")
     conn.close()
-    manifest = json.loads((index / "manifest.json").read_text())
-    manifest["checksums"].pop("meta.sqlite", None)
-    (index / "manifest.json").write_text(json.dumps(manifest))
+    record_checksum(index)  # as format 6's writer did
     return index
 
 
@@ -176,6 +175,7 @@ def test_a_write_leaves_meta_sqlite_packed(sample_index: Path, tmp_path: Path) -
     index = tmp_path / "idx"
     shutil.copytree(sample_index, index)
     _vacuumed_size(_meta(index))  # full pages: the add's inserts into name- and pair-keyed b-trees split them
+    record_checksum(index)
     docs = [{"id": f"more-{i}", "title": f"Vessel {i}",
              "text": f"Captain Ilse Marrow{i} sailed the Vessel {i} from Kesselby to Drumlow{i}. "
                      f"The Vessel {i} carried Ostrel timber{i} for Kessel Shipworks."} for i in range(12)]

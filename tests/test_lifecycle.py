@@ -23,7 +23,7 @@ from hippograph.retrievers.lexical import BM25Index
 from hippograph.tables import CorpusTables
 from hippograph.text import passage_embedding_text
 
-from .conftest import DATA
+from .conftest import DATA, record_checksum
 
 DOCS = [
     {"id": "alpha", "title": "Alpha Corp", "text": "Alpha Corp was founded by Jane Doe in Paris. Alpha Corp makes glass lenses."},
@@ -468,12 +468,7 @@ def test_index_without_owner_table_still_opens_and_writes(tmp_path):
     db = hg.dir.generation_path(hg.manifest) / "meta.sqlite"
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TABLE passage_owners")
-    # checksums are part of the manifest; re-stamp the edited file as an old writer would have
-    from hippograph.storage import sha256_file, write_json_atomic
-
-    m = hg.dir.read_manifest()
-    m.checksums = {**m.checksums, "meta.sqlite": sha256_file(db)}
-    write_json_atomic(hg.dir.manifest_path, m.to_dict())
+    record_checksum(tmp_path / "idx")  # checksums are part of the manifest: re-stamp as an old writer would have
     hg = HippoGraph.open(tmp_path / "idx")
     assert _tables(hg).passage_owners == []
     hg.add([{"id": "one", "title": "Delta Station", "text": SHARED}])

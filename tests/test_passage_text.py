@@ -1,6 +1,6 @@
 """Format 5: a passage text is stored zlib-compressed where that is smaller (`tables.pack_text`);
 format-4 indexes (every text a TEXT value) read the same, their next write compresses them once,
-and a damaged compressed text is one line naming meta.sqlite."""
+and a damaged compressed text is one line naming meta.sqlite (a write refuses it by checksum first)."""
 from __future__ import annotations
 
 import json
@@ -17,6 +17,7 @@ from hippograph.errors import IndexCorruptError
 from hippograph.format import FORMAT_VERSION
 from hippograph.tables import MAX_PASSAGE_TEXT_BYTES, PACKED_TEXT_USER_VERSION, CorpusTables, pack_text, unpack_text
 
+from .conftest import record_checksum
 from .test_sentence_spans import NEW_DOC, _mark_format, _meta, _unpack_texts
 
 QUESTION = "Who founded Kessel Shipworks?"
@@ -115,6 +116,12 @@ def test_damaged_compressed_text_is_one_line_naming_meta_sqlite(sample_index: Pa
     with HippoGraph.open(index) as hg:
         with pytest.raises(IndexCorruptError, match=r"meta.sqlite: passage row \d+ is damaged \(compressed passage"):
             hg.retrieve(QUESTION)
+        # a write checks the base's meta.sqlite against the manifest before copying it: refused, nothing committed
+        with pytest.raises(IndexCorruptError, match=r"meta.sqlite: checksum mismatch \(expected [0-9a-f]+…, found"):
+            hg.add([NEW_DOC])
+        assert json.loads((index / "manifest.json").read_text())["generation"] == generation
+    record_checksum(index)  # the damage's checksum recorded (a buggy tool): only the rows can tell now
+    with HippoGraph.open(index) as hg:
         # an add reads the new passages' texts only (BM25 is updated, not rebuilt): it does not meet the damage,
         # and the damaged rows it carries over are still reported by the next query, in one line
         assert hg.add([NEW_DOC]).to_dict()["derived"]["bm25"] == "updated"

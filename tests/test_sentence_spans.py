@@ -14,6 +14,8 @@ from hippograph import HippoGraph
 from hippograph.format import FORMAT_VERSION
 from hippograph.tables import CorpusTables, sentence_span, stores_sentence_text, unpack_text
 
+from .conftest import record_checksum
+
 NEW_DOC = {"id": "new-doc", "title": "Orla Vance",
            "text": "Orla Vance founded Kessel Shipworks in Ostrel. Orla Vance studied in Drumlow."}
 
@@ -51,11 +53,12 @@ def _name_synonym_kinds(conn: sqlite3.Connection) -> None:
 
 
 def _mark_format(index: Path, version: int) -> Path:
-    """Record an older format version in a tampered copy's manifest (and drop meta.sqlite's checksum)."""
+    """Record an older format version in a tampered copy's manifest (and meta.sqlite's checksum, as
+    that format's writer did)."""
     manifest = json.loads((index / "manifest.json").read_text())
     manifest["format_version"] = version
-    manifest["checksums"].pop("meta.sqlite", None)
     (index / "manifest.json").write_text(json.dumps(manifest))
+    record_checksum(index)
     return index
 
 

@@ -16,6 +16,7 @@ from hippograph.cli import main as cli
 from hippograph.errors import IndexCorruptError
 from hippograph.storage import IndexDir, copy_verified, sha256_file
 
+from .conftest import record_checksum
 from .test_sentence_spans import NEW_DOC, _meta
 
 CHANGES = {
@@ -49,13 +50,6 @@ def _flip_stored_text(index: Path) -> None:
     db.write_bytes(bytes(data))
 
 
-def _restamp(index: Path) -> None:
-    """Record meta.sqlite's current checksum in the manifest, as a buggy tool would."""
-    manifest = json.loads((index / "manifest.json").read_text())
-    manifest["checksums"]["meta.sqlite"] = sha256_file(_meta(index))
-    (index / "manifest.json").write_text(json.dumps(manifest))
-
-
 def _state(index: Path) -> tuple[bytes, list[str]]:
     """The manifest's bytes and the index directory's entries (the lock's holder pid aside)."""
     return (index / "manifest.json").read_bytes(), sorted(p.name for p in index.iterdir())
@@ -86,7 +80,7 @@ def test_the_write_itself_never_reads_the_damaged_bytes(index: Path):
     """The control: with the damage's checksum recorded, the add succeeds and carries it over, so
     only the checksum can stop it (the next query then reports the damaged row)."""
     _flip_stored_text(index)
-    _restamp(index)
+    record_checksum(index)  # as a buggy tool would
     with HippoGraph.open(index) as hg:
         assert hg.add([NEW_DOC]).added["documents"] == 1
 
