@@ -77,12 +77,14 @@ def test_a_write_on_a_damaged_meta_sqlite_is_refused_in_one_line(index: Path, ch
 
 
 def test_the_write_itself_never_reads_the_damaged_bytes(index: Path):
-    """The control: with the damage's checksum recorded, the add succeeds and carries it over, so
-    only the checksum can stop it (the next query then reports the damaged row)."""
+    """The control: with the damage's checksum recorded, the add succeeds and carries the damage
+    into the new generation, so only the checksum can stop it."""
     _flip_stored_text(index)
     record_checksum(index)  # as a buggy tool would
     with HippoGraph.open(index) as hg:
+        generation = hg.manifest.generation
         assert hg.add([NEW_DOC]).added["documents"] == 1
+        assert hg.manifest.generation != generation and hg.dir.verify() == []
 
 
 def test_the_cli_exits_non_zero_with_one_line(index: Path, tmp_path: Path, capsys):
