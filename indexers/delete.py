@@ -102,12 +102,24 @@ SELECT f.subject_idx, f.object_idx FROM old.fact_passages fp JOIN old.facts f ON
 WHERE fp.passage_idx IN (SELECT idx FROM gone_p)
 """
 
+GONE_SENTENCES = "SELECT idx FROM old.sentences WHERE passage_idx IN (SELECT idx FROM gone_p)"
+
 TABLES = ("documents", "passages", "sentences", "entities", "facts", "fact_passages", "mentions", "synonyms",
           "passage_owners")
 
 
 def _counts(conn: sqlite3.Connection, schema: str) -> dict[str, int]:
     return {t: int(conn.execute(f"SELECT count(*) FROM {schema}.{t}").fetchone()[0]) for t in TABLES}
+
+
+def _kept_rows(conn: sqlite3.Connection, table: str, count: int, gone_sql: str, map_table: str) -> np.ndarray:
+    """The kept old rows of `table` in order: every row but the few `gone_sql` lists, where the old rows
+    are numbered 0..count-1 as a writer leaves them; else (a crafted table) as its map lists them."""
+    lo, hi = conn.execute(f"SELECT min(idx), max(idx) FROM old.{table}").fetchone()
+    if count and (lo, hi) == (0, count - 1):
+        gone = read_columns(conn, gone_sql, (np.int64,))[0]
+        return np.delete(np.arange(count, dtype=np.int64), gone)
+    return read_columns(conn, f"SELECT old FROM {map_table} ORDER BY new", (np.int64,))[0]
 
 
 def delete_documents(src: Path, dst: Path, doc_ids: Sequence[str]) -> tuple[RowMaps, dict[str, int], dict[str, int]]:
@@ -133,9 +145,11 @@ def delete_documents(src: Path, dst: Path, doc_ids: Sequence[str]) -> tuple[RowM
         conn.executescript("BEGIN;" + COPY.replace("{fact_passages}", fact_passage_rows(conn, "old"))
                            .replace("{synonym_kind}", synonym_kind_sql("s.kind")) + "COMMIT;")
         after = _counts(conn, "main")
-        keep = {}
-        for name, table in (("passages", "pmap"), ("sentences", "smap"), ("facts", "fmap"), ("entities", "emap")):
-            keep[name] = read_columns(conn, f"SELECT old FROM {table} ORDER BY new", (np.int64,))[0]
+        keep = {name: _kept_rows(conn, name, before[name], gone, table)
+                for name, gone, table in (("passages", "SELECT idx FROM gone_p", "pmap"),
+                                          ("sentences", GONE_SENTENCES, "smap"),
+                                          ("facts", "SELECT idx FROM gone_f", "fmap"),
+                                          ("entities", "SELECT idx FROM gone_e", "emap"))}
         doc_keep = read_columns(conn, "SELECT rn - 1 FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY rowid) AS rn "
                                       "FROM old.documents) WHERE id NOT IN (SELECT id FROM doomed) ORDER BY rn",
                                 (np.int64,))[0]
