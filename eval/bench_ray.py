@@ -43,6 +43,9 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="Config.embedding_precision (sentence-transformers)")
     ap.add_argument("--out", default=None, help="append a markdown section here")
     args = ap.parse_args()
+    # the code measured is the checkout at the start: a commit landing during an hours-long run is not in it
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip()
     import ray
 
     base = Config(embedder=args.embedder, shard_passages=args.shard_passages, embedding_precision=args.precision)
@@ -71,7 +74,6 @@ def main() -> None:
                                     f"scores of the others within {worst:.1e}")
             results.append((actors, dt, diff, hg.stats()["passages"]))
         ray.shutdown()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     load = os.getloadavg()
     n = results[0][3]
     lines.append(f"## Ray vs local executor — {Path(args.corpus).name}, {n} passages, "
