@@ -63,22 +63,37 @@ def copy_verified(src: Path, dst: Path, expected: str | None, chunk: int = 1 << 
     blocks stay in cache): a file that no longer matches its whole-file manifest checksum `expected`
     (None: not listed) is not carried on under a fresh checksum; IndexCorruptError names it and the
     partial copy is removed."""
-    if expected is None:
-        raise IndexCorruptError(f"{src}: not listed in the manifest's checksums; "
-                                "the write would carry an unverified file into a new generation")
+    _require_listed(src, expected)
     h = hashlib.sha256()
     try:
         with open(dst, "wb") as out:
             for block in iter_chunks(src, chunk=chunk):
                 h.update(block)
                 out.write(block)
-        actual = h.hexdigest()
-        if actual != expected:
-            raise IndexCorruptError(f"{src}: checksum mismatch (expected {expected[:12]}…, found {actual[:12]}…); "
-                                    "the write would carry the damage into a new generation")
+        _require_match(src, expected, h.hexdigest())
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
+
+
+def verify_base_file(path: Path, expected: str | None) -> None:
+    """A base generation's file a write is about to carry into a new generation by other means than
+    `copy_verified` (grown or renumbered embedding files, copied in the kernel or row by row), checked
+    against its whole-file manifest checksum first: one read; IndexCorruptError names it on a mismatch."""
+    _require_listed(path, expected)
+    _require_match(path, expected, sha256_file(path))
+
+
+def _require_listed(path: Path, expected: str | None) -> None:
+    if expected is None:
+        raise IndexCorruptError(f"{path}: not listed in the manifest's checksums; "
+                                "the write would carry an unverified file into a new generation")
+
+
+def _require_match(path: Path, expected: str | None, actual: str) -> None:
+    if actual != expected:
+        raise IndexCorruptError(f"{path}: checksum mismatch (expected {str(expected)[:12]}…, found {actual[:12]}…); "
+                                "the write would carry the damage into a new generation")
 
 
 SEGMENTS = "segments:"

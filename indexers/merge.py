@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -223,10 +223,12 @@ class Merge:
         self.progress.advance("merge", len(new_passages), unit="passage")
 
     # ---- embeddings ----------------------------------------------------------------------
-    def write_embeddings(self, base: dict[str, Path | None], dim: int) -> None:
+    def write_embeddings(self, base: dict[str, Path | None], dim: int,
+                         verify: Callable[[Path], None] | None = None) -> None:
         """``<gen>/embeddings/<gran>.npy`` = the base rows (a previous generation's file, or none)
         followed by every shard's new rows: old rows copied file to file (not through this process's
-        memory), new ones block by block through memory maps."""
+        memory), new ones block by block through memory maps. `verify` checks a base file before its
+        rows are copied (it raises on damage)."""
         out_dir = self.gen / "embeddings"
         out_dir.mkdir(exist_ok=True)
         for gran in GRANULARITIES:
@@ -238,6 +240,8 @@ class Merge:
                 if src.resolve() != dst.resolve():
                     link_embeddings(src, dst)
                 continue
+            if old is not None and verify is not None:
+                verify(src)
             n_old = 0 if old is None else len(old)
             writer = RowWriter(dst, n_old + n_new, dim, self.config.embedding_storage)
             try:

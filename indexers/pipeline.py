@@ -34,9 +34,9 @@ from hippograph.config import Config
 from hippograph.embedders import Embedder
 from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_BANDS_FILE, MINHASH_FILE,
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
-                               open_embeddings, write_embeddings_file)
+                               open_embeddings, scale_path, write_embeddings_file)
 from hippograph import threads
-from hippograph.storage import checkpoint_and_close, connect_sqlite, copy_verified
+from hippograph.storage import checkpoint_and_close, connect_sqlite, copy_verified, verify_base_file
 from hippograph.tables import CorpusTables, RowMaps
 from hippograph.text import passage_embedding_text
 from hippograph.types import Document
@@ -100,6 +100,8 @@ class IndexWriter:
         self._shard_dir: shards.ShardDir | None = None
         self._merge: Merge | None = None
         self._emb_src: dict[str, Path] = {}
+        self._base_checksums = dict(base_checksums or {})
+        self._verified: set[str] = set()  # base files checked against their checksum by this write
         self._minhash_bands: np.ndarray | None = None
         self._passage_origin: np.ndarray | None = None  # base passage of every passage (-1: new), for BM25
         # the graph's row counts at the last point where its arrays are known, while rows were only added since
@@ -158,6 +160,18 @@ class IndexWriter:
                 # a version-1 index stored all 32 bits
                 self._minhash_bands = band_keys(stored_signatures(sig), c.minhash_threshold)
 
+    def _verify_base_file(self, path: Path) -> None:
+        """Before a base generation's file is grown or rewritten into this one (embedding files: copied in
+        the kernel or row by row, then checksummed afresh), check it against the base manifest once, so
+        damage is refused in one line instead of being carried on (files of this generation pass)."""
+        if self.base is None or not path.is_relative_to(self.base):
+            return
+        for part in (path, scale_path(path)):  # int8 rows carry their per-row scales in a second file
+            rel = str(part.relative_to(self.base))
+            if rel not in self._verified and (part == path or part.is_file()):
+                verify_base_file(part, self._base_checksums.get(rel))
+                self._verified.add(rel)
+
     def indexed_documents(self) -> list[tuple[str, str, str]]:
         """(id, content hash, source) of every document the generation holds (one column query)."""
         conn = self._reader()
@@ -215,6 +229,7 @@ class IndexWriter:
                 src = self._emb_src.get(gran)
                 if src is None:
                     continue
+                self._verify_base_file(src)
                 old = open_embeddings(src)
                 if len(old) != maps.old_counts[gran]:
                     from hippograph.errors import IndexCorruptError
@@ -359,7 +374,7 @@ class IndexWriter:
         self._merge = None
         try:
             with self.progress.stage("merge"):
-                m.write_embeddings(dict(self._emb_src), self.embedder.dim)
+                m.write_embeddings(dict(self._emb_src), self.embedder.dim, verify=self._verify_base_file)
             for gran in GRANULARITIES:
                 if embedding_path(self.gen, gran).is_file():
                     self._emb_src[gran] = embedding_path(self.gen, gran)

@@ -160,3 +160,37 @@ def test_a_damaged_index_is_refused_over_http(index: Path, monkeypatch):
     detail = res.json()["detail"]
     assert "\n" not in detail and "meta.sqlite: checksum mismatch" in detail
     _assert_untouched(index, before)
+
+
+def _flip_embedding_byte(index: Path, name: str) -> Path:
+    """Flip one byte in the middle of a live embedding file's rows (`name`: e.g. entities.npy)."""
+    gen = index / json.loads((index / "manifest.json").read_text())["generation"]
+    path = gen / "embeddings" / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 + 7] ^= 0x10
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("change", ["add", "delete"])
+@pytest.mark.parametrize("name", ["entities.npy", "sentences.scale.npy"])
+def test_a_write_that_would_carry_a_damaged_embedding_file_is_refused(index: Path, change: str, name: str):
+    """An add copies the base rows of every grown embedding file (in the kernel) and a delete rewrites
+    them row by row; both then checksum the new file afresh, so the base file is checked first."""
+    path = _flip_embedding_byte(index, name)
+    before = _state(index)
+    with HippoGraph.open(index) as hg:
+        with pytest.raises(IndexCorruptError) as err:
+            CHANGES[change](hg)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path}: checksum mismatch (expected")
+    if change == "add":  # the add's shards were built before the grow: kept for the next attempt to reuse
+        shutil.rmtree(index / ".build")
+    _assert_untouched(index, before)
+
+
+def test_healthy_embedding_files_are_checked_once_and_pass(index: Path):
+    with HippoGraph.open(index) as hg:
+        report = hg.update([NEW_DOC])  # a delete and an add in one write: each base file verified once
+    assert report.to_dict()["added"]["passages"] >= 1
+    assert IndexDir(index).verify() == []
