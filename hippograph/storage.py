@@ -84,6 +84,17 @@ def verify_base_file(path: Path, expected: str | None) -> None:
     _require_match(path, expected, sha256_file(path))
 
 
+def base_file_problem(path: Path, expected: str | None) -> str | None:
+    """What is wrong with a base generation's file against its whole-file manifest checksum (one line
+    naming it), or None: for derived files a write rebuilds from the tables instead of refusing."""
+    if expected is None:
+        return f"{path}: not listed in the manifest's checksums"
+    if not path.is_file():
+        return f"{path}: missing"
+    actual = sha256_file(path)
+    return None if actual == expected else f"{path}: checksum mismatch (expected {expected[:12]}…, found {actual[:12]}…)"
+
+
 def _require_listed(path: Path, expected: str | None) -> None:
     if expected is None:
         raise IndexCorruptError(f"{path}: not listed in the manifest's checksums; "

@@ -32,11 +32,11 @@ import numpy as np
 
 from hippograph.config import Config
 from hippograph.embedders import Embedder
-from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, LEXICAL_DIR, META_DB, MINHASH_BANDS_FILE, MINHASH_FILE,
+from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, GRAPH_FILES, LEXICAL_DIR, META_DB, MINHASH_BANDS_FILE, MINHASH_FILE,
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
                                open_embeddings, scale_path, write_embeddings_file)
 from hippograph import threads
-from hippograph.storage import checkpoint_and_close, connect_sqlite, copy_verified, verify_base_file
+from hippograph.storage import base_file_problem, checkpoint_and_close, connect_sqlite, copy_verified, verify_base_file
 from hippograph.tables import CorpusTables, RowMaps
 from hippograph.text import passage_embedding_text
 from hippograph.types import Document
@@ -102,6 +102,7 @@ class IndexWriter:
         self._emb_src: dict[str, Path] = {}
         self._base_checksums = dict(base_checksums or {})
         self._verified: set[str] = set()  # base files checked against their checksum by this write
+        self._base_problems: dict[str, str | None] = {}  # derived base files checked: rel path → problem or None
         self._minhash_bands: np.ndarray | None = None
         self._passage_origin: np.ndarray | None = None  # base passage of every passage (-1: new), for BM25
         # the graph's row counts at the last point where its arrays are known, while rows were only added since
@@ -126,7 +127,7 @@ class IndexWriter:
                                      for name, table in GRAPH_ROW_COUNTS.items()}
             finally:
                 conn.close()
-            self._load_minhash_bands(self.base / GRAPH_DIR, base_rows["entities"])
+            self._load_minhash_bands(self.base / GRAPH_DIR, base_rows["entities"])  # checked: _base_files_ok
         self.vectors = VectorIndexes(config, self.report, self.base, (lifecycle or {}).get("vectors"), base_rows)
 
     # ---- state ------------------------------------------------------------------------
@@ -150,11 +151,15 @@ class IndexWriter:
         if c.minhash_threshold <= 0:
             return
         if (graph / MINHASH_BANDS_FILE).is_file():
+            if not self._base_files_ok([graph / MINHASH_BANDS_FILE], "the band keys are hashed again from every name"):
+                return
             keys = load_array(graph / MINHASH_BANDS_FILE)
             if keys.ndim == 2 and len(keys) == n_entities and keys.dtype == np.uint32 \
                     and keys.shape[1] == band_count(c.minhash_threshold, c.minhash_num_perm):
                 self._minhash_bands = keys
         elif (graph / MINHASH_FILE).is_file():
+            if not self._base_files_ok([graph / MINHASH_FILE], "the band keys are hashed again from every name"):
+                return
             sig = load_array(graph / MINHASH_FILE)
             if sig.ndim == 2 and sig.shape == (n_entities, c.minhash_num_perm):
                 # a version-1 index stored all 32 bits
@@ -171,6 +176,29 @@ class IndexWriter:
             if rel not in self._verified and (part == path or part.is_file()):
                 verify_base_file(part, self._base_checksums.get(rel))
                 self._verified.add(rel)
+
+    def _base_files_ok(self, paths: list[Path], otherwise: str) -> bool:
+        """Whether the base generation's derived files `paths` (graph, BM25, MinHash keys) match the manifest,
+        each hashed once per write; where one does not, one warning ending in `otherwise`: the write derives
+        it again from the (verified) tables rather than carry the damage or refuse."""
+        assert self.base is not None
+        for path in paths:
+            rel = str(path.relative_to(self.base))
+            if rel not in self._base_problems:
+                self._base_problems[rel] = base_file_problem(path, self._base_checksums.get(rel))
+            if self._base_problems[rel] is not None:
+                logger.warning("%s; %s", self._base_problems[rel], otherwise)
+                return False
+        return True
+
+    def _base_graph(self, counts: dict[str, int]) -> tuple[np.ndarray, ...] | None:
+        """The base generation's graph arrays (`generation.base_graph`) when its files match the manifest."""
+        assert self.base is not None
+        graph = self.base / GRAPH_DIR
+        if (graph / GRAPH_FILES[0]).is_file() and not self._base_files_ok(
+                [graph / name for name in GRAPH_FILES], "the graph is built again from every row"):
+            return None
+        return generation.base_graph(graph, counts["entities"], counts["passages"])
 
     def indexed_documents(self) -> list[tuple[str, str, str]]:
         """(id, content hash, source) of every document the generation holds (one column query)."""
@@ -258,7 +286,7 @@ class IndexWriter:
         if counts is None or any(before[table] != counts[name] for name, table in GRAPH_ROW_COUNTS.items()):
             return
         if old is None and self.base is not None:
-            old = generation.base_graph(self.base / GRAPH_DIR, counts["entities"], counts["passages"])
+            old = self._base_graph(counts)
         if old is None:
             return
         conn = self._reader()
@@ -415,8 +443,7 @@ class IndexWriter:
                 grown, old = None, self._graph_arrays
                 if self.base is not None and self._base_counts is not None:  # O(change): deletes taken out, adds grown
                     if old is None:
-                        old = generation.base_graph(self.base / GRAPH_DIR, self._base_counts["entities"],
-                                                    self._base_counts["passages"])
+                        old = self._base_graph(self._base_counts)
                     if old is not None:
                         grown = generation.grow_graph(conn, gen / GRAPH_DIR, old, self._base_counts, counts, bands)
                 self.report.derived["graph"] = ("built" if grown is None else
@@ -430,8 +457,12 @@ class IndexWriter:
             with self.progress.stage("BM25"):
                 # an update reads and tokenizes the new passages only (retrievers/lexical.py, `updated`)
                 origin = None if self._passage_origin is None else _grown(self._passage_origin, counts["passages"])
+                base_lexical = None if self.base is None else self.base / LEXICAL_DIR
+                if base_lexical is not None and not self._base_files_ok(
+                        sorted(f for f in base_lexical.rglob("*") if f.is_file()), "BM25 is built from every passage"):
+                    base_lexical = None
                 how = generation.write_lexical(conn, gen / LEXICAL_DIR, self.lexical, (self.base or gen) / META_DB,
-                                               None if self.base is None else self.base / LEXICAL_DIR, origin)
+                                               base_lexical, origin)
                 if how:
                     self.report.derived["bm25"] = how
                 self.progress.advance("BM25", counts["passages"] if how != "updated" else int((origin < 0).sum()),

@@ -194,3 +194,39 @@ def test_healthy_embedding_files_are_checked_once_and_pass(index: Path):
         report = hg.update([NEW_DOC])  # a delete and an add in one write: each base file verified once
     assert report.to_dict()["added"]["passages"] >= 1
     assert IndexDir(index).verify() == []
+
+
+def _restamp_array(gen: Path, rel: str, change) -> None:  # noqa: ANN001
+    """Rewrite a .npy of the live generation with `change(array)` applied: valid, same shape, wrong values."""
+    import numpy as np
+
+    path = gen / rel
+    array = np.load(path)
+    np.save(path, change(array.copy()), allow_pickle=False)
+
+
+def test_derived_files_that_do_not_match_are_derived_again(index: Path, caplog):
+    """Graph, BM25 and MinHash keys a write would update in place from the base are checked first; a file
+    that no longer matches (here valid arrays with other values, which no structural check sees) is one
+    warning and is derived again from the verified tables: the new generation equals a scratch build's."""
+    import numpy as np
+
+    from hippograph.format import GRAPH_FILES
+    from hippograph.indexers.generation import write_graph
+
+    gen = index / json.loads((index / "manifest.json").read_text())["generation"]
+    _restamp_array(gen, "graph/pair_weights.npy", lambda w: w + np.float32(1))
+    _restamp_array(gen, "lexical/passages/bm25_data.npy", lambda d: d * np.float32(1.5))
+    _restamp_array(gen, "graph/minhash_bands.npy", lambda k: k ^ np.uint32(1))
+    with caplog.at_level("WARNING"), HippoGraph.open(index) as hg:
+        report = hg.add([NEW_DOC]).to_dict()
+        new_gen = hg.dir.generation_path(hg.manifest)
+    assert report["derived"] == {"graph": "built", "bm25": "built"}
+    for rel in ("graph/pair_weights.npy", "lexical/passages/bm25_data.npy", "graph/minhash_bands.npy"):
+        assert f"{gen / rel}: checksum mismatch" in caplog.text
+    with sqlite3.connect(new_gen / "meta.sqlite") as conn:
+        n_e, n_p = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("entities", "passages"))
+        write_graph(conn, index / "scratch", n_e, n_p, None)
+    for name in GRAPH_FILES:
+        assert np.array_equal(np.load(new_gen / "graph" / name), np.load(index / "scratch" / name)), name
+    assert IndexDir(index).verify() == []
