@@ -36,7 +36,8 @@ from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, GRAPH_FIL
                                VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
                                open_embeddings, scale_path, write_embeddings_file)
 from hippograph import threads
-from hippograph.storage import base_file_problem, checkpoint_and_close, connect_sqlite, copy_verified, verify_base_file
+from hippograph.storage import (SEGMENTS, base_file_problem, checkpoint_and_close, connect_sqlite, copy_verified,
+                                verify_base_file)
 from hippograph.tables import CorpusTables, RowMaps
 from hippograph.text import passage_embedding_text
 from hippograph.types import Document
@@ -128,7 +129,8 @@ class IndexWriter:
             finally:
                 conn.close()
             self._load_minhash_bands(self.base / GRAPH_DIR, base_rows["entities"])  # checked: _base_files_ok
-        self.vectors = VectorIndexes(config, self.report, self.base, (lifecycle or {}).get("vectors"), base_rows)
+        self.vectors = VectorIndexes(config, self.report, self.base, (lifecycle or {}).get("vectors"), base_rows,
+                                     base_files_ok=self._base_files_ok)
 
     # ---- state ------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -184,6 +186,8 @@ class IndexWriter:
         assert self.base is not None
         for path in paths:
             rel = str(path.relative_to(self.base))
+            if self._base_checksums.get(rel, "").startswith(SEGMENTS):
+                continue  # append-only: the new generation keeps these bytes' segment checksums
             if rel not in self._base_problems:
                 self._base_problems[rel] = base_file_problem(path, self._base_checksums.get(rel))
             if self._base_problems[rel] is not None:

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,10 +53,13 @@ class VectorIndexes:
     """
 
     def __init__(self, config: Config, report: BuildReport, base: Path | None = None,
-                 state: dict[str, dict[str, Any]] | None = None, base_rows: dict[str, int] | None = None):
+                 state: dict[str, dict[str, Any]] | None = None, base_rows: dict[str, int] | None = None,
+                 base_files_ok: Callable[[list[Path], str], bool] | None = None):
         self.config = config
         self.report = report
         self.base = Path(base) if base is not None else None
+        self.base_files_ok = base_files_ok
+        """Checks base files against the manifest before an update rewrites what it read from them."""
         self.state: dict[str, dict[str, Any]] = {g: dict(v) for g, v in (state or {}).items()}
         self.maintenance: str | None = None
         """None, "compact" (compact every SPANN index with garbage) or "rebuild" (rebuild all vector indexes)."""
@@ -210,7 +213,19 @@ class VectorIndexes:
         grown = int(st["next_vid"]) + n_new - int(st["built"])
         if grown > REBUILD_GROWTH * int(st["built"]):
             return "rebuild", f"{grown} vectors added since it was built from {st['built']}"
+        if not self._base_index_ok(gran):
+            return "rebuild", "the previous index's files do not match the manifest"
         return "update", ""
+
+    def _base_index_ok(self, gran: str) -> bool:
+        """Whether the base SPANN files an update reads and writes again (heads, lists, header, vector id
+        map) match the manifest (posting files are append-only: their old segments keep their checksums)."""
+        if self.base_files_ok is None or self.base is None:
+            return True
+        files = [f for f in sorted((self.base / VECTORS_DIR / gran).iterdir()) if f.is_file()]
+        vid_map = self.base / VECTORS_DIR / VID_MAP.format(gran=gran)
+        return self.base_files_ok(files + ([vid_map] if vid_map.is_file() else []),
+                                  f"the {gran} vector index is rebuilt")
 
     def _update_spann(self, gran: str, vecs: Embeddings, dst: Path) -> None:
         """Clone the previous generation's SPANN index and apply removals and additions to it."""

@@ -230,3 +230,27 @@ def test_derived_files_that_do_not_match_are_derived_again(index: Path, caplog):
     for name in GRAPH_FILES:
         assert np.array_equal(np.load(new_gen / "graph" / name), np.load(index / "scratch" / name)), name
     assert IndexDir(index).verify() == []
+
+
+def test_a_spann_index_whose_files_do_not_match_is_rebuilt(tmp_path: Path, caplog):
+    """An update rewrites a SPANN index's header, heads and list table from what it read. SPANN checks its
+    arrays' crc32 against the header, not the header itself: a header edited into other valid values
+    (here the distance floor) is caught by the manifest check, and that granularity is rebuilt."""
+    from hippograph import Config
+
+    from .conftest import DATA
+
+    hg = HippoGraph.build(DATA / "corpus", tmp_path / "idx", Config(embedder="tfidf", spann_min_vectors=64))
+    header_path = hg.dir.generation_path(hg.manifest) / "vectors" / "entities" / "header.json"
+    header = json.loads(header_path.read_text())
+    assert header["format"] == "hippograph-spann", "entities should be a SPANN index at spann_min_vectors=64"
+    header["dist_floor"] = header["dist_floor"] * 2 + 0.125
+    header_path.write_text(json.dumps(header))
+    with caplog.at_level("WARNING"):
+        report = hg.add([NEW_DOC]).to_dict()
+    assert f"{header_path}: checksum mismatch" in caplog.text
+    assert any(c.startswith("entities: rebuilt (the previous index's files do not match") for c in report["compacted"])
+    new_header = json.loads((hg.dir.generation_path(hg.manifest) / "vectors" / "entities" / "header.json").read_text())
+    assert new_header["dist_floor"] != header["dist_floor"]
+    assert IndexDir(hg.dir.root).verify() == []
+    hg.close()
