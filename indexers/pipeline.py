@@ -32,9 +32,9 @@ import numpy as np
 
 from hippograph.config import Config
 from hippograph.embedders import Embedder
-from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, GRAPH_FILES, LEXICAL_DIR, META_DB, MINHASH_BANDS_FILE, MINHASH_FILE,
-                               VECTORS_DIR, RowWriter, clone_tree, embedding_path, link_embeddings, load_array,
-                               open_embeddings, scale_path, write_embeddings_file)
+from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, GRAPH_FILES, LEXICAL_DIR, META_DB,
+                               MINHASH_BANDS_FILE, MINHASH_FILE, VECTORS_DIR, RowWriter, clone_tree, embedding_path,
+                               link_embeddings, load_array, open_embeddings, scale_path, write_embeddings_file)
 from hippograph import threads
 from hippograph.storage import (SEGMENTS, base_file_problem, checkpoint_and_close, connect_sqlite, copy_verified,
                                 verify_base_file)
@@ -114,7 +114,7 @@ class IndexWriter:
         if self.base is None:
             CorpusTables().save(db)
         else:
-            copy_verified(self.base / META_DB, db, (base_checksums or {}).get(META_DB))
+            copy_verified(self.base / META_DB, db, self._base_checksums.get(META_DB))
             for gran in GRANULARITIES:
                 src = embedding_path(self.base, gran)
                 if src.is_file():
