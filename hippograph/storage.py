@@ -63,48 +63,40 @@ def copy_verified(src: Path, dst: Path, expected: str | None, chunk: int = 1 << 
     blocks stay in cache): a file that no longer matches its whole-file manifest checksum `expected`
     (None: not listed) is not carried on under a fresh checksum; IndexCorruptError names it and the
     partial copy is removed."""
-    _require_listed(src, expected)
+    if expected is None:
+        verify_base_file(src, expected)
     h = hashlib.sha256()
     try:
         with open(dst, "wb") as out:
             for block in iter_chunks(src, chunk=chunk):
                 h.update(block)
                 out.write(block)
-        _require_match(src, expected, h.hexdigest())
+        verify_base_file(src, expected, h.hexdigest())
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
 
 
-def verify_base_file(path: Path, expected: str | None) -> None:
-    """A base generation's file a write is about to carry into a new generation by other means than
-    `copy_verified` (grown or renumbered embedding files, copied in the kernel or row by row), checked
-    against its whole-file manifest checksum first: one read; IndexCorruptError names it on a mismatch."""
-    _require_listed(path, expected)
-    _require_match(path, expected, sha256_file(path))
+def verify_base_file(path: Path, expected: str | None, actual: str | None = None) -> None:
+    """A base generation's file a write carries into a new generation under a fresh checksum (copied, grown
+    or renumbered), checked against its whole-file manifest checksum (`checksum_problem`) first: one
+    IndexCorruptError line naming it instead of damage carried on unseen."""
+    problem = checksum_problem(path, expected, actual)
+    if problem is not None:
+        carried = "an unverified file" if expected is None else "the damage"
+        raise IndexCorruptError(f"{problem}; the write would carry {carried} into a new generation")
 
 
-def base_file_problem(path: Path, expected: str | None) -> str | None:
-    """What is wrong with a base generation's file against its whole-file manifest checksum (one line
-    naming it), or None: for derived files a write rebuilds from the tables instead of refusing."""
+def checksum_problem(path: Path, expected: str | None, actual: str | None = None) -> str | None:
+    """What is wrong with `path` against its whole-file manifest checksum `expected` (one line naming it),
+    or None; `actual` is its sha256 where the caller hashed it already."""
     if expected is None:
         return f"{path}: not listed in the manifest's checksums"
-    if not path.is_file():
-        return f"{path}: missing"
-    actual = sha256_file(path)
+    if actual is None:
+        if not path.is_file():
+            return f"{path}: missing"
+        actual = sha256_file(path)
     return None if actual == expected else f"{path}: checksum mismatch (expected {expected[:12]}…, found {actual[:12]}…)"
-
-
-def _require_listed(path: Path, expected: str | None) -> None:
-    if expected is None:
-        raise IndexCorruptError(f"{path}: not listed in the manifest's checksums; "
-                                "the write would carry an unverified file into a new generation")
-
-
-def _require_match(path: Path, expected: str | None, actual: str) -> None:
-    if actual != expected:
-        raise IndexCorruptError(f"{path}: checksum mismatch (expected {str(expected)[:12]}…, found {actual[:12]}…); "
-                                "the write would carry the damage into a new generation")
 
 
 SEGMENTS = "segments:"
@@ -240,9 +232,9 @@ class IndexDir:
                             f"{path}: checksum mismatch in bytes {a}..{b} (expected {digest[:12]}…, found {actual[:12]}…)"
                         )
                 continue
-            actual = sha256_file(path)
-            if actual != expected:
-                problems.append(f"{path}: checksum mismatch (expected {expected[:12]}…, found {actual[:12]}…)")
+            problem = checksum_problem(path, expected)
+            if problem is not None:
+                problems.append(problem)
         listed = set(manifest.checksums)
         for path in sorted(gen.rglob("*")):
             if path.is_file() and str(path.relative_to(gen)) not in listed:

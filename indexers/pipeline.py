@@ -36,7 +36,7 @@ from hippograph.format import (EMBEDDER_DIR, GRANULARITIES, GRAPH_DIR, GRAPH_FIL
                                MINHASH_BANDS_FILE, MINHASH_FILE, VECTORS_DIR, RowWriter, clone_tree, embedding_path,
                                link_embeddings, load_array, open_embeddings, scale_path, write_embeddings_file)
 from hippograph import threads
-from hippograph.storage import (SEGMENTS, base_file_problem, checkpoint_and_close, connect_sqlite, copy_verified,
+from hippograph.storage import (SEGMENTS, checkpoint_and_close, checksum_problem, connect_sqlite, copy_verified,
                                 verify_base_file)
 from hippograph.tables import CorpusTables, RowMaps
 from hippograph.text import passage_embedding_text
@@ -102,8 +102,6 @@ class IndexWriter:
         self._merge: Merge | None = None
         self._emb_src: dict[str, Path] = {}
         self._base_checksums = dict(base_checksums or {})
-        self._verified: set[str] = set()  # base files checked against their checksum by this write
-        self._base_problems: dict[str, str | None] = {}  # derived base files checked: rel path → problem or None
         self._minhash_bands: np.ndarray | None = None
         self._passage_origin: np.ndarray | None = None  # base passage of every passage (-1: new), for BM25
         # the graph's row counts at the last point where its arrays are known, while rows were only added since
@@ -169,29 +167,27 @@ class IndexWriter:
 
     def _verify_base_file(self, path: Path) -> None:
         """Before a base generation's file is grown or rewritten into this one (embedding files: copied in
-        the kernel or row by row, then checksummed afresh), check it against the base manifest once, so
-        damage is refused in one line instead of being carried on (files of this generation pass)."""
+        the kernel or row by row, then checksummed afresh), check it against the base manifest, so damage
+        is refused in one line instead of being carried on. Files of this generation pass: after a delete
+        or a merge the writer's sources are its own files, so each base file is checked once."""
         if self.base is None or not path.is_relative_to(self.base):
             return
         for part in (path, scale_path(path)):  # int8 rows carry their per-row scales in a second file
-            rel = str(part.relative_to(self.base))
-            if rel not in self._verified and (part == path or part.is_file()):
-                verify_base_file(part, self._base_checksums.get(rel))
-                self._verified.add(rel)
+            if part == path or part.is_file():
+                verify_base_file(part, self._base_checksums.get(str(part.relative_to(self.base))))
 
     def _base_files_ok(self, paths: list[Path], otherwise: str) -> bool:
-        """Whether the base generation's derived files `paths` (graph, BM25, MinHash keys) match the manifest,
-        each hashed once per write; where one does not, one warning ending in `otherwise`: the write derives
-        it again from the (verified) tables rather than carry the damage or refuse."""
+        """Whether the base generation's derived files `paths` (graph, BM25, MinHash keys, SPANN files) match
+        the manifest; where one does not, one warning ending in `otherwise`: the write derives it again from
+        the (verified) tables rather than carry the damage or refuse."""
         assert self.base is not None
         for path in paths:
-            rel = str(path.relative_to(self.base))
-            if self._base_checksums.get(rel, "").startswith(SEGMENTS):
+            expected = self._base_checksums.get(str(path.relative_to(self.base)))
+            if expected is not None and expected.startswith(SEGMENTS):
                 continue  # append-only: the new generation keeps these bytes' segment checksums
-            if rel not in self._base_problems:
-                self._base_problems[rel] = base_file_problem(path, self._base_checksums.get(rel))
-            if self._base_problems[rel] is not None:
-                logger.warning("%s; %s", self._base_problems[rel], otherwise)
+            problem = checksum_problem(path, expected)
+            if problem is not None:
+                logger.warning("%s; %s", problem, otherwise)
                 return False
         return True
 
