@@ -36,11 +36,12 @@ CREATE UNIQUE INDEX temp.pmap_old ON pmap(old, new);
 -- from their rows, less those a kept row still holds): small sets, so the maps below are one scan each
 CREATE TEMP TABLE gone_p AS
     SELECT idx FROM old.passages WHERE idx NOT IN (SELECT old FROM pmap);
+CREATE TEMP TABLE candidate_f AS
+    SELECT DISTINCT fact_idx AS idx FROM old.fact_passages WHERE passage_idx IN (SELECT idx FROM gone_p);
 CREATE TEMP TABLE gone_f AS
-    SELECT DISTINCT fact_idx AS idx FROM old.fact_passages WHERE passage_idx IN (SELECT idx FROM gone_p)
+    SELECT idx FROM candidate_f
     EXCEPT SELECT fact_idx FROM old.fact_passages
-    WHERE fact_idx IN (SELECT fact_idx FROM old.fact_passages WHERE passage_idx IN (SELECT idx FROM gone_p))
-      AND passage_idx NOT IN (SELECT idx FROM gone_p);
+    WHERE fact_idx IN (SELECT idx FROM candidate_f) AND passage_idx NOT IN (SELECT idx FROM gone_p);
 CREATE TEMP TABLE candidate_e AS
     SELECT entity_idx AS idx FROM old.mentions WHERE passage_idx IN (SELECT idx FROM gone_p)
     UNION SELECT subject_idx FROM old.facts WHERE idx IN (SELECT idx FROM gone_f)

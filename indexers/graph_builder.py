@@ -407,9 +407,9 @@ def grown_upper_graph(
     n = n_entities + n_passages
     rows, cols, weights, kinds = _stored_entries(old, old_entities)
     cols = np.where(cols < old_entities, cols, cols + (n_entities - old_entities))  # passage E0 + j → E1 + j
-    keys = rows * n + cols
-    if len(keys) > 1 and (np.diff(keys) <= 0).any():
-        return None  # rows not sorted: merging by position needs them in CSR order
+    keys = _csr_keys(rows, cols, n)
+    if keys is None:
+        return None  # merging by position needs the rows in CSR order
     adj, kind = build_adjacency_arrays(n_entities, n_passages, fact_pairs, mentions, syn_a, syn_b, syn_w)
     d_rows, up = upper_entries(adj.indptr, adj.indices)
     d_rows, d_cols = d_rows[up], adj.indices[up].astype(np.int64)
@@ -421,8 +421,8 @@ def grown_upper_graph(
     if hit.any():  # an old entity pair gains triples: count + synonym score, as a scratch build sums them
         pos = at[hit]
         syn = np.asarray(old_synonym_score(rows[pos], cols[pos]), dtype=np.float64)
-        count = np.rint(weights[pos].astype(np.float64) - syn)
-        if not np.array_equal(((count + 0.0) + syn).astype(np.float32), weights[pos]) or (d_k[hit] != EDGE_FACT).any():
+        count = _triple_counts(weights[pos], syn)
+        if count is None or (d_k[hit] != EDGE_FACT).any():
             return None
         weights[pos] = ((count + d_w[hit]) + syn).astype(np.float32)
         kinds[pos] = EDGE_FACT
@@ -464,9 +464,9 @@ def shrunk_upper_graph(
     pairs = np.asarray(removed_fact_pairs, dtype=np.int64).reshape(-1, 2)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     if len(pairs):
-        keys = rows * n_old + cols
-        if len(keys) > 1 and (np.diff(keys) <= 0).any():
-            return None  # rows not sorted: finding pairs by position needs them in CSR order
+        keys = _csr_keys(rows, cols, n_old)
+        if keys is None:
+            return None  # finding pairs by position needs the rows in CSR order
         lo_hi, lost = np.unique(np.sort(pairs, axis=1), axis=0, return_counts=True)
         wanted = lo_hi[:, 0] * n_old + lo_hi[:, 1]
         at = np.searchsorted(keys, wanted)
@@ -478,8 +478,8 @@ def shrunk_upper_graph(
         syn = np.asarray(synonym_score(node_new[rows[at]], node_new[cols[at]]), dtype=np.float64)
         has_syn = ~np.isnan(syn)
         syn0 = np.where(has_syn, syn, 0.0)
-        count = np.rint(weights[at].astype(np.float64) - syn0)
-        if not np.array_equal((count + syn0).astype(np.float32), weights[at]) or (count < lost).any():
+        count = _triple_counts(weights[at], syn0)
+        if count is None or (count < lost).any():
             return None
         count -= lost
         weights[at] = np.where(count > 0, count + syn0, syn0).astype(np.float32)
@@ -503,3 +503,17 @@ def _stored_entries(old: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     kinds = np.full(len(cols), EDGE_MENTION, dtype=np.int8)
     kinds[is_pair] = pair_k
     return rows, cols, weights, kinds
+
+
+def _csr_keys(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray | None:
+    """Row-major keys (row · n + column) of stored entries, or None unless they strictly increase (CSR order)."""
+    keys = rows * n + cols
+    return None if len(keys) > 1 and (np.diff(keys) <= 0).any() else keys
+
+
+def _triple_counts(weights: np.ndarray, synonym: np.ndarray) -> np.ndarray | None:
+    """Each stored float32 pair weight split into its triple count given its synonym score (0 where none),
+    as float64; None unless count + score gives every stored weight back exactly (then it is not a weight
+    this code wrote, and the caller builds from every row)."""
+    count = np.rint(weights.astype(np.float64) - synonym)
+    return count if np.array_equal((count + synonym).astype(np.float32), weights) else None

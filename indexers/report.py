@@ -39,7 +39,8 @@ class BuildReport:
     generation: str = ""
     derived: dict[str, str] = field(default_factory=dict)
     """How the derived parts were written from the tables: ``graph`` "grown" (from the base graph and
-    this write's rows) or "built" (from every row); ``bm25`` "updated" (new passages read) or "built"."""
+    this write's added rows), "updated" (a delete taken out of the base graph, then any adds grown) or
+    "built" (from every row); ``bm25`` "updated" (new passages read) or "built"."""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
