@@ -597,6 +597,10 @@ class SentenceTransformerEmbedder:
         """Whether the model's weights are in this process (they load on the first `encode`)."""
         return self._model is not None
 
+    def load_model(self) -> None:
+        """Load the model now instead of at the first `encode` (thread-safe; raises what `encode` would)."""
+        self._load()
+
     def settings(self) -> dict[str, Any]:
         """Constructor arguments that make the same embedder in another process."""
         return {"model": self.name, "device": self.device, "batch_size": self.batch_size,

@@ -39,9 +39,11 @@ for predicate verbs only (`rule_lemmatize`), which is cheaper than lemmatising e
 
 POOL_START_BATCHES = 32
 """`spawned_pool` starts its processes for a call of at least this many spaCy batches (2,048 passages
-at the default batch of 64, half a default shard). Starting two takes about 2 s and 0.23 GB each
-(eval/results/spacy_pool.md): not worth it for an add of 1 % to a 100k index (1,000 passages), whose
-memory target is 1.5 GB; once started, the pool serves every later call of two batches or more."""
+at the default batch of 64, half a default shard) when the write adds to an index. Starting two takes
+about 2 s and 0.23 GB each (eval/results/spacy_pool.md): not worth it for an add of 1 % to a 100k index
+(1,000 passages), whose memory target is 1.5 GB; once started, the pool serves every later call of two
+batches or more. A fresh build starts it for two batches (`pool_start_batches`): there extraction on one
+process was a third of a 1,930-passage build (eval/results/index.md)."""
 
 _NLP_CACHE: dict[tuple[str, tuple[str, ...]], tuple["Language", str]] = {}
 
@@ -295,15 +297,17 @@ class TripleExtractor:
 
     def __init__(
         self, config: Config | None = None, *, resolve_pronouns: bool = True, common_noun_chunks: bool = False,
-        spawned_pool: bool = False,
+        spawned_pool: bool = False, pool_start_batches: int = POOL_START_BATCHES,
     ) -> None:
         """`spawned_pool`: parallel extraction in one pool of *spawned* processes kept until `close`,
         and `Config.n_process` 0 (auto) meaning the available CPUs. Only for a process hippograph
         started itself (the shard worker): spawn is safe beside torch threads, where a fork is not,
-        and re-imports that process's ``__main__`` — ours, not a user's script."""
+        and re-imports that process's ``__main__`` — ours, not a user's script. The pool starts with
+        the first call of at least `pool_start_batches` spaCy batches, or at `start_pool`."""
         self.config = config or Config()
         self.resolve_pronouns = resolve_pronouns
         self.spawned_pool = spawned_pool
+        self.pool_start_batches = max(2, int(pool_start_batches))
         self._pool: SpacyPool | None = None
         self.common_noun_chunks = common_noun_chunks
         self.nlp, self.model_name = load_nlp(self.config.spacy_model)
@@ -329,8 +333,9 @@ class TripleExtractor:
         n_process = spacy_processes(self.config.n_process, auto=self.spawned_pool)  # capped at the available CPUs
         if n_process > 1 and len(passages) < 2 * batch:
             n_process = 1  # worker start-up costs more than it saves on tiny inputs
-        if n_process > 1 and self.spawned_pool and self._pool is None and len(passages) < POOL_START_BATCHES * batch:
-            n_process = 1  # a small write (an add): the pool's start and memory would cost more than it saves
+        if (n_process > 1 and self.spawned_pool and self._pool is None
+                and len(passages) < self.pool_start_batches * batch):
+            n_process = 1  # a small add: the pool's start and memory would cost more than it saves
         if n_process > 1 and mp.current_process().daemon:
             log.info("extraction inside a daemon process: running single-process")
             n_process = 1
@@ -349,8 +354,7 @@ class TripleExtractor:
             chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
             if self.spawned_pool:
                 if self._pool is None:
-                    self._pool = SpacyPool(n_process, self.config.to_dict(), self.resolve_pronouns,
-                                           self.common_noun_chunks)
+                    self._pool = self._new_pool(n_process)
                 try:
                     for part in self._pool.map(chunks):
                         out.extend(part)
@@ -365,6 +369,19 @@ class TripleExtractor:
                     out.extend(part)
                     bar.update(len(part))
         return out
+
+    def start_pool(self) -> bool:
+        """Start the kept pool now, its processes loading spaCy while this one goes on (`spawned_pool`
+        with more than one process); whether a pool runs. For a write known to be large, so the
+        pool's start overlaps the embedding model's load instead of delaying the first shard."""
+        n_process = spacy_processes(self.config.n_process, auto=self.spawned_pool)
+        if self._pool is None and self.spawned_pool and n_process > 1 and not mp.current_process().daemon:
+            self._pool = self._new_pool(n_process)
+            self._pool.start()
+        return self._pool is not None
+
+    def _new_pool(self, n_process: int) -> SpacyPool:
+        return SpacyPool(n_process, self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks)
 
     def close(self) -> None:
         """Stop the kept pool of extraction processes, if any (`spawned_pool`)."""

@@ -345,7 +345,8 @@ class IndexWriter:
                     continue
                 if use_worker and worker is None:
                     worker = stack.enter_context(ShardWorker(self.config, self.embedder, self._shard_dir.path,
-                                                             self.progress))
+                                                             self.progress, fresh_build=self.base is None,
+                                                             first_documents=len(spec.documents)))
                 if worker is not None:  # extract + embed in the worker process (indexers/shard_worker.py)
                     try:
                         worker.build(spec, self._merge.known)

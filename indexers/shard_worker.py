@@ -26,6 +26,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import IO, Any
@@ -73,7 +74,11 @@ class ShardWorkerError(HippoGraphError):
 class ShardWorker:
     """The writer's handle on one worker process; `build` runs one shard there (context manager)."""
 
-    def __init__(self, config: Config, embedder: Embedder, build_dir: Path, progress: Progress):
+    def __init__(self, config: Config, embedder: Embedder, build_dir: Path, progress: Progress, *,
+                 fresh_build: bool = False, first_documents: int = 0):
+        """`fresh_build`: nothing to add to, so the worker's spaCy pool starts for any shard of two
+        batches (an add waits for `POOL_START_BATCHES`, minding an add's memory), and at once when the
+        first shard's `first_documents` alone make two batches."""
         self.progress = progress
         env = dict(os.environ)
         # the worker imports hippograph from wherever this process did (a source checkout too)
@@ -88,8 +93,9 @@ class ShardWorker:
         self.replied = False
         """Whether the worker has answered anything yet (one that never did could not start)."""
         hippo = logging.getLogger("hippograph")
+        pool = {"start_batches": 2, "start_now": first_documents >= 2 * config.spacy_batch_size} if fresh_build else {}
         self._send({"config": config.to_dict(), "embedder": _portable_embedder(embedder, Path(build_dir)),
-                    "show": progress.show, "log_level": hippo.getEffectiveLevel()})
+                    "show": progress.show, "log_level": hippo.getEffectiveLevel(), "pool": pool})
 
     def build(self, spec: shards.ShardSpec, known: shards.Known | None) -> None:
         """Build `spec`'s shard in the worker, answering its questions about known entities / facts."""
@@ -232,13 +238,18 @@ def serve(requests: IO[bytes], out: IO[bytes]) -> None:
     try:
         config = Config.from_dict(init["config"])
         threads.set_limit(config.threads, config.adaptive_threads)
-        embedder = _make_embedder(init["embedder"], config)
         # spaCy on every available CPU (n_process 0 = auto), one pool of spawned processes for all shards.
         # Imported here, not at the top: a spawned process re-imports this module as its __main__,
         # and should not load spaCy (and the torch that thinc pulls in) before its initializer.
-        from .extraction import TripleExtractor
+        from .extraction import POOL_START_BATCHES, TripleExtractor
 
-        extractor = TripleExtractor(config, spawned_pool=True)
+        pool = init.get("pool", {})
+        extractor = TripleExtractor(config, spawned_pool=True,
+                                    pool_start_batches=pool.get("start_batches", POOL_START_BATCHES))
+        started = pool.get("start_now") and extractor.start_pool()
+        embedder = _make_embedder(init["embedder"], config)
+        if started:  # the model loads while the pool extracts the first shard, not after it
+            threading.Thread(target=_preload, args=(embedder,), name="hippograph-embedder-load", daemon=True).start()
     except Exception as exc:  # reported with the first shard, as the writer's own error
         failed = _failure(exc)
 
@@ -269,6 +280,17 @@ def serve(requests: IO[bytes], out: IO[bytes]) -> None:
         if extractor is not None:
             extractor.close()
         progress.close()
+
+
+def _preload(embedder: Embedder) -> None:
+    """Load a model embedder's weights ahead of its first `encode`; a failure is left for that call to raise."""
+    load = getattr(embedder, "load_model", None)
+    if load is None:
+        return
+    try:
+        load()
+    except Exception:  # noqa: BLE001 — encode loads again and raises it as the shard's own error
+        logger.debug("preloading the embedder failed", exc_info=True)
 
 
 def _failure(exc: Exception) -> dict:

@@ -32,9 +32,15 @@ class SpacyPool:
 
     def __init__(self, processes: int, config: dict[str, Any], resolve_pronouns: bool, common_noun_chunks: bool):
         log.info("extraction: starting %d spaCy processes, kept for the whole write", processes)
+        self._processes = processes
         self._executor = ProcessPoolExecutor(
             processes, mp_context=mp.get_context("spawn"), initializer=_start,
             initargs=(os.getpid(), config, resolve_pronouns, common_noun_chunks))
+
+    def start(self) -> None:
+        """Spawn every process now (each loads spaCy in the background) instead of at the first `map`."""
+        for _ in range(self._processes):
+            self._executor.submit(_ready)
 
     def map(self, blocks: Sequence[list[Passage]]) -> Iterator[list[Extraction]]:
         """Extractions of each block, in order. A process that died is a one-line RuntimeError
@@ -63,6 +69,10 @@ def _start(parent: int, config: dict[str, Any], resolve_pronouns: bool, common_n
     from .extraction import worker_init
 
     worker_init(config, resolve_pronouns, common_noun_chunks)
+
+
+def _ready() -> None:
+    """A no-op task: submitting one per process makes the executor spawn them all (`SpacyPool.start`)."""
 
 
 def _extract(passages: list[Passage]) -> list[Extraction]:

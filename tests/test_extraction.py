@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,26 @@ def test_process_pool_matches_single_process(extractor):
 
 
 NEEDS_TWO_CPUS = pytest.mark.skipif(available_cpus() < 2, reason="a pool of spaCy processes needs 2 CPUs")
+
+
+@NEEDS_TWO_CPUS
+def test_a_pool_started_early_or_for_two_batches_matches_single_process(extractor):
+    passages = _company_passages(10)
+    single = TripleExtractor(Config(n_process=1, spacy_batch_size=1)).extract(passages)
+    low = TripleExtractor(Config(n_process=2, spacy_batch_size=1), spawned_pool=True, pool_start_batches=2)
+    early = TripleExtractor(Config(n_process=2, spacy_batch_size=1), spawned_pool=True)
+    try:
+        assert low.extract(passages) == single and low._pool is not None, "10 batches ≥ pool_start_batches 2"
+        assert early.start_pool() and early._pool is not None
+        deadline = time.monotonic() + 60
+        while len(early._pool.pids()) < 2 and time.monotonic() < deadline:  # spawned before any extract
+            time.sleep(0.05)
+        assert len(early._pool.pids()) == 2
+        assert early.extract(passages[:2]) == single[:2], "a started pool serves calls of two batches"
+        assert TripleExtractor(Config(n_process=1)).start_pool() is False, "one process: no pool"
+    finally:
+        low.close()
+        early.close()
 
 
 def _company_passages(n: int) -> list[Passage]:

@@ -200,3 +200,21 @@ def test_auto_builds_in_process_when_the_worker_cannot_start(tmp_path, monkeypat
     assert _files(built) == _files(scratch)
     with pytest.raises(ShardWorkerError, match="exited with code 3"):  # asked for explicitly: an error
         HippoGraph.build(DATA / "corpus", tmp_path / "worker", SHARDS.replace(shard_process="worker"))
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="a pool of spaCy processes needs 2 CPUs")
+def test_a_fresh_build_starts_the_spacy_pool_where_an_add_of_the_same_size_does_not(tmp_path, caplog, capfd):
+    # batches of 4 passages: each write below has 2 to 31 batches, under POOL_START_BATCHES
+    config = SHARDS.replace(spacy_batch_size=4, shard_passages=1000, shard_process="worker")
+    docs = list(iter_documents(DATA / "corpus", config))
+    caplog.set_level(logging.INFO, logger="hippograph")  # the worker logs at the writer's level, to its stderr
+    built = HippoGraph.build(docs[:20], tmp_path / "idx", config)
+    started = f"starting {available_cpus()} spaCy processes"
+    assert 8 <= built.stats()["passages"] < 4 * 32
+    assert capfd.readouterr().err.count(started) == 1, "a fresh build of 2+ batches extracts on every CPU"
+    hg = HippoGraph.open(tmp_path / "idx", shard_process="worker")
+    report = hg.add(docs[20:])
+    assert 8 <= report.added["passages"] < 4 * 32
+    assert capfd.readouterr().err.count(started) == 0, "an add waits for POOL_START_BATCHES (its memory target)"
+    inline = HippoGraph.build(docs, tmp_path / "inline", config.replace(shard_process="inline"))
+    assert hg.stats()["passages"] == inline.stats()["passages"]
