@@ -55,9 +55,9 @@ class Config:
     n_process: int = 0
     """spaCy processes (`--jobs` on the CLI). 0 = auto: the available CPUs (see `threads`) where the
     shard stages run in their worker process (`shard_process`), which keeps one pool of spawned
-    spaCy processes for the whole write, started by a fresh build's first shard of two batches, or by an
-    add's shard of at least 32 batches (small adds stay in one process); 1 in any other process (a pool forked from the user's process could
-    inherit torch or server threads). On 2 cores extraction runs 1.7× faster (eval/results/
+    spaCy processes for the whole write, started by a fresh build's first shard of two batches, or by
+    an add's shard of at least 32 batches (small adds stay in one process); 1 in any other process (a
+    pool forked from the user's process could inherit torch or server threads). On 2 cores extraction runs 1.7× faster (eval/results/
     spacy_pool.md); a positive value is used as given, capped at the available CPUs."""
     threads: int = 0
     """CPU threads the build may use (torch, faiss, spaCy processes): 0 = auto, i.e. the CPUs this

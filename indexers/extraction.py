@@ -43,7 +43,7 @@ at the default batch of 64, half a default shard) when the write adds to an inde
 about 2 s and 0.23 GB each (eval/results/spacy_pool.md): not worth it for an add of 1 % to a 100k index
 (1,000 passages), whose memory target is 1.5 GB; once started, the pool serves every later call of two
 batches or more. A fresh build starts it for two batches (`pool_start_batches`): there extraction on one
-process was a third of a 1,930-passage build (eval/results/index.md)."""
+process was 40 % of a 1,911-passage build (eval/results/write_path.md)."""
 
 _NLP_CACHE: dict[tuple[str, tuple[str, ...]], tuple["Language", str]] = {}
 
