@@ -143,6 +143,14 @@ TOKENS_PER_BATCH = 8192
 texts (attention is batch × heads × length²) without shrinking batches of short ones."""
 
 
+STABLE_ROWS = 64
+
+
+def _fixed_rows(cap: int) -> int:
+    """Rows of every `fixed_rows` pass of a text length whose batch cap is `cap`."""
+    return min(1 << (max(1, cap).bit_length() - 1), STABLE_ROWS)
+
+
 def _pow2_chunks(n: int, cap: int) -> list[tuple[int, int]]:
     """(start, end) chunks of range(n), each a power of two ≤ cap long: few distinct batch shapes,
     so the compiled kernels (oneDNN builds one per shape for bfloat16) are reused across calls."""
@@ -431,7 +439,8 @@ class SentenceTransformerEmbedder:
         return self._model
 
     def encode(
-        self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
+        self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False,
+        fixed_rows: bool = False,
     ) -> np.ndarray:
         """Embed `texts` → float32 (n, dim), unit rows; batches of equal token count (see `_encode_by_length`)."""
         items = _check_texts(texts, type(self).__name__)
@@ -440,9 +449,16 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
 
         def compute(todo: list[str]) -> np.ndarray:
-            return self._encode_by_length(todo, bs, show_progress)[0]
+            return self._encode_by_length(todo, bs, show_progress, fixed_rows=fixed_rows)[0]
 
         return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
+
+    def encode_stable(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """`encode`, each vector a function of its text alone (and the batch size), whatever else the call
+        holds: every forward pass has the same row count for a text length (`_encode_by_length`'s
+        `fixed_rows`). For index time, where the same entity is embedded in different company by a local
+        shard, a Ray actor or an add; costs padding rows in each length's last batch."""
+        return self.encode(texts, batch_size=batch_size, fixed_rows=True)
 
     def encode_with_spans(
         self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], *, batch_size: int | None = None
@@ -503,7 +519,7 @@ class SentenceTransformerEmbedder:
 
     def _encode_by_length(
         self, texts: list[str], batch_size: int, show_progress: bool,
-        spans: list[list[tuple[int, int]]] | None = None,
+        spans: list[list[tuple[int, int]]] | None = None, fixed_rows: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Encode in batches of texts padded to the same fixed length (`padded_length`).
 
@@ -516,6 +532,11 @@ class SentenceTransformerEmbedder:
         Returns (text vectors, span vectors, covered). With `spans` (character spans per text)
         the span vectors are each span's mean token vector from the same pass, `covered` False
         where the window ends before the span does (that row is left zero); without, both are empty.
+
+        The kernels a pass runs depend on its row count too (bfloat16 on AMX: a text embedded in a batch
+        of 8 or of 64 differs by up to 6e-4 per component). `fixed_rows` gives every pass of a length the
+        same row count, the last batch padded with copies of its first text, so a vector depends on its
+        text alone.
         """
         model = self._load()
         dim = self.dim
@@ -536,11 +557,22 @@ class SentenceTransformerEmbedder:
         batches = []  # per length: batches of 2^j texts (≤ batch_size, ≤ TOKENS_PER_BATCH tokens)
         for run in np.split(order, bounds):
             cap = max(1, min(batch_size, TOKENS_PER_BATCH // int(padded[run[0]])))
-            batches.extend(run[a:b] for a, b in _pow2_chunks(len(run), cap))
+            if fixed_rows:
+                size = _fixed_rows(cap)
+                batches.extend(run[a:a + size] for a in range(0, len(run), size))
+            else:
+                batches.extend(run[a:b] for a, b in _pow2_chunks(len(run), cap))
         from tqdm.auto import tqdm
 
         def forward(rows: np.ndarray) -> np.ndarray:
-            vecs, tokens = self._forward(model, tok, enc, rows, int(padded[rows[0]]), spans is not None)
+            length = int(padded[rows[0]])
+            if fixed_rows:
+                size = _fixed_rows(max(1, min(batch_size, TOKENS_PER_BATCH // length)))
+                full = np.concatenate([rows, np.full(size - len(rows), rows[0], dtype=rows.dtype)])
+                vecs, tokens = self._forward(model, tok, enc, full, length, spans is not None)
+                vecs = vecs[:len(rows)]
+            else:
+                vecs, tokens = self._forward(model, tok, enc, rows, length, spans is not None)
             if spans is not None:
                 for j, i in enumerate(rows):
                     means, ok = span_means(tokens[j], offsets[i], spans[i])

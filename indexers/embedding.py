@@ -18,6 +18,9 @@ from .report import Progress
 
 ENCODE_BLOCK = 4096
 """Distinct texts handed to the embedder per call (progress granularity; the model batches inside)."""
+STABLE_BLOCK = 65_536
+"""Distinct texts per `encode_stable` call: its padding costs up to one batch per text length per call,
+so fewer, larger calls (a whole shard's units at defaults; progress advances per call)."""
 
 
 def encode_units(
@@ -29,9 +32,16 @@ def encode_units(
         return np.zeros((0, embedder.dim), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
     out = np.empty((len(unique), embedder.dim), dtype=np.float32)
-    for a in range(0, len(unique), ENCODE_BLOCK):
-        part = unique[a:a + ENCODE_BLOCK]
-        out[a:a + len(part)] = embedder.encode(part, batch_size=batch_size, show_progress=False)
+    # a unit's vector must not depend on which others share its call: a local shard skips units the
+    # index holds, a Ray actor does not, an add embeds only new ones (`encode_stable`)
+    stable = getattr(embedder, "encode_stable", None)
+    block = ENCODE_BLOCK if stable is None else STABLE_BLOCK
+    for a in range(0, len(unique), block):
+        part = unique[a:a + block]
+        if stable is not None:
+            out[a:a + len(part)] = stable(part, batch_size=batch_size)
+        else:
+            out[a:a + len(part)] = embedder.encode(part, batch_size=batch_size, show_progress=False)
         if progress is not None:
             progress.advance(stage, len(part), unit="text")
     if len(unique) == len(texts):
