@@ -143,12 +143,10 @@ TOKENS_PER_BATCH = 8192
 texts (attention is batch × heads × length²) without shrinking batches of short ones."""
 
 
-STABLE_ROWS = 64
-
-
 def _fixed_rows(cap: int) -> int:
-    """Rows of every `fixed_rows` pass of a text length whose batch cap is `cap`."""
-    return min(1 << (max(1, cap).bit_length() - 1), STABLE_ROWS)
+    """Rows of every `fixed_rows` pass of a text length whose batch cap is `cap`: the largest power of two
+    ≤ cap, the size `_pow2_chunks` gives its full batches."""
+    return 1 << (max(1, cap).bit_length() - 1)
 
 
 def _pow2_chunks(n: int, cap: int) -> list[tuple[int, int]]:
