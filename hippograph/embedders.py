@@ -553,10 +553,11 @@ class SentenceTransformerEmbedder:
         order = np.argsort(padded, kind="stable")
         bounds = np.flatnonzero(np.diff(padded[order])) + 1
         batches = []  # per length: batches of 2^j texts (≤ batch_size, ≤ TOKENS_PER_BATCH tokens)
+        pass_rows: dict[int, int] = {}  # with fixed_rows: every pass's row count, per padded length
         for run in np.split(order, bounds):
             cap = max(1, min(batch_size, TOKENS_PER_BATCH // int(padded[run[0]])))
             if fixed_rows:
-                size = _fixed_rows(cap)
+                size = pass_rows[int(padded[run[0]])] = _fixed_rows(cap)
                 batches.extend(run[a:a + size] for a in range(0, len(run), size))
             else:
                 batches.extend(run[a:b] for a, b in _pow2_chunks(len(run), cap))
@@ -565,8 +566,7 @@ class SentenceTransformerEmbedder:
         def forward(rows: np.ndarray) -> np.ndarray:
             length = int(padded[rows[0]])
             if fixed_rows:
-                size = _fixed_rows(max(1, min(batch_size, TOKENS_PER_BATCH // length)))
-                full = np.concatenate([rows, np.full(size - len(rows), rows[0], dtype=rows.dtype)])
+                full = np.concatenate([rows, np.full(pass_rows[length] - len(rows), rows[0], dtype=rows.dtype)])
                 vecs, tokens = self._forward(model, tok, enc, full, length, spans is not None)
                 vecs = vecs[:len(rows)]
             else:
