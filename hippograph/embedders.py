@@ -352,6 +352,7 @@ class SentenceTransformerEmbedder:
         self._cache_dir = cache_dir
         self.cache: Any = None
         self.span_cache: Any = None
+        self._stable_caches: dict[int, Any] = {}  # `encode_stable`'s, per batch size (`_stable_cache`)
         if cache_dir is not None:
             from .embedding_cache import EmbeddingCache
 
@@ -361,6 +362,7 @@ class SentenceTransformerEmbedder:
                 model_key += f"|{self.precision}"
             self.cache = EmbeddingCache(cache_dir, model_key, self.dim)
             self.span_cache = EmbeddingCache(cache_dir, model_key + "|span-mean", self.dim)
+            self._model_key = model_key
 
     @property
     def needs_fit(self) -> bool:
@@ -449,7 +451,21 @@ class SentenceTransformerEmbedder:
         def compute(todo: list[str]) -> np.ndarray:
             return self._encode_by_length(todo, bs, show_progress, fixed_rows=fixed_rows)[0]
 
-        return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
+        cache = self._stable_cache(bs) if fixed_rows else self.cache
+        return cache.encode_through(items, compute) if cache is not None else compute(items)
+
+    def _stable_cache(self, batch_size: int) -> Any:
+        """The cache of `fixed_rows` vectors of one batch size (None without `cache_dir`): kept apart from
+        `encode`'s, whose passes of other row counts give other bfloat16 bits, so an index built through
+        a cache a query filled has the vectors of one built without it."""
+        if self.cache is None:
+            return None
+        if batch_size not in self._stable_caches:
+            from .embedding_cache import EmbeddingCache
+
+            namespace = f"{self._model_key}|rows-of-{batch_size}"
+            self._stable_caches[batch_size] = EmbeddingCache(self._cache_dir, namespace, self.dim)
+        return self._stable_caches[batch_size]
 
     def encode_stable(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """`encode`, each vector a function of its text alone (and the batch size), whatever else the call

@@ -498,6 +498,21 @@ def test_encode_stable_vectors_depend_on_the_text_alone(precision: str) -> None:
     np.testing.assert_allclose((e.encode(texts) * whole).sum(axis=1), 1.0, atol=1e-4)  # the same embedding
 
 
+@pytest.mark.slow
+def test_stable_vectors_are_cached_apart_from_query_time_ones(tmp_path: Path) -> None:
+    """A cache a query filled (`encode`, other pass shapes: other bfloat16 bits) must not serve index-time
+    `encode_stable` vectors, or a build through the cache differs from one without it."""
+    plain = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=16)
+    cached = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=16, cache_dir=tmp_path)
+    texts = ["the river Vell", "Port Meriden lighthouse", "Ada Lovelace"]
+    cached.cache.put_many(texts, np.full((3, cached.dim), 0.05, dtype=np.float32))  # what a query left there
+    want = plain.encode_stable(texts)
+    assert np.array_equal(cached.encode_stable(texts), want)
+    assert np.array_equal(cached.encode_stable(texts[1:]), want[1:])  # now served from the stable cache
+    assert cached._stable_cache(16).hits == 2 and cached.cache.hits == 0
+    assert np.allclose(cached.encode(texts), 0.05)  # the query-time cache is left as it was
+
+
 def test_encode_units_asks_for_stable_vectors() -> None:
     from hippograph.indexers.embedding import encode_units
 
