@@ -330,15 +330,7 @@ class TripleExtractor:
         if not passages:
             return []
         batch = max(1, int(self.config.spacy_batch_size))
-        n_process = spacy_processes(self.config.n_process, auto=self.spawned_pool)  # capped at the available CPUs
-        if n_process > 1 and len(passages) < 2 * batch:
-            n_process = 1  # worker start-up costs more than it saves on tiny inputs
-        if (n_process > 1 and self.spawned_pool and self._pool is None
-                and len(passages) < self.pool_start_batches * batch):
-            n_process = 1  # a small add: the pool's start and memory would cost more than it saves
-        if n_process > 1 and mp.current_process().daemon:
-            log.info("extraction inside a daemon process: running single-process")
-            n_process = 1
+        n_process = self._processes(len(passages))
         out: list[Extraction] = []
         with tqdm(total=len(passages), desc="extracting", unit="passage", disable=not show_progress) as bar:
             if n_process == 1:
@@ -374,11 +366,27 @@ class TripleExtractor:
         """Start the kept pool now, its processes loading spaCy while this one goes on (`spawned_pool`
         with more than one process); whether a pool runs. For a write known to be large, so the
         pool's start overlaps the embedding model's load instead of delaying the first shard."""
-        n_process = spacy_processes(self.config.n_process, auto=self.spawned_pool)
-        if self._pool is None and self.spawned_pool and n_process > 1 and not mp.current_process().daemon:
-            self._pool = self._new_pool(n_process)
-            self._pool.start()
+        if self._pool is None and self.spawned_pool:
+            n_process = self._processes()
+            if n_process > 1:
+                self._pool = self._new_pool(n_process)
+                self._pool.start()
         return self._pool is not None
+
+    def _processes(self, n_passages: int | None = None) -> int:
+        """Processes to extract `n_passages` on (1: in this one); without a count, whether a pool may run here
+        at all (`start_pool`: a write known to be large)."""
+        batch = max(1, int(self.config.spacy_batch_size))
+        n_process = spacy_processes(self.config.n_process, auto=self.spawned_pool)  # capped at the available CPUs
+        if n_passages is not None and n_process > 1:
+            if n_passages < 2 * batch:
+                return 1  # worker start-up costs more than it saves on tiny inputs
+            if self.spawned_pool and self._pool is None and n_passages < self.pool_start_batches * batch:
+                return 1  # a small add: the pool's start and memory would cost more than it saves
+        if n_process > 1 and mp.current_process().daemon:
+            log.info("extraction inside a daemon process: running single-process")
+            return 1
+        return n_process
 
     def _new_pool(self, n_process: int) -> SpacyPool:
         return SpacyPool(n_process, self.config.to_dict(), self.resolve_pronouns, self.common_noun_chunks)
