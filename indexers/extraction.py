@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing as mp
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Sequence
 
@@ -310,10 +311,34 @@ class TripleExtractor:
         self.pool_start_batches = max(2, int(pool_start_batches))
         self._pool: SpacyPool | None = None
         self.common_noun_chunks = common_noun_chunks
-        self.nlp, self.model_name = load_nlp(self.config.spacy_model)
-        self.blank = self.model_name == BLANK_MODEL
-        self._lemma = _make_lemmatizer(self.nlp)
-        self._stop_words: set[str] = set(self.nlp.Defaults.stop_words)
+
+    # The pipeline loads at first use: a shard worker whose pool extracts starts the pool first (its processes
+    # load spaCy while this one loads the embedder) and may never need a pipeline of its own.
+    @cached_property
+    def _pipeline(self) -> tuple["Language", str]:
+        return load_nlp(self.config.spacy_model)
+
+    @property
+    def nlp(self) -> "Language":
+        """The spaCy pipeline this process parses with (loaded at first use)."""
+        return self._pipeline[0]
+
+    @property
+    def model_name(self) -> str:
+        """The pipeline's name: the configured model, a fallback of KNOWN_MODELS, or BLANK_MODEL."""
+        return self._pipeline[1]
+
+    @property
+    def blank(self) -> bool:
+        return self.model_name == BLANK_MODEL
+
+    @cached_property
+    def _lemma(self):  # noqa: ANN202
+        return _make_lemmatizer(self.nlp)
+
+    @cached_property
+    def _stop_words(self) -> set[str]:
+        return set(self.nlp.Defaults.stop_words)
 
     # ---------------------------------------------------------------- passages
     def extract(self, passages: Sequence[Passage], *, show_progress: bool = False) -> list[Extraction]:

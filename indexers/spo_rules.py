@@ -34,13 +34,14 @@ process parsed it. Conventions (DESIGN.md §3.1):
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
-
-from spacy.tokens import Span, Token
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from hippograph.text import normalize_entity
 
-Lemmatize = Callable[[Token], str]
+if TYPE_CHECKING:  # pragma: no cover — annotations only: importing this module loads no spaCy (nor torch)
+    from spacy.tokens import Span, Token
+
+Lemmatize = Callable[["Token"], str]
 RawTriple = tuple[str, str, str]
 
 NAME_MODIFIERS = frozenset({"compound", "amod", "nummod", "nmod", "quantmod"})

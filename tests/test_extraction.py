@@ -247,10 +247,24 @@ def test_a_pool_started_early_or_for_two_batches_matches_single_process(extracto
             time.sleep(0.05)
         assert len(early._pool.pids()) == 2
         assert early.extract(passages[:2]) == single[:2], "a started pool serves calls of two batches"
+        assert "_pipeline" not in vars(early), "the pool parsed: this process never loaded a pipeline"
         assert TripleExtractor(Config(n_process=1)).start_pool() is False, "one process: no pool"
     finally:
         low.close()
         early.close()
+
+
+def test_the_shard_worker_starts_its_pool_before_loading_spacy():
+    """The worker spawns its spaCy processes first (they load spaCy while it loads the embedder): importing
+    it and making its extractor load neither spaCy nor torch; the pipeline loads at first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from hippograph.indexers import shard_worker, extraction; "
+            "x = extraction.TripleExtractor(spawned_pool=True); print('spacy' in sys.modules, 'torch' in sys.modules); "
+            "x.nlp; print('spacy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["False", "False", "True"]
 
 
 def _company_passages(n: int) -> list[Passage]:
