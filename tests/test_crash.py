@@ -55,7 +55,7 @@ ZYGOTE = textwrap.dedent(
     import datasketch, hippograph.indexers.graph_builder, hippograph.indexers.spann, hippograph.retrievers.engine
     import hippograph.retrievers.lexical, hippograph.indexers.loaders, hippograph.indexers.chunking  # noqa: F401
     import sklearn.feature_extraction.text, scipy.sparse  # noqa: F401  (TF-IDF encode imports them lazily)
-    TripleExtractor(Config())  # load spaCy (and every module a write needs) once, before forking
+    TripleExtractor(Config()).nlp  # load spaCy (and every module a write needs) once, before forking
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # killed writers are reaped automatically
     spec = json.loads(sys.argv[1])
     extra_ids = [d["id"] for d in spec["extra"]]
