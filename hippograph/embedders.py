@@ -152,7 +152,7 @@ def _fixed_rows(cap: int) -> int:
 def _pow2_chunks(n: int, cap: int) -> list[tuple[int, int]]:
     """(start, end) chunks of range(n), each a power of two ≤ cap long: few distinct batch shapes,
     so the compiled kernels (oneDNN builds one per shape for bfloat16) are reused across calls."""
-    size = 1 << (max(1, cap).bit_length() - 1)
+    size = _fixed_rows(cap)
     out, a = [], 0
     while a < n:
         step = size

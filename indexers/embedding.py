@@ -7,6 +7,7 @@ also gives its sentences' vectors (`encode_passages_with_sentences`).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -35,13 +36,11 @@ def encode_units(
     # a unit's vector must not depend on which others share its call: a local shard skips units the
     # index holds, a Ray actor does not, an add embeds only new ones (`encode_stable`)
     stable = getattr(embedder, "encode_stable", None)
+    encode = stable if stable is not None else partial(embedder.encode, show_progress=False)
     block = ENCODE_BLOCK if stable is None else STABLE_BLOCK
     for a in range(0, len(unique), block):
         part = unique[a:a + block]
-        if stable is not None:
-            out[a:a + len(part)] = stable(part, batch_size=batch_size)
-        else:
-            out[a:a + len(part)] = embedder.encode(part, batch_size=batch_size, show_progress=False)
+        out[a:a + len(part)] = encode(part, batch_size=batch_size)
         if progress is not None:
             progress.advance(stage, len(part), unit="text")
     if len(unique) == len(texts):
