@@ -412,6 +412,53 @@ class SpannIndex:
         empty, or (with ``overwrite=True``) an existing vector index.
         """
         t0 = time.perf_counter()
+        self, X, I, gen = cls._start_build(vectors, ids, path, metric, overwrite, build_params)
+        n, params = X.shape[0], self.params
+
+        # 1. heads by hierarchical balanced clustering
+        leaf = (n / params.n_heads) if params.n_heads else 1.0 / params.head_ratio
+        hsel = select_heads(X, leaf_size=max(leaf, 1.0), branching=params.branching,
+                            iters=params.kmeans_iters, seed=params.seed)
+        heads = self._set_heads(X, I, hsel.rows)
+        t_heads = time.perf_counter()
+        logger.info("SPANN build: %d heads for %d vectors (%.1fs)", hsel.rows.size, n, t_heads - t0)
+
+        # 2. closure assignment (RNG rule) to up to replica_count lists
+        chosen, cdist = self._closure(X, heads, (heads ** 2).sum(axis=1))
+        return self._assemble(gen, X, I, hsel.rows, chosen, cdist, (t0, t_heads, time.perf_counter()))
+
+    @classmethod
+    def build_preassigned(cls, vectors: Any, ids: Any = None, *, heads: Any, lists: Any, distances: Any,
+                          path: str | Path, metric: str = "ip", overwrite: bool = False,
+                          **build_params: Any) -> "SpannIndex":
+        """Build from a clustering done elsewhere (faiss's ``add_preassigned``): ``heads`` are the rows
+        of ``vectors`` that head the lists, ``lists[i]`` the positions in ``heads`` of the lists row i
+        joins (nearest first, -1 pads; n × R) and ``distances[i]`` its distances to them. The rest —
+        list caps, LSH order, posting files, head index — is `build`'s. For callers that cluster
+        another way: a distributed assigner, or a benchmark whose generated vectors come with their
+        clusters at sizes where `build`'s clustering is not affordable."""
+        t0 = time.perf_counter()
+        self, X, I, gen = cls._start_build(vectors, ids, path, metric, overwrite, build_params)
+        n = X.shape[0]
+        head_rows = np.asarray(heads, dtype=np.int64).ravel()
+        chosen = np.asarray(lists, dtype=np.int64)
+        cdist = np.asarray(distances, dtype=np.float32)
+        if head_rows.size == 0 or head_rows.min() < 0 or head_rows.max() >= n or np.unique(head_rows).size != head_rows.size:
+            raise ValueError(f"build_preassigned: heads must be distinct rows of the {n} vectors")
+        if chosen.ndim != 2 or chosen.shape[0] != n or cdist.shape != chosen.shape:
+            raise ValueError(f"build_preassigned: lists and distances must both be {n} × R, got "
+                             f"{chosen.shape} and {cdist.shape}")
+        if chosen.min() < -1 or chosen.max() >= head_rows.size or (chosen[:, 0] < 0).any():
+            raise ValueError(f"build_preassigned: every row needs a first list in 0..{head_rows.size - 1}")
+        self._set_heads(X, I, head_rows)
+        t_heads = time.perf_counter()
+        return self._assemble(gen, X, I, head_rows, chosen, np.where(chosen >= 0, cdist, np.inf),
+                              (t0, t_heads, t_heads))
+
+    @classmethod
+    def _start_build(cls, vectors: Any, ids: Any, path: str | Path, metric: str, overwrite: bool,
+                     build_params: dict[str, Any]) -> tuple["SpannIndex", Any, np.ndarray, int]:
+        """A fresh index object for a build into ``path``: (index, row source, ids, generation)."""
         unknown = set(build_params) - {f for f in BuildParams.__dataclass_fields__}
         if unknown:
             raise TypeError(f"unknown SpannIndex build parameter(s): {sorted(unknown)}")
@@ -426,27 +473,27 @@ class SpannIndex:
         gen = dio.prepare_dir(path, INDEX_FORMATS, overwrite)
         self = cls()
         self.path, self.metric, self.dim, self.params = path, metric, dim, params
+        return self, X, I, gen
 
-        # 1. heads by hierarchical balanced clustering
-        leaf = (n / params.n_heads) if params.n_heads else 1.0 / params.head_ratio
-        hsel = select_heads(X, leaf_size=max(leaf, 1.0), branching=params.branching,
-                            iters=params.kmeans_iters, seed=params.seed)
-        head_rows = hsel.rows
+    def _set_heads(self, X: Any, I: np.ndarray, head_rows: np.ndarray) -> np.ndarray:
+        """Make rows ``head_rows`` of X the heads (ids, head index, all lists live); returns their vectors."""
         H = head_rows.size
         heads = np.ascontiguousarray(X[head_rows])
         self._head_ids = I[head_rows]
         self._head_index = self._new_head_index(H)
         self._head_index.add(heads)
-        t_heads = time.perf_counter()
-        logger.info("SPANN build: %d heads for %d vectors (%.1fs)", H, n, t_heads - t0)
-
-        # 2. closure assignment (RNG rule) to up to replica_count lists
         self._lists = _Lists(start=np.zeros(H, np.int64), length=np.zeros(H, np.int64),
                              alive=np.ones(H, bool), buckets=np.zeros((H, 0), np.int32),
                              head_proj=np.zeros((H, 0), np.float32))
-        head_norms = (heads ** 2).sum(axis=1)
-        chosen, cdist = self._closure(X, heads, head_norms)
-        t_assign = time.perf_counter()
+        return heads
+
+    def _assemble(self, gen: int, X: Any, I: np.ndarray, head_rows: np.ndarray, chosen: np.ndarray,
+                  cdist: np.ndarray, times: tuple[float, float, float]) -> "SpannIndex":
+        """Steps 3–5 of a build, from the heads and each row's lists (chosen slots, distances): cap
+        the lists, order them by LSH bucket, write the posting files and commit."""
+        path, params, metric, dim = self.path, self.params, self.metric, self.dim
+        n, H = X.shape[0], head_rows.size
+        t0, t_heads, t_assign = times
 
         # 3. entries; cap list length dropping the farthest replicas (primaries stay)
         rows, rank = np.nonzero(chosen >= 0)

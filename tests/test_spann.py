@@ -762,3 +762,53 @@ def test_ids_past_int32_keep_int64_files(data, tmp_path):
     stored = SpannIndex.build(X[:500], np.arange(500), path=tmp_path / "stored")  # stores its vectors
     assert stored._header["postings"].get("id_bytes", 8) == 8 and stored._header["version"] < 4
     assert stored._new_id_bytes(np.arange(10)) == 8
+
+
+def test_build_preassigned_with_builds_own_clustering_equals_build(data, tmp_path, monkeypatch):
+    """`build_preassigned` given the heads and closure `build` computed writes the same index."""
+    X, Q, ids, _ = data
+    seen = {}
+    assemble = SpannIndex._assemble
+
+    def spy(self, gen, X_, I, head_rows, chosen, cdist, times):
+        seen.update(heads=head_rows.copy(), lists=chosen.copy(), distances=cdist.copy())
+        return assemble(self, gen, X_, I, head_rows, chosen, cdist, times)
+
+    monkeypatch.setattr(SpannIndex, "_assemble", spy)
+    a = SpannIndex.build(X, ids, path=tmp_path / "a", replica_count=4, sketch_bits=0)
+    b = SpannIndex.build_preassigned(X, ids, path=tmp_path / "b", replica_count=4, sketch_bits=0, **seen)
+    ta, tb = a.list_table(), b.list_table()
+    assert ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta)
+    for j in np.flatnonzero(ta["alive"]):
+        assert np.array_equal(a.list_entries(j)[1], b.list_entries(j)[1])
+    assert np.array_equal(a.head_vectors(), b.head_vectors())
+    da, ia = SpannIndex.open(tmp_path / "a").search(Q, 10, max_lists=16)
+    db, ib = SpannIndex.open(tmp_path / "b").search(Q, 10, max_lists=16)
+    assert np.array_equal(ia, ib) and np.array_equal(da, db)
+
+
+def test_build_preassigned_own_clusters_and_errors(data, tmp_path):
+    """Lists from a caller's own clustering (nearest of every 20th row): every row is in its first list,
+    the search finds neighbours; malformed assignments are refused with a clear message."""
+    X, Q, ids, truth = data
+    heads = np.arange(0, len(X), 20)
+    sims = X @ X[heads].T
+    lists = np.argsort(-sims, axis=1)[:, :3]
+    dist = 1.0 - np.take_along_axis(sims, lists, axis=1)
+    index = SpannIndex.build_preassigned(X, ids, heads=heads, lists=lists, distances=dist, path=tmp_path / "i",
+                                         replica_count=3, sketch_bits=0, list_cap=len(X))  # no list split
+    assert index.n_heads == heads.size and len(index) == len(X)
+    members = lists_of(index)
+    for i in range(0, len(X), 97):
+        assert ids[i] in set(members[int(lists[i, 0])].tolist())
+    _, found = index.search(Q, 10, max_lists=32)
+    assert recall(found, truth) > 0.9
+    bad = lists.copy()
+    bad[5, 0] = heads.size
+    for kwargs, msg in [(dict(lists=bad, distances=dist), "first list"),
+                        (dict(lists=lists[:10], distances=dist[:10]), "lists and distances"),
+                        (dict(lists=lists, distances=dist[:, :2]), "lists and distances")]:
+        with pytest.raises(ValueError, match=msg):
+            SpannIndex.build_preassigned(X, ids, heads=heads, path=tmp_path / "bad", **kwargs)
+    with pytest.raises(ValueError, match="distinct rows"):
+        SpannIndex.build_preassigned(X, ids, heads=np.array([0, 0]), lists=lists, distances=dist, path=tmp_path / "bad")
