@@ -18,9 +18,10 @@ Measured per query: BM25 top-k (`BM25Index.search`), PPR by forward push (`PPR.p
 iteration (`PPR.run`, a few queries), and the candidate-only fusion (`SparseScores` minmax, weighted
 sums, top 30) — the engine's own classes on these arrays. The stages whose cost does not depend on the
 corpus size (query embedding, spaCy mentions, linking, router, seeds, bridge, hits) are timed on the
-real index in the same run (eval/bench_query.py's stage split); vector search is the one constant-ish
-stage not rebuilt here (SPANN probes a fixed number of posting lists; eval/results/ann.md measures it
-at 10k and 1M vectors).
+real index in the same run (eval/bench_query.py's stage split). Vector search is timed there at the real
+index's size; with `--vectors DIR` it is timed at each size instead, on generated SPANN indexes of every
+granularity at the profile's units per passage (eval/synth_vectors.py: MiniLM-shaped clustered vectors,
+int8 rows read by id, built with their generated clustering), and that time replaces the real index's.
 """
 from __future__ import annotations
 
@@ -96,6 +97,8 @@ def profile(index: Path, dataset: str, n_questions: int) -> dict[str, Any]:
         passages_per_entity=np.diff(ep.indptr), ee_weights=ee.data if ee.nnz else np.ones(1),
         q_term_fracs=q_terms, bm25_values=np.asarray(bm.data), reset_size=float(np.mean(reset_sizes)),
         nnz_per_passage=a.nnz / n, name=index.name,
+        units_per_passage={"passages": 1.0, "sentences": len(s.sentence_passage) / n, "facts": s.n_facts / n,
+                           "entities": ne / n},
     )
 
 
@@ -199,6 +202,47 @@ def fuse(n: int, ne: int, bm: tuple[np.ndarray, np.ndarray], ppr_nodes: np.ndarr
     return fused.top(30)
 
 
+def generated_vector_search(prof: dict[str, Any], n: int, work: Path, n_queries: int) -> dict[str, Any]:
+    """Per query, wall-or-CPU ms of the engine's vector searches at `n` passages on generated indexes
+    (eval/synth_vectors.py): one search per routed granularity (k = candidates_per_granularity, facts
+    at least linking_top_facts) and one linking search of the entities (k = 1), over
+    `spann_max_lists` lists, as `Retriever._vector_search` runs them."""
+    from eval.synth_vectors import generate_index, open_generated
+    from hippograph.config import Config
+
+    cfg = Config()
+    sizes, infos, opened = {}, {}, {}
+    for g, per in prof["units_per_passage"].items():
+        m = max(1, int(round(per * n)))
+        t0 = time.perf_counter()
+        infos[g] = generate_index(work / f"{g}-{m}", m, seed=m, n_queries=n_queries + 1)
+        sizes[g] = m
+        print(f"  {g}: {m:,} generated vectors ({time.perf_counter() - t0:.0f} s)", infos[g], flush=True)
+        opened[g] = open_generated(work / f"{g}-{m}")
+    M = cfg.candidates_per_granularity
+    ks = {g: (max(M, cfg.linking_top_facts) if g == "facts" else M) for g in opened}
+    for g, (index, Q) in opened.items():  # warm-up: heads, memory maps
+        for q in Q[:20]:
+            index.search(q[None, :], ks[g], max_lists=cfg.spann_max_lists)
+    ms, per_gran = [], {g: [] for g in opened}
+    for i in range(n_queries):
+        total = 0.0
+        for g, (index, Q) in opened.items():
+            t0 = clock()
+            index.search(Q[i][None, :], ks[g], max_lists=cfg.spann_max_lists)
+            dt = (clock() - t0) * 1000
+            per_gran[g].append(dt)
+            total += dt
+        index, Q = opened["entities"]
+        t0 = clock()
+        index.search(Q[i + 1][None, :], 1, max_lists=cfg.spann_max_lists)  # linking an unmatched mention
+        total += (clock() - t0) * 1000
+        ms.append(total)
+    del opened
+    gc.collect()
+    return dict(ms=ms, sizes=sizes, per_gran=per_gran, infos=infos)
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
@@ -214,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=None, help="push residual bound (default Config.ppr_push_eps)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                     help="cpu: process CPU time (a shared machine); wall: latency (a quiet machine)")
+    ap.add_argument("--vectors", type=Path, default=None,
+                    help="work folder for generated vector indexes: time vector search at every size on them")
     ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "query_scale.md")
     args = ap.parse_args(argv)
     global clock
@@ -252,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     # index (median: a mean follows the odd slow query) minus its own BM25, PPR and fusion (means; the
     # split is serial, while end to end overlaps the mentions with the query embedding in wall time)
     fixed_ms = float(np.median(e2e)) - sum(ms for name, ms in split.items() if name in scale_stages)
+    profile_vs_ms = split.get("vector search (4 granularities + linking)", 0.0)
     del hg, prof["hg"]
     gc.collect()
 
@@ -266,30 +313,39 @@ def main(argv: list[str] | None = None) -> int:
                  + 
                  f"load average {load0[0]:.1f} at the start, per size below · command: `python eval/bench_query_scale.py "
                  f"--sizes {args.sizes} --queries {args.queries} --power-queries {args.power_queries} --clock {args.clock}"
-                 f"{f' --profile {index}' if args.profile else ''}` · push ε {eps:g}", "",
+                 f"{f' --profile {index}' if args.profile else ''}{f' --vectors {args.vectors}' if args.vectors else ''}` · "
+                 f"push ε {eps:g}", "",
                  f"Densities measured on `{prof['name']}` ({prof['n']:,} passages): {prof['ent_per_passage']:.2f} entities, "
                  f"{prof['ep_per_passage']:.2f} mention edges and {prof['ee_per_passage']:.2f} entity–entity edges per "
                  f"passage ({prof['nnz_per_passage']:.1f} stored graph entries); query terms cover on average "
                  f"{np.mean([sum(f for f, _ in q) for q in prof['q_term_fracs']]):.2f}× the corpus size in postings; PPR resets of "
                  f"{prof['reset_size']:.0f} nodes.", "",
-                 f"Stages that do not grow with the corpus, timed one after another on the real index in this run "
+                 "Stages that do not grow with the corpus, timed one after another on the real index in this run "
                  f"(mean ms per query): "
                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if k not in scale_stages)
                  + f", building hits {hits_ms:.2f} — {constant_ms + hits_ms:.1f} ms in all. End to end on that index "
                  f"({np.median(e2e):.1f} ms per query p50, {e2e_small:.1f} mean) less its BM25, PPR and fusion leaves "
                  f"**{fixed_ms:.1f} ms**, added to "
-                 "every hybrid number below. Vector search is in it at the real index's size; at 1M vectors a 64-list "
-                 "SPANN search costs ≈0.75 ms more per granularity (eval/results/ann.md: 0.29 ms at 10.8k, 1.04 ms at 1M).", "",
+                 + ("every hybrid number below. Vector search is in it at the real index's size; at 1M vectors a 64-list "
+                    "SPANN search costs ≈0.75 ms more per granularity (eval/results/ann.md: 0.29 ms at 10.8k, 1.04 ms at 1M)."
+                    if not args.vectors else
+                    f"every hybrid number below in place of its vector search ({profile_vs_ms:.2f} ms on the real index), "
+                    "which is timed at each size instead on generated indexes of every granularity "
+                    f"({', '.join(f'{g} {u:.2f}' for g, u in prof['units_per_passage'].items())} vectors per passage; "
+                    "eval/synth_vectors.py; one search per granularity and one linking search per query)."), "",
                  "| passages | graph nodes | graph entries | BM25 top-k p50/p95 | push PPR p50/p95 (edges visited p50) | "
-                 "fusion p50/p95 | **hybrid p50/p95** | power-iteration PPR (n) | hybrid with power p50 | "
+                 "fusion p50/p95 | " + ("vector search p50/p95 (vectors searched) | " if args.vectors else "")
+                 + "**hybrid p50/p95** | power-iteration PPR (n) | hybrid with power p50 | "
                  "queue push p50 | top-10 push vs power | load |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                 "|---|---|---|---|---|---|" + ("---|" if args.vectors else "") + "---|---|---|---|---|---|"]
         for r in rows:
             t = r["t"]
             lines.append(
                 f"| {r['n']:,} | {r['ne'] + r['n']:,} | {r['nnz']:,} | {pct(t['bm25'], 50):.1f} / {pct(t['bm25'], 95):.1f} | "
                 f"{pct(t['push'], 50):.1f} / {pct(t['push'], 95):.1f} ({pct(r['edges'], 50):,.0f}) | "
-                f"{pct(t['fusion'], 50):.1f} / {pct(t['fusion'], 95):.1f} | **{pct(r['hybrid'], 50):.1f} / "
+                f"{pct(t['fusion'], 50):.1f} / {pct(t['fusion'], 95):.1f} | "
+                + (f"{pct(r['vec'], 50):.1f} / {pct(r['vec'], 95):.1f} ({sum(r['vec_sizes'].values()):,}) | " if args.vectors else "")
+                + f"**{pct(r['hybrid'], 50):.1f} / "
                 f"{pct(r['hybrid'], 95):.1f}** | {pct(t['power'], 50):.0f} ({len(t['power'])}) | "
                 f"{pct(r['hybrid_power'], 50):.0f} | {pct(t['loop'], 50):.1f} | "
                 f"{np.mean(r['overlap']) if r['overlap'] else float('nan'):.2f} | {r['load']:.1f} |")
@@ -353,14 +409,24 @@ def main(argv: list[str] | None = None) -> int:
             top_y = set(np.argsort(-y[ne:], kind="stable")[:10].tolist())
             overlap.append(len(top_x & top_y) / 10)
             del r, x, y
-        hybrid = [fixed_ms + b + p + f for b, p, f in zip(t["bm25"], t["push"], t["fusion"])]
-        hybrid_power = [fixed_ms + np.median(t["bm25"]) + pw + np.median(t["fusion"]) for pw in t["power"]]
-        rows.append(dict(n=n, ne=ne, nnz=a.nnz, gen_s=gen_s, t=t, edges=edges, hybrid=hybrid,
+        nnz = a.nnz
+        del a, ppr, bm25
+        gc.collect()
+        vec, vec_sizes, base = [0.0] * len(queries), {}, fixed_ms
+        if args.vectors:  # the real index's vector search out, this size's generated one in
+            timed = generated_vector_search(prof, n, args.vectors, len(queries))
+            vec, vec_sizes, base = timed["ms"], timed["sizes"], fixed_ms - profile_vs_ms
+            notes.append(f"{n:,} passages, generated vector search p50 per granularity (ms): " + ", ".join(
+                f"{g} {pct(v, 50):.2f} ({vec_sizes[g]:,} vectors, {timed['infos'][g]['heads']:,} lists)"
+                for g, v in timed["per_gran"].items()) + "; plus one entity linking search.")
+        hybrid = [base + v + b + p + f for v, b, p, f in zip(vec, t["bm25"], t["push"], t["fusion"])]
+        hybrid_power = [base + np.median(vec) + np.median(t["bm25"]) + pw + np.median(t["fusion"]) for pw in t["power"]]
+        rows.append(dict(n=n, ne=ne, nnz=nnz, gen_s=gen_s, t=t, edges=edges, hybrid=hybrid, vec=vec, vec_sizes=vec_sizes,
                          hybrid_power=hybrid_power, overlap=overlap, load=os.getloadavg()[0],
-                         postings=int(np.mean([bm25.indptr[-1]]) / max(1, len(queries)))))
+                         ))
         print(n, {key: round(pct(v, 50), 2) for key, v in t.items()}, "hybrid p50", round(pct(hybrid, 50), 1),
               flush=True)
-        del a, ppr, bm25, resets
+        del resets
         gc.collect()
         write_report()
 
