@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{np.mean([sum(f for f, _ in q) for q in prof['q_term_fracs']]):.2f}× the corpus size in postings; PPR resets of "
                  f"{prof['reset_size']:.0f} nodes.", "",
                  "Stages that do not grow with the corpus, timed one after another on the real index in this run "
-                 f"(mean ms per query): "
+                 "(mean ms per query): "
                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if k not in scale_stages)
                  + f", building hits {hits_ms:.2f} — {constant_ms + hits_ms:.1f} ms in all. End to end on that index "
                  f"({np.median(e2e):.1f} ms per query p50, {e2e_small:.1f} mean) less its BM25, PPR and fusion leaves "
