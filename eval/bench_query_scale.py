@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -68,11 +69,11 @@ def bm25_query_terms(bm, questions: list[str]) -> list[list[tuple[float, np.ndar
 
 
 # ---- profile of a real index -------------------------------------------------------------------
-def profile(index: Path, dataset: str, n_questions: int) -> dict[str, Any]:
-    """Per-passage densities of a real index and of its real queries."""
+def profile(index: Path, dataset: str, n_questions: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per-passage densities of a real index and of its real queries (the index opened with `overrides`)."""
     from hippograph import HippoGraph
 
-    hg = HippoGraph.open(index)
+    hg = HippoGraph.open(index, **(overrides or {}))
     s = hg.snapshot
     ne, n = s.n_entities, s.n_passages
     a = s.graph(synonymy=True).tocsr()
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=None, help="push residual bound (default Config.ppr_push_eps)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                     help="cpu: process CPU time (a shared machine); wall: latency (a quiet machine)")
+    ap.add_argument("--open-config", default="{}",
+                    help='query-time config overrides for the real index, as JSON (e.g. {"embedding_precision": "float32"})')
     ap.add_argument("--vectors", type=Path, default=None,
                     help="work folder for generated vector indexes: time vector search at every size on them")
     ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "query_scale.md")
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     load0 = os.getloadavg()
-    prof = profile(index, args.dataset, args.queries)
+    prof = profile(index, args.dataset, args.queries, json.loads(args.open_config))
     hg = prof["hg"]
     for q in prof["questions"][-5:]:
         hg.retrieve(q, top_k=10)
@@ -304,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, notes = [], []
 
+    open_flag = f" --open-config '{args.open_config}'" if args.open_config != "{}" else ""
+
     def write_report() -> None:
         """The table so far (rewritten after every size, so a size that runs out of memory keeps the others)."""
         lines = ["## Query cost against corpus size (`eval/bench_query_scale.py`)", "",
@@ -313,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                  + 
                  f"load average {load0[0]:.1f} at the start, per size below · command: `python eval/bench_query_scale.py "
                  f"--sizes {args.sizes} --queries {args.queries} --power-queries {args.power_queries} --clock {args.clock}"
-                 f"{f' --profile {index}' if args.profile else ''}{f' --vectors {args.vectors}' if args.vectors else ''}` · "
+                 f"{f' --profile {index}' if args.profile else ''}{f' --vectors {args.vectors}' if args.vectors else ''}"
+                 f"{open_flag}` · "
                  f"push ε {eps:g}", "",
                  f"Densities measured on `{prof['name']}` ({prof['n']:,} passages): {prof['ent_per_passage']:.2f} entities, "
                  f"{prof['ep_per_passage']:.2f} mention edges and {prof['ee_per_passage']:.2f} entity–entity edges per "
