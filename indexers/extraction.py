@@ -286,16 +286,6 @@ def _blank_extract(doc: "Doc", passage: Passage, link_title: bool, stop_words: s
 
 
 # ------------------------------------------------------------------------ extractor
-def pool_chunks(passages: Sequence[Passage], batch: int, n_process: int) -> list[list[Passage]]:
-    """The pool's work items: two spaCy batches each, but single batches for the last `2 × n_process`
-    of them, so no process runs a long last chunk while the others wait. Chunks stay whole batches,
-    as `nlp.pipe` in one process would cut them."""
-    blocks = [list(passages[i:i + batch]) for i in range(0, len(passages), batch)]
-    head = max(0, len(blocks) - 2 * n_process)
-    head -= head % 2
-    return [blocks[i] + blocks[i + 1] for i in range(0, head, 2)] + blocks[head:]
-
-
 class TripleExtractor:
     """Entities + SPO triples per passage from spaCy's parse (no LLM).
 
@@ -377,7 +367,8 @@ class TripleExtractor:
                         out.append(self.extract_doc(doc, passage))
                         bar.update(1)
                 return out
-            chunks = pool_chunks(passages, batch, n_process)
+            chunk = batch * 2
+            chunks = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
             if self.spawned_pool:
                 if self._pool is None:
                     self._pool = self._new_pool(n_process)

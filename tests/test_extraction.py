@@ -230,18 +230,6 @@ def test_process_pool_matches_single_process(extractor):
     assert ("company c", "founded by", "alice smith") in {(t.subject, t.predicate, t.object) for t in multi[2].triples}
 
 
-def test_pool_chunks_are_whole_batches_with_single_batches_at_the_tail():
-    from hippograph.indexers.extraction import pool_chunks
-
-    for n in (0, 1, 63, 64, 65, 130, 640, 1930, 4096):
-        chunks = pool_chunks(list(range(n)), 64, 2)
-        assert sum(chunks, []) == list(range(n))
-        assert all(len(c) in (64, 128) for c in chunks[:-1]), "whole spaCy batches, as one process would cut them"
-        singles = [c for c in chunks if len(c) <= 64]
-        assert chunks[:len(chunks) - len(singles)] == [c for c in chunks if len(c) == 128], "pairs first"
-        assert len(singles) >= min(4, -(-n // 64)), "the last 2 × n_process chunks are single batches"
-
-
 NEEDS_TWO_CPUS = pytest.mark.skipif(available_cpus() < 2, reason="a pool of spaCy processes needs 2 CPUs")
 
 
