@@ -125,6 +125,15 @@ def embed_cached(texts: list[str], tag: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ synthetic data
+def anisotropic_basis(rng: np.random.Generator, d: int) -> np.ndarray:
+    """B (d × d float32) such that z @ B, z standard normal, is anisotropic with total variance 1:
+    a random rotation of eigenvalues ∝ (i+5)^-1.4, the spectrum `synthetic` gives every vector part."""
+    basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    scale = (np.arange(d) + 5.0) ** -0.7
+    scale = scale / np.sqrt((scale ** 2).sum())
+    return (basis * scale[None, :]).T.astype(np.float32)
+
+
 def synthetic(n: int, n_queries: int, d: int = 384, seed: int = 0, chunk: int = 100_000
               ) -> tuple[np.ndarray, np.ndarray]:
     """Clustered, anisotropic, normalised vectors resembling sentence embeddings.
@@ -139,10 +148,7 @@ def synthetic(n: int, n_queries: int, d: int = 384, seed: int = 0, chunk: int = 
     clusters, drawn with the data and held out.
     """
     rng = np.random.default_rng(seed)
-    basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    scale = (np.arange(d) + 5.0) ** -0.7
-    scale = scale / np.sqrt((scale ** 2).sum())
-    B = (basis * scale[None, :]).T.astype(np.float32)  # z @ B: anisotropic, total variance 1
+    B = anisotropic_basis(rng, d)
 
     def aniso(m: int) -> np.ndarray:
         return rng.standard_normal((m, d), dtype=np.float32) @ B

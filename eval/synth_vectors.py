@@ -31,12 +31,11 @@ class ClusteredStream:
     clusters, made with their cluster."""
 
     def __init__(self, n: int, n_queries: int, seed: int, d: int = DIM):
+        from eval.bench_ann import anisotropic_basis
+
         rng = np.random.default_rng(seed)
         self.n, self.d, self.seed = n, d, seed
-        basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
-        scale = (np.arange(d) + 5.0) ** -0.7
-        scale = scale / np.sqrt((scale ** 2).sum())
-        self.B = (basis * scale[None, :]).T.astype(np.float32)
+        self.B = anisotropic_basis(rng, d)
         mean_dir = rng.standard_normal(d).astype(np.float32)
         mean_dir /= np.linalg.norm(mean_dir)
         n_topics = max(4, n // 2000)
@@ -84,7 +83,7 @@ def generate_index(out: Path, n: int, *, seed: int, n_queries: int = 200, replic
                    spann_replica: int = 4) -> dict[str, Any]:
     """Write `out`/emb.npy (int8, rows in random order) and `out`/index (SPANN, ids = rows) for `n`
     generated vectors, plus `out`/queries.npy; reuses a complete earlier run. Returns its info."""
-    from hippograph.format import open_embeddings, quantize, scale_path
+    from hippograph.format import dequantize, open_embeddings, quantize, scale_path
     from hippograph.indexers.spann import SpannIndex
 
     info_path = out / "info.json"
@@ -106,7 +105,7 @@ def generate_index(out: Path, n: int, *, seed: int, n_queries: int = 200, replic
         c, s = quantize(x, "int8")
         rows = perm[s0:s0 + x.shape[0]]
         codes[rows], scales[rows] = c, s
-        xq = c.astype(np.float32) * s[:, None]  # as the index reads them back
+        xq = dequantize(c, s)  # as the index reads them back
         first = -(-s0 // HEAD_EVERY)  # the chunk's first head number
         local = xq[first * HEAD_EVERY - s0::HEAD_EVERY]
         if local.shape[0] == 0:  # a tail shorter than one head's share joins the previous head
