@@ -56,7 +56,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import faiss
 import numpy as np
@@ -438,18 +438,21 @@ class SpannIndex:
         another way: a distributed assigner, or a benchmark whose generated vectors come with their
         clusters at sizes where `build`'s clustering is not affordable."""
         t0 = time.perf_counter()
-        self, X, I, gen = cls._start_build(vectors, ids, path, metric, overwrite, build_params)
-        n = X.shape[0]
         head_rows = np.asarray(heads, dtype=np.int64).ravel()
         chosen = np.asarray(lists, dtype=np.int64)
         cdist = np.asarray(distances, dtype=np.float32)
-        if head_rows.size == 0 or head_rows.min() < 0 or head_rows.max() >= n or np.unique(head_rows).size != head_rows.size:
-            raise ValueError(f"build_preassigned: heads must be distinct rows of the {n} vectors")
-        if chosen.ndim != 2 or chosen.shape[0] != n or cdist.shape != chosen.shape:
-            raise ValueError(f"build_preassigned: lists and distances must both be {n} × R, got "
-                             f"{chosen.shape} and {cdist.shape}")
-        if chosen.min() < -1 or chosen.max() >= head_rows.size or (chosen[:, 0] < 0).any():
-            raise ValueError(f"build_preassigned: every row needs a first list in 0..{head_rows.size - 1}")
+
+        def check(n: int) -> None:  # before the target directory is touched
+            if head_rows.size == 0 or head_rows.min() < 0 or head_rows.max() >= n or \
+                    np.unique(head_rows).size != head_rows.size:
+                raise ValueError(f"build_preassigned: heads must be distinct rows of the {n} vectors")
+            if chosen.ndim != 2 or chosen.shape[0] != n or cdist.shape != chosen.shape:
+                raise ValueError(f"build_preassigned: lists and distances must both be {n} × R, got "
+                                 f"{chosen.shape} and {cdist.shape}")
+            if chosen.min() < -1 or chosen.max() >= head_rows.size or (chosen[:, 0] < 0).any():
+                raise ValueError(f"build_preassigned: every row needs a first list in 0..{head_rows.size - 1}")
+
+        self, X, I, gen = cls._start_build(vectors, ids, path, metric, overwrite, build_params, check)
         self._set_heads(X, I, head_rows)
         t_heads = time.perf_counter()
         return self._assemble(gen, X, I, head_rows, chosen, np.where(chosen >= 0, cdist, np.inf),
@@ -457,8 +460,10 @@ class SpannIndex:
 
     @classmethod
     def _start_build(cls, vectors: Any, ids: Any, path: str | Path, metric: str, overwrite: bool,
-                     build_params: dict[str, Any]) -> tuple["SpannIndex", Any, np.ndarray, int]:
-        """A fresh index object for a build into ``path``: (index, row source, ids, generation)."""
+                     build_params: dict[str, Any], check: Callable[[int], None] | None = None,
+                     ) -> tuple["SpannIndex", Any, np.ndarray, int]:
+        """A fresh index object for a build into ``path``: (index, row source, ids, generation). ``check``
+        sees the vector count before the directory is prepared (a refused build leaves nothing behind)."""
         unknown = set(build_params) - {f for f in BuildParams.__dataclass_fields__}
         if unknown:
             raise TypeError(f"unknown SpannIndex build parameter(s): {sorted(unknown)}")
@@ -469,6 +474,8 @@ class SpannIndex:
         if n == 0:
             raise ValueError("SpannIndex.build: no vectors (use FlatIndex or make_vector_index for empty sets)")
         I = as_ids(ids, n)
+        if check is not None:
+            check(n)
         path = Path(path)
         gen = dio.prepare_dir(path, INDEX_FORMATS, overwrite)
         self = cls()

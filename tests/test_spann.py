@@ -812,3 +812,4 @@ def test_build_preassigned_own_clusters_and_errors(data, tmp_path):
             SpannIndex.build_preassigned(X, ids, heads=heads, path=tmp_path / "bad", **kwargs)
     with pytest.raises(ValueError, match="distinct rows"):
         SpannIndex.build_preassigned(X, ids, heads=np.array([0, 0]), lists=lists, distances=dist, path=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists(), "a refused assignment leaves no directory behind"
