@@ -244,6 +244,17 @@ def generated_vector_search(prof: dict[str, Any], n: int, work: Path, n_queries:
     return dict(ms=ms, sizes=sizes, per_gran=per_gran, infos=infos)
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """argparse type: a JSON object (a malformed one is argparse's one-line usage error)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object of config fields")
+    return value
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
@@ -259,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=None, help="push residual bound (default Config.ppr_push_eps)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                     help="cpu: process CPU time (a shared machine); wall: latency (a quiet machine)")
-    ap.add_argument("--open-config", default="{}",
+    ap.add_argument("--open-config", default="{}", type=json_object,
                     help='query-time config overrides for the real index, as JSON (e.g. {"embedding_precision": "float32"})')
     ap.add_argument("--vectors", type=Path, default=None,
                     help="work folder for generated vector indexes: time vector search at every size on them")
@@ -282,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     load0 = os.getloadavg()
-    prof = profile(index, args.dataset, args.queries, json.loads(args.open_config))
+    prof = profile(index, args.dataset, args.queries, args.open_config)
     hg = prof["hg"]
     for q in prof["questions"][-5:]:
         hg.retrieve(q, top_k=10)
@@ -307,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, notes = [], []
 
-    open_flag = f" --open-config '{args.open_config}'" if args.open_config != "{}" else ""
+    open_flag = f" --open-config '{json.dumps(args.open_config)}'" if args.open_config else ""
 
     def write_report() -> None:
         """The table so far (rewritten after every size, so a size that runs out of memory keeps the others)."""
