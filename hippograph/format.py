@@ -214,6 +214,16 @@ class Embeddings:
         out = self[:]
         return out if dtype is None else out.astype(dtype, copy=False)
 
+    def rows_dot(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """float32 scores ``self[rows] @ q`` without dequantising the rows: int8 codes times q, then
+        one multiply by the scale per row (a search's hot path; `np.take` gathers faster than
+        fancy indexing of a memory map)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        s = np.take(self.codes, rows, axis=0).astype(np.float32) @ np.asarray(q, dtype=np.float32)
+        if self.scales is not None:
+            s *= np.take(self.scales, rows)
+        return np.asarray(s, dtype=np.float32)
+
     def raw(self, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored (codes, scales or None) of `rows`."""
         return np.asarray(self.codes[rows]), None if self.scales is None else np.asarray(self.scales[rows])

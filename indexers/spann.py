@@ -308,7 +308,7 @@ class SpannIndex:
     @property
     def n_heads(self) -> int:
         """Live heads (= posting lists)."""
-        return int(self._lists.alive.sum()) if self._lists is not None else 0
+        return self._n_alive if self._lists is not None else 0
 
     def __len__(self) -> int:
         return int(self._live.size)
@@ -343,8 +343,10 @@ class SpannIndex:
         return isinstance(self._head_index, faiss.IndexHNSW)
 
     def _update_selector(self) -> None:
-        """faiss ID selector that hides retired heads (None when all heads are live)."""
+        """faiss ID selector that hides retired heads (None when all heads are live), and the
+        live-head count `n_heads` reads (summing `alive` per search cost 0.3 ms at 1M heads)."""
         alive = self._lists.alive
+        self._n_alive = int(alive.sum())
         if alive.all():
             self._sel, self._sel_bitmap = None, None
             return
@@ -492,6 +494,7 @@ class SpannIndex:
         self._lists = _Lists(start=np.zeros(H, np.int64), length=np.zeros(H, np.int64),
                              alive=np.ones(H, bool), buckets=np.zeros((H, 0), np.int32),
                              head_proj=np.zeros((H, 0), np.float32))
+        self._n_alive = H
         return heads
 
     def _assemble(self, gen: int, X: Any, I: np.ndarray, head_rows: np.ndarray, chosen: np.ndarray,
@@ -1014,10 +1017,9 @@ class SpannIndex:
         # gather copy (measured 0.70 vs 1.11 ms CPU for 128 lists at 1M vectors)
         if vec is None:  # ids-only posting lists: gather the probed entries' vectors by id
             I = np.concatenate([eid[a:b] for a, b in zip(starts, ends)])
-            V = np.asarray(self._fetch(I), dtype=np.float32)
             if self.metric == "ip":
-                return self._finish(np.asarray(V @ q, np.float32), I, k, -1.0)
-            diff = V - q
+                return self._finish(self._fetch_dot(I, q), I, k, -1.0)
+            diff = np.asarray(self._fetch(I), dtype=np.float32) - q
             return self._finish(np.einsum("ij,ij->i", diff, diff).astype(np.float32), I, k, 1.0)
         s = np.empty(total, dtype=np.float32)
         p0 = 0
@@ -1038,6 +1040,9 @@ class SpannIndex:
     def _score_rows(self, q: np.ndarray, rows: np.ndarray, k: int, stats: SearchStats) -> tuple[np.ndarray, np.ndarray]:
         """Score the given posting rows exactly (gathered from the mapped file), then top-k."""
         stats.entries_read += int(rows.size)
+        if self._vec is None and self.metric == "ip":
+            I = np.asarray(self._eid[rows])
+            return self._finish(self._fetch_dot(I, q), I, k, -1.0)
         V = self._vec[rows] if self._vec is not None else np.asarray(self._fetch(self._eid[rows]), np.float32)
         if self.metric == "ip":
             s, sign = V @ q, -1.0
@@ -1045,6 +1050,14 @@ class SpannIndex:
             diff = V - q
             s, sign = np.einsum("ij,ij->i", diff, diff), 1.0
         return self._finish(np.asarray(s, np.float32), self._eid[rows], k, sign)
+
+    def _fetch_dot(self, ids: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Inner products of fetched vectors with q: the fetcher's ``ids_dot`` when it has one (int8
+        rows scored without dequantising them), else its float32 rows times q."""
+        own = getattr(self._fetch, "ids_dot", None)
+        if own is not None:
+            return np.asarray(own(ids, q), np.float32)
+        return np.asarray(np.asarray(self._fetch(ids), dtype=np.float32) @ q, np.float32)
 
     def _finish(self, s: np.ndarray, I: np.ndarray, k: int, sign: float) -> tuple[np.ndarray, np.ndarray]:
         """Drop tombstoned entries, deduplicate replicas, top-k."""
@@ -1369,19 +1382,33 @@ class VectorsById:
         self.rows = None if id_to_row is None else np.asarray(id_to_row, np.int64)
         return self
 
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each id in `vectors`, -1 where it has none."""
         ids = np.asarray(ids, np.int64)
         n = len(self.vectors) if self.rows is None else len(self.rows)
         rows = np.where((ids >= 0) & (ids < n), ids, -1)
         if self.rows is not None:
             rows = np.where(rows >= 0, self.rows[np.maximum(rows, 0)], -1)
-        out = np.zeros((ids.size, self.dim), np.float32)
+        return rows
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        rows = self._rows(ids)
         ok = rows >= 0
         if ok.all():
             return np.asarray(self.vectors[rows], np.float32)
+        out = np.zeros((rows.size, self.dim), np.float32)
         if ok.any():
             out[ok] = np.asarray(self.vectors[rows[ok]], np.float32)
         return out
+
+    def ids_dot(self, ids: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """float32 inner products of the ids' vectors with q (0 for ids without a row); through the
+        vectors' ``rows_dot`` when they have one (`Embeddings`: int8 rows scored without dequantising)."""
+        rows = self._rows(ids)
+        own = getattr(self.vectors, "rows_dot", None)
+        if own is None or not (rows >= 0).all():
+            return np.asarray(self(ids) @ q, np.float32)
+        return own(rows, q)
 
 
 def _id_dtype(id_bytes: int) -> type:

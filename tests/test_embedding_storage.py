@@ -287,3 +287,23 @@ def test_stored_minhash_signatures_find_the_pairs_full_ones_find():
     assert a and len(set(a) ^ set(b)) <= max(1, len(a) // 20)  # near-threshold pairs may differ
     common = set(a) & set(b)
     assert max(abs(a[p] - b[p]) for p in common) < 0.08
+
+
+@pytest.mark.parametrize("storage", ["int8", "float16", "float32"])
+def test_rows_dot_scores_like_the_dequantised_rows(tmp_path: Path, storage: str):
+    """`Embeddings.rows_dot` (a search's scoring without dequantising) equals reading the rows and
+    multiplying, to float rounding; `VectorsById.ids_dot` maps ids to rows and scores ids without a row 0."""
+    from hippograph.indexers.spann import VectorsById
+
+    x = _unit_rows(500, 48, seed=11)
+    write_embeddings_file(tmp_path / "e.npy", x, storage)
+    emb = open_embeddings(tmp_path / "e.npy")
+    q = _unit_rows(1, 48, seed=12)[0]
+    rows = np.array([499, 3, 3, 250, 0])
+    got = emb.rows_dot(rows, q)
+    assert got.dtype == np.float32 and got.shape == (5,)
+    assert np.allclose(got, emb[rows] @ q, atol=1e-6)
+    by_id = VectorsById.from_map(emb, np.array([4, -1, 2]))  # id 1 has no row
+    s = by_id.ids_dot(np.array([0, 1, 2, 7]), q)  # 7 lies outside the map
+    assert np.allclose(s, [emb[4] @ q, 0.0, emb[2] @ q, 0.0], atol=1e-6)
+    assert np.allclose(by_id.ids_dot(np.array([2, 0]), q), [emb[2] @ q, emb[4] @ q], atol=1e-6)
