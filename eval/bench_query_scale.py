@@ -30,7 +30,6 @@ import datetime as _dt
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -290,8 +289,10 @@ def main(argv: list[str] | None = None) -> int:
 
     eps = args.eps or Config.ppr_push_eps
     index = args.profile or default_index(args.dataset)
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    from eval.runner import git_info
+
+    git = git_info(REPO)
+    commit = git["commit"][:7] + (" (+ uncommitted changes)" if git["dirty"] else "")
     load0 = os.getloadavg()
     prof = profile(index, args.dataset, args.queries, args.open_config)
     hg = prof["hg"]
