@@ -303,14 +303,17 @@ class HippoGraph:
             self._mention_extractor = TripleExtractor(self.config)
         return self._mention_extractor.extract_query(text)
 
+    def _embed_query_texts(self, texts: Sequence[str]) -> Any:
+        """A query's texts (queries, unmatched mentions) → rows: in one model pass where the embedder can."""
+        few = getattr(self.embedder, "encode_few", None)
+        return few(list(texts)) if few is not None else self.embedder.encode(list(texts))
+
     @property
     def retriever(self):
         if self._retriever is None:
             from .retrievers.engine import Retriever
 
-            self._retriever = Retriever(
-                self.snapshot, lambda texts: self.embedder.encode(list(texts)), self._mentions, self.config
-            )
+            self._retriever = Retriever(self.snapshot, self._embed_query_texts, self._mentions, self.config)
         return self._retriever
 
     # ---- writing ---------------------------------------------------------------------------

@@ -467,6 +467,21 @@ class SentenceTransformerEmbedder:
             self._stable_caches[batch_size] = EmbeddingCache(self._cache_dir, namespace, self.dim)
         return self._stable_caches[batch_size]
 
+    def encode_few(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """`encode` for the handful of texts of a query (the query, its unmatched mentions): one model pass
+        when they fit one batch, every text padded to the longest one's length and the rows to a power of
+        two. A pass of a few short texts costs ≈ 5 ms of fixed overhead, and a query's mentions come in
+        several lengths, each its own pass under `encode`. Vectors equal `encode`'s to bfloat16 rounding."""
+        items = _check_texts(texts, type(self).__name__)
+        bs = self.batch_size if batch_size is None else _check_batch_size(batch_size)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+
+        def compute(todo: list[str]) -> np.ndarray:
+            return self._encode_by_length(todo, bs, False, one_pass=True)[0]
+
+        return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
+
     def encode_stable(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """`encode`, each vector a function of its text alone (and the batch size), whatever else the call
         holds: every forward pass has the same row count for a text length (`_encode_by_length`'s
@@ -533,7 +548,7 @@ class SentenceTransformerEmbedder:
 
     def _encode_by_length(
         self, texts: list[str], batch_size: int, show_progress: bool,
-        spans: list[list[tuple[int, int]]] | None = None, fixed_rows: bool = False,
+        spans: list[list[tuple[int, int]]] | None = None, fixed_rows: bool = False, one_pass: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Encode in batches of texts padded to the same fixed length (`padded_length`).
 
@@ -550,7 +565,8 @@ class SentenceTransformerEmbedder:
         The kernels a pass runs depend on its row count too (bfloat16 on AMX: a text embedded in a batch
         of 8 or of 64 differs by up to 6e-4 per component). `fixed_rows` gives every pass of a length the
         same row count, the last batch padded with copies of its first text, so a vector depends on its
-        text alone.
+        text alone. `one_pass` (`encode_few`) pads every text to the longest one's length instead, and a
+        pass's rows to the next power of two: fewest passes for a few texts, shapes still from a small set.
         """
         model = self._load()
         dim = self.dim
@@ -566,14 +582,17 @@ class SentenceTransformerEmbedder:
         offsets = enc.pop("offset_mapping", None)
         first_span = np.cumsum([0] + [len(row) for row in spans]) if spans is not None else None
         padded = np.asarray([padded_length(len(ids), max_len) for ids in enc["input_ids"]], dtype=np.int64)
+        if one_pass:
+            padded[:] = padded.max()
         order = np.argsort(padded, kind="stable")
         bounds = np.flatnonzero(np.diff(padded[order])) + 1
         batches = []  # per length: batches of 2^j texts (≤ batch_size, ≤ TOKENS_PER_BATCH tokens)
         pass_rows: dict[int, int] = {}  # with fixed_rows: every pass's row count, per padded length
         for run in np.split(order, bounds):
             cap = max(1, min(batch_size, TOKENS_PER_BATCH // int(padded[run[0]])))
-            if fixed_rows:
-                size = pass_rows[int(padded[run[0]])] = _fixed_rows(cap)
+            if fixed_rows or one_pass:
+                size = _fixed_rows(cap) if fixed_rows else min(_fixed_rows(cap), 1 << (len(run) - 1).bit_length())
+                pass_rows[int(padded[run[0]])] = size
                 batches.extend(run[a:a + size] for a in range(0, len(run), size))
             else:
                 batches.extend(run[a:b] for a, b in _pow2_chunks(len(run), cap))
@@ -581,7 +600,7 @@ class SentenceTransformerEmbedder:
 
         def forward(rows: np.ndarray) -> np.ndarray:
             length = int(padded[rows[0]])
-            if fixed_rows:
+            if length in pass_rows:
                 full = np.concatenate([rows, np.full(pass_rows[length] - len(rows), rows[0], dtype=rows.dtype)])
                 vecs, tokens = self._forward(model, tok, enc, full, length, spans is not None)
                 vecs = vecs[:len(rows)]

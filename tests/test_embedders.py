@@ -498,6 +498,34 @@ def test_encode_stable_vectors_depend_on_the_text_alone(precision: str) -> None:
     np.testing.assert_allclose((e.encode(texts) * whole).sum(axis=1), 1.0, atol=1e-4)  # the same embedding
 
 
+def test_encode_few_embeds_a_query_and_its_mentions_in_one_pass() -> None:
+    """Query time: texts of several token lengths go through one model pass (rows padded to a power of two),
+    not one pass per length as under `encode`; the vectors are `encode`'s to bfloat16 rounding. More texts
+    than a batch still take several passes."""
+    e = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=4)
+    texts = ["Mekong river", "Dutch East India Company", "UHF"]
+    passes: list[tuple[int, int]] = []
+    forward = e._forward
+
+    def counting(model, tok, enc, rows, length, tokens=False):
+        passes.append((len(rows), length))
+        return forward(model, tok, enc, rows, length, tokens)
+
+    e._forward = counting
+    few = e.encode_few(texts)
+    assert passes == [(4, max(p for _, p in passes))]  # one pass, 3 rows padded to 4
+    passes.clear()
+    plain = e.encode(texts)
+    assert len(passes) == 3  # three token lengths, three passes
+    np.testing.assert_allclose((few * plain).sum(axis=1), 1.0, atol=1e-4)
+    passes.clear()
+    many = [f"mention {i} of the river Vell" for i in range(6)] + texts
+    got = e.encode_few(many)
+    assert [r for r, _ in passes] == [4, 4, 4] and got.shape == (9, e.dim)  # the last pass padded too
+    np.testing.assert_allclose((got * e.encode(many)).sum(axis=1), 1.0, atol=1e-4)
+    assert e.encode_few([]).shape == (0, e.dim)
+
+
 @pytest.mark.slow
 def test_stable_vectors_are_cached_apart_from_query_time_ones(tmp_path: Path) -> None:
     """A cache a query filled (`encode`, other pass shapes: other bfloat16 bits) must not serve index-time
