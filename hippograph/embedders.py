@@ -440,16 +440,17 @@ class SentenceTransformerEmbedder:
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False,
-        fixed_rows: bool = False,
+        fixed_rows: bool = False, one_pass: bool = False,
     ) -> np.ndarray:
-        """Embed `texts` → float32 (n, dim), unit rows; batches of equal token count (see `_encode_by_length`)."""
+        """Embed `texts` → float32 (n, dim), unit rows; batches of equal token count (see `_encode_by_length`,
+        and `encode_stable` / `encode_few` for `fixed_rows` / `one_pass`)."""
         items = _check_texts(texts, type(self).__name__)
         bs = self.batch_size if batch_size is None else _check_batch_size(batch_size)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
 
         def compute(todo: list[str]) -> np.ndarray:
-            return self._encode_by_length(todo, bs, show_progress, fixed_rows=fixed_rows)[0]
+            return self._encode_by_length(todo, bs, show_progress, fixed_rows=fixed_rows, one_pass=one_pass)[0]
 
         cache = self._stable_cache(bs) if fixed_rows else self.cache
         return cache.encode_through(items, compute) if cache is not None else compute(items)
@@ -472,15 +473,7 @@ class SentenceTransformerEmbedder:
         when they fit one batch, every text padded to the longest one's length and the rows to a power of
         two. A pass of a few short texts costs ≈ 5 ms of fixed overhead, and a query's mentions come in
         several lengths, each its own pass under `encode`. Vectors equal `encode`'s to bfloat16 rounding."""
-        items = _check_texts(texts, type(self).__name__)
-        bs = self.batch_size if batch_size is None else _check_batch_size(batch_size)
-        if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
-
-        def compute(todo: list[str]) -> np.ndarray:
-            return self._encode_by_length(todo, bs, False, one_pass=True)[0]
-
-        return self.cache.encode_through(items, compute) if self.cache is not None else compute(items)
+        return self.encode(texts, batch_size=batch_size, one_pass=True)
 
     def encode_stable(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """`encode`, each vector a function of its text alone (and the batch size), whatever else the call
