@@ -30,7 +30,6 @@ import logging
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import time

@@ -273,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
                     help='query-time config overrides for the real index, as JSON (e.g. {"embedding_precision": "float32"})')
     ap.add_argument("--vectors", type=Path, default=None,
                     help="work folder for generated vector indexes: time vector search at every size on them")
-    ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "query_scale.md")
+    ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "query_scale.md",
+                    help="report file: this run's section goes on top, earlier runs' sections stay below it")
     args = ap.parse_args(argv)
+    history = args.out.read_text(encoding="utf-8") if args.out and args.out.is_file() else ""
     global clock
     clock = CLOCKS[args.clock]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -378,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text, encoding="utf-8")
+            args.out.write_text(text + ("\n---\n\n" + history if history.strip() else ""), encoding="utf-8")
 
     for n in [int(x) for x in args.sizes.split(",")]:
         rng = np.random.default_rng(n)
