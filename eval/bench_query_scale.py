@@ -442,8 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         hybrid = [base + v + b + p + f for v, b, p, f in zip(vec, t["bm25"], t["push"], t["fusion"])]
         hybrid_power = [base + np.median(vec) + np.median(t["bm25"]) + pw + np.median(t["fusion"]) for pw in t["power"]]
         rows.append(dict(n=n, ne=ne, nnz=nnz, gen_s=gen_s, t=t, edges=edges, hybrid=hybrid, vec=vec, vec_sizes=vec_sizes,
-                         hybrid_power=hybrid_power, overlap=overlap, load=os.getloadavg()[0],
-                         ))
+                         hybrid_power=hybrid_power, overlap=overlap, load=os.getloadavg()[0]))
         print(n, {key: round(pct(v, 50), 2) for key, v in t.items()}, "hybrid p50", round(pct(hybrid, 50), 1),
               flush=True)
         del resets

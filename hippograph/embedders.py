@@ -580,7 +580,7 @@ class SentenceTransformerEmbedder:
         order = np.argsort(padded, kind="stable")
         bounds = np.flatnonzero(np.diff(padded[order])) + 1
         batches = []  # per length: batches of 2^j texts (≤ batch_size, ≤ TOKENS_PER_BATCH tokens)
-        pass_rows: dict[int, int] = {}  # with fixed_rows: every pass's row count, per padded length
+        pass_rows: dict[int, int] = {}  # with fixed_rows / one_pass: every pass's row count, per padded length
         for run in np.split(order, bounds):
             cap = max(1, min(batch_size, TOKENS_PER_BATCH // int(padded[run[0]])))
             if fixed_rows or one_pass:

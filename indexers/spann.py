@@ -1392,7 +1392,10 @@ class VectorsById:
         return rows
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
-        rows = self._rows(ids)
+        return self._gather(self._rows(ids))
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """float32 vectors of `rows` (`_rows`' output), zeros where a row is -1."""
         ok = rows >= 0
         if ok.all():
             return np.asarray(self.vectors[rows], np.float32)
@@ -1407,7 +1410,7 @@ class VectorsById:
         rows = self._rows(ids)
         own = getattr(self.vectors, "rows_dot", None)
         if own is None or not (rows >= 0).all():
-            return np.asarray(self(ids) @ q, np.float32)
+            return np.asarray(self._gather(rows) @ q, np.float32)
         return own(rows, q)
 
 
