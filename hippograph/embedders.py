@@ -138,9 +138,11 @@ comes from running several single-threaded passes at once (`embedding_threads` o
 its own batch: Ray actors, a local build, an `add` and a query then compute identical vectors.
 Single-threaded passes also keep their pace on a busy machine, where a 2-thread pool waits on its
 descheduled thread (single-query p95 7.6 → 162 ms with one core busy elsewhere)."""
-TOKENS_PER_BATCH = 8192
-"""Token budget of one embedding batch (64 texts of 128 tokens): caps activation memory for long
-texts (attention is batch × heads × length²) without shrinking batches of short ones."""
+TOKENS_PER_BATCH = 2048
+"""Token budget of one embedding batch (16 texts of 128 tokens, 64 of up to 32): a pass's activations
+stay small enough for the allocator to reuse and the caches to hold. At 8192 every long pass got fresh
+pages from the kernel (400k minor page faults embedding MuSiQue's 1,930 passages) and ran 25 % slower
+(eval/results/write_path.md, session 26); batches of short texts keep their `batch_size` rows."""
 
 
 def _fixed_rows(cap: int) -> int:
@@ -357,7 +359,8 @@ class SentenceTransformerEmbedder:
             from .embedding_cache import EmbeddingCache
 
             # "|1t": vectors of single-threaded passes (FORWARD_THREADS); caches of older pool-sized passes differ
-            model_key = f"{self.backend}|{self.name}|{self.path}|{self.dim}|1t"
+            # "|b2048": passes of at most TOKENS_PER_BATCH tokens (the row count of a long text's pass changed)
+            model_key = f"{self.backend}|{self.name}|{self.path}|{self.dim}|1t|b{TOKENS_PER_BATCH}"
             if self.precision != "float32":  # near-identical vectors, but never mixed in one cache
                 model_key += f"|{self.precision}"
             self.cache = EmbeddingCache(cache_dir, model_key, self.dim)
