@@ -142,6 +142,16 @@ print(json.dumps({"wall": wall, "rss_self": resource.getrusage(resource.RUSAGE_S
 """
 
 
+def _checkout_env(code: str) -> dict[str, str]:
+    """The environment of a child running checkout `code` ("-": this one): its folder on PYTHONPATH, so
+    the processes the child spawns (the shard worker, the spaCy pool) import the same code (the child
+    runs in that folder too: `python -m` puts the working directory first)."""
+    env = dict(os.environ)
+    if code != "-":
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def _load() -> str:
     return open("/proc/loadavg").read().split()[0]
 
@@ -171,7 +181,8 @@ def compare_write_path(args: argparse.Namespace) -> int:
                 index = tmp / f"idx-{name}"
                 load_before = _load()
                 out = subprocess.run([sys.executable, "-c", CHILD, code, action, str(corpus), str(index),
-                                      args.embedder, str(args.jobs)], capture_output=True, text=True)
+                                      args.embedder, str(args.jobs)], capture_output=True, text=True,
+                                     env=_checkout_env(code), cwd=None if code == "-" else code)
                 if out.returncode != 0:
                     sys.stderr.write(out.stderr[-3000:])
                     raise SystemExit(f"{name} {action} failed")
